@@ -1,0 +1,353 @@
+"""The project's data: load and validate configs/*.toml (plus a user's overlay) into typed records.
+
+Every mistake is reported as one line naming the file, the field and what to write instead.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .settings import PROJECT_ROOT, Settings
+
+ORIGIN_KINDS = ("url", "debian-source", "local-file")
+EXPECTS = ("pass", "hang")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """One place a source file can come from, with the version and sha256 of the bytes found there."""
+
+    kind: str
+    sha256: str
+    version: str
+    filename: str
+    url: str = ""
+    path: str = ""
+    package: str = ""
+    package_version: str = ""
+    file: str = ""
+    component: str = "main"
+    hash_source: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "url":
+            return self.url
+        if self.kind == "local-file":
+            return f"{self.path} (Debian package {self.package} {self.package_version})".strip()
+        return f"Debian source package {self.package}: {self.file}"
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    version: str
+    sha256: str
+    filename: str
+    origins: tuple[Origin, ...]
+
+
+@dataclass(frozen=True)
+class QemuSpec:
+    machine: str
+    bios: str
+    memory: str
+    smp: int
+    extra_args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    base_config: str
+    template: Path
+    mmu: bool
+    elf_rules: str
+    kconfig: dict[str, Any]
+    fragments: tuple[Path, ...]
+    cmdline: str
+    qemu: QemuSpec
+
+
+@dataclass(frozen=True)
+class Language:
+    name: str
+    suffixes: tuple[str, ...]
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    cross_prefix: str
+    arch: str
+    qemu: str
+    languages: dict[str, Language]
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    description: str
+    language: str
+    sources: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class BootCase:
+    name: str
+    variant: str
+    program: str
+    must: tuple[str, ...]
+    must_not: tuple[str, ...]
+    timeout: float
+    expect: str
+    qemu_args: tuple[str, ...] = ()
+    cmdline: str = ""
+
+
+@dataclass(frozen=True)
+class Project:
+    settings: Settings
+    mirrors: tuple[str, ...]
+    sources: dict[str, Source]
+    toolchain: Toolchain
+    variants: dict[str, Variant]
+    programs: dict[str, Program]
+    boots: dict[str, BootCase] = field(default_factory=dict)
+
+
+class _Table:
+    """A TOML table that remembers where it came from, so errors can name file and field."""
+
+    def __init__(self, data: dict[str, Any], file: Path, where: str, base_dir: Path) -> None:
+        self.data, self.file, self.where, self.base_dir = data, file, where, base_dir
+
+    def _field(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def fail(self, key: str, problem: str) -> UserError:
+        return UserError(f"{_display(self.file)}: {self._field(key)}: {problem}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., hint: str = "") -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self.fail(key, f"missing{f' ({hint})' if hint else ''}")
+            return default
+        value = self.data[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            names = getattr(kind, "__name__", None) or str(kind).replace(" | ", " or ")
+            raise self.fail(key, f"expected {names}, found {value!r}")
+        return value
+
+    def strings(self, key: str, default: Any = ...) -> tuple[str, ...]:
+        values = self.get(key, list, default)
+        if not all(isinstance(v, str) for v in values):
+            raise self.fail(key, "expected a list of strings")
+        return tuple(values)
+
+    def table(self, key: str, default: Any = ...) -> _Table:
+        return _Table(self.get(key, dict, default), self.file, self._field(key), self.base_dir)
+
+    def choice(self, key: str, choices: tuple[str, ...], default: Any = ...) -> str:
+        value = self.get(key, str, default)
+        if value not in choices:
+            raise self.fail(key, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def path(self, value: str) -> Path:
+        return (self.base_dir / value).resolve()
+
+    def entries(self, key: str) -> list[tuple[str, _Table]]:
+        """The named sub-tables of `key`, each with its own origin kept (overlay entries point elsewhere)."""
+        tables = self.get(key, dict, {})
+        origins = self.data.get(f"__origin__{key}", {})
+        result = []
+        for name, value in tables.items():
+            if not isinstance(value, dict):
+                raise self.fail(f"{key}.{name}", "expected a table")
+            file, base_dir = origins.get(name, (self.file, self.base_dir))
+            result.append((name, _Table(value, file, f"{self._field(key)}.{name}", base_dir)))
+        return result
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"{_display(path)}: missing (restore it from git, or fix MMULAB_CONFIGS)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{_display(path)}: invalid TOML: {exc}") from None
+
+
+def _load(settings: Settings, name: str, collections: tuple[str, ...]) -> _Table:
+    """Load configs/<name>; the overlay's file of the same name adds or replaces named entries."""
+    path = settings.configs_dir / name
+    data = _read_toml(path)
+    overlay = settings.config_overlay / name if settings.config_overlay else None
+    if overlay and overlay.exists():
+        extra = _read_toml(overlay)
+        for key, value in extra.items():
+            if key in collections and isinstance(value, dict):
+                data.setdefault(key, {}).update(value)
+                origins = data.setdefault(f"__origin__{key}", {})
+                for entry in value:
+                    origins[entry] = (overlay, overlay.parent)
+            elif isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+    return _Table(data, path, "", settings.configs_dir.parent)
+
+
+def _sources(table: _Table) -> dict[str, Source]:
+    sources = {}
+    for name, entry in table.entries("sources"):
+        version = entry.get("version", str)
+        sha256 = entry.get("sha256", str)
+        filename = entry.get("filename", str)
+        hash_source = entry.get("hash_source", str, "unconfirmed")
+        origins = []
+        raw_origins = entry.get("origins", list, hint="a list of [[sources.NAME.origins]] tables")
+        for index, raw in enumerate(raw_origins):
+            origin = _Table(raw, entry.file, f"{entry.where}.origins[{index}]", entry.base_dir)
+            kind = origin.choice("kind", ORIGIN_KINDS)
+            required = {"url": ("url",), "local-file": ("path",), "debian-source": ("package", "file")}[kind]
+            values = {key: origin.get(key, str) for key in required}
+            optional = {k: origin.get(k, str, "") for k in ("package", "package_version") if k not in values}
+            origin_sha = origin.get("sha256", str, sha256)
+            origins.append(
+                Origin(
+                    kind=kind,
+                    sha256=_check_sha256(origin, origin_sha),
+                    version=origin.get("version", str, version),
+                    filename=origin.get("filename", str, values.get("file", filename)),
+                    component=origin.get("component", str, "main"),
+                    hash_source=origin.get("hash_source", str, hash_source),
+                    **values,
+                    **optional,
+                )
+            )
+        if not origins:
+            raise entry.fail("origins", "no origin listed (add at least one [[...origins]] table)")
+        sources[name] = Source(name, version, _check_sha256(entry, sha256), filename, tuple(origins))
+    return sources
+
+
+def _check_sha256(table: _Table, value: str) -> str:
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise table.fail("sha256", f"{value!r} is not a lowercase 64-digit sha256")
+    return value
+
+
+def _toolchain(table: _Table) -> Toolchain:
+    chain = table.table("toolchain")
+    languages = {
+        name: Language(name, lang.strings("suffixes"), lang.strings("flags"))
+        for name, lang in table.entries("languages")
+    }
+    return Toolchain(chain.get("cross_prefix", str), chain.get("arch", str), chain.get("qemu", str), languages)
+
+
+def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
+    variants = {}
+    for name, entry in table.entries("variants"):
+        qemu = entry.table("qemu")
+        kconfig = entry.get("kconfig", dict, {})
+        for symbol, value in kconfig.items():
+            if not isinstance(value, bool | int | str) or symbol.startswith("CONFIG_"):
+                raise entry.fail(f"kconfig.{symbol}", "write SYMBOL = true/false/number/\"string\" (no CONFIG_)")
+        fragments = [entry.path(p) for p in entry.strings("extra_fragments", ())]
+        if name in settings.user_fragments:
+            fragments.append(settings.user_fragments[name])
+        for fragment in fragments:
+            if not fragment.is_file():
+                raise entry.fail("extra_fragments", f"{fragment}: no such file (fix the path or the variable)")
+        template = settings.configs_dir / "kernel" / entry.get("template", str)
+        if not template.is_file():
+            raise entry.fail("template", f"{_display(template)}: no such template in configs/kernel/")
+        variants[name] = Variant(
+            name=name,
+            description=entry.get("description", str, ""),
+            base_config=entry.get("base_config", str, hint='e.g. base_config = "tinyconfig"'),
+            template=template,
+            mmu=entry.get("mmu", bool),
+            elf_rules=entry.choice("elf_rules", ("static-pie", "static")),
+            kconfig=kconfig,
+            fragments=tuple(fragments),
+            cmdline=entry.get("cmdline", str),
+            qemu=QemuSpec(
+                machine=qemu.get("machine", str),
+                bios=qemu.get("bios", str, "default"),
+                memory=qemu.get("memory", str, "128M"),
+                smp=qemu.get("smp", int, 1),
+                extra_args=qemu.strings("extra_args", ()),
+            ),
+        )
+    return variants
+
+
+def _programs(table: _Table, toolchain: Toolchain) -> dict[str, Program]:
+    programs = {}
+    for name, entry in table.entries("programs"):
+        language = entry.choice("language", tuple(toolchain.languages))
+        sources = tuple(entry.path(p) for p in entry.strings("sources"))
+        if not sources:
+            raise entry.fail("sources", "empty (name at least one source file)")
+        for source in sources:
+            if not source.is_file():
+                raise entry.fail("sources", f"{source}: no such file")
+        programs[name] = Program(name, entry.get("description", str, ""), language, sources)
+    return programs
+
+
+def _boots(table: _Table, variants: dict[str, Variant], programs: dict[str, Program]) -> dict[str, BootCase]:
+    defaults = table.table("defaults", {})
+    boots = {}
+    for name, entry in table.entries("boots"):
+        variant = entry.get("variant", str)
+        if variant not in variants:
+            raise entry.fail("variant", f"{variant!r} is not a variant in configs/variants.toml")
+        program = entry.get("program", str)
+        if program not in programs:
+            raise entry.fail("program", f"{program!r} is not a program in configs/programs.toml")
+        timeout = entry.get("timeout", int | float, defaults.get("timeout", int | float, 60))
+        if timeout <= 0:
+            raise entry.fail("timeout", "must be a positive number of seconds")
+        boots[name] = BootCase(
+            name=name,
+            variant=variant,
+            program=program,
+            must=entry.strings("must", ()),
+            must_not=entry.strings("must_not", defaults.strings("must_not", ())),
+            timeout=float(timeout),
+            expect=entry.choice("expect", EXPECTS, defaults.choice("expect", EXPECTS, "pass")),
+            qemu_args=entry.strings("qemu_args", ()),
+            cmdline=entry.get("cmdline", str, ""),
+        )
+        if boots[name].expect == "pass" and not boots[name].must:
+            raise entry.fail("must", "a boot expected to pass needs at least one line it must print")
+    return boots
+
+
+def load_project(settings: Settings | None = None) -> Project:
+    """Read and check every configs/*.toml file; raise UserError on the first mistake."""
+    settings = settings or Settings.from_environment()
+    sources_table = _load(settings, "sources.toml", ("sources",))
+    toolchain = _toolchain(_load(settings, "toolchain.toml", ("languages",)))
+    variants = _variants(_load(settings, "variants.toml", ("variants",)), settings)
+    programs = _programs(_load(settings, "programs.toml", ("programs",)), toolchain)
+    boots = _boots(_load(settings, "boots.toml", ("boots",)), variants, programs)
+    mirrors = settings.mirrors + sources_table.table("mirrors", {}).strings("urls", ())
+    return Project(settings, mirrors, _sources(sources_table), toolchain, variants, programs, boots)

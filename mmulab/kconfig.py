@@ -1,0 +1,221 @@
+"""Kernel configuration: render a variant's fragment, merge it onto a base config, and prove it survived.
+
+Like kunit's kunitconfig handling: the fragment is the contract. After olddefconfig, every option it
+asked for must hold in the final .config; a dropped one fails by name, with the `depends on` of its
+Kconfig entry and the current values of the symbols in it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import jinja2
+
+from .configdata import Toolchain, Variant
+from .errors import UserError
+from .shell import run_logged
+
+_LINE_SET = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
+_LINE_UNSET = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
+_RAW_VALUE = re.compile(r"^(y|m|n|0x[0-9a-fA-F]+)$")
+
+
+def kconfig_line(symbol: str, value: bool | int | str) -> str:
+    """One .config line for a Kconfig symbol given as TOML data."""
+    if value is True:
+        return f"CONFIG_{symbol}=y"
+    if value is False:
+        return f"# CONFIG_{symbol} is not set"
+    if isinstance(value, int) or _RAW_VALUE.match(value):
+        return f"CONFIG_{symbol}={value}"
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'CONFIG_{symbol}="{escaped}"'
+
+
+def render_fragment(variant: Variant) -> str:
+    """The variant's template rendered with its data, followed by its extra fragments, in merge order."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(variant.template.parent),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["kconfig_line"] = kconfig_line
+    try:
+        text = env.get_template(variant.template.name).render(
+            name=variant.name,
+            base_config=variant.base_config,
+            mmu=variant.mmu,
+            cmdline=variant.cmdline,
+            kconfig=variant.kconfig,
+        )
+    except jinja2.TemplateError as exc:
+        where = f"{variant.template}:{getattr(exc, 'lineno', '?')}"
+        raise UserError(f"{where}: template error: {exc} (variant {variant.name})") from None
+    parse_config(text, str(variant.template))
+    for fragment in variant.fragments:
+        body = fragment.read_text()
+        parse_config(body, str(fragment))
+        text += f"\n# --- {fragment} ---\n{body}"
+    return text
+
+
+def parse_config(text: str, where: str = ".config") -> dict[str, str]:
+    """Symbol -> value ('n' for "is not set"); later lines win, as in Kconfig. Junk lines are an error."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if match := _LINE_SET.match(line):
+            values[match.group(1)] = match.group(2)
+        elif match := _LINE_UNSET.match(line):
+            values[match.group(1)] = "n"
+        elif line and not line.startswith("#"):
+            raise UserError(f"{where}:{number}: not a Kconfig line: {line!r} (write CONFIG_X=y or '# CONFIG_X is not set')")
+    return values
+
+
+def make_args(source: Path, objdir: Path, toolchain: Toolchain) -> list[str]:
+    return ["make", "-C", str(source), f"O={objdir}", f"ARCH={toolchain.arch}", f"CROSS_COMPILE={toolchain.cross_prefix}"]
+
+
+def configure(source: Path, objdir: Path, variant: Variant, toolchain: Toolchain, fragment: str, log: Path) -> str:
+    """Produce a verified .config in `objdir` from the variant's base config and fragment; return its text."""
+    objdir.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    base = make_args(source, objdir, toolchain)
+    run_logged([*base, variant.base_config], log, f"kernel config {variant.name}: make {variant.base_config}")
+    config_path = objdir / ".config"
+    with config_path.open("a") as handle:
+        handle.write("\n# --- mmulab fragment ---\n" + fragment)
+    run_logged([*base, "olddefconfig"], log, f"kernel config {variant.name}: make olddefconfig")
+    final_text = config_path.read_text()
+    problems = verify(parse_config(fragment, "fragment"), parse_config(final_text), source)
+    if problems:
+        raise UserError(
+            f"kernel config {variant.name}: {len(problems)} requested option(s) did not survive olddefconfig:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
+    return final_text
+
+
+def _shown(symbol: str, value: str | None) -> str:
+    return f"# CONFIG_{symbol} is not set" if value in (None, "n") else f"CONFIG_{symbol}={value}"
+
+
+def verify(requested: dict[str, str], final: dict[str, str], source: Path | None) -> list[str]:
+    """One message per requested option the final config does not hold (missing counts as 'n')."""
+    problems = []
+    for symbol, want in requested.items():
+        got = final.get(symbol, "n")
+        if got != want:
+            message = f"{_shown(symbol, want)} requested, but the final .config has {_shown(symbol, final.get(symbol))}"
+            if source is not None:
+                message += explain(source, symbol, final)
+            problems.append(message)
+    return problems
+
+
+_ENTRY_END = re.compile(r"^\s*(config|menuconfig|choice|endchoice|menu|endmenu|if|endif|source|comment)\b")
+
+
+def _kconfig_files(source: Path):
+    for root, dirs, files in os.walk(source):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if name.startswith("Kconfig"):
+                yield Path(root) / name
+
+
+def find_entries(source: Path, symbol: str) -> list[tuple[Path, int, list[str]]]:
+    """Every `config SYMBOL` entry in the tree: (file, line, its `depends on` expressions)."""
+    start = re.compile(rf"^\s*(menu)?config\s+{re.escape(symbol)}\s*$")
+    entries = []
+    for file in _kconfig_files(source):
+        lines = file.read_text(errors="replace").splitlines()
+        for index, line in enumerate(lines):
+            if start.match(line):
+                depends = []
+                for body in lines[index + 1 :]:
+                    if _ENTRY_END.match(body):
+                        break
+                    if match := re.match(r"^\s*depends\s+on\s+(.+?)\s*$", body):
+                        depends.append(match.group(1))
+                entries.append((file, index + 1, depends))
+    return entries
+
+
+def explain(source: Path, symbol: str, final: dict[str, str]) -> str:
+    """Why a symbol could not take its value: its unmet `depends on`, or that it does not exist."""
+    entries = find_entries(source, symbol)
+    if not entries:
+        return " (no such Kconfig symbol in this kernel: a typo, or an option of another version?)"
+    notes = []
+    for file, line, depends in entries:
+        for expression in depends:
+            if evaluate(expression, final) == 0:
+                symbols = sorted(set(re.findall(r"\b[A-Z][A-Z0-9_]*\b", expression)))
+                values = ", ".join(f"{s}={final.get(s, 'n')}" for s in symbols)
+                notes.append(f"unmet 'depends on {expression}' at {file.relative_to(source)}:{line} ({values})")
+    return f"; {'; '.join(notes)}" if notes else ""
+
+
+_TOKEN = re.compile(r'\s*(\|\||&&|!=|<=|>=|[!()=<>]|"[^"]*"|[A-Za-z0-9_]+)')
+
+
+def evaluate(expression: str, values: dict[str, str]) -> int:
+    """Kconfig tristate logic (n=0, m=1, y=2) over the final .config values."""
+    tokens = _TOKEN.findall(expression)
+    position = 0
+
+    def peek() -> str | None:
+        return tokens[position] if position < len(tokens) else None
+
+    def take() -> str:
+        nonlocal position
+        position += 1
+        return tokens[position - 1]
+
+    def value_of(token: str) -> str:
+        if token.startswith('"'):
+            return token[1:-1]
+        return token if token in ("y", "m", "n") else values.get(token, "n")
+
+    def tristate(value: str) -> int:
+        return {"y": 2, "m": 1}.get(value, 0)
+
+    def primary() -> int:
+        token = take()
+        if token == "!":
+            return 2 - primary()
+        if token == "(":
+            result = disjunction()
+            take()
+            return result
+        if peek() in ("=", "!=", "<", ">", "<=", ">="):
+            operator, right = take(), value_of(take())
+            left = value_of(token)
+            equal = left == right
+            return 2 if {"=": equal, "!=": not equal}.get(operator, False) else 0
+        return tristate(value_of(token))
+
+    def conjunction() -> int:
+        result = primary()
+        while peek() == "&&":
+            take()
+            result = min(result, primary())
+        return result
+
+    def disjunction() -> int:
+        result = conjunction()
+        while peek() == "||":
+            take()
+            result = max(result, conjunction())
+        return result
+
+    try:
+        return disjunction()
+    except IndexError:
+        return 2
