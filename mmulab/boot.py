@@ -22,7 +22,12 @@ EXCERPT_BEFORE, EXCERPT_AFTER = 8, 25
 
 
 def qemu_command(
-    toolchain: Toolchain, variant: Variant, kernel: Path, initrd: Path, case: BootCase | None, interactive: bool
+    toolchain: Toolchain,
+    variant: Variant,
+    kernel: Path,
+    initrd: Path,
+    case: BootCase | None,
+    interactive: bool,
 ) -> list[str]:
     """The QEMU command line: variant's machine, then the case's own options (e.g. -cpu rv64,mmu=off)."""
     spec = variant.qemu
@@ -56,8 +61,10 @@ class Verdict:
         return asdict(self)
 
     def summary(self) -> str:
-        head = f"boot {self.case}: {'PASS' if self.passed else 'FAIL'} (expected {self.expected}, observed " \
-               f"{self.observed}, {self.seconds:.1f} s)"
+        head = (
+            f"boot {self.case}: {'PASS' if self.passed else 'FAIL'} (expected {self.expected}, observed "
+            f"{self.observed}, {self.seconds:.1f} s)"
+        )
         if self.passed:
             return head
         detail = f"{head}: {self.reason}\nconsole log: {self.log}"
@@ -65,19 +72,21 @@ class Verdict:
 
 
 def _excerpt(lines: list[str], index: int | None) -> str:
-    if index is None:
-        chosen = lines[-EXCERPT_AFTER:]
-    else:
-        chosen = lines[max(0, index - EXCERPT_BEFORE) : index + EXCERPT_AFTER]
+    start = len(lines) - EXCERPT_AFTER if index is None else index - EXCERPT_BEFORE
+    chosen = lines[max(0, start) : start + EXCERPT_BEFORE + EXCERPT_AFTER]
     return "\n".join(f"  | {line}" for line in chosen)
 
 
-def judge(case: BootCase, lines: list[str], timed_out: bool, exit_code: int | None, seconds: float,
-          log: Path | None = None) -> Verdict:
+def judge(
+    case: BootCase,
+    lines: list[str],
+    timed_out: bool,
+    exit_code: int | None,
+    seconds: float,
+    log: Path | None = None,
+) -> Verdict:
     """Compare a console log with the case's expectations; pure, so recorded logs can be judged in tests."""
-    forbidden_at = next(
-        (i for i, line in enumerate(lines) if any(bad in line for bad in case.must_not)), None
-    )
+    forbidden_at = next((i for i, line in enumerate(lines) if any(bad in line for bad in case.must_not)), None)
     missing, position = [], 0
     for wanted in case.must:
         found = next((i for i in range(position, len(lines)) if wanted in lines[i]), None)
@@ -105,8 +114,19 @@ def judge(case: BootCase, lines: list[str], timed_out: bool, exit_code: int | No
     else:
         passed = observed == "pass"
     excerpt = "" if passed else _excerpt(lines, forbidden_at)
-    return Verdict(case.name, case.variant, case.program, case.expect, observed, passed, round(seconds, 2),
-                   "" if passed else reason, excerpt, missing, str(log or ""))
+    return Verdict(
+        case.name,
+        case.variant,
+        case.program,
+        case.expect,
+        observed,
+        passed,
+        round(seconds, 2),
+        "" if passed else reason,
+        excerpt,
+        missing,
+        str(log or ""),
+    )
 
 
 def run_captured(command: list[str], case: BootCase, log: Path) -> Verdict:
@@ -115,7 +135,11 @@ def run_captured(command: list[str], case: BootCase, log: Path) -> Verdict:
     started = time.monotonic()
     deadline = started + case.timeout
     process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     assert process.stdout is not None
     os.set_blocking(process.stdout.fileno(), False)
@@ -158,8 +182,14 @@ def run_captured(command: list[str], case: BootCase, log: Path) -> Verdict:
     selector.close()
     process.stdout.close()
     forbidden = any(bad in line for line in lines for bad in case.must_not)
-    return judge(case, lines, timed_out and not forbidden, None if timed_out else exit_code,
-                 time.monotonic() - started, log)
+    return judge(
+        case,
+        lines,
+        timed_out and not forbidden,
+        None if timed_out else exit_code,
+        time.monotonic() - started,
+        log,
+    )
 
 
 def run_interactive(command: list[str]) -> int:

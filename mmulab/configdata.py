@@ -215,7 +215,7 @@ def _sources(table: _Table) -> dict[str, Source]:
     sources = {}
     for name, entry in table.entries("sources"):
         version = entry.get("version", str)
-        sha256 = entry.get("sha256", str)
+        sha256 = _check_sha256(entry, entry.get("sha256", str))
         filename = entry.get("filename", str)
         hash_source = entry.get("hash_source", str, "unconfirmed")
         origins = []
@@ -241,7 +241,7 @@ def _sources(table: _Table) -> dict[str, Source]:
             )
         if not origins:
             raise entry.fail("origins", "no origin listed (add at least one [[...origins]] table)")
-        sources[name] = Source(name, version, _check_sha256(entry, sha256), filename, tuple(origins))
+        sources[name] = Source(name, version, sha256, filename, tuple(origins))
     return sources
 
 
@@ -267,7 +267,7 @@ def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
         kconfig = entry.get("kconfig", dict, {})
         for symbol, value in kconfig.items():
             if not isinstance(value, bool | int | str) or symbol.startswith("CONFIG_"):
-                raise entry.fail(f"kconfig.{symbol}", "write SYMBOL = true/false/number/\"string\" (no CONFIG_)")
+                raise entry.fail(f"kconfig.{symbol}", 'write SYMBOL = true/false/number/"string" (no CONFIG_)')
         fragments = [entry.path(p) for p in entry.strings("extra_fragments", ())]
         if name in settings.user_fragments:
             fragments.append(settings.user_fragments[name])

@@ -73,12 +73,21 @@ def parse_config(text: str, where: str = ".config") -> dict[str, str]:
         elif match := _LINE_UNSET.match(line):
             values[match.group(1)] = "n"
         elif line and not line.startswith("#"):
-            raise UserError(f"{where}:{number}: not a Kconfig line: {line!r} (write CONFIG_X=y or '# CONFIG_X is not set')")
+            raise UserError(
+                f"{where}:{number}: not a Kconfig line: {line!r} (write CONFIG_X=y or '# CONFIG_X is not set')"
+            )
     return values
 
 
 def make_args(source: Path, objdir: Path, toolchain: Toolchain) -> list[str]:
-    return ["make", "-C", str(source), f"O={objdir}", f"ARCH={toolchain.arch}", f"CROSS_COMPILE={toolchain.cross_prefix}"]
+    return [
+        "make",
+        "-C",
+        str(source),
+        f"O={objdir}",
+        f"ARCH={toolchain.arch}",
+        f"CROSS_COMPILE={toolchain.cross_prefix}",
+    ]
 
 
 def configure(source: Path, objdir: Path, variant: Variant, toolchain: Toolchain, fragment: str, log: Path) -> str:

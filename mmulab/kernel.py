@@ -24,12 +24,30 @@ def reproducible_env(source_date_epoch: int) -> dict[str, str]:
 
 
 def build(
-    source: Path, objdir: Path, outdir: Path, toolchain: Toolchain, jobs: int, epoch: int, log: Path, label: str
+    source: Path,
+    config: Path,
+    objdir: Path,
+    outdir: Path,
+    toolchain: Toolchain,
+    jobs: int,
+    epoch: int,
+    log: Path,
+    label: str,
 ) -> None:
-    """Run make in `objdir` (log to `log`) and copy the outputs into `outdir` (each replaced atomically)."""
+    """Build with the verified `config` in `objdir` (log to `log`); copy the outputs into `outdir` atomically.
+
+    The verified config is put back first: a failed kconfig attempt may have left another .config behind.
+    """
     log.unlink(missing_ok=True)
-    run_logged([*make_args(source, objdir, toolchain), f"-j{jobs}", "Image"], log, f"kernel build {label}",
-               env=reproducible_env(epoch))
+    current = objdir / ".config"
+    if not current.is_file() or current.read_bytes() != config.read_bytes():
+        shutil.copyfile(config, current)
+    run_logged(
+        [*make_args(source, objdir, toolchain), f"-j{jobs}", "Image"],
+        log,
+        f"kernel build {label}",
+        env=reproducible_env(epoch),
+    )
     outdir.mkdir(parents=True, exist_ok=True)
     for name, relative in OUTPUTS.items():
         tmp = outdir / f".{name}.tmp"

@@ -98,8 +98,9 @@ def _versions(project: Project) -> dict[str, str]:
 def _tree_fingerprint(tree: Path) -> str:
     """A user's kernel tree: git HEAD plus a hash of uncommitted changes; not a git tree: always rebuild."""
     try:
-        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         diff = subprocess.run(["git", "-C", str(tree), "diff", "HEAD"], capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return ""
@@ -120,8 +121,10 @@ def do_fetch(project: Project, name: str, record: Path) -> None:
 def do_extract(fetched_record: Path, tree: Path, record: Path) -> None:
     fetched = sources.Fetched.read(fetched_record)
     sources.extract(Path(fetched.path), tree)
-    sources.write_atomic(record, json.dumps({"tree": str(tree), "sha256": fetched.sha256,
-                                             "version": fetched.version}, indent=2) + "\n")
+    sources.write_atomic(
+        record,
+        json.dumps({"tree": str(tree), "sha256": fetched.sha256, "version": fetched.version}, indent=2) + "\n",
+    )
 
 
 @user_errors
@@ -142,8 +145,17 @@ def do_kernel(project: Project, variant: str, tree: Path) -> None:
     work = layout.kernel_dir(variant)
     settings = project.settings
     print(f"kernel {variant}: make -j{settings.jobs} Image (log: {work / 'build.log'})")
-    kernel.build(tree, work / "obj", work / "out", project.toolchain, settings.jobs, settings.source_date_epoch,
-                 work / "build.log", variant)
+    kernel.build(
+        tree,
+        work / "config",
+        work / "obj",
+        work / "out",
+        project.toolchain,
+        settings.jobs,
+        settings.source_date_epoch,
+        work / "build.log",
+        variant,
+    )
 
 
 @user_errors
@@ -160,9 +172,14 @@ def do_initramfs(project: Project, variant: str, program: str, binary: Path, out
 
 def _boot_command(project: Project, case: BootCase, interactive: bool) -> list[str]:
     layout = Layout(project)
-    return boot.qemu_command(project.toolchain, project.variants[case.variant],
-                             layout.kernel_output(case.variant), layout.image(case.variant, case.program),
-                             case, interactive)
+    return boot.qemu_command(
+        project.toolchain,
+        project.variants[case.variant],
+        layout.kernel_output(case.variant),
+        layout.image(case.variant, case.program),
+        case,
+        interactive,
+    )
 
 
 @user_errors
@@ -194,14 +211,18 @@ def _fetch_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     for name, source in project.sources.items():
         pins = [(o.kind, o.url or o.path or o.file, o.sha256) for o in source.origins]
         yield {
-            "basename": "fetch", "name": name, "doc": f"download {name} {source.version} (sha256-checked)",
+            "basename": "fetch",
+            "name": name,
+            "doc": f"download {name} {source.version} (sha256-checked)",
             "actions": [(do_fetch, [project, name, layout.fetched(name)])],
             "targets": [layout.fetched(name)],
             "uptodate": [config_changed(_key(pins))],
             "clean": True,
         }
         yield {
-            "basename": "extract", "name": name, "doc": f"unpack {name} into the build directory",
+            "basename": "extract",
+            "name": name,
+            "doc": f"unpack {name} into the build directory",
             "actions": [(do_extract, [layout.fetched(name), layout.tree(name), layout.extracted(name)])],
             "file_dep": [layout.fetched(name)],
             "targets": [layout.extracted(name)],
@@ -218,15 +239,20 @@ def _kernel_tasks(project: Project, layout: Layout) -> Iterator[Task]:
         verified = layout.kernel_dir(name) / "config"
         fragment = kconfig.render_fragment(variant)
         yield {
-            "basename": "kconfig", "name": name, "doc": f"render, merge and verify the {name} kernel config",
+            "basename": "kconfig",
+            "name": name,
+            "doc": f"render, merge and verify the {name} kernel config",
             "actions": [(do_kconfig, [project, name, tree, verified])],
             "file_dep": tree_dep,
             "targets": [verified],
-            "uptodate": [config_changed(_key(fragment, variant.base_config, str(tree), tree_key,
-                                             versions["compiler"]))],
+            "uptodate": [
+                config_changed(_key(fragment, variant.base_config, str(tree), tree_key, versions["compiler"]))
+            ],
         }
         kernel_task: Task = {
-            "basename": "kernel", "name": name, "doc": f"build the {name} kernel Image",
+            "basename": "kernel",
+            "name": name,
+            "doc": f"build the {name} kernel Image",
             "actions": [(do_kernel, [project, name, tree])],
             "file_dep": [*tree_dep, verified],
             "targets": [layout.kernel_output(name, output) for output in kernel.OUTPUTS],
@@ -242,24 +268,33 @@ def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     for name, program in project.programs.items():
         output = layout.program(name)
         yield {
-            "basename": "program", "name": name, "doc": f"cross-compile {name} ({program.language})",
+            "basename": "program",
+            "name": name,
+            "doc": f"cross-compile {name} ({program.language})",
             "actions": [(do_program, [project, name, output])],
             "file_dep": list(program.sources),
             "targets": [output],
-            "uptodate": [config_changed(_key(toolchain.compile_command(program, project.toolchain, output),
-                                             compiler))],
+            "uptodate": [config_changed(_key(toolchain.compile_command(program, project.toolchain, output), compiler))],
         }
     images = sorted({(case.variant, case.program) for case in project.boots.values()})
     for variant, program in images:
         output = layout.image(variant, program)
         yield {
-            "basename": "initramfs", "name": f"{program}-{variant}",
+            "basename": "initramfs",
+            "name": f"{program}-{variant}",
             "doc": f"check and pack {program} as /init for {variant}",
             "actions": [(do_initramfs, [project, variant, program, layout.program(program), output])],
             "file_dep": [layout.program(program)],
             "targets": [output],
-            "uptodate": [config_changed(_key(project.variants[variant].elf_rules,
-                                             project.settings.source_date_epoch, "initramfs-v1"))],
+            "uptodate": [
+                config_changed(
+                    _key(
+                        project.variants[variant].elf_rules,
+                        project.settings.source_date_epoch,
+                        "initramfs-v1",
+                    )
+                )
+            ],
         }
 
 
@@ -268,7 +303,9 @@ def _boot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     for name, case in project.boots.items():
         command = _boot_command(project, case, False)
         yield {
-            "basename": "smoke", "name": name, "doc": f"boot {case.program} on {case.variant} and judge the console",
+            "basename": "smoke",
+            "name": name,
+            "doc": f"boot {case.program} on {case.variant} and judge the console",
             "actions": [(do_smoke, [project, name])],
             "file_dep": [layout.kernel_output(case.variant), layout.image(case.variant, case.program)],
             "targets": [layout.verdict(name)],
@@ -276,7 +313,9 @@ def _boot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
             "verbosity": 2,
         }
         yield {
-            "basename": "console", "name": name, "doc": f"boot {case.program} on {case.variant} on this terminal",
+            "basename": "console",
+            "name": name,
+            "doc": f"boot {case.program} on {case.variant} on this terminal",
             "actions": [(do_run, [project, name])],
             "file_dep": [layout.kernel_output(case.variant), layout.image(case.variant, case.program)],
             "uptodate": [False],
@@ -285,19 +324,28 @@ def _boot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     for variant in project.variants:
         cases = [name for name, case in project.boots.items() if case.variant == variant]
         yield {
-            "basename": "boot", "name": variant, "doc": f"build and boot-smoke every {variant} case (cached)",
-            "actions": None, "task_dep": [f"smoke:{name}" for name in cases],
+            "basename": "boot",
+            "name": variant,
+            "doc": f"build and boot-smoke every {variant} case (cached)",
+            "actions": None,
+            "task_dep": [f"smoke:{name}" for name in cases],
         }
         if cases:
             yield {
-                "basename": "console", "name": variant, "doc": f"boot {cases[0]} on this terminal",
+                "basename": "console",
+                "name": variant,
+                "doc": f"boot {cases[0]} on this terminal",
                 "actions": [(do_run, [project, cases[0]])],
-                "file_dep": [layout.kernel_output(variant), layout.image(variant, project.boots[cases[0]].program)],
+                "file_dep": [
+                    layout.kernel_output(variant),
+                    layout.image(variant, project.boots[cases[0]].program),
+                ],
                 "uptodate": [False],
                 "verbosity": 2,
             }
     yield {
-        "basename": "all", "doc": "fetch and build everything, then boot every case",
+        "basename": "all",
+        "doc": "fetch and build everything, then boot every case",
         "actions": None,
         "task_dep": [f"fetch:{name}" for name in project.sources] + [f"boot:{v}" for v in project.variants],
     }
@@ -322,15 +370,24 @@ def doit_task_functions(project: Project) -> dict[str, Callable[[], Any]]:
     for basename, tasks in _grouped(project).items():
         bodies = [{k: v for k, v in task.items() if k != "basename"} for task in tasks]
         if len(bodies) == 1 and "name" not in bodies[0]:
+
             def create(body: Task = bodies[0]) -> Task:
                 return body
         else:
+
             def create(bodies: list[Task] = bodies) -> Iterator[Task]:
                 yield from bodies
+
         create.__doc__ = {
-            "fetch": "download pinned sources", "extract": "unpack sources", "kconfig": "kernel configs",
-            "kernel": "kernel builds", "program": "init programs", "initramfs": "initramfs images",
-            "smoke": "boot smoke cases (cached)", "console": "interactive boots", "boot": "boot a variant's cases",
+            "fetch": "download pinned sources",
+            "extract": "unpack sources",
+            "kconfig": "kernel configs",
+            "kernel": "kernel builds",
+            "program": "init programs",
+            "initramfs": "initramfs images",
+            "smoke": "boot smoke cases (cached)",
+            "console": "interactive boots",
+            "boot": "boot a variant's cases",
             "all": "everything",
         }.get(basename, basename)
         creators[f"task_{basename}"] = create

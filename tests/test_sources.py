@@ -1,0 +1,201 @@
+"""Fetching against a real local HTTP server, the offline fallbacks, and safe extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from conftest import LocalServer, make_project
+
+from mmulab import sources
+from mmulab.configdata import Origin, Project, Source
+from mmulab.errors import UserError
+
+PAYLOAD = os.urandom(300_000)
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMULAB_FETCH_RETRIES", "1")
+    monkeypatch.setenv("MMULAB_FETCH_BACKOFF", "0")
+
+
+def project_with(
+    tmp_path: Path, origins: list[Origin], mirrors: tuple[str, ...] = (), apt_sources: tuple[Path, ...] = ()
+) -> Project:
+    project = make_project(tmp_path / "build", download_dir=tmp_path / "dl", mirrors=(), apt_sources=apt_sources)
+    source = Source("demo", "1.0", PAYLOAD_SHA, "demo-1.0.tar", tuple(origins))
+    return replace(project, sources={"demo": source}, mirrors=mirrors)
+
+
+def url_origin(url: str, sha256: str = PAYLOAD_SHA) -> Origin:
+    return Origin(kind="url", url=url, sha256=sha256, version="1.0", filename="demo-1.0.tar")
+
+
+def leftovers(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "dl").rglob("*") if p.is_file())
+
+
+def test_good_file_is_verified_and_cached(tmp_path: Path, http_server: LocalServer) -> None:
+    (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD)
+    project = project_with(tmp_path, [url_origin(f"{http_server.url}/demo-1.0.tar")])
+    fetched = sources.fetch(project, "demo")
+    assert Path(fetched.path).read_bytes() == PAYLOAD
+    assert fetched.origin == f"{http_server.url}/demo-1.0.tar"
+    assert leftovers(tmp_path) == ["demo-1.0.tar"]
+    again = sources.fetch(project, "demo")
+    assert again.origin == "download cache"
+    assert http_server.hits == ["/demo-1.0.tar"]
+
+
+def test_wrong_sha256_is_rejected_and_nothing_is_kept(tmp_path: Path, http_server: LocalServer) -> None:
+    (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD + b"tampered")
+    project = project_with(tmp_path, [url_origin(f"{http_server.url}/demo-1.0.tar")])
+    with pytest.raises(UserError, match=r"sha256 mismatch: got [0-9a-f]{64}, pinned " + PAYLOAD_SHA):
+        sources.fetch(project, "demo")
+    assert leftovers(tmp_path) == []
+
+
+def test_404_names_the_origin(tmp_path: Path, http_server: LocalServer) -> None:
+    project = project_with(tmp_path, [url_origin(f"{http_server.url}/missing.tar")])
+    with pytest.raises(UserError) as error:
+        sources.fetch(project, "demo")
+    assert f"{http_server.url}/missing.tar: HTTP 404" in str(error.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_truncated_transfer_is_retried_then_reported(tmp_path: Path, http_server: LocalServer) -> None:
+    (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD)
+    project = project_with(tmp_path, [url_origin(f"{http_server.url}/truncated/demo-1.0.tar")])
+    with pytest.raises(UserError, match=r"truncated.*after 2 attempts"):
+        sources.fetch(project, "demo")
+    assert http_server.hits == ["/truncated/demo-1.0.tar"] * 2
+    assert leftovers(tmp_path) == []
+
+
+def test_mirror_is_tried_before_upstream(tmp_path: Path, http_server: LocalServer) -> None:
+    mirror = http_server.root / "mirror"
+    mirror.mkdir()
+    (mirror / "demo-1.0.tar").write_bytes(PAYLOAD)
+    (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD)
+    project = project_with(
+        tmp_path, [url_origin(f"{http_server.url}/demo-1.0.tar")], mirrors=(f"{http_server.url}/mirror/",)
+    )
+    fetched = sources.fetch(project, "demo")
+    assert fetched.origin == f"{http_server.url}/mirror/demo-1.0.tar"
+    assert http_server.hits == ["/mirror/demo-1.0.tar"]
+
+
+def test_falls_through_to_the_next_origin_and_lists_every_failure(tmp_path: Path, http_server: LocalServer) -> None:
+    origins = [
+        url_origin("http://no-such-host.invalid/demo-1.0.tar"),
+        url_origin(f"{http_server.url}/gone.tar"),
+        Origin(
+            kind="local-file",
+            path=str(tmp_path / "absent.tar"),
+            package="demo-source",
+            package_version="1.0-1",
+            sha256=PAYLOAD_SHA,
+            version="1.0",
+            filename="demo-1.0.tar",
+        ),
+    ]
+    project = project_with(tmp_path, origins, mirrors=(f"{http_server.url}/mirror",))
+    with pytest.raises(UserError) as error:
+        sources.fetch(project, "demo")
+    lines = str(error.value).splitlines()
+    assert lines[0] == "source 'demo': every origin failed:"
+    assert any("no-such-host.invalid/demo-1.0.tar: cannot resolve host" in line for line in lines)
+    assert any("/gone.tar: HTTP 404" in line for line in lines)
+    assert any("/mirror/demo-1.0.tar: HTTP 404" in line for line in lines)
+    assert any("absent.tar: no such file; install demo-source=1.0-1" in line for line in lines)
+
+    (tmp_path / "absent.tar").write_bytes(PAYLOAD)
+    assert sources.fetch(project, "demo").origin_kind == "local-file"
+
+
+def test_debian_source_package_from_the_machines_apt_archives(tmp_path: Path, http_server: LocalServer) -> None:
+    pool = http_server.root / "debian" / "pool" / "main" / "d" / "demo"
+    pool.mkdir(parents=True)
+    (pool / "demo_1.0.orig.tar.gz").write_bytes(PAYLOAD)
+    apt = tmp_path / "apt"
+    apt.mkdir()
+    (apt / "debian.sources").write_text(
+        "Types: deb\nURIs: http://127.0.0.1:9/unreachable\nSuites: bookworm\nComponents: main\nEnabled: no\n\n"
+        f"Types: deb deb-src\nURIs: {http_server.url}/debian/\nSuites: bookworm\nComponents: main\n"
+    )
+    origin = Origin(
+        kind="debian-source",
+        package="demo",
+        file="demo_1.0.orig.tar.gz",
+        sha256=PAYLOAD_SHA,
+        version="1.0",
+        filename="demo_1.0.orig.tar.gz",
+    )
+    project = project_with(
+        tmp_path, [url_origin("http://no-such-host.invalid/demo-1.0.tar"), origin], apt_sources=(apt,)
+    )
+    fetched = sources.fetch(project, "demo")
+    assert fetched.origin == f"{http_server.url}/debian/pool/main/d/demo/demo_1.0.orig.tar.gz"
+    assert Path(fetched.path).name == "demo_1.0.orig.tar.gz"
+
+
+def test_apt_archive_uris_reads_both_formats(tmp_path: Path) -> None:
+    (tmp_path / "a.list").write_text(
+        "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://one.example/debian bookworm main\n"
+        "deb-src http://one.example/debian bookworm main\ndeb cdrom:[x]/ bookworm main\n"
+    )
+    (tmp_path / "b.sources").write_text("Types: deb\nURIs: https://two.example/debian\nSuites: bookworm\n")
+    (tmp_path / "c.list.disabled").write_text("deb http://three.example/ x main\n")
+    assert sources.apt_archive_uris((tmp_path,)) == [
+        "http://one.example/debian",
+        "https://two.example/debian",
+    ]
+
+
+def test_pool_paths_follow_debians_layout() -> None:
+    assert sources.debian_pool_path("busybox", "main", "f") == "pool/main/b/busybox/f"
+    assert sources.debian_pool_path("libfoo", "main", "f") == "pool/main/libf/libfoo/f"
+
+
+def _tarball(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_extraction_strips_the_top_directory(tmp_path: Path) -> None:
+    archive = _tarball(tmp_path / "ok.tar.gz", {"pkg-1.0/README": b"hi", "pkg-1.0/src/a.c": b"int a;"})
+    sources.extract(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "README").read_bytes() == b"hi"
+    assert (tmp_path / "out" / "src" / "a.c").read_bytes() == b"int a;"
+
+
+@pytest.mark.parametrize("evil", ["pkg/../../escaped", "/etc/escaped"])
+def test_extraction_refuses_paths_that_escape(tmp_path: Path, evil: str) -> None:
+    archive = _tarball(tmp_path / "evil.tar.gz", {"pkg/fine": b"x", evil: b"owned"})
+    with pytest.raises(UserError, match="escapes the target directory"):
+        sources.extract(archive, tmp_path / "work" / "out")
+    assert not (tmp_path / "work" / "out").exists()
+    assert list((tmp_path / "work").iterdir()) == []
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_extraction_refuses_symlinks_that_escape(tmp_path: Path) -> None:
+    archive = tmp_path / "link.tar.gz"
+    with tarfile.open(archive, "w:gz") as handle:
+        link = tarfile.TarInfo("pkg/link")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../../etc/passwd"
+        handle.addfile(link)
+    with pytest.raises(UserError, match="refusing archive member"):
+        sources.extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
