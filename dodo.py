@@ -10,6 +10,7 @@ try:
     from mmulab.tasks import doit_task_functions
 
     PROJECT = load_project()
+    PROJECT.settings.build_dir.mkdir(parents=True, exist_ok=True)
     globals().update(doit_task_functions(PROJECT))
 except UserError as error:
     sys.stderr.write(f"mmulab: error: {error}\n")

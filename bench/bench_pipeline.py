@@ -1,0 +1,94 @@
+"""Pipeline benchmark: cold build vs raw make, no-op run, edit-init -> verdict. Not a test: it measures.
+
+Usage: .venv/bin/python bench/bench_pipeline.py [--out bench/results/NAME.json]
+Targets (issue #2): no-op < 0.5 s; edit-init -> verdict < 5 s; cold pipeline within 10 % of
+raw make + fetch/extract. Uses its own build directories under a temporary folder; the shared
+download cache is used as it is (a warm cache measures the pipeline, not the network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOIT = [sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(ROOT)]
+
+
+def timed(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(command, env={**os.environ, **(env or {})}, cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"bench: {' '.join(command[:6])}... failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mmulab-bench-"))
+    overlay = work / "overlay"
+    overlay.mkdir()
+    shutil.copy(ROOT / "initsrc" / "clone_vm" / "init.S", overlay / "init.S")
+    (overlay / "programs.toml").write_text('[programs.clone_vm]\nlanguage = "asm"\nsources = ["init.S"]\n')
+    env = {"MMULAB_BUILD_DIR": str(work / "build"), "MMULAB_CONFIG_OVERLAY": str(overlay)}
+    results: dict[str, float | str] = {}
+    try:
+        results["fetch_extract_s"] = timed([*DOIT, "extract:linux"], env)
+        results["cold_rest_s"] = timed([*DOIT, "boot:nommu"], env)
+        results["cold_pipeline_s"] = results["fetch_extract_s"] + results["cold_rest_s"]
+
+        raw = work / "raw-obj"
+        raw.mkdir()
+        shutil.copy(work / "build" / "nommu" / "kernel" / "config", raw / ".config")
+        tree = work / "build" / "src" / "linux"
+        make = ["make", "-C", str(tree), f"O={raw}", "ARCH=riscv", "CROSS_COMPILE=riscv64-linux-gnu-"]
+        results["raw_make_olddefconfig_s"] = timed([*make, "olddefconfig"])
+        results["raw_make_s"] = timed([*make, f"-j{os.cpu_count()}", "Image"])
+        results["raw_noop_make_s"] = timed([*make, f"-j{os.cpu_count()}", "Image"])
+
+        noops = [timed([*DOIT, "boot:nommu"], env) for _ in range(5)]
+        results["noop_doit_median_s"] = statistics.median(noops)
+
+        edits = []
+        for index in range(3):
+            source = overlay / "init.S"
+            source.write_text(source.read_text() + f"\n/* bench edit {index} */\n")
+            edits.append(timed([*DOIT, "boot:nommu"], env))
+        results["edit_init_to_verdict_median_s"] = statistics.median(edits)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    pipeline_overhead = results["cold_rest_s"] / (results["raw_make_olddefconfig_s"] + results["raw_make_s"]) - 1
+    results["cold_overhead_vs_raw_make"] = round(pipeline_overhead, 3)
+    results["machine"] = f"{platform.node()} {os.cpu_count()} cores, {platform.platform()}"
+    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    targets = {
+        "noop_doit_median_s": ("<", 0.5),
+        "edit_init_to_verdict_median_s": ("<", 5.0),
+        "cold_overhead_vs_raw_make": ("<", 0.10),
+    }
+    for key, value in results.items():
+        mark = ""
+        if key in targets:
+            _, limit = targets[key]
+            mark = "  (target < %g: %s)" % (limit, "met" if value < limit else "MISSED")
+        print(f"{key:34} {value if isinstance(value, str) else round(value, 3)}{mark}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
