@@ -83,7 +83,7 @@ def main() -> None:
         mark = ""
         if key in targets:
             _, limit = targets[key]
-            mark = "  (target < %g: %s)" % (limit, "met" if value < limit else "MISSED")
+            mark = f"  (target < {limit:g}: {'met' if value < limit else 'MISSED'})"
         print(f"{key:34} {value if isinstance(value, str) else round(value, 3)}{mark}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

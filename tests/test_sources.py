@@ -196,6 +196,6 @@ def test_extraction_refuses_symlinks_that_escape(tmp_path: Path) -> None:
         link = tarfile.TarInfo("pkg/link")
         link.type, link.linkname = tarfile.SYMTYPE, "../../../etc/passwd"
         handle.addfile(link)
-    with pytest.raises(UserError, match="its link .* escapes the target directory"):
+    with pytest.raises(UserError, match=r"its link .* escapes the target directory"):
         sources.extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
