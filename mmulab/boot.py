@@ -46,8 +46,10 @@ class Verdict:
     """What a boot showed, compared with what the case expected."""
 
     case: str
+    demo: str
+    build: str
     variant: str
-    program: str
+    qemu: str
     expected: str
     observed: str
     passed: bool
@@ -116,8 +118,10 @@ def judge(
     excerpt = "" if passed else _excerpt(lines, forbidden_at)
     return Verdict(
         case.name,
+        case.demo,
+        case.build,
         case.variant,
-        case.program,
+        case.qemu_options,
         case.expect,
         observed,
         passed,

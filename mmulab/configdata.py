@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import UserError
@@ -48,6 +48,7 @@ class Source:
     sha256: str
     filename: str
     origins: tuple[Origin, ...]
+    patches: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,16 @@ class Language:
     name: str
     suffixes: tuple[str, ...]
     flags: tuple[str, ...]
+    libc: str = ""
+    startfiles: tuple[str, ...] = ()
+    endfiles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Libc:
+    name: str
+    source: str
+    configure_args: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -86,10 +97,13 @@ class Toolchain:
     arch: str
     qemu: str
     languages: dict[str, Language]
+    libcs: dict[str, Libc] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Program:
+    """One binary: compiled from `sources` in `language`."""
+
     name: str
     description: str
     language: str
@@ -97,16 +111,43 @@ class Program:
 
 
 @dataclass(frozen=True)
+class Build:
+    """One implementation of a demo: the init program and the helper programs packed beside it."""
+
+    name: str
+    demo: str
+    language: str
+    init: str
+    helpers: tuple[tuple[str, str], ...] = ()
+
+    def programs(self) -> list[str]:
+        return [self.init, *(program for _path, program in self.helpers)]
+
+
+@dataclass(frozen=True)
 class BootCase:
+    """One cell of the boot matrix: a build booted on a variant with some QEMU options, and what must show."""
+
     name: str
     variant: str
-    program: str
+    build: str
+    demo: str
+    run: str
     must: tuple[str, ...]
     must_not: tuple[str, ...]
     timeout: float
     expect: str
     qemu_args: tuple[str, ...] = ()
+    qemu_options: str = "default"
     cmdline: str = ""
+
+
+@dataclass(frozen=True)
+class Demo:
+    name: str
+    description: str
+    builds: tuple[str, ...]
+    cases: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -117,7 +158,9 @@ class Project:
     toolchain: Toolchain
     variants: dict[str, Variant]
     programs: dict[str, Program]
+    builds: dict[str, Build] = field(default_factory=dict)
     boots: dict[str, BootCase] = field(default_factory=dict)
+    demos: dict[str, Demo] = field(default_factory=dict)
 
 
 class _Table:
@@ -127,6 +170,8 @@ class _Table:
         self.data, self.file, self.where, self.base_dir = data, file, where, base_dir
 
     def _field(self, key: str) -> str:
+        if not key:
+            return self.where
         return f"{self.where}.{key}" if self.where else key
 
     def fail(self, key: str, problem: str) -> UserError:
@@ -241,7 +286,11 @@ def _sources(table: _Table) -> dict[str, Source]:
             )
         if not origins:
             raise entry.fail("origins", "no origin listed (add at least one [[...origins]] table)")
-        sources[name] = Source(name, version, sha256, filename, tuple(origins))
+        patches = tuple((entry.file.parent / p).resolve() for p in entry.strings("patches", ()))
+        for patch in patches:
+            if not patch.is_file():
+                raise entry.fail("patches", f"{patch}: no such file")
+        sources[name] = Source(name, version, sha256, filename, tuple(origins), patches)
     return sources
 
 
@@ -251,13 +300,26 @@ def _check_sha256(table: _Table, value: str) -> str:
     return value
 
 
-def _toolchain(table: _Table) -> Toolchain:
+def _toolchain(table: _Table, source_names: set[str]) -> Toolchain:
     chain = table.table("toolchain")
-    languages = {
-        name: Language(name, lang.strings("suffixes"), lang.strings("flags"))
-        for name, lang in table.entries("languages")
-    }
-    return Toolchain(chain.get("cross_prefix", str), chain.get("arch", str), chain.get("qemu", str), languages)
+    libcs = {}
+    for name, entry in table.entries("libc"):
+        source = entry.get("source", str)
+        if source not in source_names:
+            raise entry.fail("source", f"{source!r} is not a source in configs/sources.toml")
+        libcs[name] = Libc(name, source, entry.strings("configure_args", ()))
+    languages = {}
+    for name, lang in table.entries("languages"):
+        libc = lang.get("libc", str, "")
+        if libc and libc not in libcs:
+            raise lang.fail("libc", f"{libc!r} is not a [libc.NAME] table of configs/toolchain.toml")
+        languages[name] = Language(
+            name, lang.strings("suffixes"), lang.strings("flags"), libc, lang.strings("startfiles", ()),
+            lang.strings("endfiles", ()),
+        )
+    return Toolchain(
+        chain.get("cross_prefix", str), chain.get("arch", str), chain.get("qemu", str), languages, libcs
+    )
 
 
 def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
@@ -298,56 +360,99 @@ def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
     return variants
 
 
-def _programs(table: _Table, toolchain: Toolchain) -> dict[str, Program]:
-    programs = {}
-    for name, entry in table.entries("programs"):
-        language = entry.choice("language", tuple(toolchain.languages))
-        sources = tuple(entry.path(p) for p in entry.strings("sources"))
-        if not sources:
-            raise entry.fail("sources", "empty (name at least one source file)")
-        for source in sources:
-            if not source.is_file():
-                raise entry.fail("sources", f"{source}: no such file")
-        programs[name] = Program(name, entry.get("description", str, ""), language, sources)
-    return programs
+def _sources_list(entry: _Table, key: str) -> tuple[Path, ...]:
+    sources = tuple(entry.path(p) for p in entry.strings(key))
+    if not sources:
+        raise entry.fail(key, "empty (name at least one source file)")
+    for source in sources:
+        if not source.is_file():
+            raise entry.fail(key, f"{source}: no such file")
+    return sources
 
 
-def _boots(table: _Table, variants: dict[str, Variant], programs: dict[str, Program]) -> dict[str, BootCase]:
+@dataclass
+class _Demos:
+    programs: dict[str, Program] = field(default_factory=dict)
+    builds: dict[str, Build] = field(default_factory=dict)
+    boots: dict[str, BootCase] = field(default_factory=dict)
+    demos: dict[str, Demo] = field(default_factory=dict)
+
+
+def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) -> _Demos:
+    """Expand demos.toml: each demo x build language -> programs and a build; x runs -> boot cases."""
     defaults = table.table("defaults", {})
-    boots = {}
-    for name, entry in table.entries("boots"):
-        variant = entry.get("variant", str)
-        if variant not in variants:
-            raise entry.fail("variant", f"{variant!r} is not a variant in configs/variants.toml")
-        program = entry.get("program", str)
-        if program not in programs:
-            raise entry.fail("program", f"{program!r} is not a program in configs/programs.toml")
-        timeout = entry.get("timeout", int | float, defaults.get("timeout", int | float, 60))
-        if timeout <= 0:
-            raise entry.fail("timeout", "must be a positive number of seconds")
-        boots[name] = BootCase(
-            name=name,
-            variant=variant,
-            program=program,
-            must=entry.strings("must", ()),
-            must_not=entry.strings("must_not", defaults.strings("must_not", ())),
-            timeout=float(timeout),
-            expect=entry.choice("expect", EXPECTS, defaults.choice("expect", EXPECTS, "pass")),
-            qemu_args=entry.strings("qemu_args", ()),
-            cmdline=entry.get("cmdline", str, ""),
-        )
-        if boots[name].expect == "pass" and not boots[name].must:
-            raise entry.fail("must", "a boot expected to pass needs at least one line it must print")
-    return boots
+    option_sets = {"default": ()} | {
+        name: table.table("qemu_options").strings(name) for name in table.get("qemu_options", dict, {})
+    }
+    result = _Demos()
+    for demo_name, demo in table.entries("demos"):
+        description = demo.get("description", str, "")
+        builds = []
+        for language, build in demo.entries("builds"):
+            if language not in toolchain.languages:
+                known = ", ".join(toolchain.languages)
+                raise build.fail("", f"{language!r} is not a language of configs/toolchain.toml ({known})")
+            build_name = f"{demo_name}-{language}"
+            init = Program(build_name, description, language, _sources_list(build, "init"))
+            helpers = []
+            for path, helper_sources in build.get("helpers", dict, {}).items():
+                helper_table = _Table({"sources": helper_sources}, build.file, f"{build.where}.helpers", build.base_dir)
+                program = f"{build_name}-{PurePosixPath(path).name}"
+                result.programs[program] = Program(
+                    program, f"helper {path} of {build_name}", language, _sources_list(helper_table, "sources")
+                )
+                helpers.append((path.lstrip("/"), program))
+            result.programs[build_name] = init
+            result.builds[build_name] = Build(build_name, demo_name, language, build_name, tuple(helpers))
+            builds.append(build_name)
+        if not builds:
+            raise demo.fail("builds", "no build (add e.g. [demos.NAME.builds.asm] with init = [...])")
+        cases = []
+        for run_name, run in demo.entries("runs"):
+            variant = run.get("variant", str, run_name)
+            if variant not in variants:
+                raise run.fail("variant", f"{variant!r} is not a variant in configs/variants.toml")
+            options = run.get("qemu", str, "default")
+            if options not in option_sets:
+                raise run.fail("qemu", f"{options!r} is not in [qemu_options] ({', '.join(option_sets)})")
+            timeout = run.get("timeout", int | float, defaults.get("timeout", int | float, 60))
+            if timeout <= 0:
+                raise run.fail("timeout", "must be a positive number of seconds")
+            expect = run.choice("expect", EXPECTS, defaults.choice("expect", EXPECTS, "pass"))
+            must = run.strings("must", ())
+            if expect == "pass" and not must:
+                raise run.fail("must", "a boot expected to pass needs at least one line it must print")
+            for build_name in builds:
+                case = f"{build_name}-{run_name}"
+                result.boots[case] = BootCase(
+                    name=case,
+                    variant=variant,
+                    build=build_name,
+                    demo=demo_name,
+                    run=run_name,
+                    must=must,
+                    must_not=run.strings("must_not", defaults.strings("must_not", ())),
+                    timeout=float(timeout),
+                    expect=expect,
+                    qemu_args=option_sets[options],
+                    qemu_options=options,
+                    cmdline=run.get("cmdline", str, ""),
+                )
+                cases.append(case)
+        result.demos[demo_name] = Demo(demo_name, description, tuple(builds), tuple(cases))
+    return result
 
 
 def load_project(settings: Settings | None = None) -> Project:
     """Read and check every configs/*.toml file; raise UserError on the first mistake."""
     settings = settings or Settings.from_environment()
     sources_table = _load(settings, "sources.toml", ("sources",))
-    toolchain = _toolchain(_load(settings, "toolchain.toml", ("languages",)))
+    sources = _sources(sources_table)
+    toolchain = _toolchain(_load(settings, "toolchain.toml", ("languages", "libc")), set(sources))
     variants = _variants(_load(settings, "variants.toml", ("variants",)), settings)
-    programs = _programs(_load(settings, "programs.toml", ("programs",)), toolchain)
-    boots = _boots(_load(settings, "boots.toml", ("boots",)), variants, programs)
+    demos = _demos(_load(settings, "demos.toml", ("demos",)), toolchain, variants)
     mirrors = settings.mirrors + sources_table.table("mirrors", {}).strings("urls", ())
-    return Project(settings, mirrors, _sources(sources_table), toolchain, variants, programs, boots)
+    return Project(
+        settings, mirrors, sources, toolchain, variants, demos.programs, demos.builds, demos.boots,
+        demos.demos,
+    )

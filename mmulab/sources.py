@@ -13,6 +13,7 @@ import os
 import posixpath
 import re
 import shutil
+import subprocess
 import tarfile
 import tempfile
 import time
@@ -261,8 +262,21 @@ def _safe_members(archive: tarfile.TarFile, strip: int, label: str):
         yield member.replace(**changes, deep=False)
 
 
-def extract(archive_path: Path, target: Path, strip: int = 1) -> None:
-    """Extract into `target` via a temporary sibling and one rename: the tree is whole or absent."""
+def apply_patches(tree: Path, patches: tuple[Path, ...], label: str) -> None:
+    """Apply `patches` in order with patch -p1; a patch that does not apply fails naming it."""
+    for patch in patches:
+        with patch.open("rb") as handle:
+            result = subprocess.run(
+                ["patch", "-p1", "--batch", "--forward", "--quiet", "-d", str(tree)],
+                stdin=handle, capture_output=True, text=True, check=False,
+            )
+        if result.returncode != 0:
+            detail = (result.stdout + result.stderr).strip().splitlines()
+            raise UserError(f"{label}: patch {patch.name} does not apply: {detail[-1] if detail else 'failed'}")
+
+
+def extract(archive_path: Path, target: Path, strip: int = 1, patches: tuple[Path, ...] = ()) -> None:
+    """Extract (and patch) into `target` via a temporary sibling and one rename: the tree is whole or absent."""
     if target.exists():
         shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -271,6 +285,7 @@ def extract(archive_path: Path, target: Path, strip: int = 1) -> None:
     try:
         with tarfile.open(archive_path) as archive:
             archive.extractall(tmp, members=_safe_members(archive, strip, label), filter="fully_trusted")
+        apply_patches(tmp, patches, label)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -67,8 +67,14 @@ class Layout:
     def program(self, name: str) -> Path:
         return self.root / "programs" / name / name
 
-    def image(self, variant: str, program: str) -> Path:
-        return self.root / variant / "initramfs" / f"{program}.cpio"
+    def sysroot(self) -> Path:
+        return self.root / "sysroot"
+
+    def sysroot_record(self) -> Path:
+        return self.root / "sources" / "sysroot.json"
+
+    def image(self, variant: str, build: str) -> Path:
+        return self.root / variant / "initramfs" / f"{build}.cpio"
 
     def verdict(self, case: str) -> Path:
         return self.root / "boots" / f"{case}.json"
@@ -118,12 +124,15 @@ def do_fetch(project: Project, name: str, record: Path) -> None:
 
 
 @user_errors
-def do_extract(fetched_record: Path, tree: Path, record: Path) -> None:
+def do_extract(fetched_record: Path, tree: Path, record: Path, patches: tuple[Path, ...]) -> None:
     fetched = sources.Fetched.read(fetched_record)
-    sources.extract(Path(fetched.path), tree)
+    sources.extract(Path(fetched.path), tree, patches=patches)
     sources.write_atomic(
         record,
-        json.dumps({"tree": str(tree), "sha256": fetched.sha256, "version": fetched.version}, indent=2) + "\n",
+        json.dumps(
+            {"tree": str(tree), "sha256": fetched.sha256, "version": fetched.version,
+             "patches": [p.name for p in patches]}, indent=2,
+        ) + "\n",
     )
 
 
@@ -159,14 +168,33 @@ def do_kernel(project: Project, variant: str, tree: Path) -> None:
 
 
 @user_errors
-def do_program(project: Project, name: str, output: Path) -> None:
-    toolchain.build_program(project.programs[name], project.toolchain, output, output.with_suffix(".log"))
+def do_libc(project: Project, name: str, linux_tree: Path) -> None:
+    layout = Layout(project)
+    libc = project.toolchain.libcs[name]
+    work = layout.root / "libc"
+    print(f"libc {name}: kernel headers + {libc.source} into {layout.sysroot()} (log: {work / 'build.log'})")
+    toolchain.build_libc(libc, project.toolchain, layout.tree(libc.source), linux_tree, work, layout.sysroot(),
+                         project.settings.jobs)
+    sources.write_atomic(layout.sysroot_record(), json.dumps({"libc": name, "sysroot": str(layout.sysroot())}) + "\n")
 
 
 @user_errors
-def do_initramfs(project: Project, variant: str, program: str, binary: Path, output: Path) -> None:
-    elfcheck.check(binary, project.variants[variant].elf_rules, label=f"program {program} ({binary})")
-    entries = [*initramfs.base_entries(), initramfs.Entry("init", "file", 0o755, source=binary)]
+def do_program(project: Project, name: str, output: Path) -> None:
+    layout = Layout(project)
+    toolchain.build_program(project.programs[name], project.toolchain, output, output.with_suffix(".log"),
+                            layout.sysroot())
+
+
+@user_errors
+def do_initramfs(project: Project, variant: str, build: str, output: Path) -> None:
+    layout = Layout(project)
+    info = project.builds[build]
+    files = [("init", info.init), *info.helpers]
+    entries = initramfs.base_entries()
+    for path, program in files:
+        binary = layout.program(program)
+        elfcheck.check(binary, project.variants[variant].elf_rules, label=f"program {program} ({binary})")
+        entries.append(initramfs.Entry(path, "file", 0o755, source=binary))
     initramfs.write(entries, output, project.settings.source_date_epoch)
 
 
@@ -176,7 +204,7 @@ def _boot_command(project: Project, case: BootCase, interactive: bool) -> list[s
         project.toolchain,
         project.variants[case.variant],
         layout.kernel_output(case.variant),
-        layout.image(case.variant, case.program),
+        layout.image(case.variant, case.build),
         case,
         interactive,
     )
@@ -222,18 +250,22 @@ def _fetch_tasks(project: Project, layout: Layout) -> Iterator[Task]:
         yield {
             "basename": "extract",
             "name": name,
-            "doc": f"unpack {name} into the build directory",
-            "actions": [(do_extract, [layout.fetched(name), layout.tree(name), layout.extracted(name)])],
-            "file_dep": [layout.fetched(name)],
+            "doc": f"unpack {name} into the build directory" + (" and patch it" if source.patches else ""),
+            "actions": [(do_extract, [layout.fetched(name), layout.tree(name), layout.extracted(name), source.patches])],
+            "file_dep": [layout.fetched(name), *source.patches],
             "targets": [layout.extracted(name)],
         }
 
 
-def _kernel_tasks(project: Project, layout: Layout) -> Iterator[Task]:
+def _linux_dep(project: Project, layout: Layout) -> tuple[list[Path], str]:
+    """What a stage built from the Linux tree depends on: the extraction record, or a user tree's fingerprint."""
     user_tree = project.settings.linux_src
+    return ([], _tree_fingerprint(user_tree)) if user_tree else ([layout.extracted("linux")], "")
+
+
+def _kernel_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     tree = layout.linux_tree()
-    tree_dep = [] if user_tree else [layout.extracted("linux")]
-    tree_key = _tree_fingerprint(user_tree) if user_tree else ""
+    tree_dep, tree_key = _linux_dep(project, layout)
     versions = _versions(project)
     for name, variant in project.variants.items():
         verified = layout.kernel_dir(name) / "config"
@@ -258,41 +290,53 @@ def _kernel_tasks(project: Project, layout: Layout) -> Iterator[Task]:
             "targets": [layout.kernel_output(name, output) for output in kernel.OUTPUTS],
             "uptodate": [config_changed(_key(str(tree), tree_key, versions, project.settings.source_date_epoch))],
         }
-        if user_tree and not tree_key:
+        if project.settings.linux_src and not tree_key:
             kernel_task["uptodate"] = [False]
         yield kernel_task
 
 
 def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
-    compiler = _versions(project)["compiler"]
+    versions = _versions(project)
+    tree_dep, tree_key = _linux_dep(project, layout)
+    for name, libc in project.toolchain.libcs.items():
+        yield {
+            "basename": "libc",
+            "name": name,
+            "doc": f"build {libc.source} against the kernel's headers into the sysroot",
+            "actions": [(do_libc, [project, name, layout.linux_tree()])],
+            "file_dep": [*tree_dep, layout.extracted(libc.source)],
+            "targets": [layout.sysroot_record()],
+            "uptodate": [config_changed(_key(libc, tree_key, versions["compiler"], versions["make"]))],
+        }
     for name, program in project.programs.items():
         output = layout.program(name)
+        language = project.toolchain.languages[program.language]
         yield {
             "basename": "program",
             "name": name,
             "doc": f"cross-compile {name} ({program.language})",
             "actions": [(do_program, [project, name, output])],
-            "file_dep": list(program.sources),
+            "file_dep": [*program.sources, *([layout.sysroot_record()] if language.libc else [])],
             "targets": [output],
-            "uptodate": [config_changed(_key(toolchain.compile_command(program, project.toolchain, output), compiler))],
+            "uptodate": [
+                config_changed(_key(toolchain.compile_command(program, project.toolchain, output), versions["compiler"]))
+            ],
         }
-    images = sorted({(case.variant, case.program) for case in project.boots.values()})
-    for variant, program in images:
-        output = layout.image(variant, program)
+    images = sorted({(case.variant, case.build) for case in project.boots.values()})
+    for variant, build in images:
+        output = layout.image(variant, build)
+        programs = project.builds[build].programs()
         yield {
             "basename": "initramfs",
-            "name": f"{program}-{variant}",
-            "doc": f"check and pack {program} as /init for {variant}",
-            "actions": [(do_initramfs, [project, variant, program, layout.program(program), output])],
-            "file_dep": [layout.program(program)],
+            "name": f"{build}-{variant}",
+            "doc": f"check and pack {build} for {variant}",
+            "actions": [(do_initramfs, [project, variant, build, output])],
+            "file_dep": [layout.program(program) for program in programs],
             "targets": [output],
             "uptodate": [
                 config_changed(
-                    _key(
-                        project.variants[variant].elf_rules,
-                        project.settings.source_date_epoch,
-                        "initramfs-v1",
-                    )
+                    _key(project.variants[variant].elf_rules, project.builds[build],
+                         project.settings.source_date_epoch, "initramfs-v1")
                 )
             ],
         }
@@ -301,23 +345,23 @@ def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
 def _boot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     qemu = _versions(project)["qemu"]
     for name, case in project.boots.items():
-        command = _boot_command(project, case, False)
+        needs = [layout.kernel_output(case.variant), layout.image(case.variant, case.build)]
         yield {
             "basename": "smoke",
             "name": name,
-            "doc": f"boot {case.program} on {case.variant} and judge the console",
+            "doc": f"boot {case.build} on {case.variant} ({case.qemu_options} QEMU) and judge the console",
             "actions": [(do_smoke, [project, name])],
-            "file_dep": [layout.kernel_output(case.variant), layout.image(case.variant, case.program)],
+            "file_dep": needs,
             "targets": [layout.verdict(name)],
-            "uptodate": [config_changed(_key(command, qemu, case))],
+            "uptodate": [config_changed(_key(_boot_command(project, case, False), qemu, case))],
             "verbosity": 2,
         }
         yield {
             "basename": "console",
             "name": name,
-            "doc": f"boot {case.program} on {case.variant} on this terminal",
+            "doc": f"boot {case.build} on {case.variant} on this terminal",
             "actions": [(do_run, [project, name])],
-            "file_dep": [layout.kernel_output(case.variant), layout.image(case.variant, case.program)],
+            "file_dep": needs,
             "uptodate": [False],
             "verbosity": 2,
         }
@@ -331,18 +375,24 @@ def _boot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
             "task_dep": [f"smoke:{name}" for name in cases],
         }
         if cases:
+            first = project.boots[cases[0]]
             yield {
                 "basename": "console",
                 "name": variant,
                 "doc": f"boot {cases[0]} on this terminal",
                 "actions": [(do_run, [project, cases[0]])],
-                "file_dep": [
-                    layout.kernel_output(variant),
-                    layout.image(variant, project.boots[cases[0]].program),
-                ],
+                "file_dep": [layout.kernel_output(variant), layout.image(variant, first.build)],
                 "uptodate": [False],
                 "verbosity": 2,
             }
+    for name, demo in project.demos.items():
+        yield {
+            "basename": "demo",
+            "name": name,
+            "doc": demo.description or f"every boot of demo {name}",
+            "actions": None,
+            "task_dep": [f"smoke:{case}" for case in demo.cases],
+        }
     yield {
         "basename": "all",
         "doc": "fetch and build everything, then boot every case",
@@ -357,18 +407,29 @@ def all_tasks(project: Project) -> Iterator[Task]:
         yield from declare(project, layout)
 
 
-def _grouped(project: Project) -> dict[str, list[Task]]:
-    grouped: dict[str, list[Task]] = {}
-    for task in all_tasks(project):
-        grouped.setdefault(task["basename"], []).append(task)
-    return grouped
+_GROUP_DOCS = {
+    "fetch": "download pinned sources",
+    "extract": "unpack (and patch) sources",
+    "kconfig": "kernel configs",
+    "kernel": "kernel builds",
+    "libc": "the C library and kernel headers (sysroot)",
+    "program": "init programs",
+    "initramfs": "initramfs images",
+    "smoke": "boot smoke cases (cached)",
+    "console": "interactive boots",
+    "boot": "boot a variant's cases",
+    "demo": "boot a demo's cases",
+    "all": "everything",
+}
 
 
 def doit_task_functions(project: Project) -> dict[str, Callable[[], Any]]:
     """`task_<basename>` callables for doit's loader, one per kind of task."""
+    grouped: dict[str, list[Task]] = {}
+    for task in all_tasks(project):
+        grouped.setdefault(task.pop("basename"), []).append(task)
     creators = {}
-    for basename, tasks in _grouped(project).items():
-        bodies = [{k: v for k, v in task.items() if k != "basename"} for task in tasks]
+    for basename, bodies in grouped.items():
         if len(bodies) == 1 and "name" not in bodies[0]:
 
             def create(body: Task = bodies[0]) -> Task:
@@ -378,17 +439,6 @@ def doit_task_functions(project: Project) -> dict[str, Callable[[], Any]]:
             def create(bodies: list[Task] = bodies) -> Iterator[Task]:
                 yield from bodies
 
-        create.__doc__ = {
-            "fetch": "download pinned sources",
-            "extract": "unpack sources",
-            "kconfig": "kernel configs",
-            "kernel": "kernel builds",
-            "program": "init programs",
-            "initramfs": "initramfs images",
-            "smoke": "boot smoke cases (cached)",
-            "console": "interactive boots",
-            "boot": "boot a variant's cases",
-            "all": "everything",
-        }.get(basename, basename)
+        create.__doc__ = _GROUP_DOCS.get(basename, basename)
         creators[f"task_{basename}"] = create
     return creators

@@ -1,11 +1,17 @@
-"""Userspace: cross-compile init programs with the riscv64 toolchain into static-PIE binaries."""
+"""Userspace: the pipeline's C library and the init programs, cross-compiled into static-PIE binaries."""
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
-from .configdata import Program, Toolchain
+from .configdata import Libc, Program, Toolchain
+from .errors import UserError
+from .kconfig import make_args
 from .settings import PROJECT_ROOT
 from .shell import require_tool, run_logged
 
@@ -14,20 +20,70 @@ def compiler(toolchain: Toolchain) -> str:
     return f"{toolchain.cross_prefix}gcc"
 
 
-def compile_command(program: Program, toolchain: Toolchain, output: Path) -> list[str]:
+@functools.cache
+def _gcc_dirs(gcc: str) -> dict[str, str]:
+    """The cross compiler's own header dir (stddef.h...) and library dir (libgcc, crtbeginS.o)."""
+    def ask(flag: str) -> str:
+        return subprocess.run([gcc, flag], capture_output=True, text=True, check=True).stdout.strip()
+
+    return {"gcc_include": ask("-print-file-name=include"), "gcc_lib": str(Path(ask("-print-libgcc-file-name")).parent)}
+
+
+def compile_command(program: Program, toolchain: Toolchain, output: Path, sysroot: Path | None = None) -> list[str]:
+    """The compile-and-link command; without `sysroot` the placeholders stay (the form used in cache keys)."""
     language = toolchain.languages[program.language]
     prefix_maps = [f"-ffile-prefix-map={PROJECT_ROOT}=."]
-    return [compiler(toolchain), *language.flags, *prefix_maps, "-o", str(output), *map(str, program.sources)]
+    command = [
+        compiler(toolchain), *language.flags, *prefix_maps, "-o", str(output), *language.startfiles,
+        *map(str, program.sources), *language.endfiles,
+    ]
+    if sysroot is None:
+        return command
+    values = {"sysroot": str(sysroot), **_gcc_dirs(compiler(toolchain))}
+    return [part.format(**values) for part in command]
 
 
-def build_program(program: Program, toolchain: Toolchain, output: Path, log: Path) -> None:
+def build_program(program: Program, toolchain: Toolchain, output: Path, log: Path, sysroot: Path) -> None:
     """Compile and link `program`; the binary appears under `output` only when the link succeeded."""
     require_tool(compiler(toolchain), "gcc-riscv64-linux-gnu")
+    if toolchain.languages[program.language].libc and not (sysroot / "lib").is_dir():
+        raise UserError(f"program {program.name}: no C library in {sysroot} (run `doit libc`)")
     output.parent.mkdir(parents=True, exist_ok=True)
     log.unlink(missing_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     try:
-        run_logged(compile_command(program, toolchain, tmp), log, f"program {program.name}: compile")
+        run_logged(compile_command(program, toolchain, tmp, sysroot), log, f"program {program.name}: compile")
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def build_libc(
+    libc: Libc, toolchain: Toolchain, libc_tree: Path, linux_tree: Path, work: Path, sysroot: Path, jobs: int
+) -> None:
+    """Kernel headers (from the kernels' own tree) plus libc, installed into a new sysroot, swapped in whole."""
+    require_tool(compiler(toolchain), "gcc-riscv64-linux-gnu")
+    log = work / "build.log"
+    work.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    headers_obj = work / "headers-obj"
+    run_logged([*make_args(linux_tree, headers_obj, toolchain), "headers"], log, "kernel headers")
+    objdir = work / f"{libc.name}-obj"
+    if objdir.exists():
+        shutil.rmtree(objdir)
+    objdir.mkdir()
+    env = {"CROSS_COMPILE": toolchain.cross_prefix, "CC": compiler(toolchain)}
+    run_logged([libc_tree / "configure", *libc.configure_args], log, f"{libc.name}: configure", cwd=objdir, env=env)
+    run_logged(["make", f"-j{jobs}"], log, f"{libc.name}: make", cwd=objdir)
+    sysroot.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=sysroot.parent, prefix=f".{sysroot.name}.", suffix=".tmp"))
+    try:
+        run_logged(["make", "install", f"DESTDIR={staging}"], log, f"{libc.name}: install", cwd=objdir)
+        shutil.copytree(headers_obj / "usr" / "include", staging / "include", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".*"))
+        if sysroot.exists():
+            shutil.rmtree(sysroot)
+        os.replace(staging, sysroot)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
