@@ -314,12 +314,14 @@ def _toolchain(table: _Table, source_names: set[str]) -> Toolchain:
         if libc and libc not in libcs:
             raise lang.fail("libc", f"{libc!r} is not a [libc.NAME] table of configs/toolchain.toml")
         languages[name] = Language(
-            name, lang.strings("suffixes"), lang.strings("flags"), libc, lang.strings("startfiles", ()),
+            name,
+            lang.strings("suffixes"),
+            lang.strings("flags"),
+            libc,
+            lang.strings("startfiles", ()),
             lang.strings("endfiles", ()),
         )
-    return Toolchain(
-        chain.get("cross_prefix", str), chain.get("arch", str), chain.get("qemu", str), languages, libcs
-    )
+    return Toolchain(chain.get("cross_prefix", str), chain.get("arch", str), chain.get("qemu", str), languages, libcs)
 
 
 def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
@@ -453,6 +455,13 @@ def load_project(settings: Settings | None = None) -> Project:
     demos = _demos(_load(settings, "demos.toml", ("demos",)), toolchain, variants)
     mirrors = settings.mirrors + sources_table.table("mirrors", {}).strings("urls", ())
     return Project(
-        settings, mirrors, sources, toolchain, variants, demos.programs, demos.builds, demos.boots,
+        settings,
+        mirrors,
+        sources,
+        toolchain,
+        variants,
+        demos.programs,
+        demos.builds,
+        demos.boots,
         demos.demos,
     )

@@ -53,8 +53,14 @@ class MmulabReporter(ConsoleReporter):
             if status != "not-run" and path.is_file():
                 verdicts.append(json.loads(path.read_text()))
             else:
-                verdicts.append({"case": name.removeprefix("smoke:"), "observed": "not-run", "passed": False,
-                                 "reason": "not run: a task it depends on failed"})
+                verdicts.append(
+                    {
+                        "case": name.removeprefix("smoke:"),
+                        "observed": "not-run",
+                        "passed": False,
+                        "reason": "not run: a task it depends on failed",
+                    }
+                )
         return verdicts
 
     def complete_run(self) -> None:

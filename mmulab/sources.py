@@ -268,7 +268,10 @@ def apply_patches(tree: Path, patches: tuple[Path, ...], label: str) -> None:
         with patch.open("rb") as handle:
             result = subprocess.run(
                 ["patch", "-p1", "--batch", "--forward", "--quiet", "-d", str(tree)],
-                stdin=handle, capture_output=True, text=True, check=False,
+                stdin=handle,
+                capture_output=True,
+                text=True,
+                check=False,
             )
         if result.returncode != 0:
             detail = (result.stdout + result.stderr).strip().splitlines()

@@ -29,6 +29,7 @@ def row(verdict: dict) -> dict[str, str]:
 def table(verdicts: list[dict]) -> str:
     rows = [row(v) for v in verdicts]
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS}
+
     def line(cells: dict[str, str]) -> str:
         return "  ".join(cells[c].ljust(widths[c]) for c in COLUMNS).rstrip()
 
@@ -40,17 +41,27 @@ def table(verdicts: list[dict]) -> str:
 
 
 def junit(verdicts: list[dict]) -> str:
-    suite = ET.Element("testsuite", name="mmulab boots", tests=str(len(verdicts)),
-                       failures=str(sum(not v.get("passed") for v in verdicts)))
+    suite = ET.Element(
+        "testsuite",
+        name="mmulab boots",
+        tests=str(len(verdicts)),
+        failures=str(sum(not v.get("passed") for v in verdicts)),
+    )
     for verdict in verdicts:
         seconds = verdict.get("seconds") if isinstance(verdict.get("seconds"), int | float) else 0
-        case = ET.SubElement(suite, "testcase", classname=f"boot.{verdict.get('variant', '')}",
-                             name=verdict["case"], time=f"{seconds:.3f}")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"boot.{verdict.get('variant', '')}",
+            name=verdict["case"],
+            time=f"{seconds:.3f}",
+        )
         if not verdict.get("passed"):
             failure = ET.SubElement(case, "failure", message=verdict.get("reason") or verdict.get("observed", ""))
             failure.text = verdict.get("excerpt", "")
-        ET.SubElement(case, "system-out").text = f"expected {verdict.get('expected')}, observed " \
-                                                 f"{verdict.get('observed')}; log {verdict.get('log', '')}"
+        ET.SubElement(case, "system-out").text = (
+            f"expected {verdict.get('expected')}, observed {verdict.get('observed')}; log {verdict.get('log', '')}"
+        )
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 

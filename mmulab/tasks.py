@@ -130,9 +130,15 @@ def do_extract(fetched_record: Path, tree: Path, record: Path, patches: tuple[Pa
     sources.write_atomic(
         record,
         json.dumps(
-            {"tree": str(tree), "sha256": fetched.sha256, "version": fetched.version,
-             "patches": [p.name for p in patches]}, indent=2,
-        ) + "\n",
+            {
+                "tree": str(tree),
+                "sha256": fetched.sha256,
+                "version": fetched.version,
+                "patches": [p.name for p in patches],
+            },
+            indent=2,
+        )
+        + "\n",
     )
 
 
@@ -173,16 +179,18 @@ def do_libc(project: Project, name: str, linux_tree: Path) -> None:
     libc = project.toolchain.libcs[name]
     work = layout.root / "libc"
     print(f"libc {name}: kernel headers + {libc.source} into {layout.sysroot()} (log: {work / 'build.log'})")
-    toolchain.build_libc(libc, project.toolchain, layout.tree(libc.source), linux_tree, work, layout.sysroot(),
-                         project.settings.jobs)
+    toolchain.build_libc(
+        libc, project.toolchain, layout.tree(libc.source), linux_tree, work, layout.sysroot(), project.settings.jobs
+    )
     sources.write_atomic(layout.sysroot_record(), json.dumps({"libc": name, "sysroot": str(layout.sysroot())}) + "\n")
 
 
 @user_errors
 def do_program(project: Project, name: str, output: Path) -> None:
     layout = Layout(project)
-    toolchain.build_program(project.programs[name], project.toolchain, output, output.with_suffix(".log"),
-                            layout.sysroot())
+    toolchain.build_program(
+        project.programs[name], project.toolchain, output, output.with_suffix(".log"), layout.sysroot()
+    )
 
 
 @user_errors
@@ -251,7 +259,9 @@ def _fetch_tasks(project: Project, layout: Layout) -> Iterator[Task]:
             "basename": "extract",
             "name": name,
             "doc": f"unpack {name} into the build directory" + (" and patch it" if source.patches else ""),
-            "actions": [(do_extract, [layout.fetched(name), layout.tree(name), layout.extracted(name), source.patches])],
+            "actions": [
+                (do_extract, [layout.fetched(name), layout.tree(name), layout.extracted(name), source.patches])
+            ],
             "file_dep": [layout.fetched(name), *source.patches],
             "targets": [layout.extracted(name)],
         }
@@ -319,7 +329,9 @@ def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
             "file_dep": [*program.sources, *([layout.sysroot_record()] if language.libc else [])],
             "targets": [output],
             "uptodate": [
-                config_changed(_key(toolchain.compile_command(program, project.toolchain, output), versions["compiler"]))
+                config_changed(
+                    _key(toolchain.compile_command(program, project.toolchain, output), versions["compiler"])
+                )
             ],
         }
     images = sorted({(case.variant, case.build) for case in project.boots.values()})
@@ -335,8 +347,12 @@ def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
             "targets": [output],
             "uptodate": [
                 config_changed(
-                    _key(project.variants[variant].elf_rules, project.builds[build],
-                         project.settings.source_date_epoch, "initramfs-v1")
+                    _key(
+                        project.variants[variant].elf_rules,
+                        project.builds[build],
+                        project.settings.source_date_epoch,
+                        "initramfs-v1",
+                    )
                 )
             ],
         }

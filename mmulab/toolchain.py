@@ -23,6 +23,7 @@ def compiler(toolchain: Toolchain) -> str:
 @functools.cache
 def _gcc_dirs(gcc: str) -> dict[str, str]:
     """The cross compiler's own header dir (stddef.h...) and library dir (libgcc, crtbeginS.o)."""
+
     def ask(flag: str) -> str:
         return subprocess.run([gcc, flag], capture_output=True, text=True, check=True).stdout.strip()
 
@@ -34,8 +35,14 @@ def compile_command(program: Program, toolchain: Toolchain, output: Path, sysroo
     language = toolchain.languages[program.language]
     prefix_maps = [f"-ffile-prefix-map={PROJECT_ROOT}=."]
     command = [
-        compiler(toolchain), *language.flags, *prefix_maps, "-o", str(output), *language.startfiles,
-        *map(str, program.sources), *language.endfiles,
+        compiler(toolchain),
+        *language.flags,
+        *prefix_maps,
+        "-o",
+        str(output),
+        *language.startfiles,
+        *map(str, program.sources),
+        *language.endfiles,
     ]
     if sysroot is None:
         return command
@@ -79,8 +86,12 @@ def build_libc(
     staging = Path(tempfile.mkdtemp(dir=sysroot.parent, prefix=f".{sysroot.name}.", suffix=".tmp"))
     try:
         run_logged(["make", "install", f"DESTDIR={staging}"], log, f"{libc.name}: install", cwd=objdir)
-        shutil.copytree(headers_obj / "usr" / "include", staging / "include", dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(".*"))
+        shutil.copytree(
+            headers_obj / "usr" / "include",
+            staging / "include",
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(".*"),
+        )
         if sysroot.exists():
             shutil.rmtree(sysroot)
         os.replace(staging, sysroot)

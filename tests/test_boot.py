@@ -1,4 +1,5 @@
-"""Boot verdicts: judged from the console, on recorded real logs and on real processes that hang or panic."""
+"""Boot verdicts: judged from the console, on recorded real logs of every case and on real processes
+that hang or panic."""
 
 from __future__ import annotations
 
@@ -12,20 +13,70 @@ from mmulab import boot
 from mmulab.configdata import BootCase, load_project
 
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture
-def case() -> BootCase:
-    return load_project().boots["clone_vm-nommu"]
+PROJECT = load_project()
+CASES = sorted(PROJECT.boots)
 
 
 def lines(name: str) -> list[str]:
     return (DATA / name).read_text().splitlines()
 
 
-def test_recorded_nommu_boot_passes(case: BootCase) -> None:
-    verdict = boot.judge(case, lines("nommu-clone_vm-pass.log"), timed_out=False, exit_code=0, seconds=0.4)
-    assert verdict.passed and verdict.observed == "pass" and verdict.missing == []
+def recorded(case: str) -> list[str]:
+    return lines(f"boots/{case}.log")
+
+
+def judge_recorded(case: BootCase, log: list[str]) -> boot.Verdict:
+    """Judge a log as the harness would have seen it: a hang case ends at its timeout, others exit 0."""
+    hung = case.expect == "hang"
+    return boot.judge(case, log, timed_out=hung, exit_code=None if hung else 0, seconds=1)
+
+
+@pytest.fixture
+def case() -> BootCase:
+    return PROJECT.boots["clone_vm-asm-nommu"]
+
+
+def test_every_case_has_a_recorded_log() -> None:
+    assert sorted(p.stem for p in (DATA / "boots").glob("*.log")) == CASES
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_recorded_log_of_every_case_passes(name: str) -> None:
+    verdict = judge_recorded(PROJECT.boots[name], recorded(name))
+    assert verdict.passed, verdict.summary()
+    assert verdict.observed == PROJECT.boots[name].expect
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_every_case_fails_when_its_last_marker_is_missing(name: str) -> None:
+    case = PROJECT.boots[name]
+    last = case.must[-1]
+    log = [line for line in recorded(name) if last not in line]
+    verdict = judge_recorded(case, log)
+    assert not verdict.passed
+    assert last in verdict.missing
+
+
+@pytest.mark.parametrize(
+    ("name", "other"),
+    [
+        (f"{demo}-{language}-{variant}", f"{demo}-{language}-{other}")
+        for demo in ("addrspace", "fork")
+        for language in ("asm", "c")
+        for variant, other in (("nommu", "mmu"), ("mmu", "nommu"))
+    ],
+)
+def test_isolation_demos_tell_the_kernels_apart(name: str, other: str) -> None:
+    """The MMU log fails the NOMMU expectations and the other way round: the demos show the difference."""
+    verdict = judge_recorded(PROJECT.boots[name], recorded(other))
+    assert not verdict.passed and verdict.missing
+
+
+def test_asm_and_c_builds_print_the_same_markers() -> None:
+    for name, case in PROJECT.boots.items():
+        if case.build.endswith("-asm"):
+            twin = name.replace("-asm-", "-c-", 1)
+            assert judge_recorded(PROJECT.boots[twin], recorded(name)).passed, (name, twin)
 
 
 def test_panic_fails_even_though_qemu_exited_zero(case: BootCase) -> None:
@@ -38,7 +89,7 @@ def test_panic_fails_even_though_qemu_exited_zero(case: BootCase) -> None:
 
 
 def test_a_boot_that_stops_early_is_a_hang_naming_the_missing_line(case: BootCase) -> None:
-    log = lines("nommu-clone_vm-pass.log")
+    log = recorded(case.name)
     cut = next(i for i, line in enumerate(log) if "before clone" in line)
     verdict = boot.judge(case, log[: cut + 1], timed_out=True, exit_code=None, seconds=60)
     assert (verdict.passed, verdict.observed) == (False, "hang")
@@ -47,7 +98,7 @@ def test_a_boot_that_stops_early_is_a_hang_naming_the_missing_line(case: BootCas
 
 
 def test_markers_must_come_in_order(case: BootCase) -> None:
-    log = [line for line in lines("nommu-clone_vm-pass.log") if "before clone" not in line]
+    log = [line for line in recorded(case.name) if "before clone" not in line]
     log.append("mmulab: parent: shared byte before clone = A")
     verdict = boot.judge(case, log, timed_out=False, exit_code=0, seconds=1)
     assert verdict.observed == "incomplete"
@@ -58,22 +109,15 @@ def test_markers_must_come_in_order(case: BootCase) -> None:
     ]
 
 
-def test_wrong_value_is_reported(case: BootCase) -> None:
-    log = [line.replace("exit = B", "exit = A") for line in lines("nommu-clone_vm-pass.log")]
-    verdict = boot.judge(case, log, timed_out=False, exit_code=0, seconds=1)
-    assert not verdict.passed and verdict.missing == ["mmulab: parent: shared byte after child exit = B"]
-    assert verdict.observed == "incomplete"
-
-
-def test_expected_hang_passes_only_when_it_hangs(case: BootCase) -> None:
-    hang_case = replace(case, expect="hang", must=("Run /init as init process",))
-    log = lines("nommu-clone_vm-pass.log")
-    started = log[: next(i for i, line in enumerate(log) if "Run /init" in line) + 1]
-    assert boot.judge(hang_case, started, timed_out=True, exit_code=None, seconds=5).passed
-    finished = boot.judge(hang_case, lines("nommu-clone_vm-pass.log"), timed_out=False, exit_code=0, seconds=1)
+def test_expected_hang_passes_only_when_it_hangs() -> None:
+    hang_case = PROJECT.boots["clone_vm-asm-mmu-mmu-off"]
+    assert judge_recorded(hang_case, recorded(hang_case.name)).passed
+    finished = boot.judge(hang_case, recorded(hang_case.name), timed_out=False, exit_code=0, seconds=1)
     assert not finished.passed and "expected the boot to hang" in finished.reason
     silent = boot.judge(hang_case, [], timed_out=True, exit_code=None, seconds=5)
     assert not silent.passed and "never printed" in silent.reason
+    booted = boot.judge(hang_case, recorded("clone_vm-asm-mmu"), timed_out=True, exit_code=None, seconds=5)
+    assert not booted.passed and booted.observed == "forbidden-line"
 
 
 def fake_case(case: BootCase, timeout: float) -> BootCase:

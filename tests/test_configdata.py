@@ -42,18 +42,37 @@ def copied_configs(tmp_path: Path) -> Path:
         ),
         ("variants.toml", "mmu = false", 'mmu = "no"', r"variants\.nommu\.mmu: expected bool, found 'no'"),
         (
-            "boots.toml",
-            'variant = "nommu"',
-            'variant = "nomu"',
-            r"boots\.toml: boots\.clone_vm-nommu\.variant: 'nomu' is not a variant in configs/variants\.toml",
+            "demos.toml",
+            'qemu = "mmu-off"',
+            'qemu = "mmu-of"',
+            r"demos\.toml: demos\.clone_vm\.runs\.nommu-mmu-off\.qemu: 'mmu-of' is not in \[qemu_options\]",
         ),
         (
-            "programs.toml",
+            "demos.toml",
             '"initsrc/clone_vm/init.S"',
             '"initsrc/nope.S"',
-            r"programs\.clone_vm\.sources: .*initsrc/nope\.S: no such file",
+            r"demos\.clone_vm\.builds\.asm\.init: .*initsrc/nope\.S: no such file",
         ),
-        ("boots.toml", "[defaults]", "[defaults", r"boots\.toml: invalid TOML: "),
+        (
+            "demos.toml",
+            "[demos.fork.builds.c]",
+            "[demos.fork.builds.rust]",
+            r"demos\.fork\.builds\.rust: 'rust' is not a language of configs/toolchain\.toml \(asm, c\)",
+        ),
+        (
+            "demos.toml",
+            "[demos.fork.runs.mmu]",
+            "[demos.fork.runs.mmu2]",
+            r"demos\.fork\.runs\.mmu2\.variant: 'mmu2' is not a variant in configs/variants\.toml",
+        ),
+        (
+            "toolchain.toml",
+            'libc = "musl"',
+            'libc = "glibc"',
+            r"toolchain\.toml: languages\.c\.libc: 'glibc' is not a \[libc\.NAME\] table",
+        ),
+        ("sources.toml", "patches/musl/0001", "patches/musl/0009", r"sources\.musl\.patches: .*0009.*: no such file"),
+        ("demos.toml", "[defaults]", "[defaults", r"demos\.toml: invalid TOML: "),
     ],
 )
 def test_mistakes_name_file_and_field(tmp_path: Path, file: str, old: str, new: str, message: str) -> None:
@@ -65,27 +84,38 @@ def test_mistakes_name_file_and_field(tmp_path: Path, file: str, old: str, new: 
         make_project(tmp_path / "build", configs_dir=configs)
 
 
-def test_overlay_adds_a_users_own_init_program_and_boot(tmp_path: Path) -> None:
+def test_overlay_adds_a_users_own_demo(tmp_path: Path) -> None:
     overlay = tmp_path / "mine"
     overlay.mkdir()
     (overlay / "hello.S").write_text("# my init\n")
-    (overlay / "programs.toml").write_text('[programs.hello]\nlanguage = "asm"\nsources = ["hello.S"]\n')
-    (overlay / "boots.toml").write_text(
-        '[boots.hello-nommu]\nvariant = "nommu"\nprogram = "hello"\nmust = ["hello"]\ntimeout = 5\n'
+    (overlay / "demos.toml").write_text(
+        '[demos.hello]\ndescription = "mine"\n[demos.hello.builds.asm]\ninit = ["hello.S"]\n'
+        '[demos.hello.runs.nommu]\nmust = ["hello"]\ntimeout = 5\n'
+        '[demos.hello.runs.mmu-cpu-off]\nvariant = "mmu"\nqemu = "mmu-off"\nexpect = "hang"\n'
     )
     project = make_project(tmp_path / "build", config_overlay=overlay)
-    assert project.programs["hello"].sources == ((overlay / "hello.S").resolve(),)
-    assert project.boots["hello-nommu"].timeout == 5
-    assert "clone_vm" in project.programs and "clone_vm-nommu" in project.boots
-    assert project.boots["hello-nommu"].must_not == project.boots["clone_vm-nommu"].must_not
+    assert project.programs["hello-asm"].sources == ((overlay / "hello.S").resolve(),)
+    assert project.demos["hello"].cases == ("hello-asm-nommu", "hello-asm-mmu-cpu-off")
+    hang = project.boots["hello-asm-mmu-cpu-off"]
+    assert (hang.variant, hang.expect, hang.qemu_args) == ("mmu", "hang", ("-cpu", "rv64,mmu=off"))
+    assert project.boots["hello-asm-nommu"].timeout == 5
+    assert "clone_vm" in project.demos and "clone_vm-asm-nommu" in project.boots
+    assert project.boots["hello-asm-nommu"].must_not == project.boots["fork-c-nommu"].must_not
+
+
+def test_every_demo_has_asm_and_c_builds_and_runs_on_both_variants() -> None:
+    project = make_project(PROJECT_ROOT / "build")
+    for name, demo in project.demos.items():
+        assert set(demo.builds) == {f"{name}-asm", f"{name}-c"}, name
+        assert {project.boots[case].variant for case in demo.cases} == {"nommu", "mmu"}, name
 
 
 def test_doit_reports_a_config_mistake_in_one_line_with_exit_2(tmp_path: Path) -> None:
     overlay = tmp_path / "mine"
     overlay.mkdir()
-    (overlay / "boots.toml").write_text('[boots.x]\nvariant = "nommu"\nprogram = "missing"\nmust = ["x"]\n')
+    (overlay / "demos.toml").write_text('[demos.x.builds.asm]\ninit = ["x.S"]\n')
     result = run_doit(["list"], {"MMULAB_CONFIG_OVERLAY": str(overlay), "MMULAB_BUILD_DIR": str(tmp_path)})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"mmulab: error: {overlay}/boots.toml: boots.x.program: 'missing' is not a program in configs/programs.toml"
+        f"mmulab: error: {overlay}/demos.toml: demos.x.builds.asm.init: {overlay}/x.S: no such file"
     ]

@@ -19,12 +19,22 @@ def executed(output: str) -> list[str]:
     return [line[3:].strip() for line in output.splitlines() if line.startswith(".  ")]
 
 
+MARKERS = [
+    "mmulab: parent: shared byte before clone = A",
+    "mmulab: parent: shared byte after child exit = B",
+    "reboot: Power down",
+]
+
+
 @pytest.fixture(scope="module")
 def overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The clone_vm program built from a copy of its source, so the test can edit it."""
+    """A user's own demo: a copy of the clone_vm asm init, so the test can edit it."""
     folder = tmp_path_factory.mktemp("overlay")
     shutil.copy(PROJECT_ROOT / "initsrc" / "clone_vm" / "init.S", folder / "init.S")
-    (folder / "programs.toml").write_text('[programs.clone_vm]\nlanguage = "asm"\nsources = ["init.S"]\n')
+    must = ", ".join(f'"{marker}"' for marker in MARKERS)
+    (folder / "demos.toml").write_text(
+        f'[demos.mine.builds.asm]\ninit = ["init.S"]\n[demos.mine.runs.nommu]\nmust = [{must}]\n'
+    )
     return folder
 
 
@@ -34,10 +44,12 @@ def test_nommu_boot_shows_the_childs_write_then_caches_every_stage(
     env = {"MMULAB_BUILD_DIR": str(session_build), "MMULAB_CONFIG_OVERLAY": str(overlay)}
     first = run_doit(["boot:nommu"], env)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert {"kconfig:nommu", "kernel:nommu", "smoke:clone_vm-nommu"} <= set(executed(first.stdout))
-    verdict = json.loads((session_build / "boots" / "clone_vm-nommu.json").read_text())
+    assert {"kconfig:nommu", "kernel:nommu", "smoke:clone_vm-asm-nommu", "smoke:mine-asm-nommu"} <= set(
+        executed(first.stdout)
+    )
+    verdict = json.loads((session_build / "boots" / "clone_vm-asm-nommu.json").read_text())
     assert (verdict["passed"], verdict["observed"]) == (True, "pass")
-    console = (session_build / "boots" / "clone_vm-nommu.log").read_text()
+    console = (session_build / "boots" / "clone_vm-asm-nommu.log").read_text()
     assert "mmulab: parent: shared byte before clone = A" in console
     assert "mmulab: parent: shared byte after child exit = B" in console
     assert "Kernel panic" not in console
@@ -47,15 +59,15 @@ def test_nommu_boot_shows_the_childs_write_then_caches_every_stage(
     noop = run_doit(["boot:nommu"], env)
     assert noop.returncode == 0
     assert executed(noop.stdout) == []
-    assert "-- kernel:nommu" in noop.stdout and "-- smoke:clone_vm-nommu" in noop.stdout
+    assert "-- kernel:nommu" in noop.stdout and "-- smoke:mine-asm-nommu" in noop.stdout
 
     source = overlay / "init.S"
     source.write_text(source.read_text().replace("powering off", "powering off now"))
     edited = run_doit(["boot:nommu"], env)
     assert edited.returncode == 0, edited.stderr
-    assert executed(edited.stdout) == ["program:clone_vm", "initramfs:clone_vm-nommu", "smoke:clone_vm-nommu"]
+    assert executed(edited.stdout) == ["program:mine-asm", "initramfs:mine-asm-nommu", "smoke:mine-asm-nommu"]
     assert image.stat().st_mtime_ns == image_mtime
-    assert "mmulab: powering off now" in (session_build / "boots" / "clone_vm-nommu.log").read_text()
+    assert "mmulab: powering off now" in (session_build / "boots" / "mine-asm-nommu.log").read_text()
 
 
 def test_a_boot_that_breaks_its_promise_fails_with_a_clear_message(session_build: Path, overlay: Path) -> None:
@@ -64,16 +76,17 @@ def test_a_boot_that_breaks_its_promise_fails_with_a_clear_message(session_build
     original = source.read_text()
     source.write_text(original.replace("li\tt1, 'B'", "li\tt1, 'C'"))
     try:
-        broken = run_doit(["boot:nommu"], env)
+        broken = run_doit(["demo:mine"], env)
         assert broken.returncode == 1
         assert "Traceback" not in broken.stderr
-        assert "mmulab: error: smoke:clone_vm-nommu: boot clone_vm-nommu: FAIL (expected pass, observed incomplete" in (
+        assert "mmulab: error: smoke:mine-asm-nommu: boot mine-asm-nommu: FAIL (expected pass, observed incomplete" in (
             broken.stderr
         )
         assert "without printing 'mmulab: parent: shared byte after child exit = B'" in broken.stderr
-        again = run_doit(["boot:nommu"], env)
-        assert again.returncode == 1 and "smoke:clone_vm-nommu" in executed(again.stdout)
+        assert "mine-asm-nommu  mine  nommu    default  pass      incomplete  FAIL" in broken.stdout
+        again = run_doit(["demo:mine"], env)
+        assert again.returncode == 1 and "smoke:mine-asm-nommu" in executed(again.stdout)
     finally:
         source.write_text(original)
-    fixed = run_doit(["boot:nommu"], env)
+    fixed = run_doit(["demo:mine"], env)
     assert fixed.returncode == 0, fixed.stderr

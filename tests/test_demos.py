@@ -1,0 +1,96 @@
+"""End to end: `doit all` builds both kernels, musl, every demo in asm and C, and boots the whole matrix."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from conftest import run_doit
+from elftools.elf.elffile import ELFFile
+from elftools.elf.relocation import RelocationSection
+from test_pipeline import executed
+
+from mmulab import elfcheck
+from mmulab.configdata import load_project
+
+pytestmark = pytest.mark.slow
+PROJECT = load_project()
+
+
+@pytest.fixture(scope="module")
+def full_run(session_build: Path, kernel_tree: Path) -> tuple[Path, str]:
+    result = run_doit(["all"], {"MMULAB_BUILD_DIR": str(session_build)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return session_build, result.stdout
+
+
+def test_every_demo_boots_on_every_variant_as_expected(full_run: tuple[Path, str]) -> None:
+    build, stdout = full_run
+    verdicts = {v["case"]: v for v in json.loads((build / "reports" / "summary.json").read_text())}
+    assert set(PROJECT.boots) <= set(verdicts)
+    for name, case in PROJECT.boots.items():
+        verdict = verdicts[name]
+        assert verdict["passed"], verdict
+        assert verdict["observed"] == case.expect, name
+    assert verdicts["addrspace-c-mmu"]["observed"] == "pass"
+    assert verdicts["clone_vm-asm-mmu-mmu-off"]["observed"] == "hang"
+    assert f"{len(verdicts)} passed, 0 failed" in stdout
+
+
+def test_consoles_show_the_difference_between_the_kernels(full_run: tuple[Path, str]) -> None:
+    build, _ = full_run
+    for language in ("asm", "c"):
+        nommu = (build / "boots" / f"addrspace-{language}-nommu.log").read_text()
+        mmu = (build / "boots" / f"addrspace-{language}-mmu.log").read_text()
+        assert "mmulab: addrspace: parent: value now 0x3333" in nommu
+        assert "mmulab: addrspace: child: read() into that address returned -14" in mmu
+        assert "mmulab: addrspace: parent: child killed by signal 11" in mmu
+        assert "mmulab: addrspace: parent: value now 0x1111" in mmu
+        assert (
+            "mmulab: pidns: child sees itself as pid 1" in (build / "boots" / f"pidns-{language}-mmu.log").read_text()
+        )
+        fork_nommu = (build / "boots" / f"fork-{language}-nommu.log").read_text()
+        assert "mmulab: fork: parent byte after child exit = B" in fork_nommu
+
+
+def test_junit_report_lists_every_boot(full_run: tuple[Path, str]) -> None:
+    build, _ = full_run
+    suite = ET.parse(build / "reports" / "summary.xml").getroot()
+    names = {case.get("name") for case in suite.iter("testcase")}
+    assert set(PROJECT.boots) <= names
+    assert suite.get("failures") == "0"
+
+
+def test_every_program_is_static_pie_and_c_ones_self_relocate(full_run: tuple[Path, str]) -> None:
+    build, _ = full_run
+    for name, program in PROJECT.programs.items():
+        binary = build / "programs" / name / name
+        assert elfcheck.problems(binary, "static-pie") == [], name
+        with binary.open("rb") as handle:
+            relocations = [
+                reloc["r_info_type"]
+                for section in ELFFile(handle).iter_sections()
+                if isinstance(section, RelocationSection)
+                for reloc in section.iter_relocations()
+            ]
+        if program.language == "c":
+            assert relocations and set(relocations) == {elfcheck.R_RISCV_RELATIVE}, name
+
+
+def test_nothing_changed_means_nothing_runs(full_run: tuple[Path, str]) -> None:
+    build, _ = full_run
+    again = run_doit(["all"], {"MMULAB_BUILD_DIR": str(build)})
+    assert again.returncode == 0
+    assert executed(again.stdout) == []
+
+
+def test_boots_run_in_parallel_processes(full_run: tuple[Path, str]) -> None:
+    build, _ = full_run
+    env = {"MMULAB_BUILD_DIR": str(build)}
+    cases = [f"smoke:{case}" for case in PROJECT.demos["fork"].cases]
+    assert run_doit(["forget", *cases], env).returncode == 0
+    parallel = run_doit(["-n", "2", "demo:fork"], env)
+    assert parallel.returncode == 0, parallel.stderr
+    assert sorted(executed(parallel.stdout)) == sorted(cases)
