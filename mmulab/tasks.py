@@ -134,7 +134,7 @@ def do_extract(fetched_record: Path, tree: Path, record: Path, patches: tuple[Pa
                 "tree": str(tree),
                 "sha256": fetched.sha256,
                 "version": fetched.version,
-                "patches": [p.name for p in patches],
+                "patches": [[p.name, sources.sha256_of(p)] for p in patches],
             },
             indent=2,
         )

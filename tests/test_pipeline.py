@@ -44,9 +44,7 @@ def test_nommu_boot_shows_the_childs_write_then_caches_every_stage(
     env = {"MMULAB_BUILD_DIR": str(session_build), "MMULAB_CONFIG_OVERLAY": str(overlay)}
     first = run_doit(["boot:nommu"], env)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert {"kconfig:nommu", "kernel:nommu", "smoke:clone_vm-asm-nommu", "smoke:mine-asm-nommu"} <= set(
-        executed(first.stdout)
-    )
+    assert "smoke:mine-asm-nommu" in executed(first.stdout)
     verdict = json.loads((session_build / "boots" / "clone_vm-asm-nommu.json").read_text())
     assert (verdict["passed"], verdict["observed"]) == (True, "pass")
     console = (session_build / "boots" / "clone_vm-asm-nommu.log").read_text()
