@@ -82,6 +82,7 @@ class Language:
     libc: str = ""
     startfiles: tuple[str, ...] = ()
     endfiles: tuple[str, ...] = ()
+    kind: str = "compiled"
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,25 @@ class Libc:
 
 
 @dataclass(frozen=True)
+class BusyboxSpec:
+    """How busybox is configured and built for every variant."""
+
+    source: str
+    base_config: str
+    template: Path
+    libc: str
+    kconfig: dict[str, Any]
+    shell_cmdline: str
+
+
+@dataclass(frozen=True)
 class Toolchain:
     cross_prefix: str
     arch: str
     qemu: str
     languages: dict[str, Language]
     libcs: dict[str, Libc] = field(default_factory=dict)
+    busybox: BusyboxSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -119,9 +133,12 @@ class Build:
     language: str
     init: str
     helpers: tuple[tuple[str, str], ...] = ()
+    files: tuple[tuple[str, Path], ...] = ()
+    busybox: bool = False
 
     def programs(self) -> list[str]:
-        return [self.init, *(program for _path, program in self.helpers)]
+        """The compiled programs packed: the init (unless a script is) and the helpers."""
+        return [*([self.init] if self.init else []), *(program for _path, program in self.helpers)]
 
 
 @dataclass(frozen=True)
@@ -320,8 +337,39 @@ def _toolchain(table: _Table, source_names: set[str]) -> Toolchain:
             libc,
             lang.strings("startfiles", ()),
             lang.strings("endfiles", ()),
+            lang.choice("kind", ("compiled", "busybox"), "compiled"),
         )
-    return Toolchain(chain.get("cross_prefix", str), chain.get("arch", str), chain.get("qemu", str), languages, libcs)
+    return Toolchain(
+        chain.get("cross_prefix", str),
+        chain.get("arch", str),
+        chain.get("qemu", str),
+        languages,
+        libcs,
+        _busybox(table, source_names, libcs),
+    )
+
+
+def _busybox(table: _Table, source_names: set[str], libcs: dict[str, Libc]) -> BusyboxSpec | None:
+    if "busybox" not in table.data:
+        return None
+    spec = table.table("busybox")
+    template = (table.file.parent / spec.get("template", str)).resolve()
+    if not template.is_file():
+        raise spec.fail("template", f"{template}: no such file")
+    source = spec.get("source", str)
+    if source not in source_names:
+        raise spec.fail("source", f"{source!r} is not a source in configs/sources.toml")
+    libc = spec.get("libc", str)
+    if libc not in libcs:
+        raise spec.fail("libc", f"{libc!r} is not a [libc.NAME] table of configs/toolchain.toml")
+    return BusyboxSpec(
+        source,
+        spec.get("base_config", str),
+        template,
+        libc,
+        spec.get("kconfig", dict, {}),
+        spec.get("shell_cmdline", str, ""),
+    )
 
 
 def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
@@ -395,7 +443,24 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
                 known = ", ".join(toolchain.languages)
                 raise build.fail("", f"{language!r} is not a language of configs/toolchain.toml ({known})")
             build_name = f"{demo_name}-{language}"
-            init = Program(build_name, description, language, _sources_list(build, "init"))
+            init_sources = _sources_list(build, "init")
+            files = []
+            for path, source in build.get("files", dict, {}).items():
+                source_path = build.path(source) if isinstance(source, str) else None
+                if source_path is None or not source_path.is_file():
+                    raise build.fail(f"files.{path}", f"{source!r}: not an existing file (give one path)")
+                files.append((path.lstrip("/"), source_path))
+            if toolchain.languages[language].kind == "busybox":
+                if toolchain.busybox is None:
+                    raise build.fail("", "busybox builds need a [busybox] table in configs/toolchain.toml")
+                if len(init_sources) != 1:
+                    raise build.fail("init", "a busybox build's init is one script")
+                result.builds[build_name] = Build(
+                    build_name, demo_name, language, "", (), (("init", init_sources[0]), *files), busybox=True
+                )
+                builds.append(build_name)
+                continue
+            init = Program(build_name, description, language, init_sources)
             helpers = []
             for path, helper_sources in build.get("helpers", dict, {}).items():
                 helper_table = _Table({"sources": helper_sources}, build.file, f"{build.where}.helpers", build.base_dir)
@@ -405,7 +470,7 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
                 )
                 helpers.append((path.lstrip("/"), program))
             result.programs[build_name] = init
-            result.builds[build_name] = Build(build_name, demo_name, language, build_name, tuple(helpers))
+            result.builds[build_name] = Build(build_name, demo_name, language, build_name, tuple(helpers), tuple(files))
             builds.append(build_name)
         if not builds:
             raise demo.fail("builds", "no build (add e.g. [demos.NAME.builds.asm] with init = [...])")

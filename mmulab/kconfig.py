@@ -34,16 +34,22 @@ def kconfig_line(symbol: str, value: bool | int | str) -> str:
     return f'CONFIG_{symbol}="{escaped}"'
 
 
-def render_fragment(variant: Variant) -> str:
-    """The variant's template rendered with its data, followed by its extra fragments, in merge order."""
+def template_environment(folder: Path) -> jinja2.Environment:
+    """Jinja2 for config fragments: undefined names are errors, blocks leave no blank lines."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(variant.template.parent),
+        loader=jinja2.FileSystemLoader(folder),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
     env.filters["kconfig_line"] = kconfig_line
+    return env
+
+
+def render_fragment(variant: Variant) -> str:
+    """The variant's template rendered with its data, followed by its extra fragments, in merge order."""
+    env = template_environment(variant.template.parent)
     try:
         text = env.get_template(variant.template.name).render(
             name=variant.name,
@@ -90,39 +96,77 @@ def make_args(source: Path, objdir: Path, toolchain: Toolchain) -> list[str]:
     ]
 
 
-def configure(source: Path, objdir: Path, variant: Variant, toolchain: Toolchain, fragment: str, log: Path) -> str:
-    """Produce a verified .config in `objdir` from the variant's base config and fragment; return its text."""
+_SYMBOL_LINE = re.compile(r"^(?:# )?CONFIG_([A-Za-z0-9_]+)(?:=| is not set)")
+
+
+def merge(config: str, fragment: str) -> str:
+    """`config` with every symbol the fragment names replaced by the fragment's line (merge_config.sh's job).
+
+    Lines are removed rather than overridden by a later duplicate: older Kconfig copies (busybox's) keep
+    the first value they read.
+    """
+    named = {m.group(1) for line in fragment.splitlines() if (m := _SYMBOL_LINE.match(line.strip()))}
+    kept = [line for line in config.splitlines() if not ((m := _SYMBOL_LINE.match(line)) and m.group(1) in named)]
+    return "\n".join(kept) + "\n# --- mmulab fragment ---\n" + fragment
+
+
+def apply_fragment(
+    make: list[str],
+    objdir: Path,
+    base_config: str,
+    fragment: str,
+    log: Path,
+    what: str,
+    update: list[str],
+    roots: tuple[Path, ...],
+) -> str:
+    """make <base_config>, merge the fragment, run `update` (olddefconfig...), verify; return the final .config.
+
+    `roots` are searched for the Kconfig entries of options that did not survive, to say why.
+    """
     objdir.mkdir(parents=True, exist_ok=True)
     log.unlink(missing_ok=True)
-    base = make_args(source, objdir, toolchain)
-    run_logged([*base, variant.base_config], log, f"kernel config {variant.name}: make {variant.base_config}")
+    run_logged([*make, base_config], log, f"{what}: make {base_config}")
     config_path = objdir / ".config"
-    with config_path.open("a") as handle:
-        handle.write("\n# --- mmulab fragment ---\n" + fragment)
-    run_logged([*base, "olddefconfig"], log, f"kernel config {variant.name}: make olddefconfig")
+    config_path.write_text(merge(config_path.read_text(), fragment))
+    run_logged([*make, *update], log, f"{what}: make {' '.join(update)}", feed=b"\n" * 20000)
     final_text = config_path.read_text()
-    problems = verify(parse_config(fragment, "fragment"), parse_config(final_text), source)
+    problems = verify(parse_config(fragment, "fragment"), parse_config(final_text), roots)
     if problems:
         raise UserError(
-            f"kernel config {variant.name}: {len(problems)} requested option(s) did not survive olddefconfig:\n"
+            f"{what}: {len(problems)} requested option(s) did not survive {update[-1]}:\n"
             + "\n".join(f"  - {p}" for p in problems)
         )
     return final_text
+
+
+def configure(source: Path, objdir: Path, variant: Variant, toolchain: Toolchain, fragment: str, log: Path) -> str:
+    """Produce a verified kernel .config in `objdir` from the variant's base config and fragment."""
+    return apply_fragment(
+        make_args(source, objdir, toolchain),
+        objdir,
+        variant.base_config,
+        fragment,
+        log,
+        f"kernel config {variant.name}",
+        ["olddefconfig"],
+        (source,),
+    )
 
 
 def _shown(symbol: str, value: str | None) -> str:
     return f"# CONFIG_{symbol} is not set" if value in (None, "n") else f"CONFIG_{symbol}={value}"
 
 
-def verify(requested: dict[str, str], final: dict[str, str], source: Path | None) -> list[str]:
+def verify(requested: dict[str, str], final: dict[str, str], roots: tuple[Path, ...] = ()) -> list[str]:
     """One message per requested option the final config does not hold (missing counts as 'n')."""
     problems = []
     for symbol, want in requested.items():
         got = final.get(symbol, "n")
         if got != want:
             message = f"{_shown(symbol, want)} requested, but the final .config has {_shown(symbol, final.get(symbol))}"
-            if source is not None:
-                message += explain(source, symbol, final)
+            if roots:
+                message += explain(roots, symbol, final)
             problems.append(message)
     return problems
 
@@ -130,19 +174,21 @@ def verify(requested: dict[str, str], final: dict[str, str], source: Path | None
 _ENTRY_END = re.compile(r"^\s*(config|menuconfig|choice|endchoice|menu|endmenu|if|endif|source|comment)\b")
 
 
-def _kconfig_files(source: Path):
-    for root, dirs, files in os.walk(source):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            if name.startswith("Kconfig"):
-                yield Path(root) / name
+def _kconfig_files(roots: tuple[Path, ...]):
+    """Kconfig files (and busybox's generated Config.in) under the source tree and the build directory."""
+    for top in roots:
+        for root, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in files:
+                if name.startswith("Kconfig") or name == "Config.in":
+                    yield top, Path(root) / name
 
 
-def find_entries(source: Path, symbol: str) -> list[tuple[Path, int, list[str]]]:
-    """Every `config SYMBOL` entry in the tree: (file, line, its `depends on` expressions)."""
+def find_entries(roots: tuple[Path, ...], symbol: str) -> list[tuple[str, int, list[str]]]:
+    """Every `config SYMBOL` entry: (file relative to its root, line, its `depends on` expressions)."""
     start = re.compile(rf"^\s*(menu)?config\s+{re.escape(symbol)}\s*$")
     entries = []
-    for file in _kconfig_files(source):
+    for top, file in _kconfig_files(roots):
         lines = file.read_text(errors="replace").splitlines()
         for index, line in enumerate(lines):
             if start.match(line):
@@ -152,22 +198,22 @@ def find_entries(source: Path, symbol: str) -> list[tuple[Path, int, list[str]]]
                         break
                     if match := re.match(r"^\s*depends\s+on\s+(.+?)\s*$", body):
                         depends.append(match.group(1))
-                entries.append((file, index + 1, depends))
+                entries.append((str(file.relative_to(top)), index + 1, depends))
     return entries
 
 
-def explain(source: Path, symbol: str, final: dict[str, str]) -> str:
+def explain(roots: tuple[Path, ...], symbol: str, final: dict[str, str]) -> str:
     """Why a symbol could not take its value: its unmet `depends on`, or that it does not exist."""
-    entries = find_entries(source, symbol)
+    entries = find_entries(roots, symbol)
     if not entries:
-        return " (no such Kconfig symbol in this kernel: a typo, or an option of another version?)"
+        return " (no such Kconfig symbol in this version: a typo, or an option of another version?)"
     notes = []
     for file, line, depends in entries:
         for expression in depends:
             if evaluate(expression, final) == 0:
                 symbols = sorted(set(re.findall(r"\b[A-Z][A-Z0-9_]*\b", expression)))
                 values = ", ".join(f"{s}={final.get(s, 'n')}" for s in symbols)
-                notes.append(f"unmet 'depends on {expression}' at {file.relative_to(source)}:{line} ({values})")
+                notes.append(f"unmet 'depends on {expression}' at {file}:{line} ({values})")
     return f"; {'; '.join(notes)}" if notes else ""
 
 

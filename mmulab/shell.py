@@ -35,8 +35,10 @@ def run_logged(
     what: str,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    feed: bytes | None = None,
 ) -> None:
-    """Run `command`, appending its output to `log`; raise UserError naming `what` and the log on failure."""
+    """Run `command` (with `feed` on its stdin), appending its output to `log`; raise UserError naming
+    `what` and the log on failure."""
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [str(part) for part in command]
     with log.open("ab") as handle:
@@ -44,7 +46,13 @@ def run_logged(
         handle.flush()
         try:
             result = subprocess.run(
-                argv, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+                argv,
+                cwd=cwd,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                input=feed,
+                stdin=None if feed is not None else subprocess.DEVNULL,
             )
         except FileNotFoundError:
             raise UserError(f"{what}: cannot run {argv[0]!r}: not found (./setup.sh installs the tools)") from None

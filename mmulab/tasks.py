@@ -11,13 +11,14 @@ import hashlib
 import json
 import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from . import boot, elfcheck, initramfs, kconfig, kernel, sources, toolchain
+from . import boot, busybox, elfcheck, initramfs, kconfig, kernel, sources, toolchain
 from .configdata import BootCase, Project
 from .errors import UserError
 from .shell import require_tool, tool_version
@@ -72,6 +73,12 @@ class Layout:
 
     def sysroot_record(self) -> Path:
         return self.root / "sources" / "sysroot.json"
+
+    def busybox_dir(self, variant: str) -> Path:
+        return self.root / "busybox" / variant
+
+    def busybox_output(self, variant: str, name: str = "busybox") -> Path:
+        return self.busybox_dir(variant) / "out" / name
 
     def image(self, variant: str, build: str) -> Path:
         return self.root / variant / "initramfs" / f"{build}.cpio"
@@ -194,16 +201,48 @@ def do_program(project: Project, name: str, output: Path) -> None:
 
 
 @user_errors
-def do_initramfs(project: Project, variant: str, build: str, output: Path) -> None:
+def do_busybox(project: Project, variant: str) -> None:
+    layout = Layout(project)
+    spec = project.toolchain.busybox
+    assert spec is not None
+    work = layout.busybox_dir(variant)
+    print(f"busybox {variant}: configure and build (log: {work / 'make.log'})")
+    busybox.build(
+        spec,
+        project.variants[variant],
+        project.toolchain,
+        layout.tree(spec.source),
+        layout.sysroot(),
+        work,
+        project.settings.jobs,
+    )
+
+
+def image_entries(project: Project, variant: str, build: str) -> list[initramfs.Entry]:
+    """Everything packed for `build` on `variant`; every binary is checked against the variant's ELF rules."""
     layout = Layout(project)
     info = project.builds[build]
-    files = [("init", info.init), *info.helpers]
+    rules = project.variants[variant].elf_rules
     entries = initramfs.base_entries()
-    for path, program in files:
-        binary = layout.program(program)
-        elfcheck.check(binary, project.variants[variant].elf_rules, label=f"program {program} ({binary})")
+    binaries = [("init", layout.program(info.init))] if info.init else []
+    binaries += [(path, layout.program(program)) for path, program in info.helpers]
+    if info.busybox:
+        binaries.append(("bin/busybox", layout.busybox_output(variant)))
+        for link in busybox.applet_links(layout.busybox_output(variant, "busybox.links")):
+            if link != "bin/busybox":
+                entries.append(initramfs.Entry(link, "symlink", 0o777, target="/bin/busybox"))
+    for path, binary in binaries:
+        elfcheck.check(binary, rules, label=f"{path} of {build} ({binary})")
         entries.append(initramfs.Entry(path, "file", 0o755, source=binary))
-    initramfs.write(entries, output, project.settings.source_date_epoch)
+    for path, source in info.files:
+        mode = 0o755 if path == "init" or source.suffix == ".sh" else 0o644
+        entries.append(initramfs.Entry(path, "file", mode, source=source))
+    return entries
+
+
+@user_errors
+def do_initramfs(project: Project, variant: str, build: str, output: Path) -> None:
+    initramfs.write(image_entries(project, variant, build), output, project.settings.source_date_epoch)
 
 
 def _boot_command(project: Project, case: BootCase, interactive: bool) -> list[str]:
@@ -231,9 +270,12 @@ def do_smoke(project: Project, case_name: str) -> None:
 
 
 @user_errors
-def do_run(project: Project, case_name: str) -> None:
+def do_run(project: Project, case_name: str, append: str = "") -> None:
     require_tool(project.toolchain.qemu, "qemu-system-misc")
-    command = _boot_command(project, project.boots[case_name], True)
+    case = project.boots[case_name]
+    if append:
+        case = replace(case, cmdline=f"{case.cmdline or project.variants[case.variant].cmdline} {append}")
+    command = _boot_command(project, case, True)
     print("mmulab: interactive boot; leave QEMU with Ctrl-A X\n$ " + " ".join(command), flush=True)
     code = boot.run_interactive(command)
     if code != 0:
@@ -334,16 +376,39 @@ def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
                 )
             ],
         }
+    spec = project.toolchain.busybox
+    if spec is not None:
+        for name, variant in project.variants.items():
+            sysroot = layout.sysroot()
+            fragment = busybox.render_fragment(spec, variant, project.toolchain, sysroot)
+            yield {
+                "basename": "busybox",
+                "name": name,
+                "doc": f"configure (verified) and build busybox for {name}",
+                "actions": [(do_busybox, [project, name])],
+                "file_dep": [layout.extracted(spec.source), layout.sysroot_record()],
+                "targets": [layout.busybox_output(name, output) for output in busybox.OUTPUTS],
+                "uptodate": [config_changed(_key(fragment, spec.base_config, versions))],
+            }
     images = sorted({(case.variant, case.build) for case in project.boots.values()})
     for variant, build in images:
         output = layout.image(variant, build)
-        programs = project.builds[build].programs()
+        info = project.builds[build]
+        programs = info.programs()
         yield {
             "basename": "initramfs",
             "name": f"{build}-{variant}",
             "doc": f"check and pack {build} for {variant}",
             "actions": [(do_initramfs, [project, variant, build, output])],
-            "file_dep": [layout.program(program) for program in programs],
+            "file_dep": [
+                *(layout.program(program) for program in programs),
+                *(source for _path, source in info.files),
+                *(
+                    [layout.busybox_output(variant), layout.busybox_output(variant, "busybox.links")]
+                    if info.busybox
+                    else []
+                ),
+            ],
             "targets": [output],
             "uptodate": [
                 config_changed(
@@ -401,6 +466,24 @@ def _boot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
                 "uptodate": [False],
                 "verbosity": 2,
             }
+    spec = project.toolchain.busybox
+    for variant in project.variants:
+        shells = [
+            name
+            for name, case in project.boots.items()
+            if case.variant == variant and project.builds[case.build].busybox
+        ]
+        if spec is not None and shells:
+            case = project.boots[shells[0]]
+            yield {
+                "basename": "shell",
+                "name": variant,
+                "doc": f"boot {variant} to a busybox shell on this terminal; `exit` powers off",
+                "actions": [(do_run, [project, shells[0], spec.shell_cmdline])],
+                "file_dep": [layout.kernel_output(variant), layout.image(variant, case.build)],
+                "uptodate": [False],
+                "verbosity": 2,
+            }
     for name, demo in project.demos.items():
         yield {
             "basename": "demo",
@@ -435,6 +518,8 @@ _GROUP_DOCS = {
     "console": "interactive boots",
     "boot": "boot a variant's cases",
     "demo": "boot a demo's cases",
+    "busybox": "busybox builds (verified config)",
+    "shell": "interactive busybox shells",
     "all": "everything",
 }
 

@@ -21,7 +21,7 @@ def compiler(toolchain: Toolchain) -> str:
 
 
 @functools.cache
-def _gcc_dirs(gcc: str) -> dict[str, str]:
+def gcc_dirs(gcc: str) -> dict[str, str]:
     """The cross compiler's own header dir (stddef.h...) and library dir (libgcc, crtbeginS.o)."""
 
     def ask(flag: str) -> str:
@@ -46,7 +46,7 @@ def compile_command(program: Program, toolchain: Toolchain, output: Path, sysroo
     ]
     if sysroot is None:
         return command
-    values = {"sysroot": str(sysroot), **_gcc_dirs(compiler(toolchain))}
+    values = {"sysroot": str(sysroot), **gcc_dirs(compiler(toolchain))}
     return [part.format(**values) for part in command]
 
 

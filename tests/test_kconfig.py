@@ -59,7 +59,7 @@ def test_fragment_with_junk_names_file_and_line(tmp_path: Path) -> None:
 def test_verify_names_dropped_and_changed_options() -> None:
     requested = {"A": "y", "B": "n", "C": "14", "D": "y"}
     final = {"A": "y", "C": "15", "B": "n"}
-    problems = kconfig.verify(requested, final, source=None)
+    problems = kconfig.verify(requested, final)
     assert problems == [
         "CONFIG_C=14 requested, but the final .config has CONFIG_C=15",
         "CONFIG_D=y requested, but the final .config has # CONFIG_D is not set",

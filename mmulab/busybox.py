@@ -1,0 +1,66 @@
+"""busybox for each variant: render its config fragment, verify it after oldconfig, build it static PIE
+against the pipeline's musl, and list its applet links."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import jinja2
+
+from .configdata import BusyboxSpec, Toolchain, Variant
+from .errors import UserError
+from .kconfig import apply_fragment, template_environment
+from .shell import run_logged
+from .toolchain import compiler, gcc_dirs
+
+OUTPUTS = ("busybox", "busybox.links", "config")
+
+
+def render_fragment(spec: BusyboxSpec, variant: Variant, toolchain: Toolchain, sysroot: Path) -> str:
+    """The busybox fragment for `variant`, from the template and the sysroot it builds against."""
+    template = template_environment(spec.template.parent).get_template(spec.template.name)
+    try:
+        return template.render(
+            variant=variant.name,
+            mmu=variant.mmu,
+            cross_prefix=toolchain.cross_prefix,
+            sysroot=str(sysroot),
+            gcc_include=gcc_dirs(compiler(toolchain))["gcc_include"],
+            extra=spec.kconfig,
+        )
+    except jinja2.TemplateError as exc:
+        raise UserError(f"{spec.template}: template error: {exc} (variant {variant.name})") from None
+
+
+def build(
+    spec: BusyboxSpec, variant: Variant, toolchain: Toolchain, tree: Path, sysroot: Path, work: Path, jobs: int
+) -> None:
+    """Configure (verified), build and collect busybox for `variant` into work/out, each output atomically."""
+    if not (sysroot / "lib").is_dir():
+        raise UserError(f"busybox {variant.name}: no C library in {sysroot} (run `doit libc`)")
+    objdir = work / "obj"
+    log = work / "build.log"
+    fragment = render_fragment(spec, variant, toolchain, sysroot)
+    (work).mkdir(parents=True, exist_ok=True)
+    (work / "fragment.config").write_text(fragment)
+    make = ["make", "-C", str(tree), f"O={objdir}"]
+    apply_fragment(
+        make, objdir, spec.base_config, fragment, log, f"busybox config {variant.name}", ["oldconfig"], (tree, objdir)
+    )
+    build_log = work / "make.log"
+    build_log.unlink(missing_ok=True)
+    run_logged([*make, f"-j{jobs}", "busybox", "busybox.links"], build_log, f"busybox build {variant.name}")
+    out = work / "out"
+    out.mkdir(exist_ok=True)
+    for name, source in zip(OUTPUTS, ("busybox", "busybox.links", ".config"), strict=True):
+        tmp = out / f".{name}.tmp"
+        shutil.copyfile(objdir / source, tmp)
+        os.chmod(tmp, 0o755 if name == "busybox" else 0o644)
+        tmp.replace(out / name)
+
+
+def applet_links(links_file: Path) -> list[str]:
+    """Applet paths (e.g. bin/sh, sbin/poweroff) from busybox.links, relative to the image root."""
+    return sorted({line.strip().lstrip("/") for line in links_file.read_text().splitlines() if line.strip()})
