@@ -12,6 +12,7 @@ import jinja2
 from .configdata import BusyboxSpec, Toolchain, Variant
 from .errors import UserError
 from .kconfig import apply_fragment, template_environment
+from .kernel import reproducible_env
 from .shell import run_logged
 from .toolchain import compiler, gcc_dirs
 
@@ -35,7 +36,14 @@ def render_fragment(spec: BusyboxSpec, variant: Variant, toolchain: Toolchain, s
 
 
 def build(
-    spec: BusyboxSpec, variant: Variant, toolchain: Toolchain, tree: Path, sysroot: Path, work: Path, jobs: int
+    spec: BusyboxSpec,
+    variant: Variant,
+    toolchain: Toolchain,
+    tree: Path,
+    sysroot: Path,
+    work: Path,
+    jobs: int,
+    epoch: int,
 ) -> None:
     """Configure (verified), build and collect busybox for `variant` into work/out, each output atomically."""
     if not (sysroot / "lib").is_dir():
@@ -51,7 +59,8 @@ def build(
     )
     build_log = work / "make.log"
     build_log.unlink(missing_ok=True)
-    run_logged([*make, f"-j{jobs}", "busybox", "busybox.links"], build_log, f"busybox build {variant.name}")
+    run_logged([*make, f"-j{jobs}", "busybox", "busybox.links"], build_log, f"busybox build {variant.name}",
+               env=reproducible_env(epoch))
     out = work / "out"
     out.mkdir(exist_ok=True)
     for name, source in zip(OUTPUTS, ("busybox", "busybox.links", ".config"), strict=True):

@@ -215,6 +215,7 @@ def do_busybox(project: Project, variant: str) -> None:
         layout.sysroot(),
         work,
         project.settings.jobs,
+        project.settings.source_date_epoch,
     )
 
 

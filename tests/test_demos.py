@@ -14,6 +14,7 @@ from test_pipeline import executed
 
 from mmulab import elfcheck
 from mmulab.configdata import load_project
+from mmulab.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 PROJECT = load_project()
@@ -77,6 +78,8 @@ def test_every_program_is_static_pie_and_c_ones_self_relocate(full_run: tuple[Pa
             ]
         if program.language == "c":
             assert relocations and set(relocations) == {elfcheck.R_RISCV_RELATIVE}, name
+    for variant in PROJECT.variants:
+        assert elfcheck.problems(build / "busybox" / variant / "out" / "busybox", "static-pie") == [], variant
 
 
 def test_nothing_changed_means_nothing_runs(full_run: tuple[Path, str]) -> None:
@@ -84,6 +87,38 @@ def test_nothing_changed_means_nothing_runs(full_run: tuple[Path, str]) -> None:
     again = run_doit(["all"], {"MMULAB_BUILD_DIR": str(build)})
     assert again.returncode == 0
     assert executed(again.stdout) == []
+
+
+def test_busybox_shell_runs_the_check_script_on_both_kernels(full_run: tuple[Path, str]) -> None:
+    build, _ = full_run
+    nommu = (build / "boots" / "shell-busybox-nommu.log").read_text()
+    mmu = (build / "boots" / "shell-busybox-mmu.log").read_text()
+    for console in (nommu, mmu):
+        assert "mmulab: shell: pipeline counted 3 words" in console
+        assert "mmulab: shell: background job finished with status 0" in console
+        assert "MemTotal:" in console
+    assert "hush" in (build / "busybox" / "nommu" / "out" / "busybox.links").read_text()
+    assert "/bin/busybox" in mmu.split("/proc/self/maps of cat")[1]
+    assert "rwxp 00000000 00:00 0" in nommu.split("/proc/self/maps of cat")[1]
+
+
+def test_editing_the_busybox_init_script_repacks_only_the_initramfs(full_run: tuple[Path, str], tmp_path: Path) -> None:
+    build, _ = full_run
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "init.sh").write_text((PROJECT_ROOT / "initsrc" / "shell" / "init.sh").read_text())
+    check = PROJECT_ROOT / "initsrc" / "shell" / "check.sh"
+    (overlay / "demos.toml").write_text(
+        f'[demos.myshell.builds.busybox]\ninit = ["init.sh"]\nfiles = {{ "etc/mmulab/check.sh" = "{check}" }}\n'
+        '[demos.myshell.runs.nommu]\nmust = ["mmulab: shell: all checks done", "reboot: Power down"]\n'
+    )
+    env = {"MMULAB_BUILD_DIR": str(build), "MMULAB_CONFIG_OVERLAY": str(overlay)}
+    assert run_doit(["demo:myshell"], env).returncode == 0
+    script = overlay / "init.sh"
+    script.write_text(script.read_text().replace("mounted", "mounted (edited)"))
+    edited = run_doit(["demo:myshell"], env)
+    assert edited.returncode == 0, edited.stderr
+    assert executed(edited.stdout) == ["initramfs:myshell-busybox-nommu", "smoke:myshell-busybox-nommu"]
 
 
 def test_boots_run_in_parallel_processes(full_run: tuple[Path, str]) -> None:
