@@ -1,10 +1,11 @@
 """Pipeline benchmark: cold builds vs raw make, no-op runs, edit-init -> verdict. Not a test: it measures.
 
 Usage: .venv/bin/python bench/bench_pipeline.py [--out bench/results/NAME.json]
-Targets: no-op `doit boot:nommu` < 0.5 s; no-op `doit all` < 1 s; edit-init -> verdict < 5 s; the
-pipeline's cold kernel stage (kconfig + build) within 10 % of raw make olddefconfig + make Image.
-Uses its own build directories under a temporary folder; the shared download cache is used as it is
-(a warm cache measures the pipeline, not the network). About 10 minutes on 2 cores: five kernel builds.
+Targets: no-op `doit boot:nommu` < 0.5 s; no-op `doit all` < 1 s; edit-init -> verdict < 5 s (for an
+asm init and for the busybox init script); the pipeline's cold kernel stage (kconfig + build) within
+10 % of raw make olddefconfig + make Image. Uses its own build directories under a temporary folder;
+the shared download cache is used as it is (a warm cache measures the pipeline, not the network).
+About 12 minutes on 2 cores: five kernel builds, musl twice, busybox four times.
 """
 
 from __future__ import annotations
@@ -42,8 +43,12 @@ def main() -> None:
     overlay = work / "overlay"
     overlay.mkdir()
     shutil.copy(ROOT / "initsrc" / "clone_vm" / "init.S", overlay / "init.S")
+    shutil.copy(ROOT / "initsrc" / "shell" / "init.sh", overlay / "init.sh")
+    check = ROOT / "initsrc" / "shell" / "check.sh"
     (overlay / "demos.toml").write_text(
         '[demos.bench.builds.asm]\ninit = ["init.S"]\n[demos.bench.runs.nommu]\nmust = ["reboot: Power down"]\n'
+        f'[demos.benchbb.builds.busybox]\ninit = ["init.sh"]\nfiles = {{ "etc/mmulab/check.sh" = "{check}" }}\n'
+        '[demos.benchbb.runs.nommu]\nmust = ["mmulab: shell: all checks done", "reboot: Power down"]\n'
     )
     env = {"MMULAB_BUILD_DIR": str(work / "build"), "MMULAB_CONFIG_OVERLAY": str(overlay)}
     all_env = {"MMULAB_BUILD_DIR": str(work / "build-all")}
@@ -78,6 +83,19 @@ def main() -> None:
 
         results["cold_doit_all_s"] = timed([*DOIT, "all"], all_env)
         results["noop_doit_all_median_s"] = statistics.median(timed([*DOIT, "all"], all_env) for _ in range(5))
+        for variant in ("nommu", "mmu"):
+            shutil.rmtree(work / "build-all" / "busybox" / variant)
+            timed([*DOIT, "forget", f"busybox:{variant}"], all_env)
+            results[f"busybox_build_{variant}_s"] = timed([*DOIT, f"busybox:{variant}"], all_env)
+
+        bb_env = {"MMULAB_BUILD_DIR": str(work / "build-all"), "MMULAB_CONFIG_OVERLAY": str(overlay)}
+        timed([*DOIT, "demo:benchbb"], bb_env)
+        edits = []
+        for index in range(3):
+            script = overlay / "init.sh"
+            script.write_text(script.read_text() + f"\n# bench edit {index}\n")
+            edits.append(timed([*DOIT, "smoke:benchbb-busybox-nommu"], bb_env))
+        results["edit_busybox_init_to_verdict_median_s"] = statistics.median(edits)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -90,6 +108,7 @@ def main() -> None:
         "noop_doit_boot_nommu_median_s": ("<", 0.5),
         "noop_doit_all_median_s": ("<", 1.0),
         "edit_init_to_verdict_median_s": ("<", 5.0),
+        "edit_busybox_init_to_verdict_median_s": ("<", 5.0),
         "cold_overhead_vs_raw_make": ("<", 0.10),
     }
     for key, value in results.items():
