@@ -59,8 +59,12 @@ def build(
     )
     build_log = work / "make.log"
     build_log.unlink(missing_ok=True)
-    run_logged([*make, f"-j{jobs}", "busybox", "busybox.links"], build_log, f"busybox build {variant.name}",
-               env=reproducible_env(epoch))
+    run_logged(
+        [*make, f"-j{jobs}", "busybox", "busybox.links"],
+        build_log,
+        f"busybox build {variant.name}",
+        env=reproducible_env(epoch),
+    )
     out = work / "out"
     out.mkdir(exist_ok=True)
     for name, source in zip(OUTPUTS, ("busybox", "busybox.links", ".config"), strict=True):

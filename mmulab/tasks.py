@@ -364,17 +364,23 @@ def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     for name, program in project.programs.items():
         output = layout.program(name)
         language = project.toolchain.languages[program.language]
+        headers = toolchain.recorded_headers(output)
         yield {
             "basename": "program",
             "name": name,
             "doc": f"cross-compile {name} ({program.language})",
             "actions": [(do_program, [project, name, output])],
-            "file_dep": [*program.sources, *([layout.sysroot_record()] if language.libc else [])],
+            "file_dep": [
+                *program.sources,
+                *(headers or []),
+                *([layout.sysroot_record()] if language.libc else []),
+            ],
             "targets": [output],
             "uptodate": [
                 config_changed(
-                    _key(toolchain.compile_command(program, project.toolchain, output), versions["compiler"])
-                )
+                    _key(toolchain.build_commands(program, project.toolchain, output), versions["compiler"])
+                ),
+                headers is not None,
             ],
         }
     spec = project.toolchain.busybox

@@ -30,24 +30,47 @@ def gcc_dirs(gcc: str) -> dict[str, str]:
     return {"gcc_include": ask("-print-file-name=include"), "gcc_lib": str(Path(ask("-print-libgcc-file-name")).parent)}
 
 
-def compile_command(program: Program, toolchain: Toolchain, output: Path, sysroot: Path | None = None) -> list[str]:
-    """The compile-and-link command; without `sysroot` the placeholders stay (the form used in cache keys)."""
+def object_name(index: int, source: Path) -> str:
+    """Each source's object, named by position: two init.S in different folders must not collide."""
+    return f"{index}-{source.stem}.o"
+
+
+def build_commands(
+    program: Program, toolchain: Toolchain, output: Path, sysroot: Path | None = None
+) -> list[list[str]]:
+    """One compile command per source (into output's objects/ folder, with its header list), then the link.
+
+    Separate objects keep the binary reproducible (a one-step build of .S files records random temporary
+    names) and let gcc list the headers each source includes (-MMD). Without `sysroot` the placeholders
+    stay: that is the form used in cache keys.
+    """
     language = toolchain.languages[program.language]
-    prefix_maps = [f"-ffile-prefix-map={PROJECT_ROOT}=."]
-    command = [
-        compiler(toolchain),
-        *language.flags,
-        *prefix_maps,
-        "-o",
-        str(output),
-        *language.startfiles,
-        *map(str, program.sources),
-        *language.endfiles,
-    ]
+    flags = [*language.flags, f"-ffile-prefix-map={PROJECT_ROOT}=."]
+    objects = output.parent / "objects"
+    commands = []
+    for index, source in enumerate(program.sources):
+        obj = objects / object_name(index, source)
+        commands.append([compiler(toolchain), *flags, "-MMD", "-MF", f"{obj}.d", "-c", "-o", str(obj), str(source)])
+    link = [compiler(toolchain), *flags, "-o", str(output), *language.startfiles]
+    link += [str(objects / object_name(i, source)) for i, source in enumerate(program.sources)]
+    commands.append([*link, *language.endfiles])
     if sysroot is None:
-        return command
+        return commands
     values = {"sysroot": str(sysroot), **gcc_dirs(compiler(toolchain))}
-    return [part.format(**values) for part in command]
+    return [[part.format(**values) for part in command] for command in commands]
+
+
+def recorded_headers(output: Path) -> list[Path] | None:
+    """The headers the last build of `output` included (from gcc's .d files), or None before any build."""
+    objects = output.parent / "objects"
+    depfiles = sorted(objects.glob("*.o.d")) if objects.is_dir() else []
+    if not depfiles:
+        return None
+    headers: set[Path] = set()
+    for depfile in depfiles:
+        words = depfile.read_text().replace("\\\n", " ").split(":", 1)[-1].split()
+        headers.update(Path(word) for word in words if word.endswith((".h", ".inc")))
+    return sorted(header for header in headers if header.is_file())
 
 
 def build_program(program: Program, toolchain: Toolchain, output: Path, log: Path, sysroot: Path) -> None:
@@ -55,11 +78,18 @@ def build_program(program: Program, toolchain: Toolchain, output: Path, log: Pat
     require_tool(compiler(toolchain), "gcc-riscv64-linux-gnu")
     if toolchain.languages[program.language].libc and not (sysroot / "lib").is_dir():
         raise UserError(f"program {program.name}: no C library in {sysroot} (run `doit libc`)")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    objects = output.parent / "objects"
+    if objects.exists():
+        shutil.rmtree(objects)
+    objects.mkdir(parents=True)
     log.unlink(missing_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     try:
-        run_logged(compile_command(program, toolchain, tmp, sysroot), log, f"program {program.name}: compile")
+        *compiles, link = build_commands(program, toolchain, output, sysroot)
+        for command in compiles:
+            run_logged(command, log, f"program {program.name}: compile {Path(command[-1]).name}")
+        link[link.index(str(output))] = str(tmp)
+        run_logged(link, log, f"program {program.name}: link")
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)

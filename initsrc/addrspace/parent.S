@@ -43,12 +43,7 @@ _start:
 	sd	t1, 8(t0)
 	sd	zero, 16(t0)
 
-	li	a0, CLONE_VM | CLONE_VFORK | SIGCHLD
-	li	a1, 0
-	li	a2, 0
-	li	a3, 0
-	li	a4, 0
-	syscall	SYS_clone
+	clone_with CLONE_VM | CLONE_VFORK | SIGCHLD
 	bnez	a0, parent
 
 	/* child (on the parent's stack until execve): execve(path, argv, envp = argv + 2) */

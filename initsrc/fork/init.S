@@ -14,12 +14,7 @@ _start:
 	call	line_char
 	call	line_end
 
-	li	a0, SIGCHLD
-	li	a1, 0
-	li	a2, 0
-	li	a3, 0
-	li	a4, 0
-	syscall	SYS_clone
+	clone_with SIGCHLD
 	bltz	a0, failed
 	bnez	a0, parent
 

@@ -44,6 +44,17 @@
 	call	line_str
 .endm
 
+/* clone_with flags: clone(flags, newsp = 0 (keep sp), ptid, tls, ctid = 0); a0 = pid, 0 in the child */
+.macro clone_with flags:req
+	li	a0, \flags
+	li	a1, 0
+	li	a2, 0
+	li	a3, 0
+	li	a4, 0
+	li	a7, SYS_clone
+	ecall
+.endm
+
 /* syscall N: a7 = N; ecall (arguments already in a0-a5) */
 .macro syscall number:req
 	li	a7, \number

@@ -10,12 +10,7 @@
 	.text
 	.globl	_start
 _start:
-	li	a0, CLONE_NEWPID | CLONE_NEWUTS | CLONE_VM | CLONE_VFORK | SIGCHLD
-	li	a1, 0
-	li	a2, 0
-	li	a3, 0
-	li	a4, 0
-	syscall	SYS_clone
+	clone_with CLONE_NEWPID | CLONE_NEWUTS | CLONE_VM | CLONE_VFORK | SIGCHLD
 	bltz	a0, failed
 	bnez	a0, parent
 
