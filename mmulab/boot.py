@@ -150,41 +150,43 @@ def run_captured(command: list[str], case: BootCase, log: Path) -> Verdict:
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
     buffer, lines, timed_out = b"", [], False
-    with log.open("wb") as sink:
-        sink.write(("$ " + " ".join(command) + "\n").encode())
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                timed_out = process.poll() is None
-                break
-            if not selector.select(timeout=min(0.2, deadline - now)):
-                if process.poll() is not None:
-                    break
-                continue
-            chunk = process.stdout.read()
-            if chunk is None:
-                continue
-            if chunk == b"":
-                break
-            sink.write(chunk)
-            sink.flush()
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            fresh = [line.decode(errors="replace").rstrip("\r") for line in complete]
-            lines += fresh
-            if any(bad in line for line in fresh for bad in case.must_not):
-                deadline = min(deadline, time.monotonic() + PANIC_GRACE_SECONDS)
-        if buffer:
-            lines.append(buffer.decode(errors="replace").rstrip("\r"))
     try:
-        process.wait(timeout=0 if timed_out else max(0.1, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-    exit_code = process.wait()
-    selector.close()
-    process.stdout.close()
+        with log.open("wb") as sink:
+            sink.write(("$ " + " ".join(command) + "\n").encode())
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    timed_out = process.poll() is None
+                    break
+                if not selector.select(timeout=min(0.2, deadline - now)):
+                    if process.poll() is not None:
+                        break
+                    continue
+                chunk = process.stdout.read()
+                if chunk is None:
+                    continue
+                if chunk == b"":
+                    break
+                sink.write(chunk)
+                sink.flush()
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                fresh = [line.decode(errors="replace").rstrip("\r") for line in complete]
+                lines += fresh
+                if any(bad in line for line in fresh for bad in case.must_not):
+                    deadline = min(deadline, time.monotonic() + PANIC_GRACE_SECONDS)
+            if buffer:
+                lines.append(buffer.decode(errors="replace").rstrip("\r"))
+        try:
+            process.wait(timeout=0 if timed_out else max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+    finally:
+        if process.poll() is None:  # timed out, or interrupted (Ctrl-C, an error): never leave a QEMU behind
+            os.killpg(process.pid, signal.SIGKILL)
+        exit_code = process.wait()
+        selector.close()
+        process.stdout.close()
     forbidden = any(bad in line for line in lines for bad in case.must_not)
     return judge(
         case,

@@ -24,7 +24,7 @@ def require_tool(name: str, package: str) -> str:
 
 def relevant_lines(text: str, limit: int = 15) -> str:
     """The error lines of a tool's output (or its tail when none stand out), for a short failure report."""
-    lines = text.rstrip().splitlines()
+    lines = [line for line in text.rstrip().splitlines() if not line.startswith("$ ")]
     picked = [line for line in lines if _RELEVANT.search(line)]
     return "\n".join((picked or lines)[-limit:])
 

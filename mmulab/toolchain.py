@@ -69,7 +69,7 @@ def recorded_headers(output: Path) -> list[Path] | None:
     headers: set[Path] = set()
     for depfile in depfiles:
         words = depfile.read_text().replace("\\\n", " ").split(":", 1)[-1].split()
-        headers.update(Path(word) for word in words if word.endswith((".h", ".inc")))
+        headers.update(Path(word).resolve() for word in words if word.endswith((".h", ".inc")))
     return sorted(header for header in headers if header.is_file())
 
 
