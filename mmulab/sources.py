@@ -79,6 +79,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def tree_digest(root: Path) -> str:
+    """One sha256 over every file's relative path and content: what programs built on a sysroot depend on."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def apt_archive_uris(paths: tuple[Path, ...]) -> list[str]:
     """The archive base URIs of this machine's apt configuration (one-line and deb822 formats), in order.
 

@@ -189,7 +189,8 @@ def do_libc(project: Project, name: str, linux_tree: Path) -> None:
     toolchain.build_libc(
         libc, project.toolchain, layout.tree(libc.source), linux_tree, work, layout.sysroot(), project.settings.jobs
     )
-    sources.write_atomic(layout.sysroot_record(), json.dumps({"libc": name, "sysroot": str(layout.sysroot())}) + "\n")
+    record = {"libc": name, "sysroot": str(layout.sysroot()), "digest": sources.tree_digest(layout.sysroot())}
+    sources.write_atomic(layout.sysroot_record(), json.dumps(record, indent=2) + "\n")
 
 
 @user_errors

@@ -199,3 +199,14 @@ def test_extraction_refuses_symlinks_that_escape(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"its link .* escapes the target directory"):
         sources.extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_tree_digest_follows_paths_and_contents(tmp_path: Path) -> None:
+    for root in ("a", "b"):
+        (tmp_path / root / "lib").mkdir(parents=True)
+        (tmp_path / root / "lib" / "libc.a").write_bytes(b"archive")
+    assert sources.tree_digest(tmp_path / "a") == sources.tree_digest(tmp_path / "b")
+    (tmp_path / "b" / "lib" / "libc.a").write_bytes(b"archive, patched")
+    assert sources.tree_digest(tmp_path / "a") != sources.tree_digest(tmp_path / "b")
+    (tmp_path / "a" / "lib" / "libc.a").rename(tmp_path / "a" / "lib" / "libm.a")
+    assert sources.tree_digest(tmp_path / "a") != sources.tree_digest(tmp_path / "b")
