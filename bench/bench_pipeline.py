@@ -42,11 +42,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mmulab-bench-"))
     overlay = work / "overlay"
     overlay.mkdir()
-    shutil.copy(ROOT / "initsrc" / "clone_vm" / "init.S", overlay / "init.S")
+    (overlay / "bench").mkdir()
+    shutil.copy(ROOT / "initsrc" / "clone_vm" / "init.S", overlay / "bench" / "init.S")
+    shutil.copytree(ROOT / "initsrc" / "lib", overlay / "lib")
     shutil.copy(ROOT / "initsrc" / "shell" / "init.sh", overlay / "init.sh")
     check = ROOT / "initsrc" / "shell" / "check.sh"
     (overlay / "demos.toml").write_text(
-        '[demos.bench.builds.asm]\ninit = ["init.S"]\n[demos.bench.runs.nommu]\nmust = ["reboot: Power down"]\n'
+        '[demos.bench.builds.asm]\ninit = ["bench/init.S", "lib/rt.S"]\n'
+        '[demos.bench.runs.nommu]\nmust = ["reboot: Power down"]\n'
         f'[demos.benchbb.builds.busybox]\ninit = ["init.sh"]\nfiles = {{ "etc/mmulab/check.sh" = "{check}" }}\n'
         '[demos.benchbb.runs.nommu]\nmust = ["mmulab: shell: all checks done", "reboot: Power down"]\n'
     )
@@ -76,7 +79,7 @@ def main() -> None:
         results["noop_doit_boot_nommu_median_s"] = statistics.median(noops)
         edits = []
         for index in range(3):
-            source = overlay / "init.S"
+            source = overlay / "bench" / "init.S"
             source.write_text(source.read_text() + f"\n/* bench edit {index} */\n")
             edits.append(timed([*DOIT, "smoke:bench-asm-nommu"], env))
         results["edit_init_to_verdict_median_s"] = statistics.median(edits)

@@ -30,10 +30,12 @@ MARKERS = [
 def overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A user's own demo: a copy of the clone_vm asm init, so the test can edit it."""
     folder = tmp_path_factory.mktemp("overlay")
-    shutil.copy(PROJECT_ROOT / "initsrc" / "clone_vm" / "init.S", folder / "init.S")
+    (folder / "mine").mkdir()
+    shutil.copy(PROJECT_ROOT / "initsrc" / "clone_vm" / "init.S", folder / "mine" / "init.S")
+    shutil.copytree(PROJECT_ROOT / "initsrc" / "lib", folder / "lib")
     must = ", ".join(f'"{marker}"' for marker in MARKERS)
     (folder / "demos.toml").write_text(
-        f'[demos.mine.builds.asm]\ninit = ["init.S"]\n[demos.mine.runs.nommu]\nmust = [{must}]\n'
+        f'[demos.mine.builds.asm]\ninit = ["mine/init.S", "lib/rt.S"]\n[demos.mine.runs.nommu]\nmust = [{must}]\n'
     )
     return folder
 
@@ -59,18 +61,18 @@ def test_nommu_boot_shows_the_childs_write_then_caches_every_stage(
     assert executed(noop.stdout) == []
     assert "-- kernel:nommu" in noop.stdout and "-- smoke:mine-asm-nommu" in noop.stdout
 
-    source = overlay / "init.S"
-    source.write_text(source.read_text().replace("powering off", "powering off now"))
+    source = overlay / "mine" / "init.S"
+    source.write_text(source.read_text().replace("clone_vm init started", "clone_vm init started (edited)"))
     edited = run_doit(["boot:nommu"], env)
     assert edited.returncode == 0, edited.stderr
     assert executed(edited.stdout) == ["program:mine-asm", "initramfs:mine-asm-nommu", "smoke:mine-asm-nommu"]
     assert image.stat().st_mtime_ns == image_mtime
-    assert "mmulab: powering off now" in (session_build / "boots" / "mine-asm-nommu.log").read_text()
+    assert "mmulab: clone_vm init started (edited)" in (session_build / "boots" / "mine-asm-nommu.log").read_text()
 
 
 def test_a_boot_that_breaks_its_promise_fails_with_a_clear_message(session_build: Path, overlay: Path) -> None:
     env = {"MMULAB_BUILD_DIR": str(session_build), "MMULAB_CONFIG_OVERLAY": str(overlay)}
-    source = overlay / "init.S"
+    source = overlay / "mine" / "init.S"
     original = source.read_text()
     source.write_text(original.replace("li\tt1, 'B'", "li\tt1, 'C'"))
     try:
