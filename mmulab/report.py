@@ -43,6 +43,8 @@ class MmulabReporter(ConsoleReporter):
             return
         self.failures.append({"task": task, "exception": fail})
         message = fail.message if not fail.traceback else fail.get_msg()
+        if not task.actions:  # a group task (boot:, demo:, all): doit names the dependency that failed
+            message = f"incomplete: {message.strip()} failed"
         sys.stderr.write(f"mmulab: error: {task.name}: {message.rstrip()}\n")
         sys.stderr.flush()
 
