@@ -365,7 +365,6 @@ def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     for name, program in project.programs.items():
         output = layout.program(name)
         language = project.toolchain.languages[program.language]
-        headers = toolchain.recorded_headers(output)
         yield {
             "basename": "program",
             "name": name,
@@ -373,7 +372,6 @@ def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
             "actions": [(do_program, [project, name, output])],
             "file_dep": [
                 *program.sources,
-                *(headers or []),
                 *([layout.sysroot_record()] if language.libc else []),
             ],
             "targets": [output],
@@ -381,7 +379,7 @@ def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
                 config_changed(
                     _key(toolchain.build_commands(program, project.toolchain, output), versions["compiler"])
                 ),
-                headers is not None,
+                toolchain.headers_unchanged(output),
             ],
         }
     spec = project.toolchain.busybox

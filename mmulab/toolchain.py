@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import subprocess
@@ -70,7 +71,26 @@ def recorded_headers(output: Path) -> list[Path] | None:
     for depfile in depfiles:
         words = depfile.read_text().replace("\\\n", " ").split(":", 1)[-1].split()
         headers.update(Path(word).resolve() for word in words if word.endswith((".h", ".inc")))
-    return sorted(header for header in headers if header.is_file())
+    return sorted(headers)
+
+
+def _headers_digest(headers: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for header in headers:
+        content = header.read_bytes() if header.is_file() else b"<missing>"
+        digest.update(str(header).encode() + b"\0" + hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
+def headers_unchanged(output: Path) -> bool:
+    """Whether every header the last build of `output` included still has the content it had then.
+
+    Part of the program task's up-to-date check, next to its sources: the header list is only known after
+    a build (gcc -MMD), so it is compared with a digest kept beside the objects, not in doit's database.
+    """
+    headers = recorded_headers(output)
+    stamp = output.parent / "objects" / "headers.sha256"
+    return headers is not None and stamp.is_file() and stamp.read_text() == _headers_digest(headers)
 
 
 def build_program(program: Program, toolchain: Toolchain, output: Path, log: Path, sysroot: Path) -> None:
@@ -90,6 +110,7 @@ def build_program(program: Program, toolchain: Toolchain, output: Path, log: Pat
             run_logged(command, log, f"program {program.name}: compile {Path(command[-1]).name}")
         link[link.index(str(output))] = str(tmp)
         run_logged(link, log, f"program {program.name}: link")
+        (objects / "headers.sha256").write_text(_headers_digest(recorded_headers(output) or []))
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)

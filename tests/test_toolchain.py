@@ -27,11 +27,17 @@ def test_same_program_built_in_two_places_is_bit_identical(tmp_path: Path) -> No
     assert first.read_bytes() == second.read_bytes()
 
 
-def test_headers_a_program_includes_are_recorded(tmp_path: Path) -> None:
+def test_headers_a_program_includes_are_recorded_and_watched(tmp_path: Path) -> None:
     output = tmp_path / "pidns-asm" / "pidns-asm"
-    assert toolchain.recorded_headers(output) is None
+    assert toolchain.recorded_headers(output) is None and not toolchain.headers_unchanged(output)
     build(tmp_path, ".", "pidns-asm")
     assert toolchain.recorded_headers(output) == [PROJECT_ROOT / "initsrc" / "lib" / "rt.h"]
+    assert toolchain.headers_unchanged(output)
+    depfile = next((output.parent / "objects").glob("*.o.d"))
+    header = tmp_path / "my.h"
+    header.write_text("#define X 1\n")
+    depfile.write_text(depfile.read_text().rstrip() + f" {header}\n")
+    assert not toolchain.headers_unchanged(output)
 
 
 def test_compile_error_names_the_program_and_source(tmp_path: Path) -> None:
