@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from . import elfcheck
 from .errors import UserError
 from .settings import PROJECT_ROOT, Settings
 
@@ -395,7 +396,7 @@ def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
             base_config=entry.get("base_config", str, hint='e.g. base_config = "tinyconfig"'),
             template=template,
             mmu=entry.get("mmu", bool),
-            elf_rules=entry.choice("elf_rules", ("static-pie", "static")),
+            elf_rules=entry.choice("elf_rules", elfcheck.RULES),
             kconfig=kconfig,
             fragments=tuple(fragments),
             cmdline=entry.get("cmdline", str),
