@@ -3,8 +3,6 @@ against the pipeline's musl, and list its applet links."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import jinja2
@@ -14,9 +12,10 @@ from .errors import UserError
 from .kconfig import apply_fragment, template_environment
 from .kernel import reproducible_env
 from .shell import run_logged
-from .toolchain import compiler, gcc_dirs
+from .sources import copy_atomic
+from .toolchain import compiler, gcc_dirs, require_sysroot
 
-OUTPUTS = ("busybox", "busybox.links", "config")
+OUTPUTS = {"busybox": "busybox", "busybox.links": "busybox.links", "config": ".config"}
 
 
 def render_fragment(spec: BusyboxSpec, variant: Variant, toolchain: Toolchain, sysroot: Path) -> str:
@@ -46,8 +45,7 @@ def build(
     epoch: int,
 ) -> None:
     """Configure (verified), build and collect busybox for `variant` into work/out, each output atomically."""
-    if not (sysroot / "lib").is_dir():
-        raise UserError(f"busybox {variant.name}: no C library in {sysroot} (run `doit libc`)")
+    require_sysroot(sysroot, f"busybox {variant.name}")
     objdir = work / "obj"
     log = work / "build.log"
     fragment = render_fragment(spec, variant, toolchain, sysroot)
@@ -65,13 +63,8 @@ def build(
         f"busybox build {variant.name}",
         env=reproducible_env(epoch),
     )
-    out = work / "out"
-    out.mkdir(exist_ok=True)
-    for name, source in zip(OUTPUTS, ("busybox", "busybox.links", ".config"), strict=True):
-        tmp = out / f".{name}.tmp"
-        shutil.copyfile(objdir / source, tmp)
-        os.chmod(tmp, 0o755 if name == "busybox" else 0o644)
-        tmp.replace(out / name)
+    for name, source in OUTPUTS.items():
+        copy_atomic(objdir / source, work / "out" / name, 0o755 if name == "busybox" else 0o644)
 
 
 def applet_links(links_file: Path) -> list[str]:

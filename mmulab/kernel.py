@@ -8,6 +8,7 @@ from pathlib import Path
 from .configdata import Toolchain
 from .kconfig import make_args
 from .shell import run_logged
+from .sources import copy_atomic
 
 OUTPUTS = {"Image": "arch/{arch}/boot/Image", "System.map": "System.map", "config": ".config"}
 
@@ -48,8 +49,5 @@ def build(
         f"kernel build {label}",
         env=reproducible_env(epoch),
     )
-    outdir.mkdir(parents=True, exist_ok=True)
     for name, relative in OUTPUTS.items():
-        tmp = outdir / f".{name}.tmp"
-        shutil.copyfile(objdir / relative.format(arch=toolchain.arch), tmp)
-        tmp.replace(outdir / name)
+        copy_atomic(objdir / relative.format(arch=toolchain.arch), outdir / name)

@@ -71,6 +71,19 @@ def write_atomic(path: Path, text: str | bytes) -> None:
         raise
 
 
+def copy_atomic(source: Path, destination: Path, mode: int | None = None) -> None:
+    """Copy a build output into place through a temporary sibling: readers never see half a file."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.with_name(f".{destination.name}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        tmp.replace(destination)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -108,6 +108,7 @@ def _versions(project: Project) -> dict[str, str]:
     return _tool_versions(toolchain.compiler(project.toolchain), project.toolchain.qemu)
 
 
+@functools.cache
 def _tree_fingerprint(tree: Path) -> str:
     """A user's kernel tree: git HEAD plus a hash of uncommitted changes; not a git tree: always rebuild."""
     try:

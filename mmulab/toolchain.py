@@ -93,11 +93,17 @@ def headers_unchanged(output: Path) -> bool:
     return headers is not None and stamp.is_file() and stamp.read_text() == _headers_digest(headers)
 
 
+def require_sysroot(sysroot: Path, what: str) -> None:
+    """Fail with the task to run when the C library a build links against is not there yet."""
+    if not (sysroot / "lib").is_dir():
+        raise UserError(f"{what}: no C library in {sysroot} (run `doit libc`)")
+
+
 def build_program(program: Program, toolchain: Toolchain, output: Path, log: Path, sysroot: Path) -> None:
     """Compile and link `program`; the binary appears under `output` only when the link succeeded."""
     require_tool(compiler(toolchain), "gcc-riscv64-linux-gnu")
-    if toolchain.languages[program.language].libc and not (sysroot / "lib").is_dir():
-        raise UserError(f"program {program.name}: no C library in {sysroot} (run `doit libc`)")
+    if toolchain.languages[program.language].libc:
+        require_sysroot(sysroot, f"program {program.name}")
     objects = output.parent / "objects"
     if objects.exists():
         shutil.rmtree(objects)
