@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-packages=$(grep -v -E '^\s*(#|$)' configs/debian-packages.txt)
+packages=$(grep -v -E '^\s*(#|$)' configs/debian-packages.txt | awk '{print $1}')
 missing=()
 for pkg in $packages; do
     name=${pkg%%=*}
