@@ -12,10 +12,12 @@ import selectors
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from .configdata import BootCase, Toolchain, Variant
+from .fsutil import JsonRecord
 
 PANIC_GRACE_SECONDS = 1.0
 EXCERPT_BEFORE, EXCERPT_AFTER = 8, 25
@@ -41,9 +43,20 @@ def qemu_command(
     return command
 
 
-@dataclass
-class Verdict:
-    """What a boot showed, compared with what the case expected."""
+class Outcome(StrEnum):
+    """What a boot did, read from its console."""
+
+    PASS = "pass"
+    HANG = "hang"
+    FORBIDDEN_LINE = "forbidden-line"
+    INCOMPLETE = "incomplete"
+    QEMU_ERROR = "qemu-error"
+    NOT_RUN = "not-run"
+
+
+@dataclass(frozen=True)
+class Verdict(JsonRecord):
+    """What a boot showed, compared with what the case expected (written beside its console log)."""
 
     case: str
     demo: str
@@ -51,21 +64,42 @@ class Verdict:
     variant: str
     qemu: str
     expected: str
-    observed: str
+    observed: Outcome
     passed: bool
-    seconds: float
+    seconds: float | None
     reason: str = ""
     excerpt: str = ""
-    missing: list[str] = field(default_factory=list)
+    missing: tuple[str, ...] = ()
     log: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "observed", Outcome(self.observed))
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "observed": self.observed.value, "missing": list(self.missing)}
+
+    @classmethod
+    def not_run(cls, case: BootCase | str, reason: str = "not run: a task it depends on failed") -> Verdict:
+        """The verdict of a case whose boot never happened."""
+        if isinstance(case, str):
+            return cls(case, "", "", "", "", "", Outcome.NOT_RUN, False, None, reason)
+        return cls(
+            case.name,
+            case.demo,
+            case.build,
+            case.variant,
+            case.qemu_options,
+            case.expect,
+            Outcome.NOT_RUN,
+            False,
+            None,
+            reason,
+        )
 
     def summary(self) -> str:
         head = (
             f"boot {self.case}: {'PASS' if self.passed else 'FAIL'} (expected {self.expected}, observed "
-            f"{self.observed}, {self.seconds:.1f} s)"
+            f"{self.observed.value}, {self.seconds or 0:.1f} s)"
         )
         if self.passed:
             return head
@@ -97,24 +131,24 @@ def judge(
         else:
             position = found + 1
     if forbidden_at is not None:
-        observed, reason = "forbidden-line", f"console printed {lines[forbidden_at].strip()!r}"
+        observed, reason = Outcome.FORBIDDEN_LINE, f"console printed {lines[forbidden_at].strip()!r}"
     elif timed_out:
-        observed = "hang"
+        observed = Outcome.HANG
         reason = f"no power-off within {case.timeout:g} s" + (f"; never saw {missing[0]!r}" if missing else "")
     elif missing:
-        observed, reason = "incomplete", f"QEMU exited (code {exit_code}) without printing {missing[0]!r}"
+        observed, reason = Outcome.INCOMPLETE, f"QEMU exited (code {exit_code}) without printing {missing[0]!r}"
     elif exit_code not in (0, None):
-        observed, reason = "qemu-error", f"QEMU exited with code {exit_code}"
+        observed, reason = Outcome.QEMU_ERROR, f"QEMU exited with code {exit_code}"
     else:
-        observed, reason = "pass", ""
-    if case.expect == "hang":
-        passed = observed == "hang" and not missing
-        if observed == "hang" and missing:
+        observed, reason = Outcome.PASS, ""
+    if case.expect == Outcome.HANG.value:
+        passed = observed is Outcome.HANG and not missing
+        if observed is Outcome.HANG and missing:
             reason = f"hung as expected but never printed {missing[0]!r}"
-        elif observed != "hang":
+        elif observed is not Outcome.HANG:
             reason = reason or "expected the boot to hang, but it finished"
     else:
-        passed = observed == "pass"
+        passed = observed is Outcome.PASS
     excerpt = "" if passed else _excerpt(lines, forbidden_at)
     return Verdict(
         case.name,
@@ -128,7 +162,7 @@ def judge(
         round(seconds, 2),
         "" if passed else reason,
         excerpt,
-        missing,
+        tuple(missing),
         str(log or ""),
     )
 

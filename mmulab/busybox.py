@@ -3,68 +3,78 @@ against the pipeline's musl, and list its applet links."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
-
 from .configdata import BusyboxSpec, Toolchain, Variant
-from .errors import UserError
-from .kconfig import apply_fragment, template_environment
+from .fsutil import copy_atomic, write_atomic
+from .kconfig import apply_fragment, fragment_context, render_template
 from .kernel import reproducible_env
-from .shell import run_logged
-from .sources import copy_atomic
-from .toolchain import compiler, gcc_dirs, require_sysroot
+from .progress import Progress, ProgressSpec
+from .toolchain import require_sysroot, resolve
+from .tools import RUNNER, Runner
 
 OUTPUTS = {"busybox": "busybox", "busybox.links": "busybox.links", "config": ".config"}
+# kbuild-style quiet output of busybox's make: one line per compiled file.
+BUSYBOX_PROGRESS = r"^\s+(CC|AS|LD|AR)\s"
 
 
-def render_fragment(spec: BusyboxSpec, variant: Variant, toolchain: Toolchain, sysroot: Path) -> str:
-    """The busybox fragment for `variant`, from the template and the sysroot it builds against."""
-    template = template_environment(spec.template.parent).get_template(spec.template.name)
-    try:
-        return template.render(
-            variant=variant.name,
-            mmu=variant.mmu,
-            cross_prefix=toolchain.cross_prefix,
-            sysroot=str(sysroot),
-            gcc_include=gcc_dirs(compiler(toolchain))["gcc_include"],
-            extra=spec.kconfig,
-        )
-    except jinja2.TemplateError as exc:
-        raise UserError(f"{spec.template}: template error: {exc} (variant {variant.name})") from None
+def render_fragment(spec: BusyboxSpec, variant: Variant, toolchain: Toolchain) -> str:
+    """The busybox fragment for `variant`, with {sysroot} and {gcc_include} still placeholders."""
+    return render_template(spec.template, fragment_context(variant, toolchain, spec.base_config, spec.kconfig))
 
 
-def build(
-    spec: BusyboxSpec,
-    variant: Variant,
-    toolchain: Toolchain,
-    tree: Path,
-    sysroot: Path,
-    work: Path,
-    jobs: int,
-    epoch: int,
-) -> None:
-    """Configure (verified), build and collect busybox for `variant` into work/out, each output atomically."""
-    require_sysroot(sysroot, f"busybox {variant.name}")
-    objdir = work / "obj"
-    log = work / "build.log"
-    fragment = render_fragment(spec, variant, toolchain, sysroot)
-    (work).mkdir(parents=True, exist_ok=True)
-    (work / "fragment.config").write_text(fragment)
-    make = ["make", "-C", str(tree), f"O={objdir}"]
+@dataclass(frozen=True)
+class BusyboxBuild:
+    """One busybox build: the spec, the variant it is configured for, its tree, sysroot and work directory."""
+
+    spec: BusyboxSpec
+    variant: Variant
+    toolchain: Toolchain
+    tree: Path
+    sysroot: Path
+    work: Path
+    jobs: int
+    source_date_epoch: int
+    progress: str = "auto"
+
+
+def build(request: BusyboxBuild, runner: Runner = RUNNER) -> None:
+    """Configure (verified), build and collect busybox for the variant into work/out, each output atomically.
+
+    SOURCE_DATE_EPOCH is set for the config step too: busybox writes its build stamp (the banner's date)
+    into include/autoconf.h there.
+    """
+    name = request.variant.name
+    require_sysroot(request.sysroot, f"busybox {name}")
+    work, objdir = request.work, request.work / "obj"
+    fragment = resolve(
+        render_fragment(request.spec, request.variant, request.toolchain), request.toolchain, request.sysroot, runner
+    )
+    write_atomic(work / "fragment.config", fragment)
+    make = ["make", "-C", str(request.tree), f"O={objdir}"]
+    env = reproducible_env(request.source_date_epoch)
     apply_fragment(
-        make, objdir, spec.base_config, fragment, log, f"busybox config {variant.name}", ["oldconfig"], (tree, objdir)
+        make,
+        objdir,
+        request.spec.base_config,
+        fragment,
+        work / "build.log",
+        f"busybox config {name}",
+        ["oldconfig"],
+        (request.tree, objdir),
+        env=env,
+        runner=runner,
     )
-    build_log = work / "make.log"
-    build_log.unlink(missing_ok=True)
-    run_logged(
-        [*make, f"-j{jobs}", "busybox", "busybox.links"],
-        build_log,
-        f"busybox build {variant.name}",
-        env=reproducible_env(epoch),
+    progress = Progress.for_terminal(
+        ProgressSpec(f"busybox {name}", BUSYBOX_PROGRESS, work / "progress.json", request.spec.progress_estimate),
+        request.progress,
     )
-    for name, source in OUTPUTS.items():
-        copy_atomic(objdir / source, work / "out" / name, 0o755 if name == "busybox" else 0o644)
+    runner.log(work / "make.log").run(
+        [*make, f"-j{request.jobs}", "busybox", "busybox.links"], f"busybox build {name}", env=env, progress=progress
+    )
+    for output, source in OUTPUTS.items():
+        copy_atomic(objdir / source, work / "out" / output, 0o755 if output == "busybox" else 0o644)
 
 
 def applet_links(links_file: Path) -> list[str]:

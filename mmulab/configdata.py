@@ -11,8 +11,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import elfcheck
-from .errors import UserError
-from .settings import PROJECT_ROOT, Settings
+from .errors import ConfigError
+from .settings import FRAGMENT_PREFIX, PROJECT_ROOT, Settings
 
 ORIGIN_KINDS = ("url", "debian-source", "local-file")
 EXPECTS = ("pass", "hang")
@@ -73,6 +73,8 @@ class Variant:
     fragments: tuple[Path, ...]
     cmdline: str
     qemu: QemuSpec
+    console_build: str = ""
+    shell_build: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,16 @@ class Libc:
     name: str
     source: str
     configure_args: tuple[str, ...]
+    progress_estimate: int = 0
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """What the kernels build from and what they produce: the source entry and the image QEMU boots."""
+
+    source: str
+    image: str
+    progress_estimate: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,8 @@ class BusyboxSpec:
     libc: str
     kconfig: dict[str, Any]
     shell_cmdline: str
+    path: str = "bin/busybox"
+    progress_estimate: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,7 @@ class Toolchain:
     cross_prefix: str
     arch: str
     qemu: str
+    kernel: KernelSpec
     languages: dict[str, Language]
     libcs: dict[str, Libc] = field(default_factory=dict)
     busybox: BusyboxSpec | None = None
@@ -120,7 +135,6 @@ class Program:
     """One binary: compiled from `sources` in `language`."""
 
     name: str
-    description: str
     language: str
     sources: tuple[Path, ...]
 
@@ -164,7 +178,6 @@ class BootCase:
 class Demo:
     name: str
     description: str
-    builds: tuple[str, ...]
     cases: tuple[str, ...]
 
 
@@ -192,8 +205,8 @@ class _Table:
             return self.where
         return f"{self.where}.{key}" if self.where else key
 
-    def fail(self, key: str, problem: str) -> UserError:
-        return UserError(f"{_display(self.file)}: {self._field(key)}: {problem}")
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{_display(self.file)}: {self._field(key)}: {problem}")
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., hint: str = "") -> Any:
         if key not in self.data:
@@ -249,9 +262,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise UserError(f"{_display(path)}: missing (restore it from git, or fix MMULAB_CONFIGS)") from None
+        raise ConfigError(f"{_display(path)}: missing (restore it from git, or fix MMULAB_CONFIGS)") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{_display(path)}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{_display(path)}: invalid TOML: {exc}") from None
 
 
 def _load(settings: Settings, name: str, collections: tuple[str, ...]) -> _Table:
@@ -325,7 +338,7 @@ def _toolchain(table: _Table, source_names: set[str]) -> Toolchain:
         source = entry.get("source", str)
         if source not in source_names:
             raise entry.fail("source", f"{source!r} is not a source in configs/sources.toml")
-        libcs[name] = Libc(name, source, entry.strings("configure_args", ()))
+        libcs[name] = Libc(name, source, entry.strings("configure_args", ()), entry.get("progress_estimate", int, 0))
     languages = {}
     for name, lang in table.entries("languages"):
         libc = lang.get("libc", str, "")
@@ -340,10 +353,15 @@ def _toolchain(table: _Table, source_names: set[str]) -> Toolchain:
             lang.strings("endfiles", ()),
             lang.choice("kind", ("compiled", "busybox"), "compiled"),
         )
+    kernel = table.table("kernel")
+    kernel_source = kernel.get("source", str, hint='the entry of configs/sources.toml, e.g. source = "linux"')
+    if kernel_source not in source_names:
+        raise kernel.fail("source", f"{kernel_source!r} is not a source in configs/sources.toml")
     return Toolchain(
         chain.get("cross_prefix", str),
         chain.get("arch", str),
         chain.get("qemu", str),
+        KernelSpec(kernel_source, kernel.get("image", str), kernel.get("progress_estimate", int, 0)),
         languages,
         libcs,
         _busybox(table, source_names, libcs),
@@ -370,10 +388,19 @@ def _busybox(table: _Table, source_names: set[str], libcs: dict[str, Libc]) -> B
         libc,
         spec.get("kconfig", dict, {}),
         spec.get("shell_cmdline", str, ""),
+        spec.get("path", str, "bin/busybox").lstrip("/"),
+        spec.get("progress_estimate", int, 0),
     )
 
 
 def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
+    names = {name for name, _entry in table.entries("variants")}
+    for name in settings.user_fragments:
+        if name not in names:
+            raise ConfigError(
+                f"{FRAGMENT_PREFIX}{name.upper()}: no variant {name!r} in configs/variants.toml "
+                f"(variants: {', '.join(sorted(names))})"
+            )
     variants = {}
     for name, entry in table.entries("variants"):
         qemu = entry.table("qemu")
@@ -387,6 +414,9 @@ def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
         for fragment in fragments:
             if not fragment.is_file():
                 raise entry.fail("extra_fragments", f"{fragment}: no such file (fix the path or the variable)")
+            from .kconfig import parse_config  # a junk line in a fragment is a configuration error, found now
+
+            parse_config(fragment.read_text(errors="replace"), _display(fragment))
         template = settings.configs_dir / "kernel" / entry.get("template", str)
         if not template.is_file():
             raise entry.fail("template", f"{_display(template)}: no such template in configs/kernel/")
@@ -407,17 +437,21 @@ def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
                 smp=qemu.get("smp", int, 1),
                 extra_args=qemu.strings("extra_args", ()),
             ),
+            console_build=entry.get("console", str, ""),
+            shell_build=entry.get("shell", str, ""),
         )
     return variants
 
 
-def _sources_list(entry: _Table, key: str) -> tuple[Path, ...]:
+def _sources_list(entry: _Table, key: str, language: Language | None = None) -> tuple[Path, ...]:
     sources = tuple(entry.path(p) for p in entry.strings(key))
     if not sources:
         raise entry.fail(key, "empty (name at least one source file)")
     for source in sources:
         if not source.is_file():
             raise entry.fail(key, f"{source}: no such file")
+        if language and source.suffix not in language.suffixes:
+            raise entry.fail(key, f"{source}: not a {language.name} source ({', '.join(language.suffixes)})")
     return sources
 
 
@@ -444,7 +478,7 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
                 known = ", ".join(toolchain.languages)
                 raise build.fail("", f"{language!r} is not a language of configs/toolchain.toml ({known})")
             build_name = f"{demo_name}-{language}"
-            init_sources = _sources_list(build, "init")
+            init_sources = _sources_list(build, "init", toolchain.languages[language])
             files = []
             for path, source in build.get("files", dict, {}).items():
                 source_path = build.path(source) if isinstance(source, str) else None
@@ -461,13 +495,13 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
                 )
                 builds.append(build_name)
                 continue
-            init = Program(build_name, description, language, init_sources)
+            init = Program(build_name, language, init_sources)
             helpers = []
             for path, helper_sources in build.get("helpers", dict, {}).items():
                 helper_table = _Table({"sources": helper_sources}, build.file, f"{build.where}.helpers", build.base_dir)
                 program = f"{build_name}-{PurePosixPath(path).name}"
                 result.programs[program] = Program(
-                    program, f"helper {path} of {build_name}", language, _sources_list(helper_table, "sources")
+                    program, language, _sources_list(helper_table, "sources", toolchain.languages[language])
                 )
                 helpers.append((path.lstrip("/"), program))
             result.programs[build_name] = init
@@ -507,18 +541,35 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
                     cmdline=run.get("cmdline", str, ""),
                 )
                 cases.append(case)
-        result.demos[demo_name] = Demo(demo_name, description, tuple(builds), tuple(cases))
+        result.demos[demo_name] = Demo(demo_name, description, tuple(cases))
     return result
 
 
+def _check_interactive_builds(variants: dict[str, Variant], boots: dict[str, BootCase], file: Path) -> None:
+    """`console` and `shell` of a variant must name a build that boots on it."""
+    for variant in variants.values():
+        for key, build in (("console", variant.console_build), ("shell", variant.shell_build)):
+            if build and not any(c.variant == variant.name and c.build == build for c in boots.values()):
+                raise ConfigError(
+                    f"{_display(file)}: variants.{variant.name}.{key}: {build!r} is not a build booted on "
+                    f"{variant.name} in demos.toml"
+                )
+
+
+def interactive_case(project: Project, variant: str, build: str) -> BootCase | None:
+    """The first boot case of `build` on `variant` (what console:<variant> and shell:<variant> boot)."""
+    return next((c for c in project.boots.values() if c.variant == variant and c.build == build), None)
+
+
 def load_project(settings: Settings | None = None) -> Project:
-    """Read and check every configs/*.toml file; raise UserError on the first mistake."""
+    """Read and check every configs/*.toml file; raise ConfigError on the first mistake."""
     settings = settings or Settings.from_environment()
     sources_table = _load(settings, "sources.toml", ("sources",))
     sources = _sources(sources_table)
     toolchain = _toolchain(_load(settings, "toolchain.toml", ("languages", "libc")), set(sources))
     variants = _variants(_load(settings, "variants.toml", ("variants",)), settings)
     demos = _demos(_load(settings, "demos.toml", ("demos",)), toolchain, variants)
+    _check_interactive_builds(variants, demos.boots, settings.configs_dir / "variants.toml")
     mirrors = settings.mirrors + sources_table.table("mirrors", {}).strings("urls", ())
     return Project(
         settings,

@@ -7,12 +7,7 @@ A binary the kernel cannot load shows up only as a cryptic boot failure ("Failed
 from __future__ import annotations
 
 from pathlib import Path
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.constants import SH_FLAGS
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
-from elftools.elf.relocation import RelocationSection
+from typing import Any
 
 from .errors import UserError
 
@@ -22,6 +17,9 @@ RULES = ("static-pie", "static")
 
 def problems(path: Path, rules: str) -> list[str]:
     """Every reason `path` breaks `rules` ("static-pie": ET_DYN, no PT_INTERP, no DT_NEEDED, relative relocs)."""
+    from elftools.common.exceptions import ELFError  # imported on use: a no-op run checks no binary
+    from elftools.elf.elffile import ELFFile
+
     try:
         with path.open("rb") as handle:
             elf = ELFFile(handle)
@@ -32,7 +30,11 @@ def problems(path: Path, rules: str) -> list[str]:
         return [f"cannot read ({exc.strerror})"]
 
 
-def _problems(elf: ELFFile, rules: str) -> list[str]:
+def _problems(elf: Any, rules: str) -> list[str]:
+    from elftools.elf.constants import SH_FLAGS
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.relocation import RelocationSection
+
     found = []
     if elf["e_machine"] != "EM_RISCV":
         found.append(f"machine is {elf['e_machine']}, not EM_RISCV (built with the host compiler?)")

@@ -10,7 +10,11 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .sources import write_atomic
+from . import elfcheck
+from .busybox import applet_links
+from .configdata import Project
+from .fsutil import write_atomic
+from .paths import Layout
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,29 @@ def pack(entries: list[Entry], mtime: int) -> bytes:
     chunks.append(_record("TRAILER!!!", 0, 0, 1, 0, b"", (0, 0)))
     archive = b"".join(chunks)
     return archive + b"\0" * (-len(archive) % 512)
+
+
+def image_entries(project: Project, layout: Layout, variant: str, build: str) -> list[Entry]:
+    """Everything packed for `build` on `variant`; every binary is checked against the variant's ELF rules
+    first, so a binary the kernel cannot load fails here by name instead of as `error -8` at boot."""
+    info = project.builds[build]
+    rules = project.variants[variant].elf_rules
+    entries = base_entries()
+    binaries = [("init", layout.program(info.init))] if info.init else []
+    binaries += [(path, layout.program(program)) for path, program in info.helpers]
+    spec = project.toolchain.busybox
+    if info.busybox and spec is not None:
+        binaries.append((spec.path, layout.busybox_output(variant)))
+        for link in applet_links(layout.busybox_output(variant, "busybox.links")):
+            if link != spec.path:
+                entries.append(Entry(link, "symlink", 0o777, target=f"/{spec.path}"))
+    for path, binary in binaries:
+        elfcheck.check(binary, rules, label=f"{path} of {build} ({binary})")
+        entries.append(Entry(path, "file", 0o755, source=binary))
+    for path, source in info.files:
+        mode = 0o755 if path == "init" or source.suffix == ".sh" else 0o644
+        entries.append(Entry(path, "file", mode, source=source))
+    return entries
 
 
 def write(entries: list[Entry], output: Path, mtime: int) -> None:

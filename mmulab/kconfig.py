@@ -7,15 +7,16 @@ Kconfig entry and the current values of the symbols in it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-
-import jinja2
+from typing import Any
 
 from .configdata import Toolchain, Variant
-from .errors import UserError
-from .shell import run_logged
+from .errors import ConfigError, UserError
+from .tools import RUNNER, Runner
 
 _LINE_SET = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
 _LINE_UNSET = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
@@ -34,34 +35,61 @@ def kconfig_line(symbol: str, value: bool | int | str) -> str:
     return f'CONFIG_{symbol}="{escaped}"'
 
 
-def template_environment(folder: Path) -> jinja2.Environment:
-    """Jinja2 for config fragments: undefined names are errors, blocks leave no blank lines."""
+def fragment_context(
+    variant: Variant, toolchain: Toolchain, base_config: str, kconfig: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The names every fragment template sees, kernel's and busybox's alike. The sysroot and the compiler's
+    own header directory stay placeholders ({sysroot}, {gcc_include}): they are filled in when the build
+    runs, so declaring tasks runs no compiler and cache keys do not depend on the checkout's path."""
+    return {
+        "variant": variant.name,
+        "mmu": variant.mmu,
+        "base_config": base_config,
+        "cmdline": variant.cmdline,
+        "cross_prefix": toolchain.cross_prefix,
+        "sysroot": "{sysroot}",
+        "gcc_include": "{gcc_include}",
+        "kconfig": dict(kconfig),
+    }
+
+
+def render_template(template: Path, context: Mapping[str, Any]) -> str:
+    """A Jinja2 config fragment: undefined names are errors, blocks leave no blank lines; checked as Kconfig."""
+    import jinja2  # only when a fragment is rendered: a no-op run never needs it
+
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(folder),
+        loader=jinja2.FileSystemLoader(template.parent),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
     env.filters["kconfig_line"] = kconfig_line
-    return env
-
-
-def render_fragment(variant: Variant) -> str:
-    """The variant's template rendered with its data, followed by its extra fragments, in merge order."""
-    env = template_environment(variant.template.parent)
     try:
-        text = env.get_template(variant.template.name).render(
-            name=variant.name,
-            base_config=variant.base_config,
-            mmu=variant.mmu,
-            cmdline=variant.cmdline,
-            kconfig=variant.kconfig,
-        )
+        text = env.get_template(template.name).render(**context)
     except jinja2.TemplateError as exc:
-        where = f"{variant.template}:{getattr(exc, 'lineno', '?')}"
-        raise UserError(f"{where}: template error: {exc} (variant {variant.name})") from None
-    parse_config(text, str(variant.template))
+        where = f"{template}:{getattr(exc, 'lineno', None) or '?'}"
+        raise ConfigError(f"{where}: template error: {exc} (variant {context.get('variant')})") from None
+    parse_config(text, str(template))
+    return text
+
+
+def template_inputs(template: Path, context: Mapping[str, Any]) -> list[Any]:
+    """What a rendered fragment depends on, known without rendering it (so a no-op run never imports
+    jinja2): every file of the template's folder (a template may include another) and the context."""
+    files = sorted(p for p in template.parent.iterdir() if p.is_file())
+    return [template.name, [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files], dict(context)]
+
+
+def fragment_inputs(variant: Variant, toolchain: Toolchain) -> list[Any]:
+    """The inputs of render_fragment(variant, toolchain): the template's and the extra fragments'."""
+    context = fragment_context(variant, toolchain, variant.base_config, variant.kconfig)
+    return [template_inputs(variant.template, context), [(str(f), f.read_text()) for f in variant.fragments]]
+
+
+def render_fragment(variant: Variant, toolchain: Toolchain) -> str:
+    """The variant's kernel fragment: its template rendered with its data, then its extra fragments."""
+    text = render_template(variant.template, fragment_context(variant, toolchain, variant.base_config, variant.kconfig))
     for fragment in variant.fragments:
         body = fragment.read_text()
         parse_config(body, str(fragment))
@@ -79,7 +107,7 @@ def parse_config(text: str, where: str = ".config") -> dict[str, str]:
         elif match := _LINE_UNSET.match(line):
             values[match.group(1)] = "n"
         elif line and not line.startswith("#"):
-            raise UserError(
+            raise ConfigError(
                 f"{where}:{number}: not a Kconfig line: {line!r} (write CONFIG_X=y or '# CONFIG_X is not set')"
             )
     return values
@@ -119,17 +147,19 @@ def apply_fragment(
     what: str,
     update: list[str],
     roots: tuple[Path, ...],
+    env: Mapping[str, str] | None = None,
+    runner: Runner = RUNNER,
 ) -> str:
     """make <base_config>, merge the fragment, run `update` (olddefconfig...), verify; return the final .config.
 
     `roots` are searched for the Kconfig entries of options that did not survive, to say why.
     """
     objdir.mkdir(parents=True, exist_ok=True)
-    log.unlink(missing_ok=True)
-    run_logged([*make, base_config], log, f"{what}: make {base_config}")
+    logged = runner.log(log)
+    logged.run([*make, base_config], f"{what}: make {base_config}", env=env)
     config_path = objdir / ".config"
     config_path.write_text(merge(config_path.read_text(), fragment))
-    run_logged([*make, *update], log, f"{what}: make {' '.join(update)}", feed=b"\n" * 20000)
+    logged.run([*make, *update], f"{what}: make {' '.join(update)}", feed=b"\n" * 20000, env=env)
     final_text = config_path.read_text()
     problems = verify(parse_config(fragment, "fragment"), parse_config(final_text), roots)
     if problems:
@@ -140,7 +170,15 @@ def apply_fragment(
     return final_text
 
 
-def configure(source: Path, objdir: Path, variant: Variant, toolchain: Toolchain, fragment: str, log: Path) -> str:
+def configure(
+    source: Path,
+    objdir: Path,
+    variant: Variant,
+    toolchain: Toolchain,
+    fragment: str,
+    log: Path,
+    runner: Runner = RUNNER,
+) -> str:
     """Produce a verified kernel .config in `objdir` from the variant's base config and fragment."""
     return apply_fragment(
         make_args(source, objdir, toolchain),
@@ -151,6 +189,7 @@ def configure(source: Path, objdir: Path, variant: Variant, toolchain: Toolchain
         f"kernel config {variant.name}",
         ["olddefconfig"],
         (source,),
+        runner=runner,
     )
 
 

@@ -1,20 +1,29 @@
-"""Kernel build: make Image out of tree with the cross toolchain, keep Image, System.map and .config."""
+"""Kernel build: make <image> out of tree with the cross toolchain, keep the image, System.map and .config."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from .configdata import Toolchain
+from .fsutil import copy_atomic
 from .kconfig import make_args
-from .shell import run_logged
-from .sources import copy_atomic
+from .progress import Progress, ProgressSpec
+from .tools import RUNNER, Runner
 
-OUTPUTS = {"Image": "arch/{arch}/boot/Image", "System.map": "System.map", "config": ".config"}
+# kbuild's quiet output: one line per compiled, assembled or linked file.
+KBUILD_PROGRESS = r"^\s+(CC|AS|LD|AR|CPP|OBJCOPY|GZIP|LDS|HOSTCC|HOSTLD|SYSTBL|MKCAP|VDSO\w*|UPD|GEN)\s"
+
+
+def outputs(toolchain: Toolchain) -> dict[str, str]:
+    """Published name -> path in the object directory."""
+    image = toolchain.kernel.image
+    return {image: f"arch/{toolchain.arch}/boot/{image}", "System.map": "System.map", "config": ".config"}
 
 
 def reproducible_env(source_date_epoch: int) -> dict[str, str]:
-    """Fixed build identity so the same inputs give the same Image (TuxMake does likewise)."""
+    """Fixed build identity so the same inputs give the same bytes (TuxMake does likewise)."""
     return {
         "KBUILD_BUILD_TIMESTAMP": f"@{source_date_epoch}",
         "KBUILD_BUILD_USER": "mmulab",
@@ -24,30 +33,57 @@ def reproducible_env(source_date_epoch: int) -> dict[str, str]:
     }
 
 
-def build(
-    source: Path,
-    config: Path,
-    objdir: Path,
-    outdir: Path,
-    toolchain: Toolchain,
-    jobs: int,
-    epoch: int,
-    log: Path,
-    label: str,
-) -> None:
-    """Build with the verified `config` in `objdir` (log to `log`); copy the outputs into `outdir` atomically.
+@dataclass(frozen=True)
+class KernelBuild:
+    """One kernel build: the tree, the verified config, where to build and where the outputs go."""
 
-    The verified config is put back first: a failed kconfig attempt may have left another .config behind.
+    label: str
+    source: Path
+    config: Path
+    work: Path
+    toolchain: Toolchain
+    jobs: int
+    source_date_epoch: int
+    progress: str = "auto"
+
+    @property
+    def objdir(self) -> Path:
+        return self.work / "obj"
+
+    @property
+    def outdir(self) -> Path:
+        return self.work / "out"
+
+    @property
+    def log(self) -> Path:
+        return self.work / "build.log"
+
+
+def build(request: KernelBuild, runner: Runner = RUNNER) -> None:
+    """Build with the verified config in the object directory; copy the outputs into place atomically.
+
+    The verified config is put back first: a failed kconfig attempt may have left another .config behind,
+    and the object directory may be gone altogether (then this is a full build, never a crash).
     """
-    log.unlink(missing_ok=True)
+    objdir = request.objdir
+    objdir.mkdir(parents=True, exist_ok=True)
     current = objdir / ".config"
-    if not current.is_file() or current.read_bytes() != config.read_bytes():
-        shutil.copyfile(config, current)
-    run_logged(
-        [*make_args(source, objdir, toolchain), f"-j{jobs}", "Image"],
-        log,
-        f"kernel build {label}",
-        env=reproducible_env(epoch),
+    if not current.is_file() or current.read_bytes() != request.config.read_bytes():
+        shutil.copyfile(request.config, current)
+    progress = Progress.for_terminal(
+        ProgressSpec(
+            f"kernel {request.label}",
+            KBUILD_PROGRESS,
+            request.work / "progress.json",
+            request.toolchain.kernel.progress_estimate,
+        ),
+        request.progress,
     )
-    for name, relative in OUTPUTS.items():
-        copy_atomic(objdir / relative.format(arch=toolchain.arch), outdir / name)
+    runner.log(request.log).run(
+        [*make_args(request.source, objdir, request.toolchain), f"-j{request.jobs}", request.toolchain.kernel.image],
+        f"kernel build {request.label}",
+        env=reproducible_env(request.source_date_epoch),
+        progress=progress,
+    )
+    for name, relative in outputs(request.toolchain).items():
+        copy_atomic(objdir / relative, request.outdir / name)

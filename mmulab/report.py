@@ -3,66 +3,62 @@ after boots, the boot matrix summary (also written as JSON and JUnit XML)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from doit.exceptions import BaseFail
 from doit.reporter import ConsoleReporter
 
 from . import summary
+from .boot import Verdict
+from .errors import UserError
 
 
 class MmulabReporter(ConsoleReporter):
     desc = "mmulab console output: one line per task, failures as short errors, a boot summary"
 
-    def __init__(self, outstream, options) -> None:
+    def __init__(self, outstream: Any, options: Any) -> None:
         super().__init__(outstream, options)
-        self.boots: dict[str, tuple[object, str]] = {}
+        self.boots: dict[str, tuple[Any, str]] = {}
 
-    def initialize(self, tasks, selected_tasks) -> None:
+    def initialize(self, tasks: Any, selected_tasks: Any) -> None:
         self.all_tasks = tasks
 
-    def _note(self, task, status: str) -> None:
+    def _note(self, task: Any, status: str) -> None:
         if task.name.startswith("smoke:"):
             self.boots[task.name] = (task, status)
 
-    def get_status(self, task) -> None:
+    def get_status(self, task: Any) -> None:
         self._note(task, "not-run")
 
-    def add_success(self, task) -> None:
+    def add_success(self, task: Any) -> None:
         self._note(task, "ran")
 
-    def skip_uptodate(self, task) -> None:
+    def skip_uptodate(self, task: Any) -> None:
         self._note(task, "cached")
         super().skip_uptodate(task)
 
-    def add_failure(self, task, fail: BaseFail) -> None:
+    def add_failure(self, task: Any, fail: BaseFail) -> None:
         self._note(task, "failed" if task.executed else "not-run")
         if not fail.report:
             return
         self.failures.append({"task": task, "exception": fail})
-        message = fail.message if not fail.traceback else fail.get_msg()
+        message = fail.message if not fail.traceback else _one_line(fail)
         if not task.actions:  # a group task (boot:, demo:, all): doit names the dependency that failed
             message = f"incomplete: {message.strip()} failed"
         sys.stderr.write(f"mmulab: error: {task.name}: {message.rstrip()}\n")
         sys.stderr.flush()
 
-    def _verdicts(self) -> list[dict]:
+    def _verdicts(self) -> list[Verdict]:
         verdicts = []
         for name, (task, status) in sorted(self.boots.items()):
+            case = name.removeprefix("smoke:")
             path = Path(task.targets[0])
-            if status != "not-run" and path.is_file():
-                verdicts.append(json.loads(path.read_text()))
-            else:
-                verdicts.append(
-                    {
-                        "case": name.removeprefix("smoke:"),
-                        "observed": "not-run",
-                        "passed": False,
-                        "reason": "not run: a task it depends on failed",
-                    }
-                )
+            try:
+                verdicts.append(Verdict.read(path) if status != "not-run" else Verdict.not_run(case))
+            except UserError:
+                verdicts.append(Verdict.not_run(case, f"no verdict: {path} is missing or damaged"))
         return verdicts
 
     def complete_run(self) -> None:
@@ -73,3 +69,9 @@ class MmulabReporter(ConsoleReporter):
             self.write("\n" + summary.table(verdicts) + f"\n(summary: {json_path}, JUnit: {xml_path})\n")
         if self.runtime_errors:
             sys.stderr.write("mmulab: error: " + "\n".join(self.runtime_errors) + "\n")
+
+
+def _one_line(fail: BaseFail) -> str:
+    """An unexpected exception inside a task (a bug, or a check that raised): its last line, not the dump."""
+    text = fail.get_msg().strip().splitlines()
+    return text[-1] if text else type(fail).__name__

@@ -1,25 +1,24 @@
-"""Where things live: the checkout, the build directory, the shared download cache, and user overrides.
+"""Where things live and what the user overrides: every environment variable is read and checked here only.
 
-Everything a user may override comes from the environment, read here only, so tasks and tests agree.
+A bad value stops the run before any task with one line naming the variable and what it accepts (exit 2).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+from .errors import EnvError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FRAGMENT_PREFIX = "MMULAB_FRAGMENT_"
+PROGRESS_MODES = ("auto", "tty", "plain", "off")
+DEFAULT_APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 
-
-def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name, "").strip()
-    return Path(value).expanduser().resolve() if value else None
-
-
-def _default_download_dir() -> Path:
-    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache_home) / "mmulab" / "downloads"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,32 +34,92 @@ class Settings:
     apt_sources: tuple[Path, ...]
     jobs: int
     source_date_epoch: int
+    fetch_retries: int = 2
+    fetch_backoff: float = 1.0
+    progress: str = "auto"
+    dpkg_admindir: Path = Path("/var/lib/dpkg")
     user_fragments: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
-    def from_environment(cls) -> Settings:
-        """Read MMULAB_* (and LINUX_SRC, SOURCE_DATE_EPOCH) from the environment."""
-        mirrors = tuple(m for m in os.environ.get("MMULAB_MIRRORS", "").replace(",", " ").split() if m)
-        apt_env = os.environ.get("MMULAB_APT_SOURCES", "").strip()
-        apt_sources = (
-            tuple(Path(p) for p in apt_env.split(":") if p)
-            if apt_env
-            else (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
-        )
-        fragments = {
-            key.removeprefix("MMULAB_FRAGMENT_").lower(): Path(value).expanduser().resolve()
-            for key, value in os.environ.items()
-            if key.startswith("MMULAB_FRAGMENT_") and value.strip()
-        }
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and check MMULAB_*, LINUX_SRC and SOURCE_DATE_EPOCH; raise EnvError on the first bad one."""
+        env = _Environment(os.environ if environ is None else environ)
+        cache_home = env.raw("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         return cls(
-            configs_dir=_env_path("MMULAB_CONFIGS") or PROJECT_ROOT / "configs",
-            build_dir=_env_path("MMULAB_BUILD_DIR") or PROJECT_ROOT / "build",
-            download_dir=_env_path("MMULAB_DL_DIR") or _default_download_dir(),
-            config_overlay=_env_path("MMULAB_CONFIG_OVERLAY"),
-            linux_src=_env_path("LINUX_SRC"),
-            mirrors=mirrors,
-            apt_sources=apt_sources,
-            jobs=int(os.environ.get("MMULAB_JOBS") or os.cpu_count() or 1),
-            source_date_epoch=int(os.environ.get("SOURCE_DATE_EPOCH") or 0),
-            user_fragments=fragments,
+            configs_dir=env.path("MMULAB_CONFIGS", PROJECT_ROOT / "configs", must_exist=True),
+            build_dir=env.path("MMULAB_BUILD_DIR", PROJECT_ROOT / "build"),
+            download_dir=env.path("MMULAB_DL_DIR", Path(cache_home) / "mmulab" / "downloads"),
+            config_overlay=env.path("MMULAB_CONFIG_OVERLAY", None, must_exist=True),
+            linux_src=env.path("LINUX_SRC", None, must_exist=True),
+            mirrors=env.urls("MMULAB_MIRRORS"),
+            apt_sources=tuple(Path(p) for p in env.raw("MMULAB_APT_SOURCES").split(":") if p) or DEFAULT_APT_SOURCES,
+            jobs=env.number("MMULAB_JOBS", int, os.cpu_count() or 1, minimum=1, accepts="a whole number >= 1"),
+            source_date_epoch=env.number(
+                "SOURCE_DATE_EPOCH", int, 0, minimum=0, accepts="seconds since 1970 (a whole number >= 0)"
+            ),
+            fetch_retries=env.number("MMULAB_FETCH_RETRIES", int, 2, minimum=0, accepts="a whole number >= 0"),
+            fetch_backoff=env.number("MMULAB_FETCH_BACKOFF", float, 1.0, minimum=0, accepts="seconds >= 0"),
+            progress=env.choice("MMULAB_PROGRESS", PROGRESS_MODES, "auto"),
+            dpkg_admindir=env.path("MMULAB_DPKG_ADMINDIR", Path("/var/lib/dpkg")),
+            user_fragments=env.fragments(),
         )
+
+
+class _Environment:
+    """Typed, checked reads of environment variables: each failure names the variable and what it accepts."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def raw(self, name: str) -> str:
+        return self.environ.get(name, "").strip()
+
+    def path(self, name: str, default: T, must_exist: bool = False) -> Path | T:
+        value = self.raw(name)
+        if not value:
+            return default
+        path = Path(value).expanduser().resolve()
+        if must_exist and not path.is_dir():
+            raise EnvError(variable=name, value=value, problem="no such directory", accepts="an existing directory")
+        if path.exists() and not path.is_dir():
+            raise EnvError(variable=name, value=value, problem="not a directory", accepts="a directory path")
+        return path
+
+    def number(self, name: str, kind: Callable[[str], T], default: T, minimum: float, accepts: str) -> T:
+        value = self.raw(name)
+        if not value:
+            return default
+        try:
+            number = kind(value)
+        except ValueError:
+            raise EnvError(variable=name, value=value, problem="not a number", accepts=accepts) from None
+        if number < minimum:  # type: ignore[operator]
+            raise EnvError(variable=name, value=value, problem="out of range", accepts=accepts)
+        return number
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.raw(name) or default
+        if value not in choices:
+            raise EnvError(variable=name, value=value, problem="unknown value", accepts=" or ".join(choices))
+        return value
+
+    def urls(self, name: str) -> tuple[str, ...]:
+        urls = tuple(u for u in self.raw(name).replace(",", " ").split() if u)
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise EnvError(
+                    variable=name, value=url, problem="not an http(s) URL", accepts="space-separated http(s) URLs"
+                )
+        return urls
+
+    def fragments(self) -> dict[str, Path]:
+        fragments = {}
+        for key, value in sorted(self.environ.items()):
+            if key.startswith(FRAGMENT_PREFIX) and value.strip():
+                path = Path(value.strip()).expanduser().resolve()
+                if not path.is_file():
+                    raise EnvError(
+                        variable=key, value=value, problem="no such file", accepts="a kernel config fragment file"
+                    )
+                fragments[key.removeprefix(FRAGMENT_PREFIX).lower()] = path
+        return fragments

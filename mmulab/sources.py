@@ -8,7 +8,6 @@ downloads stream to a .part file and are renamed only after their sha256 matched
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import posixpath
 import re
@@ -17,16 +16,17 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from .configdata import Origin, Project, Source
 from .errors import UserError
+from .fsutil import CHUNK, JsonRecord, sha256_of
+from .tools import RUNNER, Runner
 
-CHUNK = 1 << 20
+if TYPE_CHECKING:
+    import requests
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
 
@@ -40,7 +40,7 @@ class _Transient(Exception):
 
 
 @dataclass(frozen=True)
-class Fetched:
+class Fetched(JsonRecord):
     """What a fetch produced: the verified file in the download cache and where it came from."""
 
     source: str
@@ -50,54 +50,15 @@ class Fetched:
     origin: str
     origin_kind: str
 
-    def write(self, record: Path) -> None:
-        write_atomic(record, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
 
-    @classmethod
-    def read(cls, record: Path) -> Fetched:
-        return cls(**json.loads(record.read_text()))
+@dataclass(frozen=True)
+class Extracted(JsonRecord):
+    """What an extraction produced: the tree, from which archive, with which patches (name, sha256)."""
 
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write a file so that readers see the old content or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode() if isinstance(text, str) else text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def copy_atomic(source: Path, destination: Path, mode: int | None = None) -> None:
-    """Copy a build output into place through a temporary sibling: readers never see half a file."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".{destination.name}.tmp")
-    try:
-        shutil.copyfile(source, tmp)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        tmp.replace(destination)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def tree_digest(root: Path) -> str:
-    """One sha256 over every file's relative path and content: what programs built on a sysroot depend on."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+    tree: str
+    sha256: str
+    version: str
+    patches: tuple[tuple[str, str], ...]
 
 
 def apt_archive_uris(paths: tuple[Path, ...]) -> list[str]:
@@ -155,11 +116,9 @@ def _candidates(project: Project, source: Source) -> list[tuple[str, Origin]]:
     return list(dict.fromkeys(candidates))
 
 
-def _retry_settings() -> tuple[int, float]:
-    return int(os.environ.get("MMULAB_FETCH_RETRIES", "2")), float(os.environ.get("MMULAB_FETCH_BACKOFF", "1"))
-
-
 def _download_once(session: requests.Session, url: str, part: Path, sha256: str) -> None:
+    import requests
+
     try:
         with session.get(url, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as response:
             if response.status_code in (408, 429) or response.status_code >= 500:
@@ -190,8 +149,7 @@ def _download_once(session: requests.Session, url: str, part: Path, sha256: str)
         raise _Permanent(f"sha256 mismatch: got {digest.hexdigest()}, pinned {sha256}")
 
 
-def _fetch_url(session: requests.Session, url: str, final: Path, sha256: str) -> None:
-    retries, backoff = _retry_settings()
+def _fetch_url(session: requests.Session, url: str, final: Path, sha256: str, retries: int, backoff: float) -> None:
     part = final.with_name(f".{final.name}.{os.getpid()}.part")
     try:
         for attempt in range(retries + 1):
@@ -236,7 +194,10 @@ def fetch(project: Project, name: str) -> Fetched:
             if sha256_of(final) == origin.sha256:
                 return Fetched(name, str(final), origin.sha256, origin.version, "download cache", "cache")
             final.unlink()
+    import requests  # only when something is downloaded: imports cost a no-op run 0.17 s
+
     failures = []
+    settings = project.settings
     with requests.Session() as session:
         for location, origin in _candidates(project, source):
             final = cache / origin.filename
@@ -246,7 +207,7 @@ def fetch(project: Project, name: str) -> Fetched:
                 elif location.startswith("<"):
                     raise _Permanent("this machine's apt configuration names no http(s) archive")
                 else:
-                    _fetch_url(session, location, final, origin.sha256)
+                    _fetch_url(session, location, final, origin.sha256, settings.fetch_retries, settings.fetch_backoff)
                 return Fetched(name, str(final), origin.sha256, origin.version, location, origin.kind)
             except _Permanent as exc:
                 failures.append(f"  - {location}: {exc}")
@@ -314,3 +275,14 @@ def extract(archive_path: Path, target: Path, strip: int = 1, patches: tuple[Pat
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def tree_fingerprint(tree: Path, runner: Runner = RUNNER) -> str:
+    """A user's kernel tree (LINUX_SRC): git HEAD plus a hash of uncommitted changes; "" for a tree that
+    is not a git checkout (then make runs every time and decides itself)."""
+    try:
+        head = runner.query(["git", "-C", str(tree), "rev-parse", "HEAD"])
+        diff = runner.query(["git", "-C", str(tree), "diff", "HEAD"])
+    except UserError:
+        return ""
+    return f"{head}+{hashlib.sha256(diff.encode()).hexdigest()}"

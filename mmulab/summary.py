@@ -6,27 +6,32 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from .sources import write_atomic
+from .boot import Outcome, Verdict
+from .fsutil import write_atomic
 
 COLUMNS = ("case", "demo", "variant", "qemu", "expected", "observed", "result", "seconds")
 
 
-def row(verdict: dict) -> dict[str, str]:
-    result = "PASS" if verdict.get("passed") else ("NOT RUN" if verdict.get("observed") == "not-run" else "FAIL")
-    seconds = verdict.get("seconds")
+def result(verdict: Verdict) -> str:
+    if verdict.passed:
+        return "PASS"
+    return "NOT RUN" if verdict.observed is Outcome.NOT_RUN else "FAIL"
+
+
+def row(verdict: Verdict) -> dict[str, str]:
     return {
-        "case": verdict["case"],
-        "demo": verdict.get("demo", ""),
-        "variant": verdict.get("variant", ""),
-        "qemu": verdict.get("qemu", ""),
-        "expected": verdict.get("expected", ""),
-        "observed": verdict.get("observed", ""),
-        "result": result,
-        "seconds": f"{seconds:.2f}" if isinstance(seconds, int | float) else "-",
+        "case": verdict.case,
+        "demo": verdict.demo,
+        "variant": verdict.variant,
+        "qemu": verdict.qemu,
+        "expected": verdict.expected,
+        "observed": verdict.observed.value,
+        "result": result(verdict),
+        "seconds": f"{verdict.seconds:.2f}" if verdict.seconds is not None else "-",
     }
 
 
-def table(verdicts: list[dict]) -> str:
+def table(verdicts: list[Verdict]) -> str:
     rows = [row(v) for v in verdicts]
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS}
 
@@ -40,34 +45,33 @@ def table(verdicts: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def junit(verdicts: list[dict]) -> str:
+def junit(verdicts: list[Verdict]) -> str:
     suite = ET.Element(
         "testsuite",
         name="mmulab boots",
         tests=str(len(verdicts)),
-        failures=str(sum(not v.get("passed") for v in verdicts)),
+        failures=str(sum(not v.passed for v in verdicts)),
     )
     for verdict in verdicts:
-        seconds = verdict.get("seconds") if isinstance(verdict.get("seconds"), int | float) else 0
         case = ET.SubElement(
             suite,
             "testcase",
-            classname=f"boot.{verdict.get('variant', '')}",
-            name=verdict["case"],
-            time=f"{seconds:.3f}",
+            classname=f"boot.{verdict.variant}",
+            name=verdict.case,
+            time=f"{verdict.seconds or 0:.3f}",
         )
-        if not verdict.get("passed"):
-            failure = ET.SubElement(case, "failure", message=verdict.get("reason") or verdict.get("observed", ""))
-            failure.text = verdict.get("excerpt", "")
-        ET.SubElement(case, "system-out").text = (
-            f"expected {verdict.get('expected')}, observed {verdict.get('observed')}; log {verdict.get('log', '')}"
-        )
+        if not verdict.passed:
+            failure = ET.SubElement(case, "failure", message=verdict.reason or verdict.observed.value)
+            failure.text = verdict.excerpt
+        ET.SubElement(
+            case, "system-out"
+        ).text = f"expected {verdict.expected}, observed {verdict.observed.value}; log {verdict.log}"
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write(verdicts: list[dict], folder: Path) -> tuple[Path, Path]:
+def write(verdicts: list[Verdict], folder: Path) -> tuple[Path, Path]:
     """Write summary.json and summary.xml (JUnit) into `folder`; return both paths."""
     json_path, xml_path = folder / "summary.json", folder / "summary.xml"
-    write_atomic(json_path, json.dumps(verdicts, indent=2) + "\n")
+    write_atomic(json_path, json.dumps([v.to_dict() for v in verdicts], indent=2) + "\n")
     write_atomic(xml_path, junit(verdicts))
     return json_path, xml_path

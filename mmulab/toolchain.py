@@ -6,15 +6,18 @@ import functools
 import hashlib
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from .configdata import Libc, Program, Toolchain
 from .errors import UserError
 from .kconfig import make_args
+from .progress import Progress, ProgressSpec
 from .settings import PROJECT_ROOT
-from .shell import require_tool, run_logged
+from .tools import RUNNER, Runner, require
+
+# musl's make prints one "<compiler> ... -c -o obj/..." line per object.
+LIBC_PROGRESS = r" -c -o "
 
 
 def compiler(toolchain: Toolchain) -> str:
@@ -22,13 +25,19 @@ def compiler(toolchain: Toolchain) -> str:
 
 
 @functools.cache
-def gcc_dirs(gcc: str) -> dict[str, str]:
+def gcc_dirs(gcc: str, runner: Runner = RUNNER) -> dict[str, str]:
     """The cross compiler's own header dir (stddef.h...) and library dir (libgcc, crtbeginS.o)."""
+    require(gcc)
+    include = runner.query([gcc, "-print-file-name=include"])
+    return {"gcc_include": include, "gcc_lib": str(Path(runner.query([gcc, "-print-libgcc-file-name"])).parent)}
 
-    def ask(flag: str) -> str:
-        return subprocess.run([gcc, flag], capture_output=True, text=True, check=True).stdout.strip()
 
-    return {"gcc_include": ask("-print-file-name=include"), "gcc_lib": str(Path(ask("-print-libgcc-file-name")).parent)}
+def resolve(text: str, toolchain: Toolchain, sysroot: Path, runner: Runner = RUNNER) -> str:
+    """Fill in the placeholders of flags and fragments: {sysroot}, {gcc_include}, {gcc_lib}."""
+    values = {"sysroot": str(sysroot), **gcc_dirs(compiler(toolchain), runner)}
+    for name, value in values.items():
+        text = text.replace("{" + name + "}", value)
+    return text
 
 
 def object_name(index: int, source: Path) -> str:
@@ -57,8 +66,7 @@ def build_commands(
     commands.append([*link, *language.endfiles])
     if sysroot is None:
         return commands
-    values = {"sysroot": str(sysroot), **gcc_dirs(compiler(toolchain))}
-    return [[part.format(**values) for part in command] for command in commands]
+    return [[resolve(part, toolchain, sysroot) for part in command] for command in commands]
 
 
 def recorded_headers(output: Path) -> list[Path] | None:
@@ -99,23 +107,25 @@ def require_sysroot(sysroot: Path, what: str) -> None:
         raise UserError(f"{what}: no C library in {sysroot} (run `doit libc`)")
 
 
-def build_program(program: Program, toolchain: Toolchain, output: Path, log: Path, sysroot: Path) -> None:
+def build_program(
+    program: Program, toolchain: Toolchain, output: Path, log: Path, sysroot: Path, runner: Runner = RUNNER
+) -> None:
     """Compile and link `program`; the binary appears under `output` only when the link succeeded."""
-    require_tool(compiler(toolchain), "gcc-riscv64-linux-gnu")
+    require(compiler(toolchain))
     if toolchain.languages[program.language].libc:
         require_sysroot(sysroot, f"program {program.name}")
     objects = output.parent / "objects"
     if objects.exists():
         shutil.rmtree(objects)
     objects.mkdir(parents=True)
-    log.unlink(missing_ok=True)
+    logged = runner.log(log)
     tmp = output.with_name(f".{output.name}.tmp")
     try:
         *compiles, link = build_commands(program, toolchain, output, sysroot)
         for command in compiles:
-            run_logged(command, log, f"program {program.name}: compile {Path(command[-1]).name}")
+            logged.run(command, f"program {program.name}: compile {Path(command[-1]).name}")
         link[link.index(str(output))] = str(tmp)
-        run_logged(link, log, f"program {program.name}: link")
+        logged.run(link, f"program {program.name}: link")
         (objects / "headers.sha256").write_text(_headers_digest(recorded_headers(output) or []))
         os.replace(tmp, output)
     finally:
@@ -123,26 +133,34 @@ def build_program(program: Program, toolchain: Toolchain, output: Path, log: Pat
 
 
 def build_libc(
-    libc: Libc, toolchain: Toolchain, libc_tree: Path, linux_tree: Path, work: Path, sysroot: Path, jobs: int
+    libc: Libc,
+    toolchain: Toolchain,
+    libc_tree: Path,
+    linux_tree: Path,
+    work: Path,
+    sysroot: Path,
+    jobs: int,
+    progress: str = "auto",
+    runner: Runner = RUNNER,
 ) -> None:
     """Kernel headers (from the kernels' own tree) plus libc, installed into a new sysroot, swapped in whole."""
-    require_tool(compiler(toolchain), "gcc-riscv64-linux-gnu")
-    log = work / "build.log"
+    require(compiler(toolchain))
     work.mkdir(parents=True, exist_ok=True)
-    log.unlink(missing_ok=True)
+    logged = runner.log(work / "build.log")
     headers_obj = work / "headers-obj"
-    run_logged([*make_args(linux_tree, headers_obj, toolchain), "headers"], log, "kernel headers")
+    logged.run([*make_args(linux_tree, headers_obj, toolchain), "headers"], "kernel headers")
     objdir = work / f"{libc.name}-obj"
     if objdir.exists():
         shutil.rmtree(objdir)
     objdir.mkdir()
     env = {"CROSS_COMPILE": toolchain.cross_prefix, "CC": compiler(toolchain)}
-    run_logged([libc_tree / "configure", *libc.configure_args], log, f"{libc.name}: configure", cwd=objdir, env=env)
-    run_logged(["make", f"-j{jobs}"], log, f"{libc.name}: make", cwd=objdir)
+    logged.run([libc_tree / "configure", *libc.configure_args], f"{libc.name}: configure", cwd=objdir, env=env)
+    spec = ProgressSpec(f"libc {libc.name}", LIBC_PROGRESS, work / "progress.json", libc.progress_estimate)
+    logged.run(["make", f"-j{jobs}"], f"{libc.name}: make", cwd=objdir, progress=Progress.for_terminal(spec, progress))
     sysroot.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=sysroot.parent, prefix=f".{sysroot.name}.", suffix=".tmp"))
     try:
-        run_logged(["make", "install", f"DESTDIR={staging}"], log, f"{libc.name}: install", cwd=objdir)
+        logged.run(["make", "install", f"DESTDIR={staging}"], f"{libc.name}: install", cwd=objdir)
         shutil.copytree(
             headers_obj / "usr" / "include",
             staging / "include",

@@ -102,11 +102,11 @@ def test_markers_must_come_in_order(case: BootCase) -> None:
     log.append("mmulab: parent: shared byte before clone = A")
     verdict = boot.judge(case, log, timed_out=False, exit_code=0, seconds=1)
     assert verdict.observed == "incomplete"
-    assert verdict.missing == [
+    assert verdict.missing == (
         "mmulab: child: writing 'B' into the shared byte",
         "mmulab: parent: shared byte after child exit = B",
         "reboot: Power down",
-    ]
+    )
 
 
 def test_expected_hang_passes_only_when_it_hangs() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import DOIT, make_project, run_doit
 
-from mmulab import busybox, kconfig
+from mmulab import busybox, kconfig, toolchain
 from mmulab.configdata import load_project
 from mmulab.errors import UserError
 
@@ -26,7 +26,7 @@ SPEC = PROJECT.toolchain.busybox
 def fragment(variant: str, **extra) -> dict[str, str]:
     assert SPEC is not None
     spec = replace(SPEC, kconfig=extra)
-    text = busybox.render_fragment(spec, PROJECT.variants[variant], PROJECT.toolchain, Path("/sysroot"))
+    text = busybox.render_fragment(spec, PROJECT.variants[variant], PROJECT.toolchain)
     return kconfig.parse_config(text)
 
 
@@ -43,7 +43,7 @@ def test_mmu_busybox_uses_ash_and_both_link_static_pie_against_the_sysroot() -> 
     assert values["NOMMU"] == "n" and values["SH_IS_ASH"] == "y" and values["ASH_JOB_CONTROL"] == "y"
     for variant in ("mmu", "nommu"):
         ldflags = fragment(variant)["EXTRA_LDFLAGS"]
-        assert "-static-pie" in ldflags and "--no-dynamic-linker" in ldflags and "-B/sysroot/lib/" in ldflags
+        assert "-static-pie" in ldflags and "--no-dynamic-linker" in ldflags and "-B{sysroot}/lib/" in ldflags
 
 
 def test_merge_replaces_rather_than_appends() -> None:
@@ -70,7 +70,11 @@ def test_dropped_busybox_option_fails_by_name(tmp_path: Path, busybox_tree: Path
     assert SPEC is not None
     spec = replace(SPEC, kconfig={"ASH": True})
     project = make_project(tmp_path)
-    text = busybox.render_fragment(spec, project.variants["nommu"], project.toolchain, tmp_path / "sysroot")
+    text = toolchain.resolve(
+        busybox.render_fragment(spec, project.variants["nommu"], project.toolchain),
+        project.toolchain,
+        tmp_path / "sysroot",
+    )
     objdir = tmp_path / "obj"
     with pytest.raises(UserError) as error:
         kconfig.apply_fragment(

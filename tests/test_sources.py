@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import LocalServer, make_project
 
-from mmulab import sources
+from mmulab import fsutil, sources
 from mmulab.configdata import Origin, Project, Source
 from mmulab.errors import UserError
 
@@ -205,8 +205,8 @@ def test_tree_digest_follows_paths_and_contents(tmp_path: Path) -> None:
     for root in ("a", "b"):
         (tmp_path / root / "lib").mkdir(parents=True)
         (tmp_path / root / "lib" / "libc.a").write_bytes(b"archive")
-    assert sources.tree_digest(tmp_path / "a") == sources.tree_digest(tmp_path / "b")
+    assert fsutil.tree_digest(tmp_path / "a") == fsutil.tree_digest(tmp_path / "b")
     (tmp_path / "b" / "lib" / "libc.a").write_bytes(b"archive, patched")
-    assert sources.tree_digest(tmp_path / "a") != sources.tree_digest(tmp_path / "b")
+    assert fsutil.tree_digest(tmp_path / "a") != fsutil.tree_digest(tmp_path / "b")
     (tmp_path / "a" / "lib" / "libc.a").rename(tmp_path / "a" / "lib" / "libm.a")
-    assert sources.tree_digest(tmp_path / "a") != sources.tree_digest(tmp_path / "b")
+    assert fsutil.tree_digest(tmp_path / "a") != fsutil.tree_digest(tmp_path / "b")

@@ -7,31 +7,24 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from mmulab import summary
+from mmulab.boot import Outcome, Verdict
 
 VERDICTS = [
-    {
-        "case": "a-asm-nommu",
-        "demo": "a",
-        "variant": "nommu",
-        "qemu": "default",
-        "expected": "pass",
-        "observed": "pass",
-        "passed": True,
-        "seconds": 0.25,
-    },
-    {
-        "case": "a-asm-mmu-mmu-off",
-        "demo": "a",
-        "variant": "mmu",
-        "qemu": "mmu-off",
-        "expected": "hang",
-        "observed": "pass",
-        "passed": False,
-        "seconds": 0.3,
-        "reason": "expected the boot to hang",
-        "excerpt": "  | reboot: Power down",
-    },
-    {"case": "b-c-mmu", "observed": "not-run", "passed": False, "reason": "not run: a task it depends on failed"},
+    Verdict("a-asm-nommu", "a", "a-asm", "nommu", "default", "pass", Outcome.PASS, True, 0.25),
+    Verdict(
+        "a-asm-mmu-mmu-off",
+        "a",
+        "a-asm",
+        "mmu",
+        "mmu-off",
+        "hang",
+        Outcome.PASS,
+        False,
+        0.3,
+        reason="expected the boot to hang",
+        excerpt="  | reboot: Power down",
+    ),
+    Verdict.not_run("b-c-mmu"),
 ]
 
 
@@ -46,7 +39,8 @@ def test_table_has_a_row_per_boot_and_a_count() -> None:
 
 def test_json_and_junit_files(tmp_path: Path) -> None:
     json_path, xml_path = summary.write(VERDICTS, tmp_path / "reports")
-    assert json.loads(json_path.read_text()) == VERDICTS
+    assert json.loads(json_path.read_text()) == [verdict.to_dict() for verdict in VERDICTS]
+    assert json.loads(json_path.read_text())[2]["observed"] == "not-run"
     suite = ET.parse(xml_path).getroot()
     assert (suite.get("tests"), suite.get("failures")) == ("3", "2")
     cases = {case.get("name"): case for case in suite.iter("testcase")}

@@ -43,7 +43,7 @@ def test_headers_a_program_includes_are_recorded_and_watched(tmp_path: Path) -> 
 def test_compile_error_names_the_program_and_source(tmp_path: Path) -> None:
     broken = tmp_path / "broken.S"
     broken.write_text(".globl _start\n_start:\n\tnot_an_instruction a0\n")
-    program = PROJECT.programs["fork-asm"].__class__("broken-asm", "", "asm", (broken,))
+    program = PROJECT.programs["fork-asm"].__class__("broken-asm", "asm", (broken,))
     output = tmp_path / "broken" / "broken"
     with pytest.raises(UserError) as error:
         toolchain.build_program(program, PROJECT.toolchain, output, output.with_suffix(".log"), tmp_path)

@@ -1,0 +1,208 @@
+"""What each doit task does: thin glue from a task to its stage module (module-level functions, so
+`doit -n N` can pickle them). A UserError becomes a one-line doit failure; a ConfigError an error (exit 2).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import TaskError, TaskFailed
+
+from . import boot, busybox, initramfs, kconfig, kernel, sources, toolchain
+from .configdata import BootCase, Project
+from .errors import ConfigError, UserError
+from .fsutil import JsonRecord, tree_digest, write_atomic
+from .paths import Layout
+from .tools import require
+
+INTERRUPTED = "interrupted: rerun to continue"
+
+
+def user_errors(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a UserError into a doit failure carrying just its message (exit 1; exit 2 for a ConfigError)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = function(*args, **kwargs)
+        except ConfigError as exc:
+            return TaskError(str(exc))
+        except UserError as exc:
+            return TaskFailed(str(exc))
+        return result if result is not None else True
+
+    return wrapper
+
+
+def layout_of(project: Project) -> Layout:
+    return Layout(project.settings.build_dir, project.settings.linux_src)
+
+
+def kernel_tree(project: Project) -> Path:
+    return layout_of(project).kernel_tree(project.toolchain.kernel.source)
+
+
+@dataclass(frozen=True)
+class Sysroot(JsonRecord):
+    """The C library installed for the programs: which one, where, and a digest of its whole content."""
+
+    libc: str
+    sysroot: str
+    digest: str
+
+
+@user_errors
+def fetch(project: Project, name: str) -> None:
+    fetched = sources.fetch(project, name)
+    fetched.write(layout_of(project).fetched(name))
+    print(f"{name}: {fetched.version} from {fetched.origin} (sha256 {fetched.sha256[:16]}...)")
+
+
+@user_errors
+def extract(project: Project, name: str) -> None:
+    layout = layout_of(project)
+    fetched = sources.Fetched.read(layout.fetched(name))
+    patches = project.sources[name].patches
+    require("patch") if patches else None
+    tree = layout.tree(name)
+    sources.extract(Path(fetched.path), tree, patches=patches)
+    record = sources.Extracted(
+        str(tree), fetched.sha256, fetched.version, tuple((p.name, sources.sha256_of(p)) for p in patches)
+    )
+    record.write(layout.extracted(name))
+
+
+@user_errors
+def configure_kernel(project: Project, variant: str) -> None:
+    tree = kernel_tree(project)
+    if not (tree / "Makefile").is_file():
+        raise UserError(f"{tree}: not a kernel source tree (no Makefile); check LINUX_SRC")
+    for tool in ("make", "flex", "bison", toolchain.compiler(project.toolchain)):
+        require(tool)
+    info = project.variants[variant]
+    fragment = kconfig.render_fragment(info, project.toolchain)
+    work = layout_of(project).kernel_dir(variant)
+    write_atomic(work / "fragment.config", fragment)
+    final = kconfig.configure(tree, work / "obj", info, project.toolchain, fragment, work / "config.log")
+    write_atomic(work / "config", final)
+
+
+@user_errors
+def build_kernel(project: Project, variant: str) -> None:
+    settings = project.settings
+    for tool in ("make", "bc", toolchain.compiler(project.toolchain)):
+        require(tool)
+    work = layout_of(project).kernel_dir(variant)
+    print(f"kernel {variant}: make -j{settings.jobs} {project.toolchain.kernel.image} (log: {work / 'build.log'})")
+    kernel.build(
+        kernel.KernelBuild(
+            label=variant,
+            source=kernel_tree(project),
+            config=work / "config",
+            work=work,
+            toolchain=project.toolchain,
+            jobs=settings.jobs,
+            source_date_epoch=settings.source_date_epoch,
+            progress=settings.progress,
+        )
+    )
+
+
+@user_errors
+def build_libc(project: Project, name: str) -> None:
+    layout = layout_of(project)
+    libc = project.toolchain.libcs[name]
+    work = layout.libc_dir()
+    require("make")
+    print(f"libc {name}: kernel headers + {libc.source} into {layout.sysroot()} (log: {work / 'build.log'})")
+    toolchain.build_libc(
+        libc,
+        project.toolchain,
+        layout.tree(libc.source),
+        kernel_tree(project),
+        work,
+        layout.sysroot(),
+        project.settings.jobs,
+        project.settings.progress,
+    )
+    Sysroot(name, str(layout.sysroot()), tree_digest(layout.sysroot())).write(layout.sysroot_record())
+
+
+@user_errors
+def build_program(project: Project, name: str) -> None:
+    layout = layout_of(project)
+    output = layout.program(name)
+    toolchain.build_program(
+        project.programs[name], project.toolchain, output, output.with_suffix(".log"), layout.sysroot()
+    )
+
+
+@user_errors
+def build_busybox(project: Project, variant: str) -> None:
+    layout = layout_of(project)
+    spec = project.toolchain.busybox
+    assert spec is not None
+    require("make")
+    work = layout.busybox_dir(variant)
+    print(f"busybox {variant}: configure and build (log: {work / 'make.log'})")
+    busybox.build(
+        busybox.BusyboxBuild(
+            spec,
+            project.variants[variant],
+            project.toolchain,
+            layout.tree(spec.source),
+            layout.sysroot(),
+            work,
+            project.settings.jobs,
+            project.settings.source_date_epoch,
+            project.settings.progress,
+        )
+    )
+
+
+@user_errors
+def pack_initramfs(project: Project, variant: str, build: str) -> None:
+    layout = layout_of(project)
+    entries = initramfs.image_entries(project, layout, variant, build)
+    initramfs.write(entries, layout.image(variant, build), project.settings.source_date_epoch)
+
+
+def boot_command(project: Project, case: BootCase, interactive: bool) -> list[str]:
+    layout = layout_of(project)
+    return boot.qemu_command(
+        project.toolchain,
+        project.variants[case.variant],
+        layout.kernel_output(case.variant, project.toolchain.kernel.image),
+        layout.image(case.variant, case.build),
+        case,
+        interactive,
+    )
+
+
+@user_errors
+def smoke(project: Project, case_name: str) -> None:
+    layout = layout_of(project)
+    case = project.boots[case_name]
+    require(project.toolchain.qemu)
+    verdict = boot.run_captured(boot_command(project, case, False), case, layout.console_log(case_name))
+    verdict.write(layout.verdict(case_name))
+    if not verdict.passed:
+        raise UserError(verdict.summary())
+    print(verdict.summary())
+
+
+@user_errors
+def console(project: Project, case_name: str, append: str = "") -> None:
+    require(project.toolchain.qemu)
+    case = project.boots[case_name]
+    if append:
+        case = replace(case, cmdline=f"{case.cmdline or project.variants[case.variant].cmdline} {append}")
+    command = boot_command(project, case, True)
+    print("mmulab: interactive boot; leave QEMU with Ctrl-A X\n$ " + " ".join(command), flush=True)
+    code = boot.run_interactive(command)
+    if code != 0:
+        raise UserError(f"QEMU exited with code {code}")

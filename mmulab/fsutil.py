@@ -1,0 +1,93 @@
+"""Small file helpers every stage uses: atomic writes and copies, digests, typed JSON records.
+
+Kept free of heavy imports (no requests, no jinja2) so the reporter and a no-op run stay fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Self
+
+from .errors import UserError
+
+CHUNK = 1 << 20
+
+
+def write_atomic(path: Path, content: str | bytes, mode: int | None = None) -> None:
+    """Write a file so that readers see the old content or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content.encode() if isinstance(content, str) else content)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def copy_atomic(source: Path, destination: Path, mode: int | None = None) -> None:
+    """Copy a build output into place through a temporary sibling: readers never see half a file."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, destination)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """One sha256 over every file's relative path and content (symlinks by their target)."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            content = os.readlink(path).encode()
+        elif path.is_file():
+            content = path.read_bytes()
+        else:
+            continue
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
+def digest_of(*parts: Any) -> str:
+    """A stable digest of JSON-able values (paths and dataclasses by their text): cache keys."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class JsonRecord:
+    """Mixin for the frozen dataclasses a stage writes beside its outputs (what it built, from what)."""
+
+    def write(self, path: Path) -> None:
+        write_atomic(path, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")  # type: ignore[call-overload]
+
+    @classmethod
+    def read(cls, path: Path) -> Self:
+        """The record at `path`; a missing or damaged one is a UserError telling to rerun its stage."""
+        try:
+            data = json.loads(path.read_text())
+            known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+            return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known})
+        except (OSError, ValueError, TypeError) as exc:
+            raise UserError(f"{path}: missing or damaged record ({type(exc).__name__}); rerun to rebuild it") from None

@@ -1,0 +1,72 @@
+"""Where every stage's outputs live under the build directory: one place, so tasks, actions and tests agree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of every stage's outputs under `root` (the build directory)."""
+
+    root: Path
+    linux_src: Path | None = None
+
+    def fetched(self, source: str) -> Path:
+        return self.root / "sources" / f"{source}.fetched.json"
+
+    def extracted(self, source: str) -> Path:
+        return self.root / "sources" / f"{source}.extracted.json"
+
+    def tree(self, source: str) -> Path:
+        return self.root / "src" / source
+
+    def kernel_tree(self, source: str) -> Path:
+        """The kernel source tree: the user's own (LINUX_SRC) or the pipeline's extracted one."""
+        return self.linux_src or self.tree(source)
+
+    def kernel_dir(self, variant: str) -> Path:
+        return self.root / variant / "kernel"
+
+    def kernel_output(self, variant: str, name: str) -> Path:
+        return self.kernel_dir(variant) / "out" / name
+
+    def program(self, name: str) -> Path:
+        return self.root / "programs" / name / name
+
+    def libc_dir(self) -> Path:
+        return self.root / "libc"
+
+    def sysroot(self) -> Path:
+        return self.root / "sysroot"
+
+    def sysroot_record(self) -> Path:
+        return self.root / "sources" / "sysroot.json"
+
+    def busybox_dir(self, variant: str) -> Path:
+        return self.root / "busybox" / variant
+
+    def busybox_output(self, variant: str, name: str = "busybox") -> Path:
+        return self.busybox_dir(variant) / "out" / name
+
+    def image(self, variant: str, build: str) -> Path:
+        return self.root / variant / "initramfs" / f"{build}.cpio"
+
+    def verdict(self, case: str) -> Path:
+        return self.root / "boots" / f"{case}.json"
+
+    def console_log(self, case: str) -> Path:
+        return self.root / "boots" / f"{case}.log"
+
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    def tool_versions(self) -> Path:
+        return self.root / ".tool-versions.json"
+
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    def doit_db(self) -> Path:
+        return self.root / ".doit.db"

@@ -1,0 +1,64 @@
+"""One doit run of the pipeline, as dodo.py starts it: load the project, hold the build directory, and
+turn every way it can end into one line and an honest exit code (2 bad configuration, 1 failed task,
+130 interrupted), never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from .errors import ConfigError
+from .lock import READ_ONLY_COMMANDS, BuildLock, doit_command
+
+DOIT_COMMANDS = frozenset(
+    {"run", "list", "help", "info", "clean", "forget", "ignore", "reset-dep", "strace", "tabcompletion", "dumpdb"}
+)
+INTERRUPTED = "interrupted: rerun to continue"
+
+
+def _on_uncaught(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+    """Ctrl-C ends the run with one line and 130; doit has already saved what finished (its database is
+    written in a `finally`), so the rerun goes on from there."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.stdout.flush()
+        sys.stderr.write(f"\nmmulab: {INTERRUPTED}\n")
+        sys.stderr.flush()
+        os._exit(130)
+    sys.__excepthook__(kind, error, trace)
+
+
+def dodo_globals(argv: list[str]) -> dict[str, Any]:
+    """What dodo.py exposes to doit: the task creators and DOIT_CONFIG."""
+    sys.excepthook = _on_uncaught
+    try:
+        from .configdata import load_project
+        from .paths import Layout
+        from .report import MmulabReporter
+        from .tasks import doit_task_functions
+
+        project = load_project()
+        layout = Layout(project.settings.build_dir)
+        layout.root.mkdir(parents=True, exist_ok=True)
+        if doit_command(argv, DOIT_COMMANDS) not in READ_ONLY_COMMANDS:
+            BuildLock(layout.lock()).acquire()
+        creators = doit_task_functions(project)
+    except ConfigError as error:
+        sys.stderr.write(f"mmulab: error: {error}\n")
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        _on_uncaught(KeyboardInterrupt, KeyboardInterrupt(), None)
+        raise
+    except OSError as error:
+        sys.stderr.write(f"mmulab: error: {error.filename or ''}: {error.strerror}\n")
+        sys.exit(2)
+    return {
+        **creators,
+        "DOIT_CONFIG": {
+            "default_tasks": ["boot"],
+            "reporter": MmulabReporter,
+            "dep_file": str(layout.doit_db()),
+            "verbosity": 2,
+        },
+    }
