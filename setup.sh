@@ -1,33 +1,78 @@
 #!/usr/bin/env bash
 # Idempotent setup for a Debian 12 machine: system packages from configs/debian-packages.txt,
-# then a virtualenv in .venv with mmulab and its test tools. Safe to run again and again.
-set -euo pipefail
-cd "$(dirname "$0")"
+# then a virtualenv in .venv with mmulab and its test tools. Safe to run again and again; when everything
+# is installed it makes no apt call at all. Sourcing it (tests do) only defines the functions.
 
-packages=$(grep -v -E '^\s*(#|$)' configs/debian-packages.txt | awk '{print $1}')
-missing=()
-for pkg in $packages; do
-    name=${pkg%%=*}
-    want=${pkg#*=}
-    have=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "$name" 2>/dev/null || true)
-    if [[ $have != ii* ]] || { [[ $pkg == *=* ]] && [[ ${have:3} != "$want" ]]; }; then
-        missing+=("$pkg")
+# The first word of each package line: name, name=VERSION (pinned) or name=?VERSION (preferred).
+package_specs() {
+    grep -v -E '^\s*(#|$)' "$1" | awk '{print $1}'
+}
+
+# The specs not installed as asked, from dpkg's database only: a preferred version is met by any version.
+missing_specs() {
+    local spec name want have
+    for spec in "$@"; do
+        name=${spec%%=*}
+        want=${spec#"$name"}
+        have=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "$name" 2>/dev/null || true)
+        if [[ $have != ii* ]] || { [[ $want == =[^?]* ]] && [[ ${have:3} != "${want#=}" ]]; }; then
+            echo "$spec"
+        fi
+    done
+}
+
+# The apt-get install argument for a spec (after apt-get update): name=?VERSION becomes name=VERSION while
+# the archive offers VERSION, else name (the archive's current version); one line on stderr says which.
+apt_argument() {
+    local spec=$1 name=${1%%=*} want versions current
+    if [[ $spec != "$name=?"* ]]; then
+        echo "$spec"
+        return
     fi
-done
-if ((${#missing[@]})); then
-    sudo=""
-    [[ $(id -u) == 0 ]] || sudo="sudo"
-    echo "setup: installing ${missing[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+    want=${spec#"$name=?"}
+    versions=$(apt-cache madison "$name" 2>/dev/null | awk -F'|' '{gsub(/[ \t]/, "", $2); print $2}' || true)
+    if grep -qxF -e "$want" <<<"$versions"; then
+        echo "setup: $name: installing the pinned version $want" >&2
+        echo "$name=$want"
+    else
+        current=$(apt-cache policy "$name" 2>/dev/null | awk '$1 == "Candidate:" {print $2}' || true)
+        echo "setup: $name: the pinned version $want is gone from the archive; installing its current version" \
+            "${current:-(unknown)}, which mmulab trusts through dpkg's md5sums (apt's signed archive)" >&2
+        echo "$name"
+    fi
+}
 
-if [[ ! -x .venv/bin/python ]]; then
-    python3 -m venv .venv
-fi
-stamp=.venv/.mmulab-installed
-if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test]'
-    touch "$stamp"
+main() {
+    set -euo pipefail
+    cd "$(dirname "${BASH_SOURCE[0]}")"
+    local specs missing args sudo spec
+    specs=$(package_specs configs/debian-packages.txt)
+    mapfile -t specs <<<"$specs"
+    missing=$(missing_specs "${specs[@]}")
+    if [[ -n $missing ]]; then
+        mapfile -t missing <<<"$missing"
+        sudo=""
+        [[ $(id -u) == 0 ]] || sudo="sudo"
+        echo "setup: installing ${missing[*]%%=\?*}"
+        $sudo apt-get update -qq
+        args=()
+        for spec in "${missing[@]}"; do
+            args+=("$(apt_argument "$spec")")
+        done
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${args[@]}" >/dev/null
+    fi
+
+    if [[ ! -x .venv/bin/python ]]; then
+        python3 -m venv .venv
+    fi
+    local stamp=.venv/.mmulab-installed
+    if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+        .venv/bin/python -m pip install -q --upgrade pip
+        .venv/bin/python -m pip install -q -e '.[test]'
+        touch "$stamp"
+    fi
+}
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
 fi

@@ -5,6 +5,7 @@ Every mistake is reported as one line naming the file, the field and what to wri
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -19,8 +20,27 @@ EXPECTS = ("pass", "hang")
 
 
 @dataclass(frozen=True)
+class KnownVersion:
+    """One version of a local-file origin's Debian package whose file's sha256 is pinned."""
+
+    package_version: str
+    version: str
+    sha256: str
+
+
+def upstream_version(package_version: str) -> str:
+    """The upstream part of a Debian version: 6.12.118 from 1:6.12.118-1~deb12u1."""
+    version = package_version.split(":", 1)[1] if re.match(r"\d+:", package_version) else package_version
+    return version.rsplit("-", 1)[0]
+
+
+@dataclass(frozen=True)
 class Origin:
-    """One place a source file can come from, with the version and sha256 of the bytes found there."""
+    """One place a source file can come from, with the version and sha256 of the bytes found there.
+
+    A local-file origin lists every known version of its package (`known`; the first one also fills
+    sha256/version/package_version); any of them is accepted as pinned.
+    """
 
     kind: str
     sha256: str
@@ -33,6 +53,11 @@ class Origin:
     file: str = ""
     component: str = "main"
     hash_source: str = ""
+    known: tuple[KnownVersion, ...] = ()
+
+    def pins(self) -> tuple[KnownVersion, ...]:
+        """Every (package version, version, sha256) accepted from this origin as pinned."""
+        return self.known or (KnownVersion(self.package_version, self.version, self.sha256),)
 
     def describe(self) -> str:
         if self.kind == "url":
@@ -297,20 +322,26 @@ def _sources(table: _Table) -> dict[str, Source]:
         origins = []
         raw_origins = entry.get("origins", list, hint="a list of [[sources.NAME.origins]] tables")
         for index, raw in enumerate(raw_origins):
+            if not isinstance(raw, dict):
+                raise entry.fail(f"origins[{index}]", "expected a table")
             origin = _Table(raw, entry.file, f"{entry.where}.origins[{index}]", entry.base_dir)
             kind = origin.choice("kind", ORIGIN_KINDS)
             required = {"url": ("url",), "local-file": ("path",), "debian-source": ("package", "file")}[kind]
             values = {key: origin.get(key, str) for key in required}
             optional = {k: origin.get(k, str, "") for k in ("package", "package_version") if k not in values}
-            origin_sha = origin.get("sha256", str, sha256)
+            known = _known_versions(origin, kind, optional.get("package", ""))
+            if known:
+                optional["package_version"] = known[0].package_version
+            origin_sha = known[0].sha256 if known else origin.get("sha256", str, sha256)
             origins.append(
                 Origin(
                     kind=kind,
                     sha256=_check_sha256(origin, origin_sha),
-                    version=origin.get("version", str, version),
+                    version=known[0].version if known else origin.get("version", str, version),
                     filename=origin.get("filename", str, values.get("file", filename)),
                     component=origin.get("component", str, "main"),
                     hash_source=origin.get("hash_source", str, hash_source),
+                    known=known,
                     **values,
                     **optional,
                 )
@@ -323,6 +354,44 @@ def _sources(table: _Table) -> dict[str, Source]:
                 raise entry.fail("patches", f"{patch}: no such file")
         sources[name] = Source(name, version, sha256, filename, tuple(origins), patches)
     return sources
+
+
+def _known_versions(origin: _Table, kind: str, package: str) -> tuple[KnownVersion, ...]:
+    """A local-file origin's `known = [{ package_version, version, sha256 }, ...]`, checked field by field."""
+    if "known" not in origin.data:
+        return ()
+    if kind != "local-file":
+        raise origin.fail("known", "only a local-file origin lists known package versions")
+    if not package:
+        raise origin.fail("package", 'missing (known versions are versions of a Debian package: package = "...")')
+    for key in ("sha256", "version", "package_version"):
+        if key in origin.data:
+            raise origin.fail(key, "give it in each entry of known = [...] instead (both were given)")
+    raw_known = origin.get("known", list, hint='known = [{ package_version = "...", sha256 = "..." }]')
+    if not raw_known:
+        raise origin.fail("known", 'empty (list at least one { package_version = "...", sha256 = "..." })')
+    known: list[KnownVersion] = []
+    for index, raw in enumerate(raw_known):
+        if not isinstance(raw, dict):
+            raise origin.fail(f"known[{index}]", 'expected { package_version = "...", sha256 = "..." }')
+        entry = _Table(raw, origin.file, f"{origin.where}.known[{index}]", origin.base_dir)
+        unknown = sorted(set(raw) - {"package_version", "version", "sha256"})
+        if unknown:
+            raise entry.fail(unknown[0], "unknown field (known entries have package_version, version, sha256)")
+        package_version = entry.get("package_version", str, hint=f"the Debian version of {package}")
+        if not re.fullmatch(r"[0-9][A-Za-z0-9.+~:-]*", package_version):
+            raise entry.fail(
+                "package_version", f"{package_version!r} is not a Debian version (e.g. 6.12.117-1~deb12u1)"
+            )
+        version = entry.get("version", str, upstream_version(package_version))
+        digest = _check_sha256(entry, entry.get("sha256", str))
+        for previous in known:
+            if package_version == previous.package_version:
+                raise entry.fail("package_version", f"{package_version!r} is listed twice")
+            if digest == previous.sha256:
+                raise entry.fail("sha256", f"also the sha256 of {previous.package_version} (each version once)")
+        known.append(KnownVersion(package_version, version, digest))
+    return tuple(known)
 
 
 def _check_sha256(table: _Table, value: str) -> str:

@@ -2,7 +2,13 @@
 
 Modelled on Buildroot's download infrastructure: a flat cache keyed by file name, hashes pinned in data,
 mirrors tried first, every origin's failure reported. Nothing half-written is ever left under a final name:
-downloads stream to a .part file and are renamed only after their sha256 matched.
+downloads stream to a .part file and are renamed only after their sha256 matched. An origin that answered
+with wrong or broken bytes (and any failing mirror) is told on stderr at once, one line each.
+
+A local-file origin (a file installed by a Debian package) is used as pinned when its sha256 is one of the
+origin's known ones. Once Debian has moved on, another installed version is trusted the way apt trusts it:
+dpkg recorded the md5 of every file of the .deb that apt verified against the archive's signed index, so
+the file is used only when dpkg lists the package as installed and the file's md5 matches that record.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import posixpath
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -20,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from .configdata import Origin, Project, Source
+from .configdata import KnownVersion, Origin, Project, Source, upstream_version
 from .errors import UserError
 from .fsutil import CHUNK, JsonRecord, sha256_of
 from .tools import RUNNER, Runner
@@ -29,19 +36,38 @@ if TYPE_CHECKING:
     import requests
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
+TRUST_PINNED = "pinned"  # the sha256 is listed in configs/sources.toml
+TRUST_APT = "apt-archive"  # an installed package's file whose md5 matches dpkg's record (apt's signed archive)
 
 
 class _Permanent(Exception):
-    """This origin cannot deliver the file (404, wrong hash...): go to the next one."""
+    """This origin cannot deliver the file (404, wrong hash...): go to the next one.
+
+    `bad`: the origin answered but served wrong or broken bytes, so the user is told even when a later
+    origin succeeds; `short`: the reason as that warning line gives it.
+    """
+
+    def __init__(self, message: str, bad: bool = False, short: str = "") -> None:
+        super().__init__(message)
+        self.bad = bad
+        self.short = short or message
 
 
 class _Transient(Exception):
     """This attempt failed (timeout, reset, short read): try the same origin again after a pause."""
 
+    def __init__(self, message: str, bad: bool = False) -> None:
+        super().__init__(message)
+        self.bad = bad
+
 
 @dataclass(frozen=True)
 class Fetched(JsonRecord):
-    """What a fetch produced: the verified file in the download cache and where it came from."""
+    """What a fetch produced: the verified file in the download cache, what it is and why it is trusted.
+
+    `trust` is "pinned" (sha256 listed in configs/sources.toml) or "apt-archive" (an installed Debian
+    package's file whose md5 matches dpkg's record); `package`/`package_version` name a Debian package's file.
+    """
 
     source: str
     path: str
@@ -49,6 +75,9 @@ class Fetched(JsonRecord):
     version: str
     origin: str
     origin_kind: str
+    package: str = ""
+    package_version: str = ""
+    trust: str = TRUST_PINNED
 
 
 @dataclass(frozen=True)
@@ -59,6 +88,15 @@ class Extracted(JsonRecord):
     sha256: str
     version: str
     patches: tuple[tuple[str, str], ...]
+
+
+def _md5_and_sha256(path: Path) -> tuple[str, str]:
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            md5.update(chunk)
+            sha256.update(chunk)
+    return md5.hexdigest(), sha256.hexdigest()
 
 
 def apt_archive_uris(paths: tuple[Path, ...]) -> list[str]:
@@ -98,31 +136,61 @@ def debian_pool_path(package: str, component: str, file: str) -> str:
     return f"pool/{component}/{prefix}/{package}/{file}"
 
 
-def _candidates(project: Project, source: Source) -> list[tuple[str, Origin]]:
-    """Every (location, origin) to try, in order: for each origin, the mirrors first, then the origin."""
-    candidates: list[tuple[str, Origin]] = []
+@dataclass(frozen=True)
+class _Candidate:
+    location: str
+    origin: Origin
+    mirror: bool = False
+
+
+def _candidates(project: Project, source: Source) -> list[_Candidate]:
+    """Every location to try, in order: for each origin, the mirrors first, then the origin."""
+    candidates: list[_Candidate] = []
     for origin in source.origins:
-        candidates += [(f"{mirror.rstrip('/')}/{origin.filename}", origin) for mirror in project.mirrors]
+        candidates += [
+            _Candidate(f"{mirror.rstrip('/')}/{origin.filename}", origin, True) for mirror in project.mirrors
+        ]
         if origin.kind == "url":
-            candidates.append((origin.url, origin))
+            candidates.append(_Candidate(origin.url, origin))
         elif origin.kind == "local-file":
-            candidates.append((origin.path, origin))
+            candidates.append(_Candidate(origin.path, origin))
         else:
             pool = debian_pool_path(origin.package, origin.component, origin.file)
             uris = apt_archive_uris(project.settings.apt_sources)
             if not uris:
-                candidates.append((f"<apt archive>/{pool}", origin))
-            candidates += [(f"{uri}/{pool}", origin) for uri in uris]
-    return list(dict.fromkeys(candidates))
+                candidates.append(_Candidate(f"<apt archive>/{pool}", origin))
+            candidates += [_Candidate(f"{uri}/{pool}", origin) for uri in uris]
+    # The same place checked against the same pins once (origins may share a file name, hence mirror URLs).
+    seen: set[tuple[str, tuple[KnownVersion, ...]]] = set()
+    unique = []
+    for candidate in candidates:
+        key = (candidate.location, candidate.origin.pins())
+        if key not in seen:
+            seen.add(key)
+            unique.append(candidate)
+    return unique
 
 
-def _download_once(session: requests.Session, url: str, part: Path, sha256: str) -> None:
+def _pin(origin: Origin, sha256: str) -> KnownVersion | None:
+    return next((pin for pin in origin.pins() if pin.sha256 == sha256), None)
+
+
+def _mismatch(got: str, origin: Origin) -> _Permanent:
+    pinned = [pin.sha256 for pin in origin.pins()]
+    return _Permanent(
+        f"sha256 mismatch: got {got}, pinned {' or '.join(pinned)}",
+        bad=True,
+        short=f"sha256 mismatch (got {got[:8]}..., pinned {' or '.join(p[:8] + '...' for p in pinned)})",
+    )
+
+
+def _download_once(session: requests.Session, url: str, part: Path, origin: Origin) -> KnownVersion:
     import requests
 
     try:
         with session.get(url, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as response:
             if response.status_code in (408, 429) or response.status_code >= 500:
-                raise _Transient(f"HTTP {response.status_code}")
+                raise _Transient(f"HTTP {response.status_code}", bad=True)
             if response.status_code != 200:
                 raise _Permanent(f"HTTP {response.status_code} {response.reason}")
             expected = response.headers.get("Content-Length")
@@ -137,80 +205,175 @@ def _download_once(session: requests.Session, url: str, part: Path, sha256: str)
         if "NameResolution" in text or "resolve" in text:
             raise _Permanent("cannot resolve host (offline?)") from None
         if "IncompleteRead" in text or "Connection broken" in text:
-            raise _Transient("truncated transfer (connection broken)") from None
+            raise _Transient("truncated transfer (connection broken)", bad=True) from None
         raise _Transient(f"connection failed: {type(exc).__name__}") from None
     except requests.exceptions.Timeout:
         raise _Transient("timed out") from None
     except requests.exceptions.RequestException as exc:
-        raise _Transient(f"{type(exc).__name__}: truncated or broken transfer") from None
+        raise _Transient(f"{type(exc).__name__}: truncated or broken transfer", bad=True) from None
     if expected is not None and size != int(expected):
-        raise _Transient(f"truncated transfer: {size} of {expected} bytes")
-    if digest.hexdigest() != sha256:
-        raise _Permanent(f"sha256 mismatch: got {digest.hexdigest()}, pinned {sha256}")
+        raise _Transient(f"truncated transfer: {size} of {expected} bytes", bad=True)
+    pin = _pin(origin, digest.hexdigest())
+    if pin is None:
+        raise _mismatch(digest.hexdigest(), origin)
+    return pin
 
 
-def _fetch_url(session: requests.Session, url: str, final: Path, sha256: str, retries: int, backoff: float) -> None:
+def _fetch_url(
+    session: requests.Session, url: str, final: Path, origin: Origin, retries: int, backoff: float
+) -> KnownVersion:
     part = final.with_name(f".{final.name}.{os.getpid()}.part")
     try:
         for attempt in range(retries + 1):
             try:
-                _download_once(session, url, part, sha256)
+                pin = _download_once(session, url, part, origin)
                 os.replace(part, final)
-                return
+                return pin
             except _Transient as exc:
                 if attempt == retries:
-                    raise _Permanent(f"{exc} (after {retries + 1} attempts)") from None
+                    raise _Permanent(f"{exc} (after {retries + 1} attempts)", bad=exc.bad) from None
                 time.sleep(backoff * 2**attempt)
+        raise AssertionError("unreachable")
     finally:
         part.unlink(missing_ok=True)
 
 
-def _copy_local(path: Path, final: Path, sha256: str, origin: Origin) -> None:
+def _dpkg_stanzas(admindir: Path, package: str) -> list[dict[str, str]]:
+    """The stanzas of `package` in dpkg's status file (one per architecture), fields by name."""
+    try:
+        text = (admindir / "status").read_text(errors="replace")
+    except OSError as exc:
+        raise _Permanent(f"cannot read dpkg's database {admindir / 'status'}: {exc.strerror}") from None
+    stanzas = []
+    for stanza in re.split(r"\n\s*\n", text):
+        if re.search(rf"^Package:[ \t]*{re.escape(package)}[ \t]*$", stanza, re.M):
+            stanzas.append(dict(re.findall(r"^([A-Za-z][A-Za-z0-9-]*):[ \t]*(.*)$", stanza, re.M)))
+    return stanzas
+
+
+def dpkg_vouches(path: str, package: str, md5: str, admindir: Path) -> str:
+    """The installed version of `package` when dpkg recorded `md5` for the file `path`; else _Permanent.
+
+    apt checked the .deb against the archive's signed index before dpkg unpacked it and recorded each
+    file's md5 in <admindir>/info/<package>[:<arch>].md5sums: a matching md5 ties the file to that .deb.
+    """
+    installed = [s for s in _dpkg_stanzas(admindir, package) if s.get("Status", "").split()[1:] == ["ok", "installed"]]
+    if not installed:
+        raise _Permanent(f"dpkg does not list {package} as installed ({admindir / 'status'})")
+    key = os.path.normpath(path).lstrip("/")
+    for stanza in installed:
+        version, arch = stanza.get("Version", ""), stanza.get("Architecture", "")
+        for name in dict.fromkeys([f"{package}:{arch}.md5sums", f"{package}.md5sums"]):
+            md5sums = admindir / "info" / name
+            if not md5sums.is_file():
+                continue
+            for line in md5sums.read_text(errors="replace").splitlines():
+                recorded, _, file = line.partition(" ")
+                if file.strip() != key:
+                    continue
+                if recorded.lower() != md5:
+                    raise _Permanent(
+                        f"its md5 {md5} differs from {recorded} that dpkg recorded for {package} {version} ({md5sums})"
+                    )
+                return version
+    raise _Permanent(f"dpkg's md5sums of {package} do not list {path} ({admindir / 'info'})")
+
+
+def _copy_local(name: str, path: Path, final: Path, origin: Origin, admindir: Path) -> Fetched:
+    """Link (or copy) an installed file into the cache, then trust it as pinned or through dpkg's md5sums.
+
+    The hashes are taken of the cache's copy, so what was checked is exactly what stays.
+    """
     if not path.is_file():
-        hint = f"; install {origin.package}={origin.package_version} (./setup.sh does)" if origin.package else ""
+        hint = f"; install {origin.package} (./setup.sh does)" if origin.package else ""
         raise _Permanent(f"no such file{hint}")
-    got = sha256_of(path)
-    if got != sha256:
-        raise _Permanent(f"sha256 mismatch: got {got}, pinned {sha256}")
     part = final.with_name(f".{final.name}.{os.getpid()}.part")
     try:
         try:
             os.link(path, part)
         except OSError:
             shutil.copyfile(path, part)
+        md5, sha256 = _md5_and_sha256(part)
+        pin = _pin(origin, sha256)
+        if pin is not None:
+            os.replace(part, final)
+            return Fetched(
+                name, str(final), sha256, pin.version, str(path), origin.kind, origin.package, pin.package_version
+            )
+        mismatch = _mismatch(sha256, origin)
+        if not origin.package:
+            raise mismatch
+        try:
+            package_version = dpkg_vouches(str(path), origin.package, md5, admindir)
+        except _Permanent as exc:
+            raise _Permanent(
+                f"{mismatch}; not trusted through apt either: {exc}", True, f"{mismatch.short}; {exc}"
+            ) from None
         os.replace(part, final)
     finally:
         part.unlink(missing_ok=True)
+    version = upstream_version(package_version)
+    print(
+        f"mmulab: {name}: {path} is {origin.package} {package_version}, not a pinned version; trusted through "
+        f"apt's signed archive (dpkg md5sums match), sha256 {sha256} recorded",
+        file=sys.stderr,
+        flush=True,
+    )
+    return Fetched(
+        name, str(final), sha256, version, str(path), origin.kind, origin.package, package_version, TRUST_APT
+    )
 
 
-def fetch(project: Project, name: str) -> Fetched:
-    """Make the pinned file of source `name` present and verified in the download cache."""
+def _advice(candidate: _Candidate) -> str:
+    if candidate.mirror:
+        return "fix or remove this mirror"
+    if candidate.origin.kind == "local-file" and candidate.origin.package:
+        return f"reinstall it (apt-get install --reinstall {candidate.origin.package}) or remove it"
+    return "trying the next origin"
+
+
+def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fetched:
+    """Make a verified file of source `name` present in the download cache and say what it is.
+
+    Origins (each after the mirrors) are tried in order; one that answered with wrong or broken bytes, and
+    any failing mirror, is told on stderr at once; an unreachable or 404 upstream only in the final error.
+    """
     source = project.sources[name]
+    dpkg_admindir = dpkg_admindir or project.settings.dpkg_admindir  # where dpkg keeps status and md5sums
     cache = project.settings.download_dir / name
     cache.mkdir(parents=True, exist_ok=True)
     for origin in source.origins:
         final = cache / origin.filename
         if final.is_file():
-            if sha256_of(final) == origin.sha256:
-                return Fetched(name, str(final), origin.sha256, origin.version, "download cache", "cache")
+            pin = _pin(origin, sha256_of(final))
+            if pin is not None:
+                package = origin.package if origin.kind != "url" else ""
+                return Fetched(
+                    name, str(final), pin.sha256, pin.version, "download cache", "cache", package, pin.package_version
+                )
             final.unlink()
     import requests  # only when something is downloaded: imports cost a no-op run 0.17 s
 
     failures = []
     settings = project.settings
     with requests.Session() as session:
-        for location, origin in _candidates(project, source):
+        for candidate in _candidates(project, source):
+            location, origin = candidate.location, candidate.origin
             final = cache / origin.filename
             try:
-                if origin.kind == "local-file" and location == origin.path:
-                    _copy_local(Path(location), final, origin.sha256, origin)
-                elif location.startswith("<"):
+                if origin.kind == "local-file" and not candidate.mirror:
+                    return _copy_local(name, Path(location), final, origin, dpkg_admindir)
+                if location.startswith("<"):
                     raise _Permanent("this machine's apt configuration names no http(s) archive")
-                else:
-                    _fetch_url(session, location, final, origin.sha256, settings.fetch_retries, settings.fetch_backoff)
-                return Fetched(name, str(final), origin.sha256, origin.version, location, origin.kind)
+                pin = _fetch_url(session, location, final, origin, settings.fetch_retries, settings.fetch_backoff)
+                package = origin.package if origin.kind != "url" else ""
+                return Fetched(
+                    name, str(final), pin.sha256, pin.version, location, origin.kind, package, pin.package_version
+                )
             except _Permanent as exc:
                 failures.append(f"  - {location}: {exc}")
+                if exc.bad or candidate.mirror:
+                    print(f"mmulab: warning: {location}: {exc.short}: skipped; {_advice(candidate)}", file=sys.stderr)
     raise UserError(f"source {name!r}: every origin failed:\n" + "\n".join(failures))
 
 

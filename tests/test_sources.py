@@ -114,10 +114,84 @@ def test_falls_through_to_the_next_origin_and_lists_every_failure(tmp_path: Path
     assert any("no-such-host.invalid/demo-1.0.tar: cannot resolve host" in line for line in lines)
     assert any("/gone.tar: HTTP 404" in line for line in lines)
     assert any("/mirror/demo-1.0.tar: HTTP 404" in line for line in lines)
-    assert any("absent.tar: no such file; install demo-source=1.0-1" in line for line in lines)
+    assert any("absent.tar: no such file; install demo-source (./setup.sh does)" in line for line in lines)
 
     (tmp_path / "absent.tar").write_bytes(PAYLOAD)
     assert sources.fetch(project, "demo").origin_kind == "local-file"
+
+
+def warnings(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("mmulab: warning: ")]
+
+
+def test_bad_mirrors_are_told_once_each_and_only_the_good_file_stays(
+    tmp_path: Path, http_server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (http_server.root / "wrong").mkdir()
+    (http_server.root / "wrong" / "demo-1.0.tar").write_bytes(PAYLOAD[:-1] + b"!")
+    (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD)
+    wrong, truncated = f"{http_server.url}/wrong", f"{http_server.url}/truncated"
+    project = project_with(tmp_path, [url_origin(f"{http_server.url}/demo-1.0.tar")], mirrors=(wrong, truncated))
+    fetched = sources.fetch(project, "demo")
+    assert fetched.origin == f"{http_server.url}/demo-1.0.tar"
+    assert Path(fetched.path).read_bytes() == PAYLOAD
+    told = warnings(capsys)
+    assert len(told) == 2, told
+    assert told[0].startswith(f"mmulab: warning: {wrong}/demo-1.0.tar: sha256 mismatch (got ")
+    assert f"pinned {PAYLOAD_SHA[:8]}...): skipped; fix or remove this mirror" in told[0]
+    assert told[1].startswith(f"mmulab: warning: {truncated}/demo-1.0.tar: ")
+    assert "truncated" in told[1] and told[1].endswith("(after 2 attempts): skipped; fix or remove this mirror")
+    assert leftovers(tmp_path) == ["demo-1.0.tar"]
+    assert http_server.hits == ["/wrong/demo-1.0.tar", *["/truncated/demo-1.0.tar"] * 2, "/demo-1.0.tar"]
+
+
+def test_unreachable_or_missing_upstream_is_not_told(
+    tmp_path: Path, http_server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD)
+    origins = [
+        url_origin("http://no-such-host.invalid/demo-1.0.tar"),
+        url_origin(f"{http_server.url}/gone.tar"),
+        url_origin(f"{http_server.url}/demo-1.0.tar"),
+    ]
+    assert sources.fetch(project_with(tmp_path, origins), "demo").origin == f"{http_server.url}/demo-1.0.tar"
+    assert capsys.readouterr().err == ""
+
+
+def test_a_mirror_missing_the_file_is_told(
+    tmp_path: Path, http_server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD)
+    project = project_with(
+        tmp_path, [url_origin(f"{http_server.url}/demo-1.0.tar")], mirrors=(f"{http_server.url}/empty",)
+    )
+    sources.fetch(project, "demo")
+    assert warnings(capsys) == [
+        f"mmulab: warning: {http_server.url}/empty/demo-1.0.tar: HTTP 404 File not found: skipped; "
+        "fix or remove this mirror"
+    ]
+
+
+def test_wrong_upstream_and_wrong_local_file_are_told_then_a_good_origin_wins(
+    tmp_path: Path, http_server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (http_server.root / "bad.tar").write_bytes(b"not it")
+    (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD)
+    local = tmp_path / "local.tar"
+    local.write_bytes(b"not it either")
+    origins = [
+        url_origin(f"{http_server.url}/bad.tar"),
+        Origin(kind="local-file", path=str(local), sha256=PAYLOAD_SHA, version="1.0", filename="demo-1.0.tar"),
+        url_origin(f"{http_server.url}/demo-1.0.tar"),
+    ]
+    fetched = sources.fetch(project_with(tmp_path, origins), "demo")
+    assert fetched.origin == f"{http_server.url}/demo-1.0.tar"
+    told = warnings(capsys)
+    assert len(told) == 2, told
+    assert told[0].startswith(f"mmulab: warning: {http_server.url}/bad.tar: sha256 mismatch (got ")
+    assert told[1].startswith(f"mmulab: warning: {local}: sha256 mismatch (got ")
+    assert leftovers(tmp_path) == ["demo-1.0.tar"]
+    assert local.read_bytes() == b"not it either"
 
 
 def test_debian_source_package_from_the_machines_apt_archives(tmp_path: Path, http_server: LocalServer) -> None:
