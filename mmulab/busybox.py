@@ -10,6 +10,7 @@ import jinja2
 from .configdata import BusyboxSpec, Toolchain, Variant
 from .errors import UserError
 from .kconfig import apply_fragment, template_environment
+from .kconfig_tree import KconfigSource
 from .kernel import reproducible_env
 from .shell import run_logged
 from .sources import copy_atomic
@@ -52,8 +53,10 @@ def build(
     (work).mkdir(parents=True, exist_ok=True)
     (work / "fragment.config").write_text(fragment)
     make = ["make", "-C", str(tree), f"O={objdir}"]
+    # kconfig reads the Config.in files it generates in the objdir first, then the source tree's
+    source = KconfigSource((objdir, tree), "Config.in")
     apply_fragment(
-        make, objdir, spec.base_config, fragment, log, f"busybox config {variant.name}", ["oldconfig"], (tree, objdir)
+        make, objdir, spec.base_config, fragment, log, f"busybox config {variant.name}", ["oldconfig"], source
     )
     build_log = work / "make.log"
     build_log.unlink(missing_ok=True)
