@@ -9,6 +9,7 @@ from pathlib import Path
 from .configdata import BusyboxSpec, Toolchain, Variant
 from .fsutil import copy_atomic, write_atomic
 from .kconfig import apply_fragment, fragment_context, render_template
+from .kconfig_tree import KconfigSource
 from .kernel import reproducible_env
 from .progress import Progress, ProgressSpec
 from .toolchain import require_sysroot, resolve
@@ -62,7 +63,8 @@ def build(request: BusyboxBuild, runner: Runner = RUNNER) -> None:
         work / "build.log",
         f"busybox config {name}",
         ["oldconfig"],
-        (request.tree, objdir),
+        # kconfig reads the Config.in files it generates in the objdir first, then the source tree's
+        KconfigSource((objdir, request.tree), "Config.in"),
         env=env,
         runner=runner,
     )

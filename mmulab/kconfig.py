@@ -8,7 +8,6 @@ Kconfig entry and the current values of the symbols in it.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from .configdata import Toolchain, Variant
 from .errors import ConfigError, UserError
+from .kconfig_tree import KconfigSource, KconfigTree, explain, linux_source
 from .tools import RUNNER, Runner
 
 _LINE_SET = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
@@ -146,13 +146,13 @@ def apply_fragment(
     log: Path,
     what: str,
     update: list[str],
-    roots: tuple[Path, ...],
+    source: KconfigSource,
     env: Mapping[str, str] | None = None,
     runner: Runner = RUNNER,
 ) -> str:
     """make <base_config>, merge the fragment, run `update` (olddefconfig...), verify; return the final .config.
 
-    `roots` are searched for the Kconfig entries of options that did not survive, to say why.
+    `source` is the Kconfig tree this build reads, parsed only to explain options that did not survive.
     """
     objdir.mkdir(parents=True, exist_ok=True)
     logged = runner.log(log)
@@ -161,7 +161,7 @@ def apply_fragment(
     config_path.write_text(merge(config_path.read_text(), fragment))
     logged.run([*make, *update], f"{what}: make {' '.join(update)}", feed=b"\n" * 20000, env=env)
     final_text = config_path.read_text()
-    problems = verify(parse_config(fragment, "fragment"), parse_config(final_text), roots)
+    problems = verify(parse_config(fragment, "fragment"), parse_config(final_text), source)
     if problems:
         raise UserError(
             f"{what}: {len(problems)} requested option(s) did not survive {update[-1]}:\n"
@@ -188,7 +188,7 @@ def configure(
         log,
         f"kernel config {variant.name}",
         ["olddefconfig"],
-        (source,),
+        linux_source(source, toolchain.arch),
         runner=runner,
     )
 
@@ -197,119 +197,22 @@ def _shown(symbol: str, value: str | None) -> str:
     return f"# CONFIG_{symbol} is not set" if value in (None, "n") else f"CONFIG_{symbol}={value}"
 
 
-def verify(requested: dict[str, str], final: dict[str, str], roots: tuple[Path, ...] = ()) -> list[str]:
-    """One message per requested option the final config does not hold (missing counts as 'n')."""
+def verify(requested: dict[str, str], final: dict[str, str], source: KconfigSource | None = None) -> list[str]:
+    """One message per requested option the final config does not hold (missing counts as 'n').
+
+    With `source`, each says why, from the Kconfig tree the build reads (parsed once, on the first problem).
+    """
     problems = []
+    tree: KconfigTree | None = None
     for symbol, want in requested.items():
         got = final.get(symbol, "n")
         if got != want:
             message = f"{_shown(symbol, want)} requested, but the final .config has {_shown(symbol, final.get(symbol))}"
-            if roots:
-                message += explain(roots, symbol, final)
+            if source is not None:
+                try:
+                    tree = tree or source.load()
+                    message += explain(tree, symbol, final, want)
+                except OSError as exc:
+                    message += f" (Kconfig tree not readable to say why: {exc})"
             problems.append(message)
     return problems
-
-
-_ENTRY_END = re.compile(r"^\s*(config|menuconfig|choice|endchoice|menu|endmenu|if|endif|source|comment)\b")
-
-
-def _kconfig_files(roots: tuple[Path, ...]):
-    """Kconfig files (and busybox's generated Config.in) under the source tree and the build directory."""
-    for top in roots:
-        for root, dirs, files in os.walk(top):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            for name in files:
-                if name.startswith("Kconfig") or name == "Config.in":
-                    yield top, Path(root) / name
-
-
-def find_entries(roots: tuple[Path, ...], symbol: str) -> list[tuple[str, int, list[str]]]:
-    """Every `config SYMBOL` entry: (file relative to its root, line, its `depends on` expressions)."""
-    start = re.compile(rf"^\s*(menu)?config\s+{re.escape(symbol)}\s*$")
-    entries = []
-    for top, file in _kconfig_files(roots):
-        lines = file.read_text(errors="replace").splitlines()
-        for index, line in enumerate(lines):
-            if start.match(line):
-                depends = []
-                for body in lines[index + 1 :]:
-                    if _ENTRY_END.match(body):
-                        break
-                    if match := re.match(r"^\s*depends\s+on\s+(.+?)\s*$", body):
-                        depends.append(match.group(1))
-                entries.append((str(file.relative_to(top)), index + 1, depends))
-    return entries
-
-
-def explain(roots: tuple[Path, ...], symbol: str, final: dict[str, str]) -> str:
-    """Why a symbol could not take its value: its unmet `depends on`, or that it does not exist."""
-    entries = find_entries(roots, symbol)
-    if not entries:
-        return " (no such Kconfig symbol in this version: a typo, or an option of another version?)"
-    notes = []
-    for file, line, depends in entries:
-        for expression in depends:
-            if evaluate(expression, final) == 0:
-                symbols = sorted(set(re.findall(r"\b[A-Z][A-Z0-9_]*\b", expression)))
-                values = ", ".join(f"{s}={final.get(s, 'n')}" for s in symbols)
-                notes.append(f"unmet 'depends on {expression}' at {file}:{line} ({values})")
-    return f"; {'; '.join(notes)}" if notes else ""
-
-
-_TOKEN = re.compile(r'\s*(\|\||&&|!=|<=|>=|[!()=<>]|"[^"]*"|[A-Za-z0-9_]+)')
-
-
-def evaluate(expression: str, values: dict[str, str]) -> int:
-    """Kconfig tristate logic (n=0, m=1, y=2) over the final .config values."""
-    tokens = _TOKEN.findall(expression)
-    position = 0
-
-    def peek() -> str | None:
-        return tokens[position] if position < len(tokens) else None
-
-    def take() -> str:
-        nonlocal position
-        position += 1
-        return tokens[position - 1]
-
-    def value_of(token: str) -> str:
-        if token.startswith('"'):
-            return token[1:-1]
-        return token if token in ("y", "m", "n") else values.get(token, "n")
-
-    def tristate(value: str) -> int:
-        return {"y": 2, "m": 1}.get(value, 0)
-
-    def primary() -> int:
-        token = take()
-        if token == "!":
-            return 2 - primary()
-        if token == "(":
-            result = disjunction()
-            take()
-            return result
-        if peek() in ("=", "!=", "<", ">", "<=", ">="):
-            operator, right = take(), value_of(take())
-            left = value_of(token)
-            equal = left == right
-            return 2 if {"=": equal, "!=": not equal}.get(operator, False) else 0
-        return tristate(value_of(token))
-
-    def conjunction() -> int:
-        result = primary()
-        while peek() == "&&":
-            take()
-            result = min(result, primary())
-        return result
-
-    def disjunction() -> int:
-        result = conjunction()
-        while peek() == "||":
-            take()
-            result = max(result, conjunction())
-        return result
-
-    try:
-        return disjunction()
-    except IndexError:
-        return 2

@@ -18,6 +18,7 @@ from conftest import DOIT, make_project, run_doit
 from mmulab import busybox, kconfig, toolchain
 from mmulab.configdata import load_project
 from mmulab.errors import UserError
+from mmulab.kconfig_tree import KconfigSource
 
 PROJECT = load_project()
 SPEC = PROJECT.toolchain.busybox
@@ -85,7 +86,7 @@ def test_dropped_busybox_option_fails_by_name(tmp_path: Path, busybox_tree: Path
             tmp_path / "log",
             "busybox config nommu",
             ["oldconfig"],
-            (busybox_tree, objdir),
+            KconfigSource((objdir, busybox_tree), "Config.in"),
         )
     message = str(error.value)
     assert message.startswith("busybox config nommu: 1 requested option(s) did not survive oldconfig:")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import make_project, run_doit
 
-from mmulab import kconfig
+from mmulab import kconfig, kconfig_tree
 from mmulab.configdata import load_project
 from mmulab.errors import ConfigError, UserError
 
@@ -80,7 +80,7 @@ def test_verify_names_dropped_and_changed_options() -> None:
 )
 def test_dependency_expressions_use_tristate_logic(expression: str, expected: int) -> None:
     values = {"RISCV": "y", "MMU": "y", "MODS": "m", "ARCH": "riscv"}
-    assert kconfig.evaluate(expression, values) == expected
+    assert kconfig_tree.evaluate(expression, values) == expected
 
 
 @pytest.mark.slow
