@@ -120,14 +120,16 @@ def build_libc(project: Project, name: str) -> None:
     require("make")
     print(f"libc {name}: kernel headers + {libc.source} into {layout.sysroot()} (log: {work / 'build.log'})")
     toolchain.build_libc(
-        libc,
-        project.toolchain,
-        layout.tree(libc.source),
-        kernel_tree(project),
-        work,
-        layout.sysroot(),
-        project.settings.jobs,
-        project.settings.progress,
+        toolchain.LibcBuild(
+            libc,
+            project.toolchain,
+            layout.tree(libc.source),
+            kernel_tree(project),
+            work,
+            layout.sysroot(),
+            project.settings.jobs,
+            project.settings.progress,
+        )
     )
     Sysroot(name, str(layout.sysroot()), tree_digest(layout.sysroot())).write(layout.sysroot_record())
 

@@ -5,8 +5,10 @@ Every mistake is reported as one line naming the file, the field and what to wri
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -222,8 +224,14 @@ class Project:
 class _Table:
     """A TOML table that remembers where it came from, so errors can name file and field."""
 
-    def __init__(self, data: dict[str, Any], file: Path, where: str, base_dir: Path) -> None:
+    def __init__(
+        self, data: dict[str, Any], file: Path, where: str, base_dir: Path, key_files: dict[str, Path] | None = None
+    ) -> None:
         self.data, self.file, self.where, self.base_dir = data, file, where, base_dir
+        self.key_files = key_files or {}  # keys whose value came from another file (the overlay's)
+
+    def _file_of(self, key: str) -> Path:
+        return self.key_files.get(key.split(".", 1)[0], self.file)
 
     def _field(self, key: str) -> str:
         if not key:
@@ -231,7 +239,7 @@ class _Table:
         return f"{self.where}.{key}" if self.where else key
 
     def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{_display(self.file)}: {self._field(key)}: {problem}")
+        return ConfigError(f"{_display(self._file_of(key))}: {self._field(key)}: {problem}")
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., hint: str = "") -> Any:
         if key not in self.data:
@@ -239,7 +247,8 @@ class _Table:
                 raise self.fail(key, f"missing{f' ({hint})' if hint else ''}")
             return default
         value = self.data[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        kinds = kind if isinstance(kind, tuple) else (typing.get_args(kind) or (kind,))
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds):
             names = getattr(kind, "__name__", None) or str(kind).replace(" | ", " or ")
             raise self.fail(key, f"expected {names}, found {value!r}")
         return value
@@ -251,7 +260,8 @@ class _Table:
         return tuple(values)
 
     def table(self, key: str, default: Any = ...) -> _Table:
-        return _Table(self.get(key, dict, default), self.file, self._field(key), self.base_dir)
+        origins = {sub: file for sub, (file, _base) in self.data.get(f"__origin__{key}", {}).items()}
+        return _Table(self.get(key, dict, default), self._file_of(key), self._field(key), self.base_dir, origins)
 
     def choice(self, key: str, choices: tuple[str, ...], default: Any = ...) -> str:
         value = self.get(key, str, default)
@@ -268,9 +278,9 @@ class _Table:
         origins = self.data.get(f"__origin__{key}", {})
         result = []
         for name, value in tables.items():
+            file, base_dir = origins.get(name, (self._file_of(key), self.base_dir))
             if not isinstance(value, dict):
-                raise self.fail(f"{key}.{name}", "expected a table")
-            file, base_dir = origins.get(name, (self.file, self.base_dir))
+                raise ConfigError(f"{_display(file)}: {self._field(key)}.{name}: expected a table")
             result.append((name, _Table(value, file, f"{self._field(key)}.{name}", base_dir)))
         return result
 
@@ -299,16 +309,18 @@ def _load(settings: Settings, name: str, collections: tuple[str, ...]) -> _Table
     overlay = settings.config_overlay / name if settings.config_overlay else None
     if overlay and overlay.exists():
         extra = _read_toml(overlay)
+        replaced = {}  # top-level keys the overlay set whole: errors in them name the overlay
         for key, value in extra.items():
-            if key in collections and isinstance(value, dict):
-                data.setdefault(key, {}).update(value)
+            merge = key in collections or key in data
+            if isinstance(value, dict) and isinstance(data.get(key, {}), dict) and merge:
+                data[key] = {**data.get(key, {}), **value}
                 origins = data.setdefault(f"__origin__{key}", {})
                 for entry in value:
                     origins[entry] = (overlay, overlay.parent)
-            elif isinstance(value, dict) and isinstance(data.get(key), dict):
-                data[key] = {**data[key], **value}
             else:
                 data[key] = value
+                replaced[key] = overlay
+        return _Table(data, path, "", settings.configs_dir.parent, replaced)
     return _Table(data, path, "", settings.configs_dir.parent)
 
 
@@ -520,7 +532,9 @@ def _sources_list(entry: _Table, key: str, language: Language | None = None) -> 
         if not source.is_file():
             raise entry.fail(key, f"{source}: no such file")
         if language and source.suffix not in language.suffixes:
-            raise entry.fail(key, f"{source}: not a {language.name} source ({', '.join(language.suffixes)})")
+            raise entry.fail(
+                key, f"{source}: not a source of language {language.name} ({', '.join(language.suffixes)})"
+            )
     return sources
 
 
@@ -587,8 +601,8 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
             if options not in option_sets:
                 raise run.fail("qemu", f"{options!r} is not in [qemu_options] ({', '.join(option_sets)})")
             timeout = run.get("timeout", int | float, defaults.get("timeout", int | float, 60))
-            if timeout <= 0:
-                raise run.fail("timeout", "must be a positive number of seconds")
+            if not math.isfinite(timeout) or timeout <= 0:
+                raise run.fail("timeout", f"{timeout!r}: must be a positive, finite number of seconds")
             expect = run.choice("expect", EXPECTS, defaults.choice("expect", EXPECTS, "pass"))
             must = run.strings("must", ())
             if expect == "pass" and not must:

@@ -36,7 +36,7 @@ def kconfig_line(symbol: str, value: bool | int | str) -> str:
 
 
 def fragment_context(
-    variant: Variant, toolchain: Toolchain, base_config: str, kconfig: Mapping[str, Any]
+    variant: Variant, toolchain: Toolchain, base_config: str, kconfig: Mapping[str, Any], cmdline: str = ""
 ) -> dict[str, Any]:
     """The names every fragment template sees, kernel's and busybox's alike. The sysroot and the compiler's
     own header directory stay placeholders ({sysroot}, {gcc_include}): they are filled in when the build
@@ -45,7 +45,7 @@ def fragment_context(
         "variant": variant.name,
         "mmu": variant.mmu,
         "base_config": base_config,
-        "cmdline": variant.cmdline,
+        "cmdline": cmdline,
         "cross_prefix": toolchain.cross_prefix,
         "sysroot": "{sysroot}",
         "gcc_include": "{gcc_include}",
@@ -83,13 +83,14 @@ def template_inputs(template: Path, context: Mapping[str, Any]) -> list[Any]:
 
 def fragment_inputs(variant: Variant, toolchain: Toolchain) -> list[Any]:
     """The inputs of render_fragment(variant, toolchain): the template's and the extra fragments'."""
-    context = fragment_context(variant, toolchain, variant.base_config, variant.kconfig)
+    context = fragment_context(variant, toolchain, variant.base_config, variant.kconfig, variant.cmdline)
     return [template_inputs(variant.template, context), [(str(f), f.read_text()) for f in variant.fragments]]
 
 
 def render_fragment(variant: Variant, toolchain: Toolchain) -> str:
     """The variant's kernel fragment: its template rendered with its data, then its extra fragments."""
-    text = render_template(variant.template, fragment_context(variant, toolchain, variant.base_config, variant.kconfig))
+    context = fragment_context(variant, toolchain, variant.base_config, variant.kconfig, variant.cmdline)
+    text = render_template(variant.template, context)
     for fragment in variant.fragments:
         body = fragment.read_text()
         parse_config(body, str(fragment))

@@ -9,13 +9,14 @@ import os
 import sys
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, EnvError
 from .lock import READ_ONLY_COMMANDS, BuildLock, doit_command
 
 DOIT_COMMANDS = frozenset(
     {"run", "list", "help", "info", "clean", "forget", "ignore", "reset-dep", "strace", "tabcompletion", "dumpdb"}
 )
 INTERRUPTED = "interrupted: rerun to continue"
+_HELD: list[BuildLock] = []
 
 
 def _on_uncaught(kind: type[BaseException], error: BaseException, trace: Any) -> None:
@@ -29,6 +30,22 @@ def _on_uncaught(kind: type[BaseException], error: BaseException, trace: Any) ->
     sys.__excepthook__(kind, error, trace)
 
 
+def _info_names_unknown_tasks() -> None:
+    """`doit info NAME` with no such task: doit 0.37 dies with a KeyError traceback; say it in one line (exit 3)."""
+    from doit.cmd_info import Info
+    from doit.exceptions import InvalidCommand
+
+    original = Info._execute
+
+    def execute(self: Info, pos_args: list[str], hide_status: bool = False) -> int:
+        names = {task.name for task in self.task_list}
+        if len(pos_args) == 1 and pos_args[0] not in names:
+            raise InvalidCommand(f"`info`: no task {pos_args[0]!r} (`doit list --all` lists them)")
+        return original(self, pos_args, hide_status=hide_status)
+
+    Info._execute = execute  # type: ignore[method-assign]
+
+
 def dodo_globals(argv: list[str]) -> dict[str, Any]:
     """What dodo.py exposes to doit: the task creators and DOIT_CONFIG."""
     sys.excepthook = _on_uncaught
@@ -40,9 +57,22 @@ def dodo_globals(argv: list[str]) -> dict[str, Any]:
 
         project = load_project()
         layout = Layout(project.settings.build_dir)
-        layout.root.mkdir(parents=True, exist_ok=True)
-        if doit_command(argv, DOIT_COMMANDS) not in READ_ONLY_COMMANDS:
-            BuildLock(layout.lock()).acquire()
+        command = doit_command(argv, DOIT_COMMANDS)
+        try:
+            layout.root.mkdir(parents=True, exist_ok=True)
+            if command not in READ_ONLY_COMMANDS:
+                _HELD.append(BuildLock(layout.lock()))  # held (open) until this process ends
+                _HELD[-1].acquire()
+        except OSError as error:
+            problem = f"cannot create or lock it ({error.filename}: {error.strerror})"
+            raise EnvError(
+                variable="MMULAB_BUILD_DIR",
+                value=str(layout.root),
+                problem=problem,
+                accepts="a directory you can write",
+            ) from None
+        if command == "info":
+            _info_names_unknown_tasks()
         creators = doit_task_functions(project)
     except ConfigError as error:
         sys.stderr.write(f"mmulab: error: {error}\n")

@@ -5,6 +5,7 @@ A bad value stops the run before any task with one line naming the variable and 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ class _Environment:
             number = kind(value)
         except ValueError:
             raise EnvError(variable=name, value=value, problem="not a number", accepts=accepts) from None
+        if isinstance(number, float) and not math.isfinite(number):  # nan passes every comparison, inf waits forever
+            raise EnvError(variable=name, value=value, problem="not a finite number", accepts=accepts)
         if number < minimum:  # type: ignore[operator]
             raise EnvError(variable=name, value=value, problem="out of range", accepts=accepts)
         return number

@@ -18,7 +18,6 @@ import os
 import posixpath
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -209,8 +208,8 @@ def _download_once(session: requests.Session, url: str, part: Path, origin: Orig
         raise _Transient(f"connection failed: {type(exc).__name__}") from None
     except requests.exceptions.Timeout:
         raise _Transient("timed out") from None
-    except requests.exceptions.RequestException as exc:
-        raise _Transient(f"{type(exc).__name__}: truncated or broken transfer", bad=True) from None
+    except requests.exceptions.RequestException:
+        raise _Transient("truncated or broken transfer", bad=True) from None
     if expected is not None and size != int(expected):
         raise _Transient(f"truncated transfer: {size} of {expected} bytes", bad=True)
     pin = _pin(origin, digest.hexdigest())
@@ -231,7 +230,8 @@ def _fetch_url(
                 return pin
             except _Transient as exc:
                 if attempt == retries:
-                    raise _Permanent(f"{exc} (after {retries + 1} attempts)", bad=exc.bad) from None
+                    tries = "1 attempt" if retries == 0 else f"{retries + 1} attempts"
+                    raise _Permanent(f"{exc} (after {tries})", bad=exc.bad) from None
                 time.sleep(backoff * 2**attempt)
         raise AssertionError("unreachable")
     finally:
@@ -407,23 +407,17 @@ def _safe_members(archive: tarfile.TarFile, strip: int, label: str):
         yield member.replace(**changes, deep=False)
 
 
-def apply_patches(tree: Path, patches: tuple[Path, ...], label: str) -> None:
-    """Apply `patches` in order with patch -p1; a patch that does not apply fails naming it."""
+def apply_patches(tree: Path, patches: tuple[Path, ...], label: str, log: Path, runner: Runner = RUNNER) -> None:
+    """Apply `patches` in order with patch -p1 (output in `log`); a patch that does not apply fails naming it."""
+    logged = runner.log(log)
     for patch in patches:
-        with patch.open("rb") as handle:
-            result = subprocess.run(
-                ["patch", "-p1", "--batch", "--forward", "--quiet", "-d", str(tree)],
-                stdin=handle,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        if result.returncode != 0:
-            detail = (result.stdout + result.stderr).strip().splitlines()
-            raise UserError(f"{label}: patch {patch.name} does not apply: {detail[-1] if detail else 'failed'}")
+        command = ["patch", "-p1", "--batch", "--forward", "-d", str(tree), "-i", str(patch)]
+        logged.run(command, f"{label}: patch {patch.name}")
 
 
-def extract(archive_path: Path, target: Path, strip: int = 1, patches: tuple[Path, ...] = ()) -> None:
+def extract(
+    archive_path: Path, target: Path, strip: int = 1, patches: tuple[Path, ...] = (), runner: Runner = RUNNER
+) -> None:
     """Extract (and patch) into `target` via a temporary sibling and one rename: the tree is whole or absent."""
     if target.exists():
         shutil.rmtree(target)
@@ -433,7 +427,8 @@ def extract(archive_path: Path, target: Path, strip: int = 1, patches: tuple[Pat
     try:
         with tarfile.open(archive_path) as archive:
             archive.extractall(tmp, members=_safe_members(archive, strip, label), filter="fully_trusted")
-        apply_patches(tmp, patches, label)
+        if patches:
+            apply_patches(tmp, patches, label, target.parent / f"{target.name}.patch.log", runner)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -68,25 +68,46 @@ def fetch_inputs(project: Project, name: str) -> Any:
     return [(o.kind, o.url or o.path or o.file, o.sha256) for o in project.sources[name].origins]
 
 
+def extract_inputs(project: Project, name: str) -> Any:
+    """The archive's sha256 (not the fetch record's bytes: a refetch from the cache must not re-extract)."""
+    from .fsutil import sha256_of
+
+    patches = project.sources[name].patches
+    return [Fetched.read(layout_of(project).fetched(name)).sha256, [(p.name, sha256_of(p)) for p in patches]]
+
+
 def kconfig_inputs(project: Project, variant: str) -> Any:
     from .kconfig import fragment_inputs
 
     info = project.variants[variant]
     fragment = fragment_inputs(info, project.toolchain)
-    return [fragment, info.base_config, _kernel_tree_inputs(project), versions(project, _compiler(project))]
+    return [
+        fragment,
+        info.base_config,
+        project.toolchain.arch,
+        _kernel_tree_inputs(project),
+        versions(project, _compiler(project)),
+    ]
 
 
 def kernel_inputs(project: Project, variant: str) -> Any:
     return [
         _kernel_tree_inputs(project),
+        project.toolchain.arch,
+        project.toolchain.kernel.image,
         versions(project, _compiler(project), "make"),
         project.settings.source_date_epoch,
-        project.toolchain.kernel,
     ]
 
 
 def libc_inputs(project: Project, name: str) -> Any:
-    return [project.toolchain.libcs[name], _kernel_tree_inputs(project), versions(project, _compiler(project), "make")]
+    libc = project.toolchain.libcs[name]
+    return [
+        [libc.name, libc.source, libc.configure_args],
+        project.toolchain.arch,
+        _kernel_tree_inputs(project),
+        versions(project, _compiler(project), "make"),
+    ]
 
 
 def program_inputs(project: Project, name: str) -> Any:
@@ -161,9 +182,13 @@ def _source_tasks(project: Project, layout: Layout) -> Iterator[Task]:
             "name": name,
             "doc": f"unpack {name} into the build directory" + (" and patch it" if source.patches else ""),
             "actions": [(actions.extract, [project, name])],
-            "file_dep": [layout.fetched(name), *source.patches],
+            "task_dep": [f"fetch:{name}"],
+            "file_dep": list(source.patches),
             "targets": [layout.extracted(name)],
-            "uptodate": [RecordedPathExists(layout.extracted(name), Extracted, "tree")],
+            "uptodate": [
+                _unchanged(extract_inputs, project, name),
+                RecordedPathExists(layout.extracted(name), Extracted, "tree"),
+            ],
         }
 
 

@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .configdata import Libc, Program, Toolchain
@@ -132,18 +133,24 @@ def build_program(
         tmp.unlink(missing_ok=True)
 
 
-def build_libc(
-    libc: Libc,
-    toolchain: Toolchain,
-    libc_tree: Path,
-    linux_tree: Path,
-    work: Path,
-    sysroot: Path,
-    jobs: int,
-    progress: str = "auto",
-    runner: Runner = RUNNER,
-) -> None:
+@dataclass(frozen=True)
+class LibcBuild:
+    """One C library build: its spec, its tree, the kernel tree for headers, where to build and install."""
+
+    libc: Libc
+    toolchain: Toolchain
+    libc_tree: Path
+    linux_tree: Path
+    work: Path
+    sysroot: Path
+    jobs: int
+    progress: str = "auto"
+
+
+def build_libc(request: LibcBuild, runner: Runner = RUNNER) -> None:
     """Kernel headers (from the kernels' own tree) plus libc, installed into a new sysroot, swapped in whole."""
+    libc, toolchain, work, sysroot = request.libc, request.toolchain, request.work, request.sysroot
+    linux_tree, libc_tree, jobs, progress = request.linux_tree, request.libc_tree, request.jobs, request.progress
     require(compiler(toolchain))
     work.mkdir(parents=True, exist_ok=True)
     logged = runner.log(work / "build.log")

@@ -38,14 +38,22 @@ def package_of(command: str, packages_file: Path = PACKAGES_FILE) -> str:
         words = line.split("#", 1)[0].split()
         if len(words) > 1 and command in words[1:]:
             return words[0].split("=", 1)[0]
-    return f"providing {command}"
+    return ""
+
+
+def missing(command: str) -> UserError:
+    """The error for a command not on PATH: which Debian package to install, when the project knows it."""
+    package = package_of(command)
+    if package:
+        return ToolMissing(tool=command, package=package)
+    return UserError(f"{command}: not found on PATH (no package of configs/debian-packages.txt provides it)")
 
 
 def require(command: str) -> str:
-    """The path of `command`, or a ToolMissing naming the Debian package to install."""
+    """The path of `command`, or an error naming the Debian package to install."""
     path = shutil.which(command)
     if not path:
-        raise ToolMissing(tool=command, package=package_of(command))
+        raise missing(command)
     return path
 
 
@@ -143,7 +151,7 @@ class Runner:
             sink.flush()
             code = self.execute(argv, sink, cwd, {**os.environ, **(env or {})}, feed, progress)
         if code == 127 or code is None:
-            raise UserError(f"{what}: cannot run {argv[0]!r}: {ToolMissing(tool=argv[0], package=package_of(argv[0]))}")
+            raise UserError(f"{what}: cannot run {missing(argv[0])}")
         if code != 0:
             tail = log.read_text(errors="replace").rsplit("\n$ ", 1)[-1]
             raise UserError(f"{what} failed (exit {code}); full log: {log}\n{relevant_lines(tail)}")
@@ -216,7 +224,7 @@ class Runner:
         try:
             result = subprocess.run(list(command), cwd=cwd, capture_output=True, text=True, check=False)
         except FileNotFoundError:
-            raise ToolMissing(tool=command[0], package=package_of(command[0])) from None
+            raise missing(command[0]) from None
         if result.returncode != 0:
             raise UserError(f"{' '.join(command)} failed (exit {result.returncode}): {result.stderr.strip()[:200]}")
         return result.stdout.strip()

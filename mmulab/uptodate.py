@@ -24,6 +24,10 @@ class InputsUnchanged:
     def __init__(self, inputs: Callable[[], Any]) -> None:
         self.inputs = inputs
 
+    def __repr__(self) -> str:
+        function = getattr(self.inputs, "func", self.inputs)
+        return f"inputs unchanged ({getattr(function, '__name__', 'inputs')})"
+
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
         try:
             digest = digest_of(self.inputs())
@@ -40,6 +44,9 @@ class RecordedPathExists:
     def __init__(self, record: Path, kind: type[JsonRecord], field: str) -> None:
         self.record, self.kind, self.field = record, kind, field
 
+    def __repr__(self) -> str:
+        return f"{self.record.name}: {self.field} still there"
+
     def __call__(self) -> bool:
         try:
             return Path(getattr(self.kind.read(self.record), self.field)).exists()
@@ -52,6 +59,9 @@ class Check:
 
     def __init__(self, function: Callable[..., bool], *args: Any) -> None:
         self.function, self.args = function, args
+
+    def __repr__(self) -> str:
+        return getattr(self.function, "__name__", "check")
 
     def __call__(self) -> bool:
         return self.function(*self.args)

@@ -18,6 +18,21 @@ from mmulab.configdata import Project, load_project
 from mmulab.settings import PROJECT_ROOT, Settings
 
 DOIT = [sys.executable, "-m", "doit", "-f", str(PROJECT_ROOT / "dodo.py"), "-d", str(PROJECT_ROOT)]
+# doit reads its sub-command only from its first argument: these must come before -f/-d.
+DOIT_SUBCOMMANDS = frozenset(
+    {"run", "list", "help", "info", "clean", "forget", "ignore", "reset-dep", "strace", "dumpdb", "tabcompletion"}
+)
+
+
+def doit_argv(args: list[str]) -> list[str]:
+    """The doit command line for `args`: a sub-command (list, info, forget...) first, then -f/-d, then the rest.
+    dumpdb reads no dodo.py and refuses -f/-d: give it --db-file."""
+    head, options = DOIT[:3], DOIT[3:]
+    if args and args[0] == "dumpdb":
+        return [*head, *args]
+    if args and args[0] in DOIT_SUBCOMMANDS:
+        return [*head, args[0], *options, *args[1:]]
+    return [*head, *options, *args]
 
 
 def make_project(build_dir: Path, **overrides) -> Project:
@@ -28,7 +43,7 @@ def make_project(build_dir: Path, **overrides) -> Project:
 
 def run_doit(args: list[str], env: dict[str, str], timeout: float = 1800) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*DOIT, *args],
+        doit_argv(args),
         env={**os.environ, **env},
         capture_output=True,
         text=True,

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
-from conftest import run_doit
+from conftest import DOIT, run_doit
 
 from mmulab.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
+DOIT_RUN = [*DOIT, "run"]  # doit's sub-command after -f/-d is taken as a task name: name `run` first
 
 
 def executed(output: str) -> list[str]:
@@ -90,3 +96,85 @@ def test_a_boot_that_breaks_its_promise_fails_with_a_clear_message(session_build
         source.write_text(original)
     fixed = run_doit(["demo:mine"], env)
     assert fixed.returncode == 0, fixed.stderr
+
+
+def test_three_runs_at_once_after_an_edit_are_serialized_and_all_pass(session_build: Path, overlay: Path) -> None:
+    env = {"MMULAB_BUILD_DIR": str(session_build), "MMULAB_CONFIG_OVERLAY": str(overlay)}
+    source = overlay / "mine" / "init.S"
+    source.write_text(source.read_text().replace("clone_vm init started", "clone_vm init started (three at once)"))
+    runs = [
+        subprocess.Popen([*DOIT_RUN, "demo:mine"], env={**os.environ, **env}, stdout=PIPE, stderr=PIPE, text=True)
+        for _ in range(3)
+    ]
+    results = [(run.wait(timeout=600), *run.communicate()) for run in runs]
+    for code, stdout, stderr in results:
+        assert code == 0, stderr
+        assert "Traceback" not in stderr
+        assert "mine-asm-nommu  mine  nommu    default  pass      pass      PASS" in stdout
+        assert stdout.rstrip().splitlines()[-2] == "1 passed, 0 failed"
+    waited = [stderr for _code, _stdout, stderr in results if "mmulab: waiting for the run holding" in stderr]
+    assert len(waited) >= 2, "the runs that started second and third must say that they wait"
+    rebuilt = [executed(stdout) for _code, stdout, _stderr in results]
+    assert sorted(rebuilt, key=len)[-1] == ["program:mine-asm", "initramfs:mine-asm-nommu", "smoke:mine-asm-nommu"]
+    assert sum(1 for tasks in rebuilt if tasks) == 1, "only one run rebuilds; the others find it done"
+    after = run_doit(["demo:mine"], env)
+    assert after.returncode == 0 and executed(after.stdout) == [], after.stderr
+
+
+PARTS = [
+    "programs/mine-asm",
+    "nommu/initramfs",
+    "boots",
+    "reports",
+    "nommu/kernel/obj",
+    "sources/linux.fetched.json",
+    ".tool-versions.json",
+    ".doit.db",
+]
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_removing_part_of_the_build_directory_rebuilds_what_needs_it(
+    session_build: Path, overlay: Path, part: str
+) -> None:
+    env = {"MMULAB_BUILD_DIR": str(session_build), "MMULAB_CONFIG_OVERLAY": str(overlay)}
+    target = session_build / part
+    assert target.exists(), f"{part} should exist after the earlier builds"
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    rerun = run_doit(["demo:mine"], env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "Traceback" not in rerun.stderr
+    if part != "nommu/kernel/obj":  # the kernel image is still there: nothing needs the object directory
+        assert target.exists(), f"{part} was not rebuilt"
+    assert "extract:linux" not in executed(rerun.stdout), "a lost fetch record must not re-extract the kernel"
+
+
+def test_ctrl_c_during_a_kernel_build_prints_one_line_exits_130_and_leaves_no_process(
+    tmp_path: Path, kernel_tree: Path
+) -> None:
+    build = tmp_path / "build"
+    env = {**os.environ, "MMULAB_BUILD_DIR": str(build), "LINUX_SRC": str(kernel_tree)}
+    run = subprocess.Popen(
+        [*DOIT_RUN, "kernel:nommu"], env=env, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True
+    )
+    log = build / "nommu" / "kernel" / "build.log"
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and log.read_text().count("  CC ") >= 20):
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C on a terminal does: the whole foreground group
+    _stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "mmulab: interrupted: rerun to continue"
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    objdir = str(build / "nommu" / "kernel" / "obj")
+    leftovers = [p for p in Path("/proc").glob("[0-9]*") if objdir in _cmdline(p)]
+    assert leftovers == [], "make or a compiler survived the interrupt"
+    assert not (build / "nommu" / "kernel" / "out").exists(), "nothing half-built is published"
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

@@ -284,3 +284,18 @@ def test_tree_digest_follows_paths_and_contents(tmp_path: Path) -> None:
     assert fsutil.tree_digest(tmp_path / "a") != fsutil.tree_digest(tmp_path / "b")
     (tmp_path / "a" / "lib" / "libc.a").rename(tmp_path / "a" / "lib" / "libm.a")
     assert fsutil.tree_digest(tmp_path / "a") != fsutil.tree_digest(tmp_path / "b")
+
+
+def test_patches_apply_in_order_and_one_that_does_not_fails_naming_it(tmp_path: Path) -> None:
+    archive = _tarball(tmp_path / "pkg.tar.gz", {"pkg-1.0/a.c": b"int a = 1;\n"})
+    good = tmp_path / "0001-good.patch"
+    good.write_text("--- a/a.c\n+++ b/a.c\n@@ -1 +1 @@\n-int a = 1;\n+int a = 2;\n")
+    sources.extract(archive, tmp_path / "out", patches=(good,))
+    assert (tmp_path / "out" / "a.c").read_text() == "int a = 2;\n"
+    stale = tmp_path / "0002-stale.patch"
+    stale.write_text("--- a/a.c\n+++ b/a.c\n@@ -1 +1 @@\n-int a = 7;\n+int a = 8;\n")
+    with pytest.raises(UserError) as error:
+        sources.extract(archive, tmp_path / "again", patches=(good, stale))
+    first = str(error.value).splitlines()[0]
+    assert first.startswith("pkg.tar.gz: patch 0002-stale.patch failed (exit 1); full log: ")
+    assert not (tmp_path / "again").exists(), "a tree whose patch failed is not left behind"
