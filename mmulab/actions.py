@@ -81,10 +81,10 @@ def configure_kernel(project: Project, variant: str) -> None:
     tree = kernel_tree(project)
     if not (tree / "Makefile").is_file():
         raise UserError(f"{tree}: not a kernel source tree (no Makefile); check LINUX_SRC")
+    info = project.variants[variant]
+    fragment = kconfig.render_fragment(info, project.toolchain)  # a broken template is told before tools
     for tool in ("make", "flex", "bison", toolchain.compiler(project.toolchain)):
         require(tool)
-    info = project.variants[variant]
-    fragment = kconfig.render_fragment(info, project.toolchain)
     work = layout_of(project).kernel_dir(variant)
     write_atomic(work / "fragment.config", fragment)
     final = kconfig.configure(tree, work / "obj", info, project.toolchain, fragment, work / "config.log")

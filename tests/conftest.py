@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -33,6 +34,17 @@ def doit_argv(args: list[str]) -> list[str]:
     if args and args[0] in DOIT_SUBCOMMANDS:
         return [*head, args[0], *options, *args[1:]]
     return [*head, *options, *args]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.needs("tool", ...)`: skip, naming the tool and its Debian package, where it is missing."""
+    from mmulab.tools import package_of
+
+    for marker in item.iter_markers("needs"):
+        missing = [tool for tool in marker.args if shutil.which(tool) is None]
+        if missing:
+            packages = ", ".join(f"{tool} (Debian package {package_of(tool) or 'unknown'})" for tool in missing)
+            pytest.skip(f"needs {packages}; ./setup.sh installs it")
 
 
 def make_project(build_dir: Path, **overrides) -> Project:

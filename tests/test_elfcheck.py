@@ -25,6 +25,7 @@ def compiled(tmp_path: Path, name: str, source: str, suffix: str, *flags: str, c
     return out
 
 
+@pytest.mark.needs(CC)
 def test_the_projects_own_asm_programs_pass(tmp_path: Path) -> None:
     """The asm demos need no C library (C ones are checked after `doit all`, in test_demos)."""
     project = load_project()
@@ -38,18 +39,21 @@ def test_the_projects_own_asm_programs_pass(tmp_path: Path) -> None:
         assert elfcheck.problems(out, "static-pie") == []
 
 
+@pytest.mark.needs(CC)
 def test_static_pie_asm_passes(tmp_path: Path) -> None:
     good = compiled(tmp_path, "good", ASM, ".S", "-nostdlib", "-static-pie", "-Wl,--no-dynamic-linker")
     assert elfcheck.problems(good, "static-pie") == []
     elfcheck.check(good, "static-pie")
 
 
+@pytest.mark.needs(CC)
 def test_pt_interp_is_named(tmp_path: Path) -> None:
     with_interp = compiled(tmp_path, "interp", ASM, ".S", "-nostdlib", "-static-pie")
     (problem,) = elfcheck.problems(with_interp, "static-pie")
     assert "has PT_INTERP" in problem and "--no-dynamic-linker" in problem
 
 
+@pytest.mark.needs(CC)
 def test_non_pie_static_is_refused_for_nommu_but_fine_as_static(tmp_path: Path) -> None:
     exec_binary = compiled(tmp_path, "exec", ASM, ".S", "-nostdlib", "-static", "-no-pie")
     (problem,) = elfcheck.problems(exec_binary, "static-pie")
@@ -57,6 +61,7 @@ def test_non_pie_static_is_refused_for_nommu_but_fine_as_static(tmp_path: Path) 
     assert elfcheck.problems(exec_binary, "static") == []
 
 
+@pytest.mark.needs(CC)
 def test_dynamic_glibc_program_lists_interp_and_needed_libraries(tmp_path: Path) -> None:
     dynamic = compiled(tmp_path, "dynamic", HELLO_C, ".c")
     found = " | ".join(elfcheck.problems(dynamic, "static-pie"))

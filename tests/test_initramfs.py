@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from mmulab import initramfs
 from mmulab.initramfs import Entry
 
@@ -37,6 +39,7 @@ def test_same_inputs_give_the_same_bytes(tmp_path: Path) -> None:
     assert first.read_bytes() != second.read_bytes()
 
 
+@pytest.mark.needs("cpio")
 def test_cpio_lists_every_entry_sorted_with_parents(tmp_path: Path) -> None:
     archive = tmp_path / "image.cpio"
     initramfs.write(entries(tmp_path), archive, mtime=0)
@@ -57,6 +60,7 @@ def test_cpio_lists_every_entry_sorted_with_parents(tmp_path: Path) -> None:
     assert len(archive.read_bytes()) % 512 == 0
 
 
+@pytest.mark.needs("cpio")
 def test_console_is_a_device_node_and_files_keep_modes_and_content(tmp_path: Path) -> None:
     archive = tmp_path / "image.cpio"
     initramfs.write(entries(tmp_path, b"payload-bytes"), archive, mtime=0)

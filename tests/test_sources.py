@@ -286,6 +286,7 @@ def test_tree_digest_follows_paths_and_contents(tmp_path: Path) -> None:
     assert fsutil.tree_digest(tmp_path / "a") != fsutil.tree_digest(tmp_path / "b")
 
 
+@pytest.mark.needs("patch")
 def test_patches_apply_in_order_and_one_that_does_not_fails_naming_it(tmp_path: Path) -> None:
     archive = _tarball(tmp_path / "pkg.tar.gz", {"pkg-1.0/a.c": b"int a = 1;\n"})
     good = tmp_path / "0001-good.patch"

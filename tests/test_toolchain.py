@@ -12,6 +12,7 @@ from mmulab.errors import UserError
 from mmulab.settings import PROJECT_ROOT
 
 PROJECT = load_project()
+pytestmark = pytest.mark.needs("riscv64-linux-gnu-gcc")
 
 
 def build(tmp_path: Path, folder: str, name: str) -> Path:
