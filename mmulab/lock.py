@@ -45,11 +45,6 @@ class BuildLock:
         handle.flush()
         self.handle = handle
 
-    def release(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
-
 
 def doit_command(argv: list[str], commands: frozenset[str] | set[str]) -> str:
     """The doit sub-command of a command line (doit's own rule: the first argument, if it names one; else run)."""

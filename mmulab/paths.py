@@ -59,9 +59,6 @@ class Layout:
     def console_log(self, case: str) -> Path:
         return self.root / "boots" / f"{case}.log"
 
-    def reports(self) -> Path:
-        return self.root / "reports"
-
     def tool_versions(self) -> Path:
         return self.root / ".tool-versions.json"
 

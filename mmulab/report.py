@@ -22,9 +22,6 @@ class MmulabReporter(ConsoleReporter):
         super().__init__(outstream, options)
         self.boots: dict[str, tuple[Any, str]] = {}
 
-    def initialize(self, tasks: Any, selected_tasks: Any) -> None:
-        self.all_tasks = tasks
-
     def _note(self, task: Any, status: str) -> None:
         if task.name.startswith("smoke:"):
             self.boots[task.name] = (task, status)

@@ -322,7 +322,7 @@ def test_real_tree_explains_list_kunit_test_and_other_architectures(tmp_path: Pa
             tmp_path / "obj",
             variant,
             project.toolchain,
-            kconfig.render_fragment(variant),
+            kconfig.render_fragment(variant, project.toolchain),
             tmp_path / "log",
         )
     lines = {line.split()[1].split("=")[0]: line for line in str(error.value).splitlines()[1:]}
@@ -345,7 +345,12 @@ def test_real_tree_explains_list_kunit_test_and_other_architectures(tmp_path: Pa
 
     fixed = replace(variant, kconfig={"KUNIT": True, "LIST_KUNIT_TEST": True, "RUNTIME_TESTING_MENU": True})
     text = kconfig.configure(
-        kernel_tree, tmp_path / "fixed", fixed, project.toolchain, kconfig.render_fragment(fixed), tmp_path / "log2"
+        kernel_tree,
+        tmp_path / "fixed",
+        fixed,
+        project.toolchain,
+        kconfig.render_fragment(fixed, project.toolchain),
+        tmp_path / "log2",
     )
     values = kconfig.parse_config(text)
     assert values["LIST_KUNIT_TEST"] == "y" and values["KUNIT"] == "y" and values["MMU"] == "n"
