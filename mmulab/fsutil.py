@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Self
@@ -17,36 +19,36 @@ from typing import Any, Self
 from .errors import UserError
 
 CHUNK = 1 << 20
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@contextmanager
+def _replaced(path: Path, mode: int | None) -> Iterator[Path]:
+    """A temporary sibling of `path` to fill; renamed over `path` when the block succeeds, removed if not."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~_UMASK)  # mkstemp made it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_atomic(path: Path, content: str | bytes, mode: int | None = None) -> None:
     """Write a file so that readers see the old content or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content.encode() if isinstance(content, str) else content)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _replaced(path, mode) as tmp:
+        tmp.write_bytes(content.encode() if isinstance(content, str) else content)
 
 
 def copy_atomic(source: Path, destination: Path, mode: int | None = None) -> None:
     """Copy a build output into place through a temporary sibling: readers never see half a file."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with _replaced(destination, mode) as tmp:
         shutil.copyfile(source, tmp)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, destination)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sha256_of(path: Path) -> str:
