@@ -198,6 +198,31 @@ def smoke(project: Project, case_name: str) -> None:
 
 
 @user_errors
+def publish(project: Project, release: str = "", allow_dirty: bool = False) -> None:
+    """`doit publish`: the name from --release, else MMULAB_RELEASE, else the default; dirty with either flag."""
+    from .release import publish as publish_release
+
+    settings = project.settings
+    publish_release(project, release or settings.release, allow_dirty or settings.allow_dirty)
+
+
+@user_errors
+def repro(project: Project) -> None:
+    """`doit repro`: two cold builds compared file by file; any difference fails the task, each named."""
+    from . import repro as reproducibility
+
+    root = layout_of(project).root / "repro"
+    differences = reproducibility.run(project, root)
+    for difference in differences:
+        print(f"repro: differs: {difference.path} ({difference.first[:16]} vs {difference.second[:16]})")
+        if difference.detail:
+            print(difference.detail)
+    if differences:
+        raise UserError(f"repro: {len(differences)} file(s) differ between the two builds; report: {root}/report.json")
+    print(f"repro: every release file is bit-identical between the two builds (report: {root}/report.json)")
+
+
+@user_errors
 def console(project: Project, case_name: str, append: str = "") -> None:
     require(project.toolchain.qemu)
     case = project.boots[case_name]

@@ -3,6 +3,7 @@ against the pipeline's musl, and list its applet links."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +50,11 @@ def build(request: BusyboxBuild, runner: Runner = RUNNER) -> None:
     name = request.variant.name
     require_sysroot(request.sysroot, f"busybox {name}")
     work, objdir = request.work, request.work / "obj"
+    # The sysroot as seen from the object directory (busybox compiles and links from there): the config,
+    # like the binary, then names no absolute build path and is the same in every build directory.
+    sysroot = Path(os.path.relpath(request.sysroot, objdir))
     fragment = resolve(
-        render_fragment(request.spec, request.variant, request.toolchain), request.toolchain, request.sysroot, runner
+        render_fragment(request.spec, request.variant, request.toolchain), request.toolchain, sysroot, runner
     )
     write_atomic(work / "fragment.config", fragment)
     make = ["make", "-C", str(request.tree), f"O={objdir}"]

@@ -18,6 +18,10 @@ from .errors import ConfigError
 from .settings import FRAGMENT_PREFIX, PROJECT_ROOT, Settings
 
 ORIGIN_KINDS = ("url", "debian-source", "local-file")
+NOASSERTION = "NOASSERTION"  # SPDX's word for a fact the data does not state
+# An SPDX license expression of ids (GPL-2.0-only, MIT, LicenseRef-x) joined by AND/OR/WITH, or NOASSERTION.
+_SPDX_ID = r"[A-Za-z0-9][A-Za-z0-9.+-]*"
+SPDX_EXPRESSION = re.compile(rf"{_SPDX_ID}(?: (?:AND|OR|WITH) {_SPDX_ID})*")
 EXPECTS = ("pass", "hang")
 
 
@@ -77,6 +81,8 @@ class Source:
     filename: str
     origins: tuple[Origin, ...]
     patches: tuple[Path, ...] = ()
+    license: str = NOASSERTION  # SPDX license expression
+    download_location: str = NOASSERTION  # the upstream URL (SPDX downloadLocation)
 
 
 @dataclass(frozen=True)
@@ -364,7 +370,13 @@ def _sources(table: _Table) -> dict[str, Source]:
         for patch in patches:
             if not patch.is_file():
                 raise entry.fail("patches", f"{patch}: no such file")
-        sources[name] = Source(name, version, sha256, filename, tuple(origins), patches)
+        license = entry.get("license", str, NOASSERTION)
+        if not SPDX_EXPRESSION.fullmatch(license):
+            raise entry.fail("license", f"{license!r} is not an SPDX license id (e.g. GPL-2.0-only, MIT)")
+        download_location = entry.get("download_location", str, NOASSERTION)
+        if download_location != NOASSERTION and not re.fullmatch(r"https?://\S+", download_location):
+            raise entry.fail("download_location", f"{download_location!r} is not an http(s) URL (or NOASSERTION)")
+        sources[name] = Source(name, version, sha256, filename, tuple(origins), patches, license, download_location)
     return sources
 
 

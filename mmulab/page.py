@@ -9,7 +9,7 @@ autoescaping is on there, because console logs are untrusted text. The publisher
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,9 +50,8 @@ def demo_notes(project: Project) -> dict[str, DemoNotes]:
 
 @dataclass(frozen=True)
 class Line:
-    """One console line on the page: its number in the log, its text, whether it is a marker the case needed."""
+    """One console line on the page: its text, whether it is a line the case needed, the lines folded before it."""
 
-    number: int
     text: str
     marked: bool = False
     gap: int = 0  # lines left out just before this one (shown as a fold)
@@ -80,6 +79,8 @@ class Console:
 
 @dataclass(frozen=True)
 class DemoSection:
+    """A demo on the page: its description, the chosen build's runs side by side, the other builds' verdicts."""
+
     name: str
     anchor: str
     description: str
@@ -101,7 +102,7 @@ def render(
     notes = dict(demos or {})
     boots = [dict(entry) for entry in manifest.get("boots", ())]
     must = {case: tuple(lines) for note in notes.values() for case, lines in note.must.items()}
-    consoles = {entry["case"]: _console(release_root, entry, must.get(entry["case"], ())) for entry in boots}
+    consoles = {entry["case"]: _console(release_root, entry, must.get(entry["case"])) for entry in boots}
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template.parent),
         autoescape=True,
@@ -110,6 +111,8 @@ def render(
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["short"] = lambda text: str(text)[:SHORT_HASH]
+    env.filters["anchor"] = _anchor
     epoch = int(manifest.get("source_date_epoch", 0))
     files = manifest.get("files", {})
     return env.get_template(template.name).render(
@@ -123,10 +126,11 @@ def render(
         demos=_sections(consoles, notes),
         sources=manifest.get("sources", []),
         tools=sorted(manifest.get("tools", {}).items()),
-        configs=[(name, facts, _config_links(name, files)) for name, facts in sorted(manifest.get("configs", {}).items())],
+        configs=[
+            (name, facts, _config_links(name, files)) for name, facts in sorted(manifest.get("configs", {}).items())
+        ],
         files=sorted(files.items()),
         metadata=METADATA_FILES,
-        short=SHORT_HASH,
         href=_href,
     )
 
@@ -134,6 +138,11 @@ def render(
 def _href(path: str) -> str:
     """A relative link to a file of the release (each path segment percent-encoded)."""
     return quote(path, safe="/")
+
+
+def _anchor(demo: str) -> str:
+    """The id of a demo's section."""
+    return f"demo-{quote(demo, safe='')}"
 
 
 def _config_links(name: str, files: Mapping[str, str]) -> list[str]:
@@ -185,7 +194,8 @@ def marked_lines(lines: Sequence[str], must: Iterable[str]) -> tuple[set[int], t
     return marked, tuple(missing)
 
 
-def _console(release_root: Path, entry: Mapping[str, Any], must: tuple[str, ...]) -> Console:
+def _console(release_root: Path, entry: Mapping[str, Any], must: tuple[str, ...] | None) -> Console:
+    """A case's verdict and console; its must lines are marked (without them, its `mmulab:` lines are)."""
     case = str(entry["case"])
     passed = bool(entry.get("passed", False))
     facts = {
@@ -202,17 +212,15 @@ def _console(release_root: Path, entry: Mapping[str, Any], must: tuple[str, ...]
     if path is None:
         return Console(**facts, log="")
     lines = _read_lines(path)
-    marked, missing = marked_lines(lines, must)
-    shown = sorted(
-        marked
-        | {i for i, line in enumerate(lines) if line.lstrip().startswith(MARKER_PREFIX)}
-        | (set(range(max(0, len(lines) - FAILED_TAIL_LINES), len(lines))) if not passed else set())
-    )
+    own = {i for i, line in enumerate(lines) if line.lstrip().startswith(MARKER_PREFIX)}
+    marked, missing = marked_lines(lines, must) if must is not None else (own, ())
+    tail = set(range(max(0, len(lines) - FAILED_TAIL_LINES), len(lines))) if not passed else set()
+    shown = sorted(marked | own | tail)
     key, previous = [], -1
     for index in shown:
-        key.append(Line(index + 1, lines[index], index in marked, gap=index - previous - 1))
+        key.append(Line(lines[index], index in marked, gap=index - previous - 1))
         previous = index
-    full = tuple(Line(i + 1, line, i in marked) for i, line in enumerate(lines[:MAX_CONSOLE_LINES]))
+    full = tuple(Line(line, i in marked) for i, line in enumerate(lines[:MAX_CONSOLE_LINES]))
     return Console(
         **facts,
         log=_href(f"boots/{case}.log"),
@@ -220,13 +228,24 @@ def _console(release_root: Path, entry: Mapping[str, Any], must: tuple[str, ...]
         full_lines=full,
         total_lines=len(lines),
         trailing_gap=len(lines) - previous - 1,
-        missing=missing if facts["expected"] == "pass" or not passed else (),
+        missing=missing,
     )
 
 
 def _language_rank(language: str) -> tuple[int, str]:
+    """Sort key of a build language: the preferred ones first."""
     rank = PREFERRED_LANGUAGES.index(language) if language in PREFERRED_LANGUAGES else len(PREFERRED_LANGUAGES)
     return rank, language
+
+
+def _column_key(order: Mapping[str, int]) -> Callable[[Console], tuple[int, bool, int, str]]:
+    """Columns in the project's case order; else default QEMU options first, then nommu before mmu."""
+
+    def key(c: Console) -> tuple[int, bool, int, str]:
+        variant = PREFERRED_VARIANTS.index(c.variant) if c.variant in PREFERRED_VARIANTS else len(PREFERRED_VARIANTS)
+        return order.get(c.case, len(order)), c.qemu != "default", variant, c.case
+
+    return key
 
 
 def _sections(consoles: Mapping[str, Console], notes: Mapping[str, DemoNotes]) -> list[DemoSection]:
@@ -239,21 +258,19 @@ def _sections(consoles: Mapping[str, Console], notes: Mapping[str, DemoNotes]) -
     for name in names:
         cases = [c for c in consoles.values() if c.demo == name]
         language = min((c.language for c in cases), key=_language_rank)
-
-        def column_key(c: Console) -> tuple[int, int, int, str]:
-            variant = PREFERRED_VARIANTS.index(c.variant) if c.variant in PREFERRED_VARIANTS else 99
-            return order.get(c.case, len(order)), c.qemu != "default", variant, c.case
-
+        column_key = _column_key(order)
         chosen = sorted((c for c in cases if c.language == language), key=column_key)
         rows: dict[str, list[Console]] = {}
         for console in chosen:
             rows.setdefault(console.qemu, []).append(console)
-        others = sorted((c for c in cases if c.language != language), key=lambda c: (_language_rank(c.language), column_key(c)))
+        others = sorted(
+            (c for c in cases if c.language != language), key=lambda c: (_language_rank(c.language), column_key(c))
+        )
         note = notes.get(name)
         sections.append(
             DemoSection(
                 name=name,
-                anchor=f"demo-{quote(name, safe='')}",
+                anchor=_anchor(name),
                 description=note.description if note else "",
                 language=language,
                 rows=tuple(tuple(row) for row in rows.values()),

@@ -134,4 +134,3 @@ def run(project: Project, root: Path) -> list[Difference]:
     }
     write_atomic(root / "report.json", json.dumps(report, indent=2) + "\n")
     return differences
-

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FRAGMENT_PREFIX = "MMULAB_FRAGMENT_"
 PROGRESS_MODES = ("auto", "tty", "plain", "off")
 DEFAULT_APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
+# A release name becomes a directory and a file name: a safe name, never "." or ".." (no leading dot).
+RELEASE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
+RELEASE_NAME_ACCEPTS = "a name of letters, digits and . _ + - (not starting with .)"
 
 T = TypeVar("T")
 
@@ -40,6 +44,9 @@ class Settings:
     progress: str = "auto"
     dpkg_admindir: Path = Path("/var/lib/dpkg")
     user_fragments: dict[str, Path] = field(default_factory=dict)
+    release: str = ""
+    artifacts_dir: Path = PROJECT_ROOT / "artifacts"
+    allow_dirty: bool = False
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +70,9 @@ class Settings:
             progress=env.choice("MMULAB_PROGRESS", PROGRESS_MODES, "auto"),
             dpkg_admindir=env.path("MMULAB_DPKG_ADMINDIR", Path("/var/lib/dpkg")),
             user_fragments=env.fragments(),
+            release=env.matching("MMULAB_RELEASE", RELEASE_NAME, RELEASE_NAME_ACCEPTS),
+            artifacts_dir=env.path("MMULAB_ARTIFACTS_DIR", PROJECT_ROOT / "artifacts"),
+            allow_dirty=env.choice("MMULAB_ALLOW_DIRTY", ("0", "1"), "0") == "1",
         )
 
 
@@ -104,6 +114,12 @@ class _Environment:
         value = self.raw(name) or default
         if value not in choices:
             raise EnvError(variable=name, value=value, problem="unknown value", accepts=" or ".join(choices))
+        return value
+
+    def matching(self, name: str, pattern: re.Pattern[str], accepts: str) -> str:
+        value = self.raw(name)
+        if value and not pattern.fullmatch(value):
+            raise EnvError(variable=name, value=value, problem="not a safe name", accepts=accepts)
         return value
 
     def urls(self, name: str) -> tuple[str, ...]:

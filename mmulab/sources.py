@@ -13,7 +13,9 @@ the file is used only when dpkg lists the package as installed and the file's md
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import posixpath
 import re
@@ -22,13 +24,13 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from .configdata import KnownVersion, Origin, Project, Source, upstream_version
 from .errors import UserError
-from .fsutil import CHUNK, JsonRecord, sha256_of
+from .fsutil import CHUNK, JsonRecord, sha256_of, write_atomic
 from .tools import RUNNER, Runner
 
 if TYPE_CHECKING:
@@ -332,6 +334,29 @@ def _advice(candidate: _Candidate) -> str:
     return "trying the next origin"
 
 
+def _origin_sidecar_path(final: Path) -> Path:
+    return final.with_name(f"{final.name}.origin.json")
+
+
+def _origin_sidecar(fetched: Fetched, remember: bool = False) -> Fetched:
+    """Where a cached file really came from survives cache hits: `remember` writes <file>.origin.json beside
+    it (origin, kind, package, trust); a cache hit takes them back when the sidecar names the same sha256."""
+    sidecar = _origin_sidecar_path(Path(fetched.path))
+    keys = ("origin", "origin_kind", "package", "package_version", "trust")
+    if remember:
+        facts = {"sha256": fetched.sha256, **{key: getattr(fetched, key) for key in keys}}
+        with contextlib.suppress(OSError):
+            write_atomic(sidecar, json.dumps(facts, indent=2, sort_keys=True) + "\n")
+        return fetched
+    try:
+        facts = json.loads(sidecar.read_text())
+        if facts.get("sha256") == fetched.sha256 and all(isinstance(facts.get(key), str) for key in keys):
+            return replace(fetched, **{key: facts[key] for key in keys})
+    except (OSError, ValueError, AttributeError):
+        pass
+    return fetched
+
+
 def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fetched:
     """Make a verified file of source `name` present in the download cache and say what it is.
 
@@ -348,10 +373,12 @@ def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fet
             pin = _pin(origin, sha256_of(final))
             if pin is not None:
                 package = origin.package if origin.kind != "url" else ""
-                return Fetched(
+                cached = Fetched(
                     name, str(final), pin.sha256, pin.version, "download cache", "cache", package, pin.package_version
                 )
+                return _origin_sidecar(cached)
             final.unlink()
+            _origin_sidecar_path(final).unlink(missing_ok=True)
     import requests  # only when something is downloaded: imports cost a no-op run 0.17 s
 
     failures = []
@@ -362,14 +389,15 @@ def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fet
             final = cache / origin.filename
             try:
                 if origin.kind == "local-file" and not candidate.mirror:
-                    return _copy_local(name, Path(location), final, origin, dpkg_admindir)
+                    return _origin_sidecar(_copy_local(name, Path(location), final, origin, dpkg_admindir), True)
                 if location.startswith("<"):
                     raise _Permanent("this machine's apt configuration names no http(s) archive")
                 pin = _fetch_url(session, location, final, origin, settings.fetch_retries, settings.fetch_backoff)
                 package = origin.package if origin.kind != "url" else ""
-                return Fetched(
+                fetched = Fetched(
                     name, str(final), pin.sha256, pin.version, location, origin.kind, package, pin.package_version
                 )
+                return _origin_sidecar(fetched, True)
             except _Permanent as exc:
                 failures.append(f"  - {location}: {exc}")
                 if exc.bad or candidate.mirror:

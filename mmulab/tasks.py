@@ -345,9 +345,44 @@ def _boot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     }
 
 
+def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
+    """`doit publish [--release NAME] [--allow-dirty]`: after `all`, never cached, not part of `all`."""
+    yield {
+        "basename": "publish",
+        "doc": "publish a release into artifacts/<release>/ and <release>.tar.xz (after doit all)",
+        "actions": [(actions.publish, [project])],
+        "task_dep": ["all"],
+        "params": [
+            {
+                "name": "release",
+                "long": "release",
+                "type": str,
+                "default": "",
+                "help": "release name (default MMULAB_RELEASE, else mmulab-<version>-<git describe>)",
+            },
+            {
+                "name": "allow_dirty",
+                "long": "allow-dirty",
+                "type": bool,
+                "default": False,
+                "help": "publish from a git tree with uncommitted changes (manifest says dirty)",
+            },
+        ],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+    yield {
+        "basename": "repro",
+        "doc": "build everything twice (two paths, umask, locale, TZ, clock) and compare every release file",
+        "actions": [(actions.repro, [project])],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
 def all_tasks(project: Project) -> Iterator[Task]:
     layout = layout_of(project)
-    for declare in (_source_tasks, _kernel_tasks, _userspace_tasks, _boot_tasks):
+    for declare in (_source_tasks, _kernel_tasks, _userspace_tasks, _boot_tasks, _release_tasks):
         yield from declare(project, layout)
 
 
@@ -366,6 +401,8 @@ _GROUP_DOCS = {
     "busybox": "busybox builds (verified config)",
     "shell": "interactive busybox shells",
     "all": "everything",
+    "publish": "publish a release (artifacts/)",
+    "repro": "prove the build reproducible",
 }
 
 

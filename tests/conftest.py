@@ -36,15 +36,20 @@ def doit_argv(args: list[str]) -> list[str]:
     return [*head, *options, *args]
 
 
+TEST_PACKAGES = Path(__file__).parent / "debian-packages.txt"
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """`@pytest.mark.needs("tool", ...)`: skip, naming the tool and its Debian package, where it is missing."""
     from mmulab.tools import package_of
 
     for marker in item.iter_markers("needs"):
-        missing = [tool for tool in marker.args if shutil.which(tool) is None]
-        if missing:
-            packages = ", ".join(f"{tool} (Debian package {package_of(tool) or 'unknown'})" for tool in missing)
-            pytest.skip(f"needs {packages}; ./setup.sh installs it")
+        for tool in marker.args:
+            if shutil.which(tool) is None:
+                if package := package_of(tool):
+                    pytest.skip(f"needs {tool} (Debian package {package}; ./setup.sh installs it)")
+                package = package_of(tool, TEST_PACKAGES) or "unknown"
+                pytest.skip(f"needs {tool} (Debian package {package}, for the tests only; .ci/run installs it)")
 
 
 def make_project(build_dir: Path, **overrides) -> Project:

@@ -39,7 +39,8 @@ def url_origin(url: str, sha256: str = PAYLOAD_SHA) -> Origin:
 
 
 def leftovers(tmp_path: Path) -> list[str]:
-    return sorted(p.name for p in (tmp_path / "dl").rglob("*") if p.is_file())
+    """The cached files (each verified file's <file>.origin.json sidecar aside)."""
+    return sorted(p.name for p in (tmp_path / "dl").rglob("*") if p.is_file() and not p.name.endswith(".origin.json"))
 
 
 def test_good_file_is_verified_and_cached(tmp_path: Path, http_server: LocalServer) -> None:
@@ -50,8 +51,23 @@ def test_good_file_is_verified_and_cached(tmp_path: Path, http_server: LocalServ
     assert fetched.origin == f"{http_server.url}/demo-1.0.tar"
     assert leftovers(tmp_path) == ["demo-1.0.tar"]
     again = sources.fetch(project, "demo")
-    assert again.origin == "download cache"
+    # a cache hit still says where the file came from (its <file>.origin.json sidecar)
+    assert (again.origin, again.origin_kind, again.sha256) == (fetched.origin, "url", PAYLOAD_SHA)
     assert http_server.hits == ["/demo-1.0.tar"]
+
+
+def test_a_cache_hit_without_origin_sidecar_says_download_cache(tmp_path: Path, http_server: LocalServer) -> None:
+    (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD)
+    project = project_with(tmp_path, [url_origin(f"{http_server.url}/demo-1.0.tar")])
+    fetched = sources.fetch(project, "demo")
+    sidecar = Path(fetched.path + ".origin.json")
+    sidecar.write_text(sidecar.read_text().replace(PAYLOAD_SHA, "0" * 64))  # names other bytes: not trusted
+    assert (sources.fetch(project, "demo").origin, sources.fetch(project, "demo").origin_kind) == (
+        "download cache",
+        "cache",
+    )
+    sidecar.unlink()  # a file cached before sidecars existed
+    assert sources.fetch(project, "demo").origin == "download cache"
 
 
 def test_wrong_sha256_is_rejected_and_nothing_is_kept(tmp_path: Path, http_server: LocalServer) -> None:

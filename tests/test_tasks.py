@@ -293,7 +293,7 @@ def test_a_patch_re_extracts_only_its_source(build: Path, checkout: Path) -> Non
 
 def test_a_sources_origin_refetches_only_that_source(build: Path, checkout: Path) -> None:
     before = load(build, checkout)
-    edit(checkout / "configs" / "sources.toml", "https://busybox.net/", "https://www.busybox.net/")
+    edit(checkout / "configs" / "sources.toml", 'url = "https://busybox.net/', 'url = "https://www.busybox.net/')
     # extract:busybox reruns only when the refetched archive's sha256 differs from the one it extracted.
     assert rerun(before, load(build, checkout)) == {"fetch:busybox"}
 

@@ -1,0 +1,539 @@
+"""`mmulab verify`: a release checked from its own bytes, hostile archives refused before anything is written,
+and `--rebuild`'s choice of sources (the slow test rebuilds a published release bit for bit elsewhere)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import run_doit
+
+import mmulab
+from mmulab import cli, verify
+from mmulab.boot import Outcome, Verdict
+from mmulab.configdata import load_project
+from mmulab.paths import Layout
+from mmulab.settings import PROJECT_ROOT, Settings
+
+VENV_BIN = Path(sys.executable).parent
+MUSL_PATCH = PROJECT_ROOT / "configs" / "patches" / "musl" / "0001-riscv64-add-vfork.patch"
+PINNED = {  # this checkout's pins (configs/sources.toml), by origin
+    "linux-url": "c92591d896e79ecddbc3319136f0c2f855e832b397de7593f013ad7590a43e53",
+    "linux-known": "585a4a074597aefa2b1a68ada83a3184ba351c127544dea80618bbcceaa3961f",
+    "busybox": "faeeb244c35a348a334f4a59e44626ee870fb07b6884d68c10ae8bc19f83a694",
+    "musl": "7d5b0b6062521e4627e099e4c9dc8248d32a30285e959b7eecaa780cf8cfd4a4",
+}
+IMAGE = b"\x00kernel image\x01" * 64
+SOURCE_FILES = {  # fake tarballs: nothing here pins these bytes
+    "linux": "sources/linux-source-6.12.tar.xz",
+    "busybox": "sources/busybox_1.35.0.orig.tar.bz2",
+    "musl": "sources/musl_1.2.3.orig.tar.gz",
+}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def dumps(document: object) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def write_release(root: Path, extra: dict[str, bytes] | None = None) -> Path:
+    """A small release in the published format: files, manifest, SBOM, statement and SHA256SUMS agreeing."""
+    files = {
+        "nommu/Image": IMAGE,
+        "nommu/config": b"CONFIG_MMU=n\n",
+        "programs/clone_vm-asm": b"\x7fELF program",
+        "boots/clone_vm-asm-nommu.log": b"[    0.000000] Linux version\n",
+        "boots/summary.json": b"{}\n",
+        "sources/patches/musl/0001-riscv64-add-vfork.patch": MUSL_PATCH.read_bytes(),
+        **{path: f"fake {name} tarball".encode() for name, path in SOURCE_FILES.items()},
+        **(extra or {}),
+    }
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    digests = {path: sha(data) for path, data in sorted(files.items())}
+    sources = []
+    for name, path in SOURCE_FILES.items():
+        patches = []
+        if name == "musl":
+            patch = "sources/patches/musl/0001-riscv64-add-vfork.patch"
+            patches = [{"name": MUSL_PATCH.name, "file": patch, "sha256": digests[patch]}]
+        sources.append({"name": name, "version": "1", "file": path, "sha256": digests[path], "patches": patches})
+    manifest = {"format": "mmulab-release/1", "release": "r1", "source_date_epoch": 0, "sources": sources}
+    manifest["files"] = digests
+    sbom = {
+        "spdxVersion": "SPDX-2.3",
+        "files": [
+            {"fileName": f"./{path}", "checksums": [{"algorithm": "SHA256", "checksumValue": digest}]}
+            for path, digest in digests.items()
+        ],
+        "packages": [
+            {
+                "name": s["name"],
+                "packageFileName": s["file"].rsplit("/", 1)[-1],
+                "checksums": [{"algorithm": "SHA256", "checksumValue": s["sha256"]}],
+            }
+            for s in sources
+        ],
+    }
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": path, "digest": {"sha256": digest}} for path, digest in digests.items()],
+        "predicateType": "https://slsa.dev/provenance/v1",
+    }
+    (root / "manifest.json").write_text(dumps(manifest))
+    (root / "sbom.spdx.json").write_text(dumps(sbom))
+    (root / "provenance.intoto.json").write_text(dumps(statement))
+    (root / "run.json").write_text(dumps({"host": "somewhere"}))
+    (root / "index.html").write_text("<!doctype html><title>r1</title>\n")
+    write_sums(root)
+    return root
+
+
+def write_sums(root: Path) -> None:
+    paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    text = "".join(f"{sha((root / p).read_bytes())}  {p}\n" for p in paths if p != "SHA256SUMS")
+    (root / "SHA256SUMS").write_text(text)
+
+
+def run_verify(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str], list[str]]:
+    code = cli.main(["verify", *args])
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err.splitlines()
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> Path:
+    return write_release(tmp_path / "r1")
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where verify's temporary directories go: the tests check that it is left empty."""
+    directory = tmp_path / "scratch"
+    directory.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(directory))
+    return directory
+
+
+# --- a release directory ---
+
+
+def test_a_good_release_verifies_with_the_console_script(release: Path) -> None:
+    result = subprocess.run(
+        [str(VENV_BIN / "mmulab"), "verify", str(release)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"mmulab: verify: {release}: 15 files agree with SHA256SUMS, manifest.json, sbom.spdx.json, "
+        "provenance.intoto.json"
+    ]
+    assert result.stderr == ""
+    module = subprocess.run(
+        [sys.executable, "-m", "mmulab", "verify", str(release)], capture_output=True, text=True, check=False
+    )
+    assert (module.returncode, module.stdout) == (0, result.stdout)
+
+
+def test_a_flipped_byte_is_named(release: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = release / "nommu" / "Image"
+    data = bytearray(image.read_bytes())
+    data[100] ^= 1
+    image.write_bytes(bytes(data))
+    code, out, err = run_verify(capsys, str(release))
+    assert code == 1
+    problems = [line for line in out if not line.startswith("mmulab: verify:")]
+    assert problems and all(line.startswith("mismatch: nommu/Image: sha256 ") for line in problems)
+    assert {line.rsplit(" says ", 1)[0].rsplit(", ", 1)[1] for line in problems} == {
+        "SHA256SUMS",
+        "manifest.json",
+        "sbom.spdx.json",
+        "provenance.intoto.json",
+    }
+    assert out[-1] == f"mmulab: verify: {release}: 4 problem(s) in 15 files"
+    assert err == []
+
+
+def test_a_missing_file_is_named(release: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (release / "programs" / "clone_vm-asm").unlink()
+    code, out, _ = run_verify(capsys, str(release))
+    assert code == 1
+    assert "missing: programs/clone_vm-asm: SHA256SUMS lists it" in out
+    assert all("programs/clone_vm-asm" in line for line in out[:-1])
+
+
+def test_an_extra_file_is_named(release: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (release / "nommu" / "extra.bin").write_bytes(b"smuggled")
+    code, out, _ = run_verify(capsys, str(release))
+    assert code == 1
+    assert out[:2] == [
+        "unexpected: nommu/extra.bin: not in SHA256SUMS",
+        "mismatch: manifest.json: files does not list nommu/extra.bin",
+    ]
+
+
+def test_a_manifest_that_lies_is_caught_though_SHA256SUMS_agrees(
+    release: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = json.loads((release / "manifest.json").read_text())
+    manifest["files"]["nommu/config"] = sha(b"CONFIG_MMU=y\n")
+    (release / "manifest.json").write_text(dumps(manifest))
+    write_sums(release)  # SHA256SUMS vouches for the lying manifest
+    code, out, _ = run_verify(capsys, str(release))
+    assert code == 1
+    assert out[:-1] == [
+        f"mismatch: nommu/config: sha256 {sha(b'CONFIG_MMU=n' + bytes([10]))}, manifest.json says "
+        f"{sha(b'CONFIG_MMU=y' + bytes([10]))}"
+    ]
+
+
+def test_missing_sbom_and_provenance_are_reported(release: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (release / "sbom.spdx.json").unlink()
+    (release / "provenance.intoto.json").unlink()
+    write_sums(release)
+    code, out, _ = run_verify(capsys, str(release))
+    assert code == 1
+    assert out[:-1] == ["missing: sbom.spdx.json", "missing: provenance.intoto.json"]
+
+
+def test_sums_naming_paths_outside_and_fifos_are_problems_not_reads(
+    release: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (release / "SHA256SUMS").open("a") as handle:
+        handle.write(f"{'0' * 64}  ../../etc/passwd\n")
+    os.mkfifo(release / "boots" / "pipe")  # opening it would block forever
+    code, out, _ = run_verify(capsys, str(release))
+    assert code == 1
+    assert "unexpected: boots/pipe: not a regular file" in out
+    assert "mismatch: SHA256SUMS: line 15: not '<sha256>  <relative path>': '" + "0" * 64 + "  ../../etc/passwd'" in out
+
+
+def test_bad_usage_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], release: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["verify", str(tmp_path / "nothing-here")])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["verify", str(release), "--accept-source", "linux"])  # without --rebuild
+    assert exit_info.value.code == 2
+    assert (
+        capsys.readouterr().err.splitlines()[-1] == "mmulab: error: verify: --accept-source only matters with --rebuild"
+    )
+    code, _, err = run_verify(capsys, str(release), "--rebuild", "--accept-source", "gcc")
+    assert (code, err) == (2, ["mmulab: error: --accept-source gcc: the release has no source 'gcc'"])
+
+
+# --- a release archive ---
+
+
+def write_tar_xz(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        for info, data in members:
+            info.size = len(data) if data is not None else 0
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    path.write_bytes(lzma.compress(buffer.getvalue(), format=lzma.FORMAT_XZ))
+    return path
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, linkname, 0o644
+    return info
+
+
+def test_a_good_archive_verifies_and_leaves_nothing(
+    release: Path, tmp_path: Path, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    members = []
+    for path in sorted(release.rglob("*")):
+        info = member(f"r1/{path.relative_to(release).as_posix()}", tarfile.DIRTYPE if path.is_dir() else b"0")
+        members.append((info, None if path.is_dir() else path.read_bytes()))
+    archive = write_tar_xz(tmp_path / "r1.tar.xz", [(member("r1", tarfile.DIRTYPE), None), *members])
+    code, out, err = run_verify(capsys, str(archive))
+    assert (code, err) == (0, [])
+    assert out == [
+        f"mmulab: verify: {archive}: 15 files agree with SHA256SUMS, manifest.json, sbom.spdx.json, "
+        "provenance.intoto.json"
+    ]
+    assert list(scratch.iterdir()) == []
+
+
+HOSTILE: dict[str, Callable[[], list[tuple[tarfile.TarInfo, bytes | None]]]] = {
+    "absolute": lambda: [(member("/tmp/mmulab-verify-owned"), b"x")],
+    "dotdot": lambda: [(member("r1/../../owned"), b"x")],
+    "symlink-out": lambda: [(member("r1/link", tarfile.SYMTYPE, "../../outside"), None)],
+    "symlink-absolute": lambda: [(member("r1/link", tarfile.SYMTYPE, "/etc"), None)],
+    "symlink-through-symlink": lambda: [
+        (member("r1/here", tarfile.SYMTYPE, "."), None),
+        (member("r1/up", tarfile.SYMTYPE, "here/../.."), None),  # lexically r1/.. but really r1/../..
+    ],
+    "behind-symlink": lambda: [
+        (member("r1/sub", tarfile.DIRTYPE), None),
+        (member("r1/d", tarfile.SYMTYPE, "sub"), None),
+        (member("r1/d/file"), b"x"),
+    ],
+    "hardlink-out": lambda: [(member("r1/hard", tarfile.LNKTYPE, "../etc/passwd"), None)],
+    "hardlink-absolute": lambda: [(member("r1/hard", tarfile.LNKTYPE, "/etc/passwd"), None)],
+    "device": lambda: [(member("r1/null", tarfile.CHRTYPE), None)],
+    "fifo": lambda: [(member("r1/pipe", tarfile.FIFOTYPE), None)],
+    "bomb": lambda: [(member("r1/a"), bytes(40_000)), (member("r1/zeros"), bytes(3 << 20))],
+    "many-members": lambda: [(member(f"r1/f{i}"), b"") for i in range(60)],
+    "long-header": lambda: [(member("r1/" + "n" * 5000), b"x")],
+}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_a_hostile_archive_is_refused_before_anything_is_written(
+    kind: str, tmp_path: Path, scratch: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(verify, "MAX_TOTAL_BYTES", 1 << 20)
+    monkeypatch.setattr(verify, "MAX_MEMBERS", 50)
+    monkeypatch.setattr(verify, "MAX_HEADER_BYTES", 4096)
+    target = tmp_path / "target"
+    target.mkdir()
+    good = [(member("r1/ok"), b"fine")]
+    archive = write_tar_xz(target / "evil.tar.xz", [*good, *HOSTILE[kind]()])
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code, out, err = run_verify(capsys, str(archive))
+    assert code == 1
+    assert out == []
+    assert len(err) == 1 and err[0].startswith("mmulab: error: evil.tar.xz: refusing archive"), err
+    assert err[0].endswith("nothing was written")
+    assert list(scratch.iterdir()) == []  # no temporary extraction directory was even made
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert not Path("/tmp/mmulab-verify-owned").exists()
+
+
+def test_the_xz_stream_itself_is_capped(tmp_path: Path) -> None:
+    """What comes out of xz is counted while streaming: a bomb is refused without holding its bytes."""
+    bomb = tmp_path / "bomb.xz"
+    bomb.write_bytes(lzma.compress(bytes(8 << 20), format=lzma.FORMAT_XZ))
+    assert bomb.stat().st_size < 4096
+    with bomb.open("rb") as handle:
+        stream = verify._CappedXz(handle, 1 << 20, bomb.name)
+        with pytest.raises(verify.UserError, match="decompresses to more than 1048576 bytes"):
+            while stream.read(64 << 10):
+                pass
+        assert stream.total <= (1 << 20) + (64 << 10)
+
+
+def test_not_an_xz_archive_is_one_line(tmp_path: Path, scratch: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive = tmp_path / "r1.tar.xz"
+    archive.write_bytes(b"not xz at all" * 100)
+    code, out, err = run_verify(capsys, str(archive))
+    assert (code, out) == (1, [])
+    assert len(err) == 1 and "refusing archive: not valid xz data" in err[0]
+    assert list(scratch.iterdir()) == []
+
+
+# --- --rebuild: which sources may be used ---
+
+
+def test_every_origin_pins_including_known_package_versions() -> None:
+    checkout = load_project(Settings.from_environment({}))
+    manifest = {
+        "sources": [
+            {"name": "linux", "file": "sources/linux-source-6.12.tar.xz", "sha256": PINNED["linux-known"]},
+            {"name": "busybox", "file": "sources/busybox_1.35.0.orig.tar.bz2", "sha256": PINNED["busybox"]},
+            {"name": "musl", "file": "sources/musl_1.2.3.orig.tar.gz", "sha256": PINNED["musl"]},
+        ]
+    }
+    seeds, refusals = verify.plan_seeds(manifest, checkout, ())
+    assert refusals == []
+    assert [(s.name, s.cache_name, s.pinned) for s in seeds] == [
+        ("busybox", "busybox_1.35.0.orig.tar.bz2", True),  # the origin the release's file came from
+        ("linux", "linux-source-6.12.tar.xz", True),  # a known version of the local-file origin
+        ("musl", "musl_1.2.3.orig.tar.gz", True),
+    ]
+    manifest["sources"][0] |= {"file": "sources/linux-6.12.80.tar.xz", "sha256": PINNED["linux-url"]}
+    seeds, refusals = verify.plan_seeds(manifest, checkout, ())
+    assert (refusals, seeds[1].cache_name) == ([], "linux-6.12.80.tar.xz")
+    del manifest["sources"][2]
+    _, refusals = verify.plan_seeds(manifest, checkout, ())
+    assert refusals == ["missing: sources/musl-1.2.3.tar.gz: this checkout builds source musl"]
+
+
+def test_rebuild_refuses_sources_this_checkout_does_not_pin(
+    release: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_build(env: dict[str, str]) -> int:
+        raise AssertionError("the refusal must come before any build")
+
+    monkeypatch.setattr(verify, "run_pipeline", no_build)
+    code, out, err = run_verify(capsys, str(release), "--rebuild", "--accept-source", "musl")
+    assert (code, err) == (1, [])
+    refused = [line for line in out if line.startswith("refused:")]
+    assert [line.split()[2] for line in refused] == ["busybox", "linux"]
+    assert refused[1] == (
+        f"refused: source linux (sources/linux-source-6.12.tar.xz, sha256 {sha(b'fake linux tarball')}): not pinned "
+        "by this checkout's configs/sources.toml; check it yourself, then --accept-source linux uses it"
+    )
+    assert out[-1] == f"mmulab: verify: {release}: rebuild not attempted: 2 problem(s)"
+
+
+def fake_publisher(monkeypatch: pytest.MonkeyPatch, files: Callable[[Path], dict[str, Path]]) -> None:
+    """A stand-in for mmulab.release (its real release_files needs a real build)."""
+    module = types.SimpleNamespace(
+        VOLATILE=("run.json", "boots/"), release_files=lambda project, layout: files(layout.root)
+    )
+    monkeypatch.setitem(sys.modules, "mmulab.release", module)
+    monkeypatch.setattr(mmulab, "release", module, raising=False)
+
+
+def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
+    release: Path, scratch: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import requests
+
+    seen: dict[str, object] = {}
+
+    def pipeline(env: dict[str, str]) -> int:
+        """Instead of doit all: fetch every source as the pipeline would (offline), then 'build' the outputs."""
+        from mmulab.sources import fetch
+
+        monkeypatch.setattr(requests, "Session", lambda: pytest.fail("a network fetch was tried"))
+        project = load_project(Settings.from_environment(env))
+        fetched = {name: fetch(project, name) for name in project.sources}
+        seen["fetched"] = {name: (f.origin, Path(f.path).name) for name, f in fetched.items()}
+        seen["env"] = {k: env[k] for k in ("MMULAB_MIRRORS", "MMULAB_APT_SOURCES", "SOURCE_DATE_EPOCH")}
+        build = Path(env["MMULAB_BUILD_DIR"])
+        (build / "nommu").mkdir(parents=True)
+        (build / "nommu" / "Image").write_bytes(IMAGE)
+        for path in ("nommu/config", "programs/clone_vm-asm"):
+            (build / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(release / path, build / path)
+        (build / "boots").mkdir()
+        (build / "boots" / "clone_vm-asm-nommu.log").write_text("another boot, other timestamps\n")
+        return 0
+
+    def rebuilt(root: Path) -> dict[str, Path]:
+        names = ["nommu/Image", "nommu/config", "programs/clone_vm-asm", "boots/clone_vm-asm-nommu.log"]
+        files = {name: root / name for name in names}
+        files["boots/summary.json"] = root / "nonexistent"  # volatile: never compared
+        files["sources/patches/musl/0001-riscv64-add-vfork.patch"] = MUSL_PATCH
+        for name, path in SOURCE_FILES.items():
+            files[path] = root.parent / "downloads" / name / Path(path).name
+        return files
+
+    fake_publisher(monkeypatch, rebuilt)
+    monkeypatch.setattr(verify, "run_pipeline", pipeline)
+    monkeypatch.setattr(verify, "compare_facts", lambda manifest, project, layout: [])  # no boots here
+    accept = [arg for name in ("linux", "busybox") for arg in ("--accept-source", name)]
+    code, out, err = run_verify(capsys, str(release), "--rebuild", *accept, "--accept-source", "musl")
+    assert err == []
+    assert code == 0, out
+    assert seen["env"] == {"MMULAB_MIRRORS": "", "MMULAB_APT_SOURCES": "/nonexistent", "SOURCE_DATE_EPOCH": "0"}
+    assert seen["fetched"] == {
+        "linux": ("download cache", "linux-source-6.12.tar.xz"),
+        "busybox": ("download cache", "busybox_1.35.0.orig.tar.bz2"),
+        "musl": ("download cache", "musl_1.2.3.orig.tar.gz"),
+    }
+    used = [line for line in out if line.startswith("mmulab: verify: source ")]
+    assert [line.split()[3] for line in used] == ["busybox:", "linux:", "musl:"]
+    assert all(line.endswith("NOT pinned here; accepted with --accept-source") for line in used)
+    assert out[-1] == f"mmulab: verify: {release}: rebuilt bit for bit: 7 files identical"
+    assert list(scratch.iterdir()) == []  # the temporary build and download directories are gone
+
+    forged = IMAGE[:-1] + b"X"  # a release whose kernel is not what its sources build, all its sums agreeing
+    write_release(release, extra={"nommu/Image": forged})
+    code, out, _ = run_verify(capsys, str(release), "--rebuild", *accept, "--accept-source", "musl")
+    assert code == 1
+    assert [line for line in out if line.startswith("mismatch:")] == [
+        f"mismatch: nommu/Image: the rebuild made {sha(IMAGE)}, the release has {sha(forged)}"
+    ]
+
+
+def test_the_checkout_patches_must_be_the_release_patches(
+    release: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = json.loads((release / "manifest.json").read_text())
+    manifest["sources"][2]["patches"][0]["sha256"] = "0" * 64
+    problems = verify.check_patches(manifest, load_project(Settings.from_environment({})))
+    assert [p.line() for p in problems] == [
+        "mismatch: sources/patches/musl/0001-riscv64-add-vfork.patch: this checkout's "
+        f"configs/patches/musl/0001-riscv64-add-vfork.patch is {sha(MUSL_PATCH.read_bytes())}"
+    ]
+    manifest["sources"][2]["patches"] = []
+    problems = verify.check_patches(manifest, load_project(Settings.from_environment({})))
+    assert [p.line() for p in problems] == [
+        "missing: sources/patches/musl/0001-riscv64-add-vfork.patch: this checkout applies "
+        "configs/patches/musl/0001-riscv64-add-vfork.patch to musl"
+    ]
+
+
+def test_the_manifest_boots_and_busybox_fragments_are_compared_with_the_rebuild(tmp_path: Path) -> None:
+    project = load_project(Settings.from_environment({}))
+    layout = Layout(tmp_path)
+    boots = []
+    for case in project.boots.values():
+        observed = Outcome(case.expect)
+        Verdict(
+            case.name, case.demo, case.build, case.variant, case.qemu_options, case.expect, observed, True, 1.0
+        ).write(layout.verdict(case.name))
+        boots.append({"case": case.name, "observed": observed.value, "passed": True})
+    configs = {}
+    for variant in project.variants:
+        fragment = layout.busybox_dir(variant) / "fragment.config"
+        fragment.parent.mkdir(parents=True)
+        fragment.write_text(f"CONFIG_{variant.upper()}=y\n")
+        configs[f"busybox-{variant}"] = {"fragment_sha256": sha(fragment.read_bytes())}
+    manifest = {"boots": boots, "configs": configs}
+    assert verify.compare_facts(manifest, project, layout) == []
+    boots[0]["observed"] = "hang" if boots[0]["observed"] == "pass" else "pass"
+    configs["busybox-nommu"]["fragment_sha256"] = "0" * 64
+    del boots[1]
+    lines = [p.line() for p in verify.compare_facts(manifest, project, layout)]
+    assert len(lines) == 3 and all(line.startswith("mismatch: manifest.json: ") for line in lines)
+    assert lines[0].startswith("mismatch: manifest.json: configs.busybox-nommu.fragment_sha256 0000")
+    assert f"boots: {boots[0]['case']}: observed '{boots[0]['observed']}', the rebuild " in "\n".join(lines)
+
+
+# --- the real thing ---
+
+
+@pytest.mark.slow
+def test_published_release_rebuilds_bit_for_bit_elsewhere(tmp_path: Path) -> None:
+    """doit all + doit publish, the release copied to another path, then `mmulab verify --rebuild` there: a
+    second, offline build from the release's own sources gives identical bytes."""
+    pytest.importorskip("mmulab.release")
+    env = {
+        "MMULAB_BUILD_DIR": str(tmp_path / "build"),
+        "MMULAB_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+        "MMULAB_RELEASE": "verify-test",
+        "MMULAB_ALLOW_DIRTY": "1",
+    }
+    result = run_doit(["publish"], env, timeout=3600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    published = tmp_path / "artifacts" / "verify-test"
+    elsewhere = tmp_path / "elsewhere" / "deeper" / "verify-test"
+    shutil.copytree(published, elsewhere)
+    archive = tmp_path / "artifacts" / "verify-test.tar.xz"
+    quick = subprocess.run([str(VENV_BIN / "mmulab"), "verify", str(archive)], capture_output=True, text=True)
+    assert quick.returncode == 0, quick.stdout + quick.stderr
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MMULAB_")}
+    rebuild = subprocess.run(
+        [str(VENV_BIN / "mmulab"), "verify", "--rebuild", str(elsewhere)],
+        capture_output=True,
+        text=True,
+        env=clean,
+        timeout=3600,
+        check=False,
+    )
+    lines = rebuild.stdout.splitlines()  # verify's own lines only (the pipeline's output goes to stderr)
+    assert rebuild.returncode == 0, "\n".join([*lines, "--- stderr (end) ---", *rebuild.stderr.splitlines()[-15:]])
+    assert "rebuilt bit for bit" in lines[-1]
+    assert sum(line.startswith("mmulab: verify: source ") for line in lines) == 3
