@@ -44,6 +44,8 @@ MANIFEST, RUN, SUMS = "manifest.json", "run.json", "SHA256SUMS"
 DERIVED = ("sbom.spdx.json", "provenance.intoto.json", "index.html")
 # The bulk of a release is already-compressed source tarballs: a fast preset costs little size and ~1/3 the time.
 XZ_PRESET = 0
+# A source tarball at least this big gets an xz stream of its own, kept in a cache by content.
+CACHED_SEGMENT_BYTES = 4 << 20
 EXCLUDED_FROM_DIRTY = ("build", "artifacts")  # git-ignored anyway; a pathspec makes sure
 
 
@@ -297,38 +299,65 @@ def _mode(path: Path) -> int:
     return 0o755 if path.is_dir() or path.stat().st_mode & 0o111 else 0o644
 
 
-def write_tarball(root: Path, out: Path, epoch: int, prefix: str | None = None) -> None:
+def _tar_entry(root: Path, relative: str, prefix: str, epoch: int) -> tuple[bytes, Path | None]:
+    """One member's GNU tar header (owner 0/0 without names, mtime `epoch`, mode 0644/0755) and its file."""
+    path = root / relative if relative else root
+    info = tarfile.TarInfo(f"{prefix}/{relative}".rstrip("/"))
+    info.mtime, info.mode = epoch, _mode(path)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if path.is_dir():
+        info.type = tarfile.DIRTYPE
+        return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"), None
+    info.size = path.stat().st_size
+    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"), path
+
+
+def _xz(data: bytes) -> bytes:
+    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=XZ_PRESET)
+
+
+def _cached_xz(segment: bytes, cache: Path | None) -> bytes:
+    """One xz stream of `segment`, from `cache` (keyed by the segment's sha256) when it was made before."""
+    if cache is None:
+        return _xz(segment)
+    entry = cache / f"{hashlib.sha256(segment).hexdigest()}-p{XZ_PRESET}.xz"
+    if entry.is_file():
+        return entry.read_bytes()
+    stream = _xz(segment)
+    write_atomic(entry, stream)
+    return stream
+
+
+def write_tarball(root: Path, out: Path, epoch: int, prefix: str | None = None, cache: Path | None = None) -> None:
     """`root` as a reproducible .tar.xz under `prefix/` (default root's name): members sorted, owner 0/0 without
     names, mtime `epoch`, modes 0644/0755, GNU format (no pax timestamps), xz at a fixed preset. Same input, same
-    bytes. Written through a temporary sibling."""
+    bytes. Written through a temporary sibling.
+
+    The xz file is a concatenation of xz streams (every xz reader takes that): one for each large source tarball
+    and one for everything else. A source tarball's stream is kept in `cache` by content, so publishing after a
+    rebuild does not compress the 150 MB kernel source again (xz does ~10 MB/s here).
+    """
     prefix = root.name if prefix is None else prefix
     entries = sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_dir() or path.is_file())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with (
-            os.fdopen(fd, "wb") as handle,
-            lzma.LZMAFile(handle, "w", format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=XZ_PRESET) as xz,
-            tarfile.open(fileobj=xz, mode="w", format=tarfile.GNU_FORMAT) as archive,
-        ):
-            for relative in ["", *entries]:
-                path = root / relative if relative else root
-                info = tarfile.TarInfo(f"{prefix}/{relative}".rstrip("/"))
-                info.mtime, info.mode = epoch, _mode(path)
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                if path.is_dir():
-                    info.type = tarfile.DIRTYPE
-                    archive.addfile(info)
-                else:
-                    info.size = path.stat().st_size
-                    with path.open("rb") as content:
-                        archive.addfile(info, content)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    streams: list[bytes] = []
+    pending, length = bytearray(), 0
+    for relative in ["", *entries]:
+        header, path = _tar_entry(root, relative, prefix, epoch)
+        data = path.read_bytes() if path else b""
+        member = header + data + tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE)
+        length += len(member)
+        if relative.startswith("sources/") and len(data) >= CACHED_SEGMENT_BYTES:
+            if pending:
+                streams.append(_xz(bytes(pending)))
+            streams.append(_cached_xz(member, cache))
+            pending = bytearray()
+        else:
+            pending += member
+    end = 2 * tarfile.BLOCKSIZE  # the end-of-archive blocks, then padding to a whole record, as tar writes
+    end += -(length + end) % tarfile.RECORDSIZE
+    streams.append(_xz(bytes(pending) + tarfile.NUL * end))
+    write_atomic(out, b"".join(streams), 0o644)
 
 
 # --- publishing ---
@@ -442,6 +471,7 @@ def publish(
     artifacts = settings.artifacts_dir
     artifacts.mkdir(parents=True, exist_ok=True)
     final, tarball = artifacts / name, artifacts / f"{name}.tar.xz"
+    xz_cache = settings.download_dir / ".xz-streams"  # beside the sources whose streams it keeps
     tmp = Path(tempfile.mkdtemp(dir=artifacts, prefix=f".{name}.", suffix=".tmp"))
     try:
         _fill(tmp, files, {MANIFEST: dumps(manifest)})
@@ -455,10 +485,10 @@ def publish(
     if not placed:
         shutil.rmtree(tmp)
         if not tarball.exists():
-            write_tarball(final, tarball, settings.source_date_epoch)
+            write_tarball(final, tarball, settings.source_date_epoch, cache=xz_cache)
         print(f"release {name} already published with identical bytes ({final})")
         return final
-    write_tarball(final, tarball, settings.source_date_epoch)
+    write_tarball(final, tarball, settings.source_date_epoch, cache=xz_cache)
     count = len(_walk(final))
     size = tarball.stat().st_size / 1e6
     print(f"release {name}: {count} files in {final}; {tarball} ({size:.1f} MB)")

@@ -117,16 +117,36 @@ class _CappedXz:
     def __init__(self, handle: IO[bytes], cap: int, label: str) -> None:
         self._handle, self._cap, self._label = handle, cap, label
         self._decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
+        self._carried = b""  # what a finished stream's decoder read past its end: the next stream's start
         self.total = 0
+
+    def _input(self) -> bytes:
+        data, self._carried = self._carried or self._handle.read(CHUNK), b""
+        return data
+
+    def _next_stream(self) -> bool:
+        """An .xz file may hold several streams one after another (zero padding between them, which xz allows):
+        start the next one; False at the end of the file."""
+        rest = self._decoder.unused_data
+        while not rest.strip(b"\0"):
+            more = self._input()
+            if not more:
+                return False
+            rest += more
+        self._decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
+        self._carried = rest.lstrip(b"\0")
+        return True
 
     def read(self, size: int = -1) -> bytes:
         size = CHUNK if size is None or size < 0 else size
         out = b""
         try:
-            while not out and not self._decoder.eof:
+            while not out:
+                if self._decoder.eof and not self._next_stream():
+                    break
                 data = b""
                 if self._decoder.needs_input:
-                    data = self._handle.read(CHUNK)
+                    data = self._input()
                     if not data:
                         raise _Refused(f"{self._label}: refusing archive: truncated xz data")
                 out = self._decoder.decompress(data, max_length=size)

@@ -286,6 +286,42 @@ def test_tarball_has_no_pax_headers_and_takes_the_epoch(tmp_path: Path) -> None:
     assert not [m for m in members if m.pax_headers]
 
 
+@pytest.mark.needs("tar", "xz")
+def test_a_large_source_gets_its_own_cached_xz_stream_and_readers_see_one_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tarfile
+
+    from mmulab import verify
+
+    monkeypatch.setattr(release, "CACHED_SEGMENT_BYTES", 1024)
+    root = tmp_path / "rel"
+    _write(root / "sources" / "big.tar.xz", "x" * 5000)
+    _write(root / "nommu" / "Image", "image\n")
+    cache = tmp_path / "cache"
+    cold, warm, plain = tmp_path / "cold.tar.xz", tmp_path / "warm.tar.xz", tmp_path / "plain.tar.xz"
+    release.write_tarball(root, cold, 0, cache=cache)
+    assert len(list(cache.glob("*.xz"))) == 1, "the large source's stream is kept"
+    release.write_tarball(root, warm, 0, cache=cache)
+    release.write_tarball(root, plain, 0)
+    assert cold.read_bytes() == warm.read_bytes() == plain.read_bytes()
+    assert cold.read_bytes().count(b"\xfd7zXZ\x00") == 3, "before, the source, after: three xz streams"
+    listing = subprocess.run(["tar", "-tJf", str(cold)], capture_output=True, text=True, check=True).stdout.split()
+    assert listing == ["rel/", "rel/nommu/", "rel/nommu/Image", "rel/sources/", "rel/sources/big.tar.xz"]
+    with tarfile.open(cold) as archive:
+        assert archive.extractfile("rel/sources/big.tar.xz").read() == b"x" * 5000  # type: ignore[union-attr]
+    with cold.open("rb") as handle:
+        reader = verify._CappedXz(handle, 1 << 20, "cold.tar.xz")
+        data = b"".join(iter(lambda: reader.read(4096), b""))
+    assert data == lzma_decompress_all(cold)
+
+
+def lzma_decompress_all(path: Path) -> bytes:
+    import lzma
+
+    return lzma.decompress(path.read_bytes())
+
+
 # --- immutability ---
 
 
