@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from .configdata import BootCase, Toolchain, Variant
 from .fsutil import JsonRecord
@@ -77,6 +78,18 @@ class Verdict(JsonRecord):
 
     def to_dict(self) -> dict:
         return {**asdict(self), "observed": self.observed.value, "missing": list(self.missing)}
+
+    def facts(self) -> dict[str, Any]:
+        """Which case it was and what it showed, without timings or paths: what a release manifest keeps."""
+        return {
+            "case": self.case,
+            "demo": self.demo,
+            "variant": self.variant,
+            "qemu": self.qemu,
+            "expected": self.expected,
+            "observed": self.observed.value,
+            "passed": self.passed,
+        }
 
     @classmethod
     def not_run(cls, case: BootCase | str, reason: str = "not run: a task it depends on failed") -> Verdict:

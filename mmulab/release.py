@@ -246,18 +246,7 @@ def build_manifest(
                 "fragment_sha256": sha256_of(layout.busybox_dir(variant) / "fragment.config"),
                 "config_sha256": digests[f"{variant}/busybox.config"],
             }
-    boots = [
-        {
-            "case": verdict.case,
-            "demo": verdict.demo,
-            "variant": verdict.variant,
-            "qemu": verdict.qemu,
-            "expected": verdict.expected,
-            "observed": verdict.observed.value,
-            "passed": verdict.passed,
-        }
-        for verdict in _verdicts(project, layout)
-    ]
+    boots = [verdict.facts() for verdict in _verdicts(project, layout)]
     return {
         "format": FORMAT,
         "release": name,

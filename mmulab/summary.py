@@ -19,13 +19,9 @@ def result(verdict: Verdict) -> str:
 
 
 def row(verdict: Verdict) -> dict[str, str]:
+    facts = {key: str(value) for key, value in verdict.facts().items() if key != "passed"}
     return {
-        "case": verdict.case,
-        "demo": verdict.demo,
-        "variant": verdict.variant,
-        "qemu": verdict.qemu,
-        "expected": verdict.expected,
-        "observed": verdict.observed.value,
+        **facts,
         "result": result(verdict),
         "seconds": f"{verdict.seconds:.2f}" if verdict.seconds is not None else "-",
     }
