@@ -23,8 +23,12 @@ def outputs(toolchain: Toolchain) -> dict[str, str]:
 
 
 def reproducible_env(source_date_epoch: int) -> dict[str, str]:
-    """Fixed build identity so the same inputs give the same bytes (TuxMake does likewise)."""
+    """Fixed build identity so the same inputs give the same bytes (TuxMake does likewise). The time zone and
+    locale are fixed too: busybox prints SOURCE_DATE_EPOCH in local time into its banner and .config header
+    (`doit repro` found it), and sort orders follow the locale."""
     return {
+        "TZ": "UTC",
+        "LC_ALL": "C",
         "KBUILD_BUILD_TIMESTAMP": f"@{source_date_epoch}",
         "KBUILD_BUILD_USER": "mmulab",
         "KBUILD_BUILD_HOST": "mmulab",

@@ -96,7 +96,7 @@ def kernel_inputs(project: Project, variant: str) -> Any:
         project.toolchain.arch,
         project.toolchain.kernel.image,
         versions(project, _compiler(project), "make"),
-        project.settings.source_date_epoch,
+        kernel.reproducible_env(project.settings.source_date_epoch),
     ]
 
 
@@ -136,7 +136,7 @@ def busybox_inputs(project: Project, variant: str) -> Any:
         spec.base_config,
         spec.path,
         versions(project, _compiler(project), "make"),
-        project.settings.source_date_epoch,
+        kernel.reproducible_env(project.settings.source_date_epoch),
     ]
 
 

@@ -378,9 +378,9 @@ def test_the_arch_reconfigures_and_rebuilds_what_make_arch_builds(build: Path, c
 
 
 _DISPLAY_ONLY = {
-    "busybox": ("progress_estimate = 300", "progress_estimate = 301"),
-    "kernel": ("progress_estimate = 1000", "progress_estimate = 1001"),
-    "libc": ("progress_estimate = 1300", "progress_estimate = 1301"),
+    "busybox": ("progress_estimate = 220", "progress_estimate = 221"),
+    "kernel": ("progress_estimate = 1070", "progress_estimate = 1071"),
+    "libc": ("progress_estimate = 1350", "progress_estimate = 1351"),
 }
 
 
