@@ -78,6 +78,11 @@ def digest_of(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _frozen(value: Any) -> Any:
+    """JSON lists as tuples, all the way down: records are frozen values and compare with tuples."""
+    return tuple(_frozen(item) for item in value) if isinstance(value, list) else value
+
+
 class JsonRecord:
     """Mixin for the frozen dataclasses a stage writes beside its outputs (what it built, from what)."""
 
@@ -90,6 +95,6 @@ class JsonRecord:
         try:
             data = json.loads(path.read_text())
             known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-            return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known})
+            return cls(**{k: _frozen(v) for k, v in data.items() if k in known})
         except (OSError, ValueError, TypeError) as exc:
             raise UserError(f"{path}: missing or damaged record ({type(exc).__name__}); rerun to rebuild it") from None

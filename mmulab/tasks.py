@@ -68,12 +68,20 @@ def fetch_inputs(project: Project, name: str) -> Any:
     return [(o.kind, o.url or o.path or o.file, o.sha256) for o in project.sources[name].origins]
 
 
-def extract_inputs(project: Project, name: str) -> Any:
-    """The archive's sha256 (not the fetch record's bytes: a refetch from the cache must not re-extract)."""
+def extracted_tree_current(project: Project, name: str) -> bool:
+    """The extraction record itself says what the tree was made from: the archive's sha256 and each patch's.
+    Compared with the fetch record and the patches, not with doit's memory, so neither a refetch from the
+    download cache nor a lost doit database re-extracts (and so rebuilds) a kernel tree."""
+    from .errors import UserError
     from .fsutil import sha256_of
 
-    patches = project.sources[name].patches
-    return [Fetched.read(layout_of(project).fetched(name)).sha256, [(p.name, sha256_of(p)) for p in patches]]
+    layout = layout_of(project)
+    try:
+        extracted, fetched = Extracted.read(layout.extracted(name)), Fetched.read(layout.fetched(name))
+    except UserError:
+        return False
+    patches = tuple((p.name, sha256_of(p)) for p in project.sources[name].patches)
+    return Path(extracted.tree).is_dir() and (extracted.sha256, extracted.patches) == (fetched.sha256, patches)
 
 
 def kconfig_inputs(project: Project, variant: str) -> Any:
@@ -185,10 +193,7 @@ def _source_tasks(project: Project, layout: Layout) -> Iterator[Task]:
             "task_dep": [f"fetch:{name}"],
             "file_dep": list(source.patches),
             "targets": [layout.extracted(name)],
-            "uptodate": [
-                _unchanged(extract_inputs, project, name),
-                RecordedPathExists(layout.extracted(name), Extracted, "tree"),
-            ],
+            "uptodate": [Check(extracted_tree_current, project, name)],
         }
 
 
