@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent setup for a Debian 12 machine: system packages from configs/debian-packages.txt,
-# then a virtualenv in .venv with mmulab and its test tools. Safe to run again and again; when everything
-# is installed it makes no apt call at all. Sourcing it (tests do) only defines the functions.
+# Idempotent setup for a Debian 12 machine: system packages from configs/debian-packages.txt (with --tests,
+# also tests/debian-packages.txt), then a virtualenv in .venv with mmulab and its test tools. Safe to run
+# again and again; when everything is installed it makes no apt call at all. Sourcing it (tests do) only defines the functions.
 
 # The first word of each package line: name, name=VERSION (pinned) or name=?VERSION (preferred).
 package_specs() {
@@ -47,6 +47,10 @@ main() {
     cd "$(dirname "${BASH_SOURCE[0]}")"
     local specs missing args sudo spec
     specs=$(package_specs configs/debian-packages.txt)
+    # --tests: also what only the tests need (tests/debian-packages.txt: the browser for the release page).
+    if [[ ${1:-} == --tests ]]; then
+        specs+=$'\n'$(package_specs tests/debian-packages.txt)
+    fi
     mapfile -t specs <<<"$specs"
     missing=$(missing_specs "${specs[@]}")
     if [[ -n $missing ]]; then

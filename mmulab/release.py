@@ -334,15 +334,15 @@ def write_tarball(root: Path, out: Path, epoch: int, prefix: str | None = None, 
     for relative in ["", *entries]:
         header, path = _tar_entry(root, relative, prefix, epoch)
         data = path.read_bytes() if path else b""
-        member = header + data + tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE)
-        length += len(member)
+        body = data + tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE)
+        length += len(header) + len(body)
+        pending += header  # the header names the release: it stays out of the cached stream
         if relative.startswith("sources/") and len(data) >= CACHED_SEGMENT_BYTES:
-            if pending:
-                streams.append(_xz(bytes(pending)))
-            streams.append(_cached_xz(member, cache))
+            streams.append(_xz(bytes(pending)))
+            streams.append(_cached_xz(body, cache))
             pending = bytearray()
         else:
-            pending += member
+            pending += body
     end = 2 * tarfile.BLOCKSIZE  # the end-of-archive blocks, then padding to a whole record, as tar writes
     end += -(length + end) % tarfile.RECORDSIZE
     streams.append(_xz(bytes(pending) + tarfile.NUL * end))

@@ -49,7 +49,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                 if package := package_of(tool):
                     pytest.skip(f"needs {tool} (Debian package {package}; ./setup.sh installs it)")
                 package = package_of(tool, TEST_PACKAGES) or "unknown"
-                pytest.skip(f"needs {tool} (Debian package {package}, for the tests only; .ci/run installs it)")
+                pytest.skip(f"needs {tool} (Debian package {package}, for tests only; ./setup.sh --tests installs it)")
 
 
 def make_project(build_dir: Path, **overrides) -> Project:

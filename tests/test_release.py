@@ -305,7 +305,7 @@ def test_a_large_source_gets_its_own_cached_xz_stream_and_readers_see_one_archiv
     release.write_tarball(root, warm, 0, cache=cache)
     release.write_tarball(root, plain, 0)
     assert cold.read_bytes() == warm.read_bytes() == plain.read_bytes()
-    assert cold.read_bytes().count(b"\xfd7zXZ\x00") == 3, "before, the source, after: three xz streams"
+    assert cold.read_bytes().count(b"\xfd7zXZ\x00") == 3, "before (up to its header), its body, after: three xz streams"
     listing = subprocess.run(["tar", "-tJf", str(cold)], capture_output=True, text=True, check=True).stdout.split()
     assert listing == ["rel/", "rel/nommu/", "rel/nommu/Image", "rel/sources/", "rel/sources/big.tar.xz"]
     with tarfile.open(cold) as archive:
