@@ -5,6 +5,7 @@ Kept free of heavy imports (no requests, no jinja2) so the reporter and a no-op 
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import json
 import os
@@ -39,14 +40,35 @@ def _replaced(path: Path, mode: int | None) -> Iterator[Path]:
         raise
 
 
+def _unchanged(path: Path, content: bytes | Path, mode: int | None) -> bool:
+    """Whether `path` already holds exactly `content` (bytes, or a file's) with the wanted mode. Then it is left
+    alone: its mtime stays, so doit does not re-hash it for every task that depends on it on every run."""
+    try:
+        info = path.stat()
+        size = content.stat().st_size if isinstance(content, Path) else len(content)
+        if info.st_size != size or (mode is not None and info.st_mode & 0o7777 != mode):
+            return False
+        if isinstance(content, Path):
+            return filecmp.cmp(path, content, shallow=False)
+        return path.read_bytes() == content
+    except OSError:
+        return False
+
+
 def write_atomic(path: Path, content: str | bytes, mode: int | None = None) -> None:
-    """Write a file so that readers see the old content or the new one, never a part."""
+    """Write a file so that readers see the old content or the new one, never a part (same content: no write)."""
+    data = content.encode() if isinstance(content, str) else content
+    if _unchanged(path, data, mode):
+        return
     with _replaced(path, mode) as tmp:
-        tmp.write_bytes(content.encode() if isinstance(content, str) else content)
+        tmp.write_bytes(data)
 
 
 def copy_atomic(source: Path, destination: Path, mode: int | None = None) -> None:
-    """Copy a build output into place through a temporary sibling: readers never see half a file."""
+    """Copy a build output into place through a temporary sibling: readers never see half a file. An identical
+    output (a rebuild that changed nothing) keeps the old file and its mtime, so nothing downstream reruns."""
+    if _unchanged(destination, source, mode):
+        return
     with _replaced(destination, mode) as tmp:
         shutil.copyfile(source, tmp)
 
