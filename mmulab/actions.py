@@ -223,6 +223,15 @@ def repro(project: Project) -> None:
 
 
 @user_errors
+def catalog(project: Project) -> None:
+    """`doit catalog`: docs/demos.md from configs/demos.toml (unchanged content leaves the file alone)."""
+    from . import catalog as demo_catalog
+
+    write_atomic(demo_catalog.CATALOG, demo_catalog.render(project))
+    print(f"catalog: {demo_catalog.CATALOG} ({len(project.demos)} demos, {len(project.boots)} boot cases)")
+
+
+@user_errors
 def console(project: Project, case_name: str, append: str = "") -> None:
     require(project.toolchain.qemu)
     case = project.boots[case_name]

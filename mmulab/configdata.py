@@ -205,6 +205,7 @@ class BootCase:
     qemu_args: tuple[str, ...] = ()
     qemu_options: str = "default"
     cmdline: str = ""
+    shows: str = ""
 
 
 @dataclass(frozen=True)
@@ -619,6 +620,9 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
             must = run.strings("must", ())
             if expect == "pass" and not must:
                 raise run.fail("must", "a boot expected to pass needs at least one line it must print")
+            cmdline = run.get("cmdline", str, "")
+            if append := run.get("append", str, ""):
+                cmdline = f"{cmdline or variants[variant].cmdline} {append}"
             for build_name in builds:
                 case = f"{build_name}-{run_name}"
                 result.boots[case] = BootCase(
@@ -633,7 +637,8 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
                     expect=expect,
                     qemu_args=option_sets[options],
                     qemu_options=options,
-                    cmdline=run.get("cmdline", str, ""),
+                    cmdline=cmdline,
+                    shows=run.get("shows", str, ""),
                 )
                 cases.append(case)
         result.demos[demo_name] = Demo(demo_name, description, tuple(cases))

@@ -71,7 +71,8 @@ class Progress:
 
     def text(self) -> str:
         elapsed = int(self.clock() - self.started)
-        done = f"{self.count}/{'' if self.exact else '~'}{self.total}" if self.total else f"{self.count}"
+        known = self.total and self.count <= self.total
+        done = f"{self.count}/{'' if self.exact else '~'}{self.total}" if known else f"{self.count}"
         return f"{self.spec.label}: {done} files  {elapsed // 60}:{elapsed % 60:02d}"
 
     def tick(self) -> None:
@@ -86,9 +87,13 @@ class Progress:
             self.last_shown = now
 
     def finish(self, succeeded: bool) -> None:
-        """Clear the live line; remember the count of a complete build as the next total."""
+        """Clear the live line; remember the count of a complete build as the next total.
+
+        An incremental build in the same directory compiles only a few files: the largest complete count
+        is kept, so the next full build (a changed option) still shows a meaningful total."""
         if self.mode == "tty":
             self.stream.write("\r\033[K")
             self.stream.flush()
         if succeeded and self.count:
-            write_atomic(self.spec.memo, json.dumps({"count": self.count}) + "\n")
+            largest = max(self.count, self.total if self.exact else 0)
+            write_atomic(self.spec.memo, json.dumps({"count": largest}) + "\n")

@@ -377,6 +377,13 @@ def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
         "verbosity": 2,
     }
     yield {
+        "basename": "catalog",
+        "doc": "render the demo catalogue docs/demos.md from configs/demos.toml",
+        "actions": [(actions.catalog, [project])],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+    yield {
         "basename": "repro",
         "doc": "build everything twice (two paths, umask, locale, TZ, clock) and compare every release file",
         "actions": [(actions.repro, [project])],
@@ -408,6 +415,7 @@ _GROUP_DOCS = {
     "all": "everything",
     "publish": "publish a release (artifacts/)",
     "repro": "prove the build reproducible",
+    "catalog": "the demo catalogue (docs/demos.md)",
 }
 
 
