@@ -71,7 +71,7 @@ def entries(project: Project) -> list[DemoEntry]:
         cases = [project.boots[case] for case in demo.cases]
         builds = {case.build: project.builds[case.build] for case in cases}
         build_sources = []
-        for build_name, build in builds.items():
+        for build in builds.values():
             programs = [project.programs[p] for p in build.programs()]
             sources = [_relative(s) for program in programs for s in program.sources]
             sources += [_relative(source) for _path, source in build.files]

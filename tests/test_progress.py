@@ -86,12 +86,12 @@ def test_the_runner_feeds_a_real_commands_output_to_progress_and_the_log(tmp_pat
 
 def test_an_incremental_build_keeps_the_full_total_and_never_shows_more_than_it(tmp_path: Path) -> None:
     (tmp_path / "progress.json").write_text('{"count": 1070}\n')
-    progress, _stream, clock = make(tmp_path, "tty", estimate=2210)
+    progress, _stream, _clock = make(tmp_path, "tty", estimate=2210)
     progress.line("  CC      init/version.o")
     progress.finish(succeeded=True)
     assert (tmp_path / "progress.json").read_text().strip() == '{"count": 1070}', "1 file is no total"
     (tmp_path / "progress.json").write_text('{"count": 2}\n')
-    progress, _stream, clock = make(tmp_path, "tty", estimate=2210)
+    progress, _stream, _clock = make(tmp_path, "tty", estimate=2210)
     for _ in range(3):
         progress.line("  CC      a.o")
     assert progress.text() == "kernel nommu: 3 files  0:00", "past the remembered total the total is unknown"
