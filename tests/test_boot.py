@@ -64,12 +64,24 @@ def test_every_case_fails_when_its_last_marker_is_missing(name: str) -> None:
         for demo in ("addrspace", "fork")
         for language in ("asm", "c")
         for variant, other in (("nommu", "mmu"), ("mmu", "nommu"))
-    ],
+    ]
+    + [
+        (f"{demo}-c-{variant}", f"{demo}-c-{other}")
+        for demo in ("pagetables", "kspace", "oom")
+        for variant, other in (("nommu", "mmu"), ("mmu", "nommu"))
+    ]
+    + [("pagetables-c-mmu", "pagetables-c-mmu-sv39"), ("pagetables-c-mmu-sv39", "pagetables-c-mmu")],
 )
 def test_isolation_demos_tell_the_kernels_apart(name: str, other: str) -> None:
     """The MMU log fails the NOMMU expectations and the other way round: the demos show the difference."""
     verdict = judge_recorded(PROJECT.boots[name], recorded(other))
     assert not verdict.passed and verdict.missing
+
+
+def test_slab_shows_the_same_on_both_kernels() -> None:
+    """Slab allocation does not depend on the MMU: each kernel's log meets the other's expectations."""
+    for variant, other in (("nommu", "mmu"), ("mmu", "nommu")):
+        assert judge_recorded(PROJECT.boots[f"slab-c-{variant}"], recorded(f"slab-c-{other}")).passed
 
 
 def test_asm_and_c_builds_print_the_same_markers() -> None:
