@@ -66,7 +66,7 @@ def fetch(project: Project, name: str) -> None:
 def extract(project: Project, name: str) -> None:
     layout = layout_of(project)
     fetched = sources.Fetched.read(layout.fetched(name))
-    patches = project.sources[name].patches
+    patches = project.source(name).patches
     require("patch") if patches else None
     tree = layout.tree(name)
     sources.extract(Path(fetched.path), tree, patches=patches)

@@ -363,7 +363,7 @@ def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fet
     Origins (each after the mirrors) are tried in order; one that answered with wrong or broken bytes, and
     any failing mirror, is told on stderr at once; an unreachable or 404 upstream only in the final error.
     """
-    source = project.sources[name]
+    source = project.source(name)
     dpkg_admindir = dpkg_admindir or project.settings.dpkg_admindir  # where dpkg keeps status and md5sums
     cache = project.settings.download_dir / name
     cache.mkdir(parents=True, exist_ok=True)

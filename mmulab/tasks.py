@@ -65,7 +65,7 @@ def user_tree_settled(project: Project) -> bool:
 
 
 def fetch_inputs(project: Project, name: str) -> Any:
-    return [(o.kind, o.url or o.path or o.file, o.sha256) for o in project.sources[name].origins]
+    return [(o.kind, o.url or o.path or o.file, o.sha256) for o in project.source(name).origins]
 
 
 def extracted_tree_current(project: Project, name: str) -> bool:
@@ -80,7 +80,7 @@ def extracted_tree_current(project: Project, name: str) -> bool:
         extracted, fetched = Extracted.read(layout.extracted(name)), Fetched.read(layout.fetched(name))
     except UserError:
         return False
-    patches = tuple((p.name, sha256_of(p)) for p in project.sources[name].patches)
+    patches = tuple((p.name, sha256_of(p)) for p in project.source(name).patches)
     return Path(extracted.tree).is_dir() and (extracted.sha256, extracted.patches) == (fetched.sha256, patches)
 
 
@@ -172,7 +172,7 @@ def _unchanged(inputs: Callable[..., Any], *args: Any) -> InputsUnchanged:
 
 
 def _source_tasks(project: Project, layout: Layout) -> Iterator[Task]:
-    for name, source in project.sources.items():
+    for name, source in project.all_sources().items():
         yield {
             "basename": "fetch",
             "name": name,
