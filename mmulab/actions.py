@@ -233,3 +233,14 @@ def console(project: Project, case_name: str, append: str = "") -> None:
     code = boot.run_interactive(command)
     if code != 0:
         raise UserError(f"QEMU exited with code {code}")
+
+
+@user_errors
+def buildroot_ext(project: Project) -> None:
+    """`doit buildroot-ext`: make buildroot_ext/ exactly what configs/ generate; say what changed."""
+    from . import buildroot_ext as tree
+
+    changes = tree.write(tree.generate(project))
+    for change in changes:
+        print(f"buildroot-ext: {change}")
+    print(f"buildroot-ext: {tree.TREE} {'updated' if changes else 'already up to date'}")

@@ -46,7 +46,9 @@ def _relative(path: Path, root: Path, what: str) -> str:
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
-        raise ConfigError(f"{what}: {path} is outside the checkout {root}; buildroot_ext/ builds checkout files only")
+        raise ConfigError(
+            f"{what}: {path} is outside the checkout {root}; buildroot_ext/ builds checkout files only"
+        ) from None
 
 
 def _with_includes(sources: list[Path]) -> list[Path]:
@@ -166,7 +168,9 @@ def _build_lines(project: Project, spec: BuildrootSpec, package: _Package, build
         lines.append(f"\t$({var}_{language}_LINK) -o {out}/{path} {' '.join(objects)}")
         lines.append(f"\trm -f {out}/{path}.gdb")  # elf2flt's ELF beside a FLAT program
     for path, source in build.files:
-        lines.append(f"\t$(INSTALL) -D -m {_mode(path, source)} $(@D)/{source.relative_to(root).as_posix()} {out}/{path}")
+        lines.append(
+            f"\t$(INSTALL) -D -m {_mode(path, source)} $(@D)/{source.relative_to(root).as_posix()} {out}/{path}"
+        )
     return lines
 
 
@@ -230,7 +234,7 @@ def _package_mk(project: Project, spec: BuildrootSpec, package: _Package) -> str
         lines.append(f"\tcp -a $(@D)/root/{build.name} {images}")
         if build.busybox and busybox is not None:
             lines.append(f"\t$(INSTALL) -D -m 0755 $(TARGET_DIR)/{busybox.path} {images}/{busybox.path}")
-            lines.append(f"\tsed -e 's|^/||' $(BUSYBOX_DIR)/busybox.links | while read -r link; do \\")
+            lines.append("\tsed -e 's|^/||' $(BUSYBOX_DIR)/busybox.links | while read -r link; do \\")
             lines.append(f'\t\tmkdir -p "{images}/$$(dirname $$link)"; \\')
             lines.append(f'\t\tln -sf /{busybox.path} "{images}/$$link"; \\')
             lines.append("\tdone")
@@ -316,7 +320,8 @@ python=$checkout/.venv/bin/python
 [ -x "$python" ] || python=python3
 set -- --variant "$variant" --kernel "$binaries/Image" --roots "$binaries/{spec.images_dir}"
 if [ -n "$linux_dir" ] && [ -f "$linux_dir/.config" ]; then
-    set -- "$@" --kernel-config "$linux_dir/.config" --kernel-tree "$linux_dir" --kernel-fragment "$board/$variant/linux.fragment"
+    set -- "$@" --kernel-config "$linux_dir/.config" --kernel-tree "$linux_dir" \\
+        --kernel-fragment "$board/$variant/linux.fragment"
 fi
 if [ -n "$busybox_dir" ] && [ -f "$busybox_dir/.config" ] && [ -f "$board/$variant/busybox.fragment" ]; then
     set -- "$@" --busybox-config "$busybox_dir/.config" --busybox-fragment "$board/$variant/busybox.fragment"
@@ -327,6 +332,7 @@ PYTHONPATH=$checkout${{PYTHONPATH:+:$PYTHONPATH}} exec "$python" -m mmulab boot-
 
 def _readme(project: Project, spec: BuildrootSpec, packages: list[_Package]) -> str:
     defconfigs = "\n".join(f"- `{spec.defconfig_name(v)}`: {project.variants[v].description}" for v in project.variants)
+    example = spec.defconfig_name(next(iter(project.variants)))
     names = "\n".join(f"- `{p.name}` ({p.demo}): {', '.join(b.name for b in p.builds)}" for p in packages)
     return f"""# buildroot_ext/
 
@@ -336,7 +342,7 @@ A Buildroot external tree: the same systems as mmulab's pipeline, for Buildroot 
 "Buildroot users" of the project's README.md.
 
 ```sh
-make -C /path/to/buildroot BR2_EXTERNAL=$PWD/buildroot_ext O=$PWD/output {spec.defconfig_name(next(iter(project.variants)))}
+make -C /path/to/buildroot BR2_EXTERNAL=$PWD/buildroot_ext O=$PWD/output {example}
 make -C $PWD/output
 ```
 
@@ -384,9 +390,7 @@ def generate(project: Project) -> dict[str, File]:
 
     for variant in project.variants:
         files[f"configs/{spec.defconfig_name(variant)}"] = File(_defconfig(project, spec, variant, packages))
-        files[f"{board}/{variant}/linux.fragment"] = File(
-            render_fragment(project.variants[variant], project.toolchain)
-        )
+        files[f"{board}/{variant}/linux.fragment"] = File(render_fragment(project.variants[variant], project.toolchain))
         if project.toolchain.busybox is not None:
             files[f"{board}/{variant}/busybox.fragment"] = File(_busybox_fragment(project, spec, variant))
     for package in packages:

@@ -51,7 +51,8 @@ class Settings:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and check MMULAB_*, LINUX_SRC, BUILDROOT_SRC and SOURCE_DATE_EPOCH; raise EnvError on the first bad one."""
+        """Read and check MMULAB_*, LINUX_SRC, BUILDROOT_SRC and SOURCE_DATE_EPOCH; raise EnvError on the first bad
+        one."""
         env = _Environment(os.environ if environ is None else environ)
         cache_home = env.raw("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         return cls(

@@ -385,9 +385,21 @@ def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     }
 
 
+def _buildroot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
+    """`doit buildroot-ext`: rewrite buildroot_ext/ from configs/ (never cached: it is cheap and the tree is
+    committed; a test fails while they differ)."""
+    yield {
+        "basename": "buildroot-ext",
+        "doc": "regenerate buildroot_ext/ (Buildroot external tree) from configs/",
+        "actions": [(actions.buildroot_ext, [project])],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
 def all_tasks(project: Project) -> Iterator[Task]:
     layout = layout_of(project)
-    for declare in (_source_tasks, _kernel_tasks, _userspace_tasks, _boot_tasks, _release_tasks):
+    for declare in (_source_tasks, _kernel_tasks, _userspace_tasks, _boot_tasks, _release_tasks, _buildroot_tasks):
         yield from declare(project, layout)
 
 
@@ -408,6 +420,7 @@ _GROUP_DOCS = {
     "all": "everything",
     "publish": "publish a release (artifacts/)",
     "repro": "prove the build reproducible",
+    "buildroot-ext": "the Buildroot external tree",
 }
 
 

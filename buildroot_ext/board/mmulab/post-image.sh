@@ -13,7 +13,8 @@ python=$checkout/.venv/bin/python
 [ -x "$python" ] || python=python3
 set -- --variant "$variant" --kernel "$binaries/Image" --roots "$binaries/mmulab"
 if [ -n "$linux_dir" ] && [ -f "$linux_dir/.config" ]; then
-    set -- "$@" --kernel-config "$linux_dir/.config" --kernel-tree "$linux_dir" --kernel-fragment "$board/$variant/linux.fragment"
+    set -- "$@" --kernel-config "$linux_dir/.config" --kernel-tree "$linux_dir" \
+        --kernel-fragment "$board/$variant/linux.fragment"
 fi
 if [ -n "$busybox_dir" ] && [ -f "$busybox_dir/.config" ] && [ -f "$board/$variant/busybox.fragment" ]; then
     set -- "$@" --busybox-config "$busybox_dir/.config" --busybox-fragment "$board/$variant/busybox.fragment"
