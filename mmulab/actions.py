@@ -69,7 +69,7 @@ def extract(project: Project, name: str) -> None:
     patches = project.source(name).patches
     require("patch") if patches else None
     tree = layout.tree(name)
-    sources.extract(Path(fetched.path), tree, patches=patches)
+    sources.extract(Path(fetched.path), tree, patches=patches, absolute_links=project.source(name).absolute_links)
     record = sources.Extracted(
         str(tree), fetched.sha256, fetched.version, tuple((p.name, sources.sha256_of(p)) for p in patches)
     )

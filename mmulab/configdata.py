@@ -86,6 +86,8 @@ class Source:
     # False for a source the pipeline does not build (Buildroot, for buildroot_ext/): not fetched by `all`,
     # not in a release; only the tasks that use it fetch and extract it.
     pipeline: bool = True
+    # Keep symbolic links to absolute paths when extracting (a root file system skeleton's); never followed.
+    absolute_links: bool = False
 
 
 @dataclass(frozen=True)
@@ -391,8 +393,18 @@ def _sources(table: _Table) -> dict[str, Source]:
         if download_location != NOASSERTION and not re.fullmatch(r"https?://\S+", download_location):
             raise entry.fail("download_location", f"{download_location!r} is not an http(s) URL (or NOASSERTION)")
         pipeline = entry.get("pipeline", bool, True)
+        absolute_links = entry.get("absolute_links", bool, False)
         sources[name] = Source(
-            name, version, sha256, filename, tuple(origins), patches, license, download_location, pipeline
+            name,
+            version,
+            sha256,
+            filename,
+            tuple(origins),
+            patches,
+            license,
+            download_location,
+            pipeline,
+            absolute_links,
         )
     return sources
 
