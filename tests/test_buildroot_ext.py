@@ -127,7 +127,7 @@ def buildroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _make(buildroot: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BR2_", "MAKEFLAGS"))}
     return subprocess.run(
-        ["make", "-C", str(buildroot), f"BR2_EXTERNAL={TREE}", *args],
+        ["make", "-s", "--no-print-directory", "-C", str(buildroot), f"BR2_EXTERNAL={TREE}", *args],
         capture_output=True,
         text=True,
         env=env,
