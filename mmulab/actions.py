@@ -66,10 +66,10 @@ def fetch(project: Project, name: str) -> None:
 def extract(project: Project, name: str) -> None:
     layout = layout_of(project)
     fetched = sources.Fetched.read(layout.fetched(name))
-    patches = project.sources[name].patches
+    patches = project.source(name).patches
     require("patch") if patches else None
     tree = layout.tree(name)
-    sources.extract(Path(fetched.path), tree, patches=patches)
+    sources.extract(Path(fetched.path), tree, patches=patches, absolute_links=project.source(name).absolute_links)
     record = sources.Extracted(
         str(tree), fetched.sha256, fetched.version, tuple((p.name, sources.sha256_of(p)) for p in patches)
     )
@@ -242,3 +242,14 @@ def console(project: Project, case_name: str, append: str = "") -> None:
     code = boot.run_interactive(command)
     if code != 0:
         raise UserError(f"QEMU exited with code {code}")
+
+
+@user_errors
+def buildroot_ext(project: Project) -> None:
+    """`doit buildroot-ext`: make buildroot_ext/ exactly what configs/ generate; say what changed."""
+    from . import buildroot_ext as tree
+
+    changes = tree.write(tree.generate(project))
+    for change in changes:
+        print(f"buildroot-ext: {change}")
+    print(f"buildroot-ext: {tree.TREE} {'updated' if changes else 'already up to date'}")

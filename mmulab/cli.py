@@ -16,7 +16,9 @@ INTERRUPTED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmulab", description="mmulab: checks on published releases.")
+    parser = argparse.ArgumentParser(
+        prog="mmulab", description="mmulab: checks on published releases, boots of images built elsewhere."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     verify = commands.add_parser(
         "verify",
@@ -39,7 +41,57 @@ def _parser() -> argparse.ArgumentParser:
         help="with --rebuild, use the release's source NAME although this checkout does not pin its sha256 "
         "(repeatable)",
     )
+    images = commands.add_parser(
+        "boot-images",
+        help="boot a variant's cases with kernel and demo roots built elsewhere (buildroot_ext/'s post-image)",
+        description="Check that every option of the kernel (and busybox) fragment survived in the final .config, "
+        "pack each demo root (ROOTS/<build>/) into an initramfs, boot every case of the variant with mmulab's QEMU "
+        "command and print the boot matrix. Exit 0 when every case passed, 1 otherwise.",
+    )
+    images.add_argument("--variant", required=True, help="a variant of configs/variants.toml")
+    images.add_argument("--kernel", required=True, type=Path, help="the kernel image QEMU boots")
+    images.add_argument("--roots", required=True, type=Path, help="a folder with one root folder per build")
+    images.add_argument(
+        "--out", type=Path, help="where images, consoles and summaries go (default ROOTS/../mmulab-boots)"
+    )
+    images.add_argument(
+        "--kernel-config", type=Path, help="the kernel's final .config, checked against --kernel-fragment"
+    )
+    images.add_argument("--kernel-fragment", type=Path, help="the fragment the kernel config was made with")
+    images.add_argument("--kernel-tree", type=Path, help="the kernel source tree (explains a dropped option)")
+    images.add_argument(
+        "--busybox-config", type=Path, help="busybox's final .config, checked against --busybox-fragment"
+    )
+    images.add_argument("--busybox-fragment", type=Path, help="the fragment busybox was configured with")
     return parser
+
+
+def _boot_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from . import bootimages, summary
+    from .configdata import load_project
+
+    for config, fragment, name in (
+        (args.kernel_config, args.kernel_fragment, "kernel"),
+        (args.busybox_config, args.busybox_fragment, "busybox"),
+    ):
+        if bool(config) != bool(fragment):
+            parser.error(f"boot-images: --{name}-config and --{name}-fragment go together")
+        for path in (config, fragment):
+            if path and not path.is_file():
+                parser.error(f"boot-images: {path}: no such file")
+    project = load_project()
+    checks = []
+    if args.kernel_config:
+        checks.append(
+            bootimages.kernel_check(args.kernel_config, args.kernel_fragment, args.kernel_tree, project.toolchain.arch)
+        )
+    if args.busybox_config:
+        checks.append(bootimages.busybox_check(args.busybox_config, args.busybox_fragment))
+    out = args.out or args.roots.parent / "mmulab-boots"
+    verdicts = bootimages.boot_images(project, args.variant, args.kernel, args.roots, out, tuple(checks))
+    print(summary.table(verdicts))
+    print(f"mmulab: consoles and summary.json / summary.xml in {out}")
+    return 0 if verdicts and all(v.passed for v in verdicts) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.accept_source and not args.rebuild:
                 parser.error("verify: --accept-source only matters with --rebuild")
             return verify(release, args.rebuild, tuple(dict.fromkeys(args.accept_source)))
+        if args.command == "boot-images":
+            return _boot_images(parser, args)
         parser.error(f"unknown command {args.command!r}")
     except UserError as error:
         sys.stdout.flush()

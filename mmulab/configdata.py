@@ -9,7 +9,7 @@ import math
 import re
 import tomllib
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -83,6 +83,11 @@ class Source:
     patches: tuple[Path, ...] = ()
     license: str = NOASSERTION  # SPDX license expression
     download_location: str = NOASSERTION  # the upstream URL (SPDX downloadLocation)
+    # False for a source the pipeline does not build (Buildroot, for buildroot_ext/): not fetched by `all`,
+    # not in a release; only the tasks that use it fetch and extract it.
+    pipeline: bool = True
+    # Keep symbolic links to absolute paths when extracting (a root file system skeleton's); never followed.
+    absolute_links: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,15 @@ class Project:
     builds: dict[str, Build] = field(default_factory=dict)
     boots: dict[str, BootCase] = field(default_factory=dict)
     demos: dict[str, Demo] = field(default_factory=dict)
+    # Pinned sources outside the pipeline's builds and releases (pipeline = false in sources.toml).
+    external_sources: dict[str, Source] = field(default_factory=dict)
+
+    def source(self, name: str) -> Source:
+        """A pinned source by name, whether the pipeline builds it or not."""
+        return self.sources.get(name) or self.external_sources[name]
+
+    def all_sources(self) -> dict[str, Source]:
+        return {**self.sources, **self.external_sources}
 
 
 class _Table:
@@ -347,6 +361,8 @@ def _sources(table: _Table) -> dict[str, Source]:
             kind = origin.choice("kind", ORIGIN_KINDS)
             required = {"url": ("url",), "local-file": ("path",), "debian-source": ("package", "file")}[kind]
             values = {key: origin.get(key, str) for key in required}
+            if kind == "local-file" and not Path(values["path"]).is_absolute():
+                values["path"] = str(origin.path(values["path"]))  # relative to the checkout
             optional = {k: origin.get(k, str, "") for k in ("package", "package_version") if k not in values}
             known = _known_versions(origin, kind, optional.get("package", ""))
             if known:
@@ -377,7 +393,20 @@ def _sources(table: _Table) -> dict[str, Source]:
         download_location = entry.get("download_location", str, NOASSERTION)
         if download_location != NOASSERTION and not re.fullmatch(r"https?://\S+", download_location):
             raise entry.fail("download_location", f"{download_location!r} is not an http(s) URL (or NOASSERTION)")
-        sources[name] = Source(name, version, sha256, filename, tuple(origins), patches, license, download_location)
+        pipeline = entry.get("pipeline", bool, True)
+        absolute_links = entry.get("absolute_links", bool, False)
+        sources[name] = Source(
+            name,
+            version,
+            sha256,
+            filename,
+            tuple(origins),
+            patches,
+            license,
+            download_location,
+            pipeline,
+            absolute_links,
+        )
     return sources
 
 
@@ -557,6 +586,15 @@ class _Demos:
     builds: dict[str, Build] = field(default_factory=dict)
     boots: dict[str, BootCase] = field(default_factory=dict)
     demos: dict[str, Demo] = field(default_factory=dict)
+    # Pinned sources outside the pipeline's builds and releases (pipeline = false in sources.toml).
+    external_sources: dict[str, Source] = field(default_factory=dict)
+
+    def source(self, name: str) -> Source:
+        """A pinned source by name, whether the pipeline builds it or not."""
+        return self.sources.get(name) or self.external_sources[name]
+
+    def all_sources(self) -> dict[str, Source]:
+        return {**self.sources, **self.external_sources}
 
 
 def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) -> _Demos:
@@ -666,6 +704,8 @@ def load_project(settings: Settings | None = None) -> Project:
     settings = settings or Settings.from_environment()
     sources_table = _load(settings, "sources.toml", ("sources",))
     sources = _sources(sources_table)
+    external_sources = {name: source for name, source in sources.items() if not source.pipeline}
+    sources = {name: source for name, source in sources.items() if source.pipeline}
     toolchain = _toolchain(_load(settings, "toolchain.toml", ("languages", "libc")), set(sources))
     variants = _variants(_load(settings, "variants.toml", ("variants",)), settings)
     demos = _demos(_load(settings, "demos.toml", ("demos",)), toolchain, variants)
@@ -681,4 +721,120 @@ def load_project(settings: Settings | None = None) -> Project:
         demos.builds,
         demos.boots,
         demos.demos,
+        external_sources,
+    )
+
+
+# --- configs/buildroot.toml: what buildroot_ext/ needs beyond the pipeline's data (loaded only by its tasks) ---
+
+BINFMTS = ("elf", "flat")
+BUILDROOT_FORMATS = ("static-pie", "flat")
+
+
+@dataclass(frozen=True)
+class BuildrootLanguage:
+    """How one language is compiled and linked in a Buildroot package for one binary format (make syntax)."""
+
+    compile: str
+    link: str
+    format: str
+    flat_stacksize: str = ""
+
+
+@dataclass(frozen=True)
+class BuildrootToolchain:
+    """The toolchain Buildroot builds for a variant with (mmu) or without (nommu) an MMU."""
+
+    options: tuple[str, ...]
+    libc: str
+    binfmt: str
+
+
+@dataclass(frozen=True)
+class BuildrootSpec:
+    source: str
+    name: str
+    description: str
+    defconfig: str
+    package: str
+    images_dir: str
+    target_dir: str
+    arch_options: tuple[str, ...]
+    common_options: tuple[str, ...]
+    toolchains: dict[str, BuildrootToolchain]
+    base_configs: dict[str, str]
+    busybox_drop: tuple[str, ...]
+    languages: dict[str, dict[str, BuildrootLanguage]]
+
+    def toolchain(self, mmu: bool) -> BuildrootToolchain:
+        return self.toolchains["mmu" if mmu else "nommu"]
+
+    def defconfig_name(self, variant: str) -> str:
+        return self.defconfig.format(variant=variant)
+
+    def package_name(self, demo: str) -> str:
+        return self.package.format(demo=re.sub(r"[^a-z0-9]+", "-", demo.lower()).strip("-"))
+
+
+_BR2_LINE = re.compile(r"(BR2_[A-Za-z0-9_]+=.*|# BR2_[A-Za-z0-9_]+ is not set)")
+
+
+def load_buildroot(project: Project) -> BuildrootSpec:
+    """configs/buildroot.toml, checked against the project (its source, languages); ConfigError on a mistake."""
+    table = _load(replace(project.settings, config_overlay=None), "buildroot.toml", ())
+    spec = table.table("buildroot")
+    source = spec.get("source", str)
+    if source not in project.external_sources and source not in project.sources:
+        raise spec.fail("source", f"{source!r} is not a source in configs/sources.toml")
+    options = {}
+    for key in ("arch_options", "common_options"):
+        options[key] = spec.strings(key, ())
+        for line in options[key]:
+            if not _BR2_LINE.fullmatch(line):
+                raise spec.fail(key, f"{line!r}: write BR2_X=value or '# BR2_X is not set'")
+    toolchains = {}
+    for kind in ("mmu", "nommu"):
+        entry = table.table("toolchains").table(kind)
+        lines = entry.strings("options")
+        for line in lines:
+            if not _BR2_LINE.fullmatch(line):
+                raise entry.fail("options", f"{line!r}: write BR2_X=value or '# BR2_X is not set'")
+        toolchains[kind] = BuildrootToolchain(lines, entry.get("libc", str), entry.choice("binfmt", BINFMTS))
+    languages: dict[str, dict[str, BuildrootLanguage]] = {}
+    for name, entry in table.entries("languages"):
+        if name not in project.toolchain.languages:
+            raise entry.fail("", f"{name!r} is not a language of configs/toolchain.toml")
+        languages[name] = {}
+        for binfmt in entry.data:
+            if binfmt not in BINFMTS:
+                raise entry.fail(binfmt, f"{binfmt!r} is not a binary format ({', '.join(BINFMTS)})")
+            rule = entry.table(binfmt)
+            languages[name][binfmt] = BuildrootLanguage(
+                rule.get("compile", str),
+                rule.get("link", str),
+                rule.choice("format", BUILDROOT_FORMATS),
+                rule.get("flat_stacksize", str, ""),
+            )
+    for language in {build.language for build in project.builds.values() if not build.busybox}:
+        for kind, chain in toolchains.items():
+            if chain.binfmt not in languages.get(language, {}):
+                raise table.fail(
+                    "languages", f"no [languages.{language}.{chain.binfmt}] for the {kind} toolchain (demos use it)"
+                )
+    kernel = table.table("kernel", {})
+    base_configs = kernel.table("base_configs", {})
+    return BuildrootSpec(
+        source,
+        spec.get("name", str),
+        spec.get("description", str, ""),
+        spec.get("defconfig", str),
+        spec.get("package", str),
+        spec.get("images_dir", str).strip("/"),
+        spec.get("target_dir", str).strip("/"),
+        options["arch_options"],
+        options["common_options"],
+        toolchains,
+        {name: base_configs.get(name, str) for name in base_configs.data},
+        table.table("busybox", {}).strings("drop", ()),
+        languages,
     )

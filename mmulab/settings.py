@@ -47,10 +47,12 @@ class Settings:
     release: str = ""
     artifacts_dir: Path = PROJECT_ROOT / "artifacts"
     allow_dirty: bool = False
+    buildroot_src: Path | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and check MMULAB_*, LINUX_SRC and SOURCE_DATE_EPOCH; raise EnvError on the first bad one."""
+        """Read and check MMULAB_*, LINUX_SRC, BUILDROOT_SRC and SOURCE_DATE_EPOCH; raise EnvError on the first bad
+        one."""
         env = _Environment(os.environ if environ is None else environ)
         cache_home = env.raw("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         return cls(
@@ -73,6 +75,7 @@ class Settings:
             release=env.matching("MMULAB_RELEASE", RELEASE_NAME, RELEASE_NAME_ACCEPTS),
             artifacts_dir=env.path("MMULAB_ARTIFACTS_DIR", PROJECT_ROOT / "artifacts"),
             allow_dirty=env.choice("MMULAB_ALLOW_DIRTY", ("0", "1"), "0") == "1",
+            buildroot_src=env.path("BUILDROOT_SRC", None, must_exist=True),
         )
 
 

@@ -363,7 +363,7 @@ def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fet
     Origins (each after the mirrors) are tried in order; one that answered with wrong or broken bytes, and
     any failing mirror, is told on stderr at once; an unreachable or 404 upstream only in the final error.
     """
-    source = project.sources[name]
+    source = project.source(name)
     dpkg_admindir = dpkg_admindir or project.settings.dpkg_admindir  # where dpkg keeps status and md5sums
     cache = project.settings.download_dir / name
     cache.mkdir(parents=True, exist_ok=True)
@@ -405,12 +405,15 @@ def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fet
     raise UserError(f"source {name!r}: every origin failed:\n" + "\n".join(failures))
 
 
-def _safe_members(archive: tarfile.TarFile, strip: int, label: str):
+def _safe_members(archive: tarfile.TarFile, strip: int, label: str, absolute_links: bool = False):
     """Members with `strip` leading components removed; anything that could land outside is refused.
 
     Checked lexically (no realpath per member, which made extraction twice as slow): no absolute or
-    `..` names, links only to places inside the tree, no device nodes, no setuid/setgid bits.
+    `..` names, links only to places inside the tree, no device nodes, no setuid/setgid bits, and no member
+    under a symbolic link. `absolute_links` keeps links to absolute paths (a root file system skeleton's, like
+    Buildroot's /etc/init.d links): they are data in the tree, and nothing is ever extracted through them.
     """
+    links: set[str] = set()
     for member in archive:
         parts = PurePosixPath(member.name).parts
         if member.name.startswith("/") or ".." in parts:
@@ -420,18 +423,23 @@ def _safe_members(archive: tarfile.TarFile, strip: int, label: str):
         if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
             raise UserError(f"{label}: refusing archive member {member.name!r}: not a file, directory or link")
         name = "/".join(parts[strip:])
+        if any("/".join(parts[strip:end]) in links for end in range(strip + 1, len(parts))):
+            raise UserError(f"{label}: refusing archive member {member.name!r}: it lies under a symbolic link")
         changes: dict[str, Any] = {"name": name, "mode": member.mode & 0o777, "uid": None, "gid": None}
         changes |= {"uname": None, "gname": None}
         if member.issym() or member.islnk():
             base = posixpath.dirname(name) if member.issym() else ""
             target = posixpath.normpath(posixpath.join(base, member.linkname))
-            if member.linkname.startswith("/") or target == ".." or target.startswith("../"):
+            kept = absolute_links and member.issym() and member.linkname.startswith("/")
+            if not kept and (member.linkname.startswith("/") or target == ".." or target.startswith("../")):
                 raise UserError(
                     f"{label}: refusing archive member {member.name!r}: its link {member.linkname!r} "
                     "escapes the target directory"
                 )
             if member.islnk():
                 changes["linkname"] = "/".join(PurePosixPath(member.linkname).parts[strip:])
+            else:
+                links.add(name)
         yield member.replace(**changes, deep=False)
 
 
@@ -444,7 +452,12 @@ def apply_patches(tree: Path, patches: tuple[Path, ...], label: str, log: Path, 
 
 
 def extract(
-    archive_path: Path, target: Path, strip: int = 1, patches: tuple[Path, ...] = (), runner: Runner = RUNNER
+    archive_path: Path,
+    target: Path,
+    strip: int = 1,
+    patches: tuple[Path, ...] = (),
+    runner: Runner = RUNNER,
+    absolute_links: bool = False,
 ) -> None:
     """Extract (and patch) into `target` via a temporary sibling and one rename: the tree is whole or absent."""
     if target.exists():
@@ -454,7 +467,9 @@ def extract(
     label = archive_path.name
     try:
         with tarfile.open(archive_path) as archive:
-            archive.extractall(tmp, members=_safe_members(archive, strip, label), filter="fully_trusted")
+            archive.extractall(
+                tmp, members=_safe_members(archive, strip, label, absolute_links), filter="fully_trusted"
+            )
         if patches:
             apply_patches(tmp, patches, label, target.parent / f"{target.name}.patch.log", runner)
         os.replace(tmp, target)

@@ -65,7 +65,7 @@ def user_tree_settled(project: Project) -> bool:
 
 
 def fetch_inputs(project: Project, name: str) -> Any:
-    return [(o.kind, o.url or o.path or o.file, o.sha256) for o in project.sources[name].origins]
+    return [(o.kind, o.url or o.path or o.file, o.sha256) for o in project.source(name).origins]
 
 
 def extracted_tree_current(project: Project, name: str) -> bool:
@@ -80,7 +80,7 @@ def extracted_tree_current(project: Project, name: str) -> bool:
         extracted, fetched = Extracted.read(layout.extracted(name)), Fetched.read(layout.fetched(name))
     except UserError:
         return False
-    patches = tuple((p.name, sha256_of(p)) for p in project.sources[name].patches)
+    patches = tuple((p.name, sha256_of(p)) for p in project.source(name).patches)
     return Path(extracted.tree).is_dir() and (extracted.sha256, extracted.patches) == (fetched.sha256, patches)
 
 
@@ -172,7 +172,7 @@ def _unchanged(inputs: Callable[..., Any], *args: Any) -> InputsUnchanged:
 
 
 def _source_tasks(project: Project, layout: Layout) -> Iterator[Task]:
-    for name, source in project.sources.items():
+    for name, source in project.all_sources().items():
         yield {
             "basename": "fetch",
             "name": name,
@@ -392,9 +392,21 @@ def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     }
 
 
+def _buildroot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
+    """`doit buildroot-ext`: rewrite buildroot_ext/ from configs/ (never cached: it is cheap and the tree is
+    committed; a test fails while they differ)."""
+    yield {
+        "basename": "buildroot-ext",
+        "doc": "regenerate buildroot_ext/ (Buildroot external tree) from configs/",
+        "actions": [(actions.buildroot_ext, [project])],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
 def all_tasks(project: Project) -> Iterator[Task]:
     layout = layout_of(project)
-    for declare in (_source_tasks, _kernel_tasks, _userspace_tasks, _boot_tasks, _release_tasks):
+    for declare in (_source_tasks, _kernel_tasks, _userspace_tasks, _boot_tasks, _release_tasks, _buildroot_tasks):
         yield from declare(project, layout)
 
 
@@ -416,6 +428,7 @@ _GROUP_DOCS = {
     "publish": "publish a release (artifacts/)",
     "repro": "prove the build reproducible",
     "catalog": "the demo catalogue (docs/demos.md)",
+    "buildroot-ext": "the Buildroot external tree",
 }
 
 

@@ -1,0 +1,281 @@
+"""buildroot_ext/: the committed tree is the generated one, its hashes hold, and a real Buildroot (the pinned
+2026.02.3, or BUILDROOT_SRC) lists, configures and checks it offline. The post-image path (mmulab boot-images)
+boots real images with the pipeline's verdicts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_project, run_doit
+
+from mmulab import buildroot_ext
+from mmulab.bootimages import ConfigCheck, config_problems
+from mmulab.configdata import load_buildroot, load_project
+from mmulab.settings import PROJECT_ROOT, Settings
+
+TREE = PROJECT_ROOT / "buildroot_ext"
+
+
+def _packages(project) -> dict[str, str]:
+    """Package name -> demo, for the demos the project has (read from configs/, never listed here)."""
+    spec = load_buildroot(project)
+    return {spec.package_name(demo): demo for demo in project.demos}
+
+
+def test_committed_tree_is_the_generated_one() -> None:
+    problems = buildroot_ext.differences(buildroot_ext.generate(load_project()), TREE)
+    assert problems == [], "run `doit buildroot-ext` and commit buildroot_ext/:\n" + "\n".join(problems)
+
+
+def test_every_hash_file_matches_the_files_it_names() -> None:
+    project = load_project()
+    hash_files = sorted(TREE.rglob("*.hash"))
+    assert {p.parent.name for p in hash_files if p.parent.parent.name == "package"} == set(_packages(project))
+    checked = 0
+    for hash_file in hash_files:
+        mk = hash_file.with_suffix(".mk")
+        if mk.is_file():
+            site = re.search(r"_SITE = \$\(BR2_EXTERNAL_MMULAB_PATH\)/(\S+)", mk.read_text())
+            assert site, mk
+            base = (TREE / site.group(1)).resolve()
+        else:
+            base = None
+        for line in hash_file.read_text().splitlines():
+            if not line or line.startswith("#"):
+                continue
+            algo, digest, name = line.split()
+            assert algo == "sha256"
+            if base is not None:
+                assert hashlib.sha256((base / name).read_bytes()).hexdigest() == digest, f"{hash_file}: {name}"
+            else:  # the kernel tarball: the pin of configs/sources.toml (Buildroot checks the download)
+                linux = project.sources[project.toolchain.kernel.source]
+                assert (name, digest) == (linux.filename, linux.sha256)
+            checked += 1
+    assert checked >= len(hash_files)
+
+
+def test_generator_follows_the_configs(tmp_path: Path) -> None:
+    """A demo added to demos.toml and an option added to a variant appear in the tree, nothing hard-coded."""
+    configs = tmp_path / "configs"
+    shutil.copytree(PROJECT_ROOT / "configs", configs)
+    shutil.copytree(PROJECT_ROOT / "initsrc", tmp_path / "initsrc")
+    with (configs / "demos.toml").open("a") as handle:
+        handle.write(
+            '\n[demos.my_new_demo]\ndescription = "added by a test"\n'
+            '[demos.my_new_demo.builds.asm]\ninit = ["initsrc/fork/init.S", "initsrc/lib/rt.S"]\n'
+            '[demos.my_new_demo.runs.mmu]\nmust = ["reboot: Power down"]\n'
+        )
+    variants = (configs / "variants.toml").read_text()
+    (configs / "variants.toml").write_text(variants.replace("kconfig = {}", "kconfig = { LOG_BUF_SHIFT = 13 }", 1))
+    files = buildroot_ext.generate(make_project(tmp_path / "build", configs_dir=configs))
+    assert "package/mmulab-my-new-demo/mmulab-my-new-demo.mk" in files
+    defconfigs = {name: f.text for name, f in files.items() if name.startswith("configs/")}
+    enabled = {name for name, text in defconfigs.items() if "BR2_PACKAGE_MMULAB_MY_NEW_DEMO=y" in text}
+    assert enabled == {"configs/mmulab_qemu_riscv64_mmu_defconfig"}  # the demo boots on mmu only
+    assert "CONFIG_LOG_BUF_SHIFT=13" in files["board/mmulab/nommu/linux.fragment"].text
+    assert (
+        files["board/mmulab/nommu/linux.fragment"]
+        != buildroot_ext.generate(load_project())["board/mmulab/nommu/linux.fragment"]
+    )
+
+
+def test_kernel_fragments_are_the_pipelines() -> None:
+    from mmulab.kconfig import render_fragment
+
+    project = load_project(Settings.from_environment({}))
+    for name, variant in project.variants.items():
+        assert (TREE / "board/mmulab" / name / "linux.fragment").read_text() == render_fragment(
+            variant, project.toolchain
+        )
+
+
+def test_a_dropped_option_is_named(tmp_path: Path) -> None:
+    fragment, config = tmp_path / "fragment", tmp_path / ".config"
+    fragment.write_text("CONFIG_BINFMT_ELF_FDPIC=y\nCONFIG_PID_NS=y\n")
+    config.write_text("CONFIG_BINFMT_ELF_FDPIC=y\n# CONFIG_PID_NS is not set\n")
+    problems = config_problems(ConfigCheck("kernel config", config, (fragment,)))
+    assert problems == [
+        "kernel config: CONFIG_PID_NS=y requested, but the final .config has # CONFIG_PID_NS is not set"
+    ]
+
+
+# --- against a real Buildroot tree (offline) ---
+
+
+@pytest.fixture(scope="session")
+def buildroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """BUILDROOT_SRC, else the pinned Buildroot fetched and extracted by the pipeline's own tasks."""
+    settings = Settings.from_environment()
+    if settings.buildroot_src:
+        return settings.buildroot_src
+    build = tmp_path_factory.mktemp("brbuild")
+    result = run_doit(["extract:buildroot"], {"MMULAB_BUILD_DIR": str(build)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    tree = build / "src" / "buildroot"
+    assert (tree / "Makefile").is_file()
+    return tree
+
+
+def _make(buildroot: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BR2_", "MAKEFLAGS"))}
+    return subprocess.run(
+        ["make", "-s", "--no-print-directory", "-C", str(buildroot), f"BR2_EXTERNAL={TREE}", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.needs("make")
+def test_list_defconfigs(buildroot: Path) -> None:
+    result = _make(buildroot, "list-defconfigs")
+    assert result.returncode == 0, result.stderr
+    external = result.stdout.split("External configs in")[1]
+    listed = set(re.findall(r"^\s+(\S+_defconfig)\s", external, re.M))
+    expected = {p.name for p in (TREE / "configs").iterdir()}
+    project = load_project()
+    assert listed == expected == {load_buildroot(project).defconfig_name(v) for v in project.variants}
+
+
+def _config(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if match := re.match(r"^(BR2_\w+)=(.*)$", line):
+            values[match.group(1)] = match.group(2).strip('"')
+        elif match := re.match(r"^# (BR2_\w+) is not set$", line):
+            values[match.group(1)] = "n"
+    return values
+
+
+@pytest.mark.slow
+@pytest.mark.needs("make", "gcc")
+@pytest.mark.parametrize("variant", sorted(load_project().variants))
+def test_defconfig_configures(buildroot: Path, variant: str, tmp_path: Path) -> None:
+    project = load_project()
+    spec = load_buildroot(project)
+    info = project.variants[variant]
+    result = _make(buildroot, f"O={tmp_path}", spec.defconfig_name(variant))
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = _config(tmp_path / ".config")
+    chain = spec.toolchain(info.mmu)
+    assert config["BR2_ARCH"] == "riscv64" and config["BR2_riscv"] == "y"
+    assert config.get("BR2_RISCV_USE_MMU", "n") == ("y" if info.mmu else "n")
+    assert config[f"BR2_BINFMT_{chain.binfmt.upper()}"] == "y"
+    assert config[f"BR2_TOOLCHAIN_BUILDROOT_{chain.libc.upper()}"] == "y"
+    linux = project.sources[project.toolchain.kernel.source]
+    assert config["BR2_LINUX_KERNEL_CUSTOM_VERSION_VALUE"] == linux.version
+    fragment = config["BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES"].replace("$(BR2_EXTERNAL_MMULAB_PATH)", str(TREE))
+    assert Path(fragment).read_text() == (TREE / f"board/mmulab/{variant}/linux.fragment").read_text()
+    busybox = config["BR2_PACKAGE_BUSYBOX_CONFIG_FRAGMENT_FILES"].replace("$(BR2_EXTERNAL_MMULAB_PATH)", str(TREE))
+    assert Path(busybox).is_file()
+    demos = {p: d for p, d in _packages(project).items()}
+    wanted = {
+        p for p, demo in demos.items() if any(project.boots[c].variant == variant for c in project.demos[demo].cases)
+    }
+    enabled = {p for p in demos if config.get("BR2_PACKAGE_" + re.sub(r"\W", "_", p).upper().replace("-", "_")) == "y"}
+    assert enabled == wanted and wanted
+
+
+@pytest.mark.slow
+@pytest.mark.needs("make", "gcc")
+def test_show_info_lists_the_demo_packages(buildroot: Path, tmp_path: Path) -> None:
+    project = load_project()
+    spec = load_buildroot(project)
+    variant = next(iter(project.variants))
+    assert _make(buildroot, f"O={tmp_path}", spec.defconfig_name(variant)).returncode == 0
+    result = _make(buildroot, f"O={tmp_path}", "show-info", timeout=900)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    for package in _packages(project):
+        mk = (TREE / "package" / package / f"{package}.mk").read_text()
+        version = re.search(r"_VERSION = (\S+)", mk).group(1)
+        assert info[package]["version"] == version
+        assert info[package]["type"] == "target"
+    assert info["linux"]["version"] == project.sources["linux"].version
+
+
+@pytest.mark.slow
+@pytest.mark.needs("shellcheck")
+def test_check_package_passes(buildroot: Path) -> None:
+    pytest.importorskip("magic", reason="check-package needs python-magic (pip install -e '.[test]')")
+    pytest.importorskip("flake8", reason="check-package needs flake8 (pip install -e '.[test]')")
+    files = [p.relative_to(TREE).as_posix() for p in sorted((TREE / "package").rglob("*")) if p.is_file()]
+    files += ["external.mk", "external.desc", "Config.in", "board/mmulab/post-image.sh"]
+    files += [p.relative_to(TREE).as_posix() for p in sorted((TREE / "configs").iterdir())]
+    result = subprocess.run(
+        [sys.executable, str(buildroot / "utils" / "check-package"), "-b", *files],
+        cwd=TREE,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0 and "0 warnings generated" in result.stderr + result.stdout, (
+        result.stdout + result.stderr
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.needs("qemu-system-riscv64", "riscv64-linux-gnu-gcc")
+def test_post_image_boots_the_matrix(tmp_path: Path) -> None:
+    """The post-image script, given a Buildroot-like images folder (the pipeline's NOMMU kernel and programs
+    laid out as buildroot_ext's packages install them), checks the configs and boots every NOMMU case."""
+    from mmulab.busybox import applet_links
+    from mmulab.paths import Layout
+
+    build_dir = Settings.from_environment().build_dir
+    result = run_doit(["boot:nommu"], {"MMULAB_BUILD_DIR": str(build_dir)}, timeout=3600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    project = load_project()
+    layout = Layout(build_dir)
+    images, linux, busybox = tmp_path / "images", tmp_path / "linux", tmp_path / "busybox"
+    for folder in (images / "mmulab", linux, busybox):
+        folder.mkdir(parents=True)
+    shutil.copy(layout.kernel_output("nommu", "Image"), images / "Image")
+    shutil.copy(layout.kernel_output("nommu", "config"), linux / ".config")
+    shutil.copy(layout.busybox_output("nommu", "config"), busybox / ".config")
+    for name in {c.build for c in project.boots.values() if c.variant == "nommu"}:
+        info, root = project.builds[name], images / "mmulab" / name
+        root.mkdir()
+        for path, program in ([("init", info.init)] if info.init else []) + list(info.helpers):
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(layout.program(program), root / path)
+        for path, source in info.files:
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, root / path)
+        if info.busybox:
+            (root / "bin").mkdir(exist_ok=True)
+            shutil.copy(layout.busybox_output("nommu"), root / "bin/busybox")
+            for link in applet_links(layout.busybox_output("nommu", "busybox.links")):
+                if link != "bin/busybox":
+                    (root / link).parent.mkdir(parents=True, exist_ok=True)
+                    os.symlink("/bin/busybox", root / link)
+    script = TREE / "board/mmulab/post-image.sh"
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    run = subprocess.run(
+        [str(script), str(images), "nommu", str(linux), str(busybox)], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    cases = [c for c in project.boots.values() if c.variant == "nommu"]
+    assert f"{len(cases)} passed, 0 failed" in run.stdout
+    assert "kernel config: every option of linux.fragment survived" in run.stdout
+    verdicts = json.loads((images / "mmulab-boots" / "summary.json").read_text())
+    assert sorted(v["case"] for v in verdicts) == sorted(c.name for c in cases)
+
+    # A kernel option Buildroot dropped fails the post-image step, by name, before any boot.
+    (linux / ".config").write_text((linux / ".config").read_text().replace("CONFIG_PID_NS=y", ""))
+    run = subprocess.run(
+        [str(script), str(images), "nommu", str(linux), str(busybox)], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 1
+    assert "CONFIG_PID_NS=y requested" in run.stderr and "boot " not in run.stdout
