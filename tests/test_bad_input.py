@@ -271,7 +271,7 @@ ROWS: dict[str, Row] = {
         ("list",),
         overlay("demos.toml", ASM_BUILD + '[demos.hello.runs.nommu]\nqemu = "turbo"\nmust = ["hi"]\n'),
         2,
-        ("mine/demos.toml: demos.hello.runs.nommu.qemu: 'turbo'", "(default, mmu-off)"),
+        ("mine/demos.toml: demos.hello.runs.nommu.qemu: 'turbo'", "is not in [qemu_options] (default, mmu-off, "),
     ),
     "overlay build with a missing init source -> exit 2 naming the field and the file": Row(
         ("list",),
