@@ -240,7 +240,7 @@ ROWS: dict[str, Row] = {
         ("list",),
         with_paths(lambda t: {"MMULAB_FRAGMENT_NOSUCH": str(fragment(t, "CONFIG_X=y\n"))}),
         2,
-        ("MMULAB_FRAGMENT_NOSUCH", "no variant 'nosuch'", "variants: mmu, nommu"),
+        ("MMULAB_FRAGMENT_NOSUCH", "no variant 'nosuch'", "variants: mmu, mmu-full, nommu"),
     ),
     "MMULAB_FRAGMENT_NOMMU=<missing file> -> exit 2 naming MMULAB_FRAGMENT_NOMMU": Row(
         ("kconfig:nommu",),
@@ -271,7 +271,7 @@ ROWS: dict[str, Row] = {
         ("list",),
         overlay("demos.toml", ASM_BUILD + '[demos.hello.runs.nommu]\nqemu = "turbo"\nmust = ["hi"]\n'),
         2,
-        ("mine/demos.toml: demos.hello.runs.nommu.qemu: 'turbo'", "(default, mmu-off)"),
+        ("mine/demos.toml: demos.hello.runs.nommu.qemu: 'turbo'", "(default, mmu-off, small, numa-2, smp-2)"),
     ),
     "overlay build with a missing init source -> exit 2 naming the field and the file": Row(
         ("list",),
