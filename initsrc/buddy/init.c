@@ -47,14 +47,30 @@ static void trim_demo(const char *trim)
 	munmap(mapping, 20 * KIB);
 }
 
-/* Take single pages until MemFree is down to FLOOR_MIB; returns how many. */
-static long take_pages(void)
+/*
+ * Take single pages until MemFree is down to FLOOR_MIB; returns how many. NOMMU: one mmap per page (each
+ * is its own physical allocation). MMU: one mapping, touched a page at a time (each touch allocates one
+ * frame); `region` and `region_bytes` say what to unmap at the end.
+ */
+static char *region;
+static long region_bytes;
+
+static long take_pages(int nommu)
 {
+	if (!nommu) {
+		region_bytes = (meminfo_kb("MemFree") - FLOOR_MIB * 1024) * KIB;
+		region = region_bytes > 0 ? mmap(NULL, region_bytes, PROT_READ | PROT_WRITE,
+						 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+					  : MAP_FAILED;
+		if (region == MAP_FAILED)
+			return 0;
+	}
 	long count = 0;
 	while (count < MAX_PAGES) {
 		if (count % 256 == 0 && meminfo_kb("MemFree") < FLOOR_MIB * 1024)
 			break;
-		char *page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		char *page = nommu ? mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+				   : (count + 1) * PAGE <= region_bytes ? region + count * PAGE : MAP_FAILED;
 		if (page == MAP_FAILED)
 			break;
 		page[0] = 1; /* with an MMU the frame is allocated on first touch */
@@ -101,7 +117,7 @@ int main(void)
 		    "the 3 spare pages back");
 	}
 
-	long taken = take_pages();
+	long taken = take_pages(nommu);
 	say("buddy: took %ld single pages (%ld MiB): MemFree now %ld MiB", taken, taken * PAGE / MIB,
 	    meminfo_kb("MemFree") / 1024);
 	for (long i = 1; i < taken; i += 2)
@@ -155,8 +171,11 @@ int main(void)
 			munmap(mapping, BIG);
 	}
 
-	for (long i = 0; i < taken; i += 2)
-		munmap(pages[i], PAGE);
+	if (nommu)
+		for (long i = 0; i < taken; i += 2)
+			munmap(pages[i], PAGE);
+	else
+		munmap(region, region_bytes);
 	show_buddyinfo("buddy", "after");
 	long after = buddy_blocks(4);
 	say("buddy: freed everything: order>=4 free blocks %ld (more than when fragmented: %s)", after,

@@ -48,7 +48,8 @@ static long hog_until_reclaimed(long filled, int nommu)
 		if (region == MAP_FAILED)
 			return 0;
 	}
-	while (taken + HOG_CHUNK <= limit && meminfo_kb("Buffers") > filled / 2) {
+	/* /proc/meminfo is read once a MiB: generating it is slow under emulation. */
+	while (taken + HOG_CHUNK <= limit && (taken % MIB || meminfo_kb("Buffers") > filled / 2)) {
 		char *chunk = region ? region + taken : NULL;
 		if (nommu) {
 			if (count == MAX_CHUNKS)
@@ -80,18 +81,19 @@ static void page_cache_reclaim(int nommu)
 		return;
 	}
 	ssize_t got;
-	while ((got = read(fd, buffer, sizeof buffer)) > 0)
+	while (total < 8 * MIB && (got = read(fd, buffer, sizeof buffer)) > 0)
 		total += got;
-	close(fd);
+	/* Kept open: the last close of a block device drops its page cache. */
 	long filled = meminfo_kb("Buffers");
 	say("swap: page cache: read %ld MiB of the RAM disk /dev/ram0: Buffers %ld MiB -> %ld MiB", total / MIB,
 	    before / 1024, filled / 1024);
-	say("swap: page cache: Buffers grew by >= 8 MiB: %s", yes_no(filled - before >= 8 * 1024));
+	say("swap: page cache: Buffers grew by >= 4 MiB: %s", yes_no(filled - before >= 4 * 1024));
 	long taken = hog_until_reclaimed(filled, nommu);
 	long after = meminfo_kb("Buffers");
 	say("swap: page cache: a hog took %ld MiB; Buffers now %ld MiB", taken / 1024, after / 1024);
 	say("swap: page cache: the hog made the kernel drop it (Buffers fell by half): %s",
-	    yes_no(after <= filled / 2 && filled - before >= 8 * 1024));
+	    yes_no(after <= filled / 2 && filled - before >= 4 * 1024));
+	close(fd);
 }
 
 /* What mkswap writes: version 1, the last usable page, and the magic at the end of the first page. */
@@ -133,8 +135,9 @@ static int touch_and_verify(long extra_mib)
 	    free_kb / 1024, swap_used / 1024);
 	show_free("while the child holds it");
 	say("swap: swap in use while the child holds its memory (SwapFree < SwapTotal): %s", yes_no(swap_used > 0));
+	/* Newest first: the pages still in RAM, then those swapped out first (each swapped back in). */
 	long wrong = 0;
-	for (long page = 0; page < pages; page++)
+	for (long page = pages - 1; page >= 0; page--)
 		wrong += memory[page * (PAGE / 8)] != value_of(page);
 	say("swap: child: read back %ld values, %ld wrong", pages, wrong);
 	say("swap: every value read back intact: %s", yes_no(wrong == 0));
@@ -175,7 +178,7 @@ int main(void)
 	show_free("before the child");
 	pid_t child = fork();
 	if (child == 0)
-		_exit(touch_and_verify(16));
+		_exit(touch_and_verify(8));
 	int status = 0;
 	waitpid(child, &status, 0);
 	say("swap: child exited with status %d", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
