@@ -146,8 +146,8 @@ int main(void)
 		}
 		long left = buddy_blocks(4);
 		free_kb = meminfo_kb("MemFree");
-		say("buddy: %d mmaps of 64 KiB (order 4) took the high-order blocks left, then one failed: %s", big,
-		    failed_errno ? strerror(failed_errno) : "none failed");
+		const char *why = failed_errno == ENOMEM ? "ENOMEM" : failed_errno ? strerror(failed_errno) : "none";
+		say("buddy: %d mmaps of 64 KiB (order 4) took the high-order blocks left, then one failed: %s", big, why);
 		say("buddy: order>=4 free blocks: %ld while MemFree %ld MiB", left, free_kb / 1024);
 		say("buddy: a 64 KiB request fails although MemFree >= 32 MiB: %s",
 		    yes_no(failed_errno == ENOMEM && left == 0 && free_kb >= 32 * 1024));
