@@ -113,6 +113,8 @@ class Variant:
     qemu: QemuSpec
     console_build: str = ""
     shell_build: str = ""
+    # Names the kernel template tests (`{% if "swap" in features %}`): what this kernel is configured for.
+    features: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -562,6 +564,7 @@ def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
             ),
             console_build=entry.get("console", str, ""),
             shell_build=entry.get("shell", str, ""),
+            features=entry.strings("features", ()),
         )
     return variants
 

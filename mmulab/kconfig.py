@@ -44,6 +44,7 @@ def fragment_context(
     return {
         "variant": variant.name,
         "mmu": variant.mmu,
+        "features": list(variant.features),
         "base_config": base_config,
         "cmdline": cmdline,
         "cross_prefix": toolchain.cross_prefix,

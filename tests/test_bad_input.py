@@ -240,7 +240,7 @@ ROWS: dict[str, Row] = {
         ("list",),
         with_paths(lambda t: {"MMULAB_FRAGMENT_NOSUCH": str(fragment(t, "CONFIG_X=y\n"))}),
         2,
-        ("MMULAB_FRAGMENT_NOSUCH", "no variant 'nosuch'", "variants: mmu, nommu"),
+        ("MMULAB_FRAGMENT_NOSUCH", "no variant 'nosuch'", "variants: mmu, mmu-full, nommu"),
     ),
     "MMULAB_FRAGMENT_NOMMU=<missing file> -> exit 2 naming MMULAB_FRAGMENT_NOMMU": Row(
         ("kconfig:nommu",),

@@ -25,13 +25,13 @@ import pytest
 from conftest import make_project
 
 from mmulab import tasks
-from mmulab.configdata import Project
+from mmulab.configdata import Project, load_project
 from mmulab.errors import UserError
 from mmulab.fsutil import digest_of, sha256_of
 from mmulab.settings import PROJECT_ROOT
 from mmulab.uptodate import Check, InputsUnchanged, RecordedPathExists
 
-VARIANTS = ("nommu", "mmu")
+VARIANTS = tuple(load_project().variants)  # every kernel of configs/variants.toml
 
 
 # --- helpers ---
