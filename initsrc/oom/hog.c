@@ -44,8 +44,12 @@ int main(int argc, char **argv)
 	long before = own_value("/proc/self/oom_score");
 	hog(FIRST_MIB, who);
 	long after = own_value("/proc/self/oom_score");
-	say("%s: oom_score %ld before, %ld after %d MiB: %s", who, before, after, FIRST_MIB,
-	    after > before ? "my pages count against me" : "unchanged: the kernel counts no pages for me");
+	if (getpid() == 1)
+		say("%s: oom_score %ld before, %ld after %d MiB: init is never the OOM killer's candidate", who, before,
+		    after, FIRST_MIB);
+	else
+		say("%s: oom_score %ld before, %ld after %d MiB: %s", who, before, after, FIRST_MIB,
+		    after > before ? "my pages count against me" : "unchanged: the kernel counts no pages for me");
 	int fd = open("/proc/self/oom_score_adj", O_WRONLY);
 	if (fd < 0 || write(fd, "1000", 4) != 4)
 		say("%s: setting oom_score_adj failed: %s", who, strerror(errno));
