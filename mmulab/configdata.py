@@ -22,7 +22,9 @@ NOASSERTION = "NOASSERTION"  # SPDX's word for a fact the data does not state
 # An SPDX license expression of ids (GPL-2.0-only, MIT, LicenseRef-x) joined by AND/OR/WITH, or NOASSERTION.
 _SPDX_ID = r"[A-Za-z0-9][A-Za-z0-9.+-]*"
 SPDX_EXPRESSION = re.compile(rf"{_SPDX_ID}(?: (?:AND|OR|WITH) {_SPDX_ID})*")
-EXPECTS = ("pass", "hang")
+EXPECTS = ("pass", "hang", "panic")
+# What a boot expected to panic must print, and what is then no longer forbidden by the defaults' must_not.
+PANIC_MARKER = "Kernel panic - not syncing"
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,7 @@ class BootCase:
     qemu_args: tuple[str, ...] = ()
     qemu_options: str = "default"
     cmdline: str = ""
+    traps: bool = False  # QEMU logs every trap (-d int): a stuck hart ends the boot at once, named
 
 
 @dataclass(frozen=True)
@@ -619,6 +622,14 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
             must = run.strings("must", ())
             if expect == "pass" and not must:
                 raise run.fail("must", "a boot expected to pass needs at least one line it must print")
+            if expect == "panic" and not any(PANIC_MARKER in line or line in PANIC_MARKER for line in must):
+                raise run.fail("must", f"a boot expected to panic must print {PANIC_MARKER!r} (add it to must)")
+            must_not = run.strings("must_not", ())
+            if "must_not" not in run.data:
+                must_not = defaults.strings("must_not", ())
+                if expect == "panic":  # the panic is the outcome here, not a failure
+                    must_not = tuple(line for line in must_not if line not in PANIC_MARKER)
+            traps = run.get("traps", bool, defaults.get("traps", bool, False))
             for build_name in builds:
                 case = f"{build_name}-{run_name}"
                 result.boots[case] = BootCase(
@@ -628,12 +639,13 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
                     demo=demo_name,
                     run=run_name,
                     must=must,
-                    must_not=run.strings("must_not", defaults.strings("must_not", ())),
+                    must_not=must_not,
                     timeout=float(timeout),
                     expect=expect,
                     qemu_args=option_sets[options],
                     qemu_options=options,
                     cmdline=run.get("cmdline", str, ""),
+                    traps=traps,
                 )
                 cases.append(case)
         result.demos[demo_name] = Demo(demo_name, description, tuple(cases))

@@ -123,8 +123,8 @@ def build_program(
     tmp = output.with_name(f".{output.name}.tmp")
     try:
         *compiles, link = build_commands(program, toolchain, output, sysroot)
-        for command in compiles:
-            logged.run(command, f"program {program.name}: compile {Path(command[-1]).name}")
+        for command in compiles:  # from the checkout: the debug info's directory is then "." (the prefix map)
+            logged.run(command, f"program {program.name}: compile {Path(command[-1]).name}", cwd=PROJECT_ROOT)
         link[link.index(str(output))] = str(tmp)
         logged.run(link, f"program {program.name}: link")
         (objects / "headers.sha256").write_text(_headers_digest(recorded_headers(output) or []))
