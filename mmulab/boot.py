@@ -300,23 +300,9 @@ def run_captured(
     try:
         with log.open("wb") as sink:
             sink.write(("$ " + " ".join(command) + "\n").encode())
-            while True:
-                now = time.monotonic()
-                if now >= deadline:
-                    timed_out = process.poll() is None
-                    break
-                if watch is not None and not stopping and (stuck := watch.poll()) is not None:
-                    timed_out = process.poll() is None
-                    break
-                if not selector.select(timeout=min(0.1, deadline - now)):
-                    if process.poll() is not None:
-                        break
-                    continue
-                chunk = process.stdout.read()
-                if chunk is None:
-                    continue
-                if chunk == b"":
-                    break
+
+            def take(chunk: bytes) -> None:
+                nonlocal buffer, lines, stopping, deadline
                 sink.write(chunk)
                 sink.flush()
                 if watch is not None:
@@ -328,6 +314,27 @@ def run_captured(
                 if any(bad in line for line in fresh for bad in (*case.must_not, PANIC_LINE)):
                     stopping = True
                     deadline = min(deadline, time.monotonic() + PANIC_GRACE_SECONDS)
+
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    timed_out = process.poll() is None
+                    break
+                if watch is not None and not stopping and (stuck := watch.poll()) is not None:
+                    timed_out = process.poll() is None
+                    if chunk := process.stdout.read():  # what it printed before it got stuck is in the pipe
+                        take(chunk)
+                    break
+                if not selector.select(timeout=min(0.1, deadline - now)):
+                    if process.poll() is not None:
+                        break
+                    continue
+                chunk = process.stdout.read()
+                if chunk is None:
+                    continue
+                if chunk == b"":
+                    break
+                take(chunk)
             if buffer:
                 lines.append(buffer.decode(errors="replace").rstrip("\r"))
         try:

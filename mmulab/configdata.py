@@ -629,6 +629,8 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
                 must_not = defaults.strings("must_not", ())
                 if expect == "panic":  # the panic is the outcome here, not a failure
                     must_not = tuple(line for line in must_not if line not in PANIC_MARKER)
+            elif expect == "panic" and (forbidden := [line for line in must_not if line in PANIC_MARKER]):
+                raise run.fail("must_not", f"{forbidden[0]!r} forbids the panic this run expects")
             traps = run.get("traps", bool, defaults.get("traps", bool, False))
             for build_name in builds:
                 case = f"{build_name}-{run_name}"

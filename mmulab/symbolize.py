@@ -115,6 +115,7 @@ class KernelFault:
     """An oops or panic on the console, with its addresses resolved."""
 
     headline: str
+    task: str = ""
     epc: str = ""
     ra: str = ""
     cause: int | None = None
@@ -123,7 +124,7 @@ class KernelFault:
     panic: str = ""
 
     def describe(self) -> str:
-        lines = [f"kernel: {self.headline}"]
+        lines = [f"kernel: {self.headline}" + (f" (in {self.task})" if self.task else "")]
         if self.epc:
             lines.append(f"  epc {self.epc}")
         if self.ra:
@@ -142,6 +143,7 @@ _PANIC = "Kernel panic - not syncing"
 _REGS = re.compile(rf"\bepc\s*:\s*{_HEX}\s+ra\s*:\s*{_HEX}")
 _NAMED = re.compile(r"^\s*(epc|ra)\s*:\s*(\S+)\s*$")  # show_regs' " epc : func+0x1c/0x40" (KALLSYMS)
 _STATUS = re.compile(rf"badaddr:\s*{_HEX}\s+cause:\s*{_HEX}")
+_TASK = re.compile(r"\bPID: (\d+) Comm: (\S+)")
 _FRAME = re.compile(r"\[<([0-9a-f]+)>\]\s*(\S+)?")
 
 
@@ -152,6 +154,10 @@ def _name(printed: str, symbols: SymbolTable | None) -> str:
     address = int(printed.removeprefix("0x"), 16)
     resolved = symbols.resolve(address) if symbols else None
     return f"{resolved} ({address:#x})" if resolved else f"{address:#x}"
+
+
+def _fresh(headline: str) -> dict:
+    return {"headline": headline, "task": "", "epc": "", "ra": "", "cause": None, "badaddr": None, "trace": []}
 
 
 def kernel_faults(lines: Iterable[str], symbols: SymbolTable | None) -> list[KernelFault]:
@@ -168,16 +174,18 @@ def kernel_faults(lines: Iterable[str], symbols: SymbolTable | None) -> list[Ker
         line = strip_timestamp(raw).rstrip()
         if line.startswith(_OOPS_START) and (current is None or current["epc"] or current["trace"]):
             close()
-            current = {"headline": line, "epc": "", "ra": "", "cause": None, "badaddr": None, "trace": [], "panic": ""}
+            current = _fresh(line)
             continue
         if _PANIC in line:
             if current is None:
-                current = {"headline": line, "epc": "", "ra": "", "cause": None, "badaddr": None, "trace": []}
+                current = _fresh(line)
             current["panic"] = line[line.index(_PANIC) :]
             continue
         if current is None:
             continue
-        if match := _NAMED.match(line):
+        if (match := _TASK.search(line)) and not current["task"]:
+            current["task"] = f"{match[2]}[{match[1]}]"
+        elif match := _NAMED.match(line):
             current[match[1]] = _name(match[2], symbols)
         elif (match := _REGS.search(line)) and not current["epc"]:
             current["epc"], current["ra"] = _name(match[1], symbols), _name(match[2], symbols)
@@ -249,6 +257,8 @@ def _line_at(elf: ELFFile, address: int) -> tuple[str, int]:
     if not elf.has_dwarf_info():
         return "", 0
     dwarf = elf.get_dwarf_info()
+    if dwarf.debug_line_sec is None:  # symbols and other DWARF, but no line table
+        return "", 0
     for unit in dwarf.iter_CUs():
         program = dwarf.line_program_for_CU(unit)
         if program is None:
@@ -304,8 +314,8 @@ class UserFault:
         )
         cause = f" ({cause_name(self.cause)})" if self.cause is not None else ""
         return (
-            f"{self.program}[{self.pid}]: {SIGNALS.get(self.signal, f'signal {self.signal}')}: the {access} at "
-            f"{self.where.describe()} (pc {self.pc:#x} in {self.program}) touched {self.address:#x}{cause}"
+            f"{self.program}[{self.pid}]: {SIGNALS.get(self.signal, f'signal {self.signal}')}: the {access} at pc "
+            f"{self.pc:#x} of {self.program}, in {self.where.describe()}, touched {self.address:#x}{cause}"
         )
 
 
@@ -396,9 +406,14 @@ class TrapDiagnosis:
         where = (self.symbols.resolve(trap.epc) if self.symbols else None) or f"{trap.epc:#x}"
         cause = cause_name(trap.cause, trap.asynchronous)
         tval = f", tval {trap.tval:#x}" if trap.tval else ""
+        why = ""
+        if trap.cause in (1, 5, 7) and trap.tval >> 63 and self.symbols and self.symbols.resolve(trap.tval):
+            # Physical addresses have at most 56 bits: an access fault (not a page fault) on an upper-half
+            # kernel address means the CPU used the virtual address as it was.
+            why = f"; {trap.tval:#x} is a kernel virtual address used untranslated: the MMU is off"
         if self.kind == "loop":
-            return f"trap loop at {where} ({cause}{tval}; {self.repeats} times in a row)"
-        return f"stuck after a fault at {where} ({cause}{tval}): no trap, interrupt or output since"
+            return f"trap loop at {where} ({cause}{tval}; {self.repeats} times in a row){why}"
+        return f"stuck after a fault at {where} ({cause}{tval}): no trap, interrupt or output since{why}"
 
 
 def trap_loop(traps: list[Trap], repeats: int = LOOP_REPEATS) -> TrapDiagnosis | None:

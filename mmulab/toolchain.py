@@ -56,7 +56,11 @@ def build_commands(
     stay: that is the form used in cache keys.
     """
     language = toolchain.languages[program.language]
+    # Debug info names sources relative to the checkout and the C library's headers as /sysroot (the build
+    # directory can be anywhere: `doit repro` builds at two depths); gcc tries the last map given first.
     flags = [*language.flags, f"-ffile-prefix-map={PROJECT_ROOT}=."]
+    if language.libc:
+        flags.append("-ffile-prefix-map={sysroot}=/sysroot")
     objects = output.parent / "objects"
     commands = []
     for index, source in enumerate(program.sources):
