@@ -22,7 +22,18 @@ from typing import Any
 
 from .configdata import BootCase, Toolchain, Variant
 from .fsutil import JsonRecord
-from .symbolize import LOOP_REPEATS, Resolver, Trap, TrapDiagnosis, last_fault, parse_traps, trap_loop, with_symbols
+from .symbolize import (
+    LOOP_REPEATS,
+    Resolver,
+    SymbolTable,
+    Trap,
+    TrapDiagnosis,
+    annotate,
+    last_fault,
+    parse_traps,
+    trap_loop,
+    with_symbols,
+)
 
 PANIC_GRACE_SECONDS = 1.0
 PANIC_LINE = "Kernel panic - not syncing"
@@ -145,10 +156,11 @@ def _indent(text: str) -> str:
     return "\n".join(f"  {line}" for line in text.splitlines())
 
 
-def _excerpt(lines: list[str], index: int | None) -> str:
+def _excerpt(lines: list[str], index: int | None, symbols: SymbolTable | None = None) -> str:
+    """The console around `index` (else its end); bare kernel addresses get their System.map names."""
     start = len(lines) - EXCERPT_AFTER if index is None else index - EXCERPT_BEFORE
     chosen = lines[max(0, start) : start + EXCERPT_BEFORE + EXCERPT_AFTER]
-    return "\n".join(f"  | {line}" for line in chosen)
+    return "\n".join(f"  | {annotate(line, symbols)}" for line in chosen)
 
 
 def judge(
@@ -205,7 +217,8 @@ def judge(
     notes = resolver.explain(lines) if resolver else ()
     if stuck is not None and not passed:
         notes = (*notes, f"trap log: {stuck.describe()}")
-    excerpt = "" if passed else _excerpt(lines, forbidden_at if forbidden_at is not None else panic_at)
+    symbols = resolver.symbols if resolver else None
+    excerpt = "" if passed else _excerpt(lines, forbidden_at if forbidden_at is not None else panic_at, symbols)
     return Verdict(
         case.name,
         case.demo,

@@ -197,6 +197,28 @@ def kernel_faults(lines: Iterable[str], symbols: SymbolTable | None) -> list[Ker
     return faults
 
 
+def annotate(line: str, symbols: SymbolTable | None) -> str:
+    """A console line with the names of the kernel addresses it prints bare (a kernel without KALLSYMS):
+    `[<0000000080185a14>] 0x0000000080185a14` gets `  <- memcpy+0xd4/0xf8`."""
+    if symbols is None:
+        return line
+    text = strip_timestamp(line)
+    if (match := _FRAME.search(text)) and (not match[2] or re.fullmatch(r"(?:0x)?[0-9a-f]+", match[2])):
+        resolved = symbols.resolve(int(match[1], 16))
+        return f"{line}  <- {resolved}" if resolved else line
+    if (match := _NAMED.match(text)) and re.fullmatch(r"(?:0x)?[0-9a-f]+", match[2]):
+        resolved = symbols.resolve(int(match[2].removeprefix("0x"), 16))
+        return f"{line}  <- {resolved}" if resolved else line
+    if match := _REGS.search(text):
+        named = [
+            f"{reg} {name}"
+            for reg, value in zip(("epc", "ra"), match.groups(), strict=True)
+            if (name := symbols.resolve(int(value, 16)))
+        ]
+        return f"{line}  <- {', '.join(named)}" if named else line
+    return line
+
+
 # --------------------------------------------------------------------------------------------------------
 # User programs
 

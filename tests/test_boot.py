@@ -200,6 +200,8 @@ def test_verdict_names_the_faults_the_console_shows() -> None:
     )
     assert not failed.passed and "epc memcpy+0xd4/0xf8 (0x80185a14)" in failed.summary()
     assert "vfs_write+0xe4/0x124" in failed.notes[0]
+    assert "[<000000008008c718>] 0x000000008008c718  <- vfs_write+0xe4/0x124" in failed.excerpt
+    assert "sp : 000000008042fc60  <- epc memcpy+0xd4/0xf8, ra _copy_from_iter+0x6c/0x368" in failed.excerpt
 
 
 def test_hang_proven_by_the_trap_log_names_symbol_and_cause() -> None:
