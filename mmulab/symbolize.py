@@ -179,7 +179,7 @@ def kernel_faults(lines: Iterable[str], symbols: SymbolTable | None) -> list[Ker
         if _PANIC in line:
             if current is None:
                 current = _fresh(line)
-            current["panic"] = line[line.index(_PANIC) :]
+            current.setdefault("panic", line[line.index(_PANIC) :])  # not the closing "---[ end Kernel panic"
             continue
         if current is None:
             continue
@@ -189,7 +189,7 @@ def kernel_faults(lines: Iterable[str], symbols: SymbolTable | None) -> list[Ker
             current[match[1]] = _name(match[2], symbols)
         elif (match := _REGS.search(line)) and not current["epc"]:
             current["epc"], current["ra"] = _name(match[1], symbols), _name(match[2], symbols)
-        elif match := _STATUS.search(line):
+        elif (match := _STATUS.search(line)) and current["cause"] is None:
             current["badaddr"], current["cause"] = int(match[1], 16), int(match[2], 16)
         elif match := _FRAME.search(line):
             current["trace"].append(_name(match[2] if match[2] else match[1], symbols))
