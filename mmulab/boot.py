@@ -20,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .configdata import BootCase, Toolchain, Variant
+from .configdata import PANIC_MARKER, BootCase, Toolchain, Variant
 from .fsutil import JsonRecord
 from .symbolize import (
     LOOP_REPEATS,
@@ -36,7 +36,7 @@ from .symbolize import (
 )
 
 PANIC_GRACE_SECONDS = 1.0
-PANIC_LINE = "Kernel panic - not syncing"
+PANIC_LINE = PANIC_MARKER
 # A hart whose last trap was a fault and that then takes no trap (not even a timer interrupt) and prints
 # nothing for this long is parked for good: a running kernel takes timer interrupts many times a second.
 STALL_SECONDS = 0.5

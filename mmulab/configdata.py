@@ -622,7 +622,7 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
             must = run.strings("must", ())
             if expect == "pass" and not must:
                 raise run.fail("must", "a boot expected to pass needs at least one line it must print")
-            if expect == "panic" and not any(PANIC_MARKER in line or line in PANIC_MARKER for line in must):
+            if expect == "panic" and not any("Kernel panic" in line for line in must):
                 raise run.fail("must", f"a boot expected to panic must print {PANIC_MARKER!r} (add it to must)")
             must_not = run.strings("must_not", ())
             if "must_not" not in run.data:
