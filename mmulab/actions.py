@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from doit.exceptions import TaskError, TaskFailed
@@ -17,6 +17,7 @@ from .configdata import BootCase, Project
 from .errors import ConfigError, UserError
 from .fsutil import JsonRecord, tree_digest, write_atomic
 from .paths import Layout
+from .symbolize import Resolver, SymbolTable
 from .tools import require
 
 INTERRUPTED = "interrupted: rerun to continue"
@@ -182,7 +183,21 @@ def boot_command(project: Project, case: BootCase, interactive: bool) -> list[st
         layout.image(case.variant, case.build),
         case,
         interactive,
+        layout.trap_log(case.name) if case.traps and not interactive else None,
     )
+
+
+def resolver(project: Project, case: BootCase) -> Resolver:
+    """What a case's faults resolve against: its kernel's System.map and the programs in its image, by the
+    file name the kernel prints (init, addrspace-child, busybox)."""
+    layout = layout_of(project)
+    build = project.builds[case.build]
+    programs = {PurePosixPath(path).name: layout.program(program) for path, program in build.helpers}
+    if build.init:
+        programs["init"] = layout.program(build.init)
+    if build.busybox and project.toolchain.busybox is not None:
+        programs[PurePosixPath(project.toolchain.busybox.path).name] = layout.busybox_output(case.variant)
+    return Resolver(SymbolTable.load(layout.kernel_output(case.variant, "System.map")), programs)
 
 
 @user_errors
@@ -190,7 +205,13 @@ def smoke(project: Project, case_name: str) -> None:
     layout = layout_of(project)
     case = project.boots[case_name]
     require(project.toolchain.qemu)
-    verdict = boot.run_captured(boot_command(project, case, False), case, layout.console_log(case_name))
+    verdict = boot.run_captured(
+        boot_command(project, case, False),
+        case,
+        layout.console_log(case_name),
+        resolver(project, case),
+        layout.trap_log(case_name) if case.traps else None,
+    )
     verdict.write(layout.verdict(case_name))
     if not verdict.passed:
         raise UserError(verdict.summary())

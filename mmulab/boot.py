@@ -2,7 +2,10 @@
 
 The verdict always comes from the console, never from QEMU's exit code: with panic=-1 and -no-reboot a
 panicking kernel makes QEMU exit 0. A forbidden line (a panic, an oops) stops the boot at once; a boot
-that prints nothing more within the timeout is reported as hung, with the last lines it printed.
+that prints nothing more within the timeout is reported as hung, with the last lines it printed. A case
+that watches traps has QEMU log every trap (`-d int`) into a file read while it boots: a loop of one fault,
+or a fault followed by silence, ends the boot as hung at once, naming the symbol and the cause. Kernel
+oopses and user programs' faults are resolved to names (symbolize.py) in the verdict's notes.
 """
 
 from __future__ import annotations
@@ -17,10 +20,27 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .configdata import BootCase, Toolchain, Variant
+from .configdata import PANIC_MARKER, BootCase, Toolchain, Variant
 from .fsutil import JsonRecord
+from .symbolize import (
+    LOOP_REPEATS,
+    Resolver,
+    SymbolTable,
+    Trap,
+    TrapDiagnosis,
+    annotate,
+    last_fault,
+    parse_traps,
+    trap_loop,
+    with_symbols,
+)
 
 PANIC_GRACE_SECONDS = 1.0
+PANIC_LINE = PANIC_MARKER
+# A hart whose last trap was a fault and that then takes no trap (not even a timer interrupt) and prints
+# nothing for this long is parked for good: a running kernel takes timer interrupts many times a second.
+STALL_SECONDS = 0.5
+TRAP_TAIL_BYTES = 1 << 16  # of a fast-growing trap log, only the end matters
 EXCERPT_BEFORE, EXCERPT_AFTER = 8, 25
 
 
@@ -31,8 +51,10 @@ def qemu_command(
     initrd: Path,
     case: BootCase | None,
     interactive: bool,
+    trap_log: Path | None = None,
 ) -> list[str]:
-    """The QEMU command line: variant's machine, then the case's own options (e.g. -cpu rv64,mmu=off)."""
+    """The QEMU command line: variant's machine, then the case's own options (e.g. -cpu rv64,mmu=off), and
+    with `trap_log` QEMU's log of every trap the CPU takes (-d int) into that file."""
     spec = variant.qemu
     command = [toolchain.qemu, "-M", spec.machine, "-m", spec.memory, "-smp", str(spec.smp)]
     if spec.bios != "default":
@@ -41,6 +63,8 @@ def qemu_command(
     command += ["-append", (case.cmdline if case and case.cmdline else variant.cmdline)]
     command += ["-nographic"] if interactive else ["-display", "none", "-monitor", "none", "-serial", "stdio"]
     command += [*spec.extra_args, *(case.qemu_args if case else ())]
+    if trap_log is not None:
+        command += ["-d", "int", "-D", str(trap_log)]
     return command
 
 
@@ -49,6 +73,7 @@ class Outcome(StrEnum):
 
     PASS = "pass"
     HANG = "hang"
+    PANIC = "panic"
     FORBIDDEN_LINE = "forbidden-line"
     INCOMPLETE = "incomplete"
     QEMU_ERROR = "qemu-error"
@@ -72,12 +97,18 @@ class Verdict(JsonRecord):
     excerpt: str = ""
     missing: tuple[str, ...] = ()
     log: str = ""
+    notes: tuple[str, ...] = ()  # faults resolved to names: kernel oopses, user programs' signals, trap loops
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "observed", Outcome(self.observed))
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "observed": self.observed.value, "missing": list(self.missing)}
+        return {
+            **asdict(self),
+            "observed": self.observed.value,
+            "missing": list(self.missing),
+            "notes": list(self.notes),
+        }
 
     def facts(self) -> dict[str, Any]:
         """Which case it was and what it showed, without timings or paths: what a release manifest keeps."""
@@ -114,16 +145,22 @@ class Verdict(JsonRecord):
             f"boot {self.case}: {'PASS' if self.passed else 'FAIL'} (expected {self.expected}, observed "
             f"{self.observed.value}, {self.seconds or 0:.1f} s)"
         )
+        notes = "".join(f"\n{_indent(note)}" for note in self.notes)
         if self.passed:
-            return head
-        detail = f"{head}: {self.reason}\nconsole log: {self.log}"
+            return f"{head}: {self.reason}{notes}" if self.reason else f"{head}{notes}"
+        detail = f"{head}: {self.reason}{notes}\nconsole log: {self.log}"
         return f"{detail}\n{self.excerpt}" if self.excerpt else detail
 
 
-def _excerpt(lines: list[str], index: int | None) -> str:
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
+
+
+def _excerpt(lines: list[str], index: int | None, symbols: SymbolTable | None = None) -> str:
+    """The console around `index` (else its end); bare kernel addresses get their System.map names."""
     start = len(lines) - EXCERPT_AFTER if index is None else index - EXCERPT_BEFORE
     chosen = lines[max(0, start) : start + EXCERPT_BEFORE + EXCERPT_AFTER]
-    return "\n".join(f"  | {line}" for line in chosen)
+    return "\n".join(f"  | {annotate(line, symbols)}" for line in chosen)
 
 
 def judge(
@@ -133,9 +170,16 @@ def judge(
     exit_code: int | None,
     seconds: float,
     log: Path | None = None,
+    resolver: Resolver | None = None,
+    stuck: TrapDiagnosis | None = None,
 ) -> Verdict:
-    """Compare a console log with the case's expectations; pure, so recorded logs can be judged in tests."""
+    """Compare a console log with the case's expectations; pure, so recorded logs can be judged in tests.
+
+    `resolver` names the faults the console shows (kernel oopses, user programs' signals) in the notes;
+    `stuck` is what the trap log proved when the boot was ended early as hung (it implies `timed_out`)."""
+    timed_out = timed_out or stuck is not None
     forbidden_at = next((i for i, line in enumerate(lines) if any(bad in line for bad in case.must_not)), None)
+    panic_at = next((i for i, line in enumerate(lines) if PANIC_LINE in line), None)
     missing, position = [], 0
     for wanted in case.must:
         found = next((i for i in range(position, len(lines)) if wanted in lines[i]), None)
@@ -145,24 +189,36 @@ def judge(
             position = found + 1
     if forbidden_at is not None:
         observed, reason = Outcome.FORBIDDEN_LINE, f"console printed {lines[forbidden_at].strip()!r}"
+    elif panic_at is not None:
+        observed, reason = Outcome.PANIC, f"the kernel panicked: {_from_marker(lines[panic_at], PANIC_LINE)!r}"
     elif timed_out:
         observed = Outcome.HANG
-        reason = f"no power-off within {case.timeout:g} s" + (f"; never saw {missing[0]!r}" if missing else "")
+        reason = stuck.describe() if stuck else f"no power-off within {case.timeout:g} s"
+        reason += f"; never saw {missing[0]!r}" if missing else ""
     elif missing:
         observed, reason = Outcome.INCOMPLETE, f"QEMU exited (code {exit_code}) without printing {missing[0]!r}"
     elif exit_code not in (0, None):
         observed, reason = Outcome.QEMU_ERROR, f"QEMU exited with code {exit_code}"
     else:
         observed, reason = Outcome.PASS, ""
-    if case.expect == Outcome.HANG.value:
-        passed = observed is Outcome.HANG and not missing
-        if observed is Outcome.HANG and missing:
-            reason = f"hung as expected but never printed {missing[0]!r}"
-        elif observed is not Outcome.HANG:
-            reason = reason or "expected the boot to hang, but it finished"
-    else:
-        passed = observed is Outcome.PASS
-    excerpt = "" if passed else _excerpt(lines, forbidden_at)
+    expected = Outcome(case.expect)
+    passed = observed is expected and not missing
+    if passed and expected is Outcome.HANG:
+        reason = "hung as expected: " + (stuck.describe() if stuck else f"no power-off within {case.timeout:g} s")
+    elif passed and expected is Outcome.PANIC:
+        reason = f"panicked as expected: {_from_marker(lines[panic_at or 0], PANIC_LINE)!r}"
+    elif observed is expected and missing:
+        verb = {Outcome.HANG: "hung", Outcome.PANIC: "panicked"}.get(expected, "finished")
+        reason = f"{verb} as expected but never printed {missing[0]!r}"
+    elif expected is Outcome.HANG and observed is not Outcome.HANG:
+        reason = reason or "expected the boot to hang, but it finished"
+    elif expected is Outcome.PANIC and observed is not Outcome.PANIC:
+        reason = f"expected a kernel panic: {reason}" if reason else "expected a kernel panic, but the boot finished"
+    notes = resolver.explain(lines) if resolver else ()
+    if stuck is not None and not passed:
+        notes = (*notes, f"trap log: {stuck.describe()}")
+    symbols = resolver.symbols if resolver else None
+    excerpt = "" if passed else _excerpt(lines, forbidden_at if forbidden_at is not None else panic_at, symbols)
     return Verdict(
         case.name,
         case.demo,
@@ -173,16 +229,73 @@ def judge(
         observed,
         passed,
         round(seconds, 2),
-        "" if passed else reason,
+        reason,
         excerpt,
         tuple(missing),
         str(log or ""),
+        notes,
     )
 
 
-def run_captured(command: list[str], case: BootCase, log: Path) -> Verdict:
-    """Boot with the console captured to `log`; stop early on a forbidden line, kill at the timeout."""
+def _from_marker(line: str, marker: str) -> str:
+    return line[line.index(marker) :].strip() if marker in line else line.strip()
+
+
+class TrapWatch:
+    """Reads QEMU's trap log while it grows and tells when the hart is certainly stuck.
+
+    Stuck means: the same fault `LOOP_REPEATS` times in a row (the handler faults on itself), or a fault
+    followed by `STALL_SECONDS` without any trap or console output (the hart parked with interrupts off)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle = None
+        self.partial = b""
+        self.recent: list[Trap] = []
+        self.quiet_since = time.monotonic()
+
+    def console_activity(self) -> None:
+        self.quiet_since = time.monotonic()
+
+    def poll(self) -> TrapDiagnosis | None:
+        if self.handle is None:
+            try:
+                self.handle = self.path.open("rb")
+            except FileNotFoundError:
+                return None
+        data = self.handle.read()
+        if data:
+            self.quiet_since = time.monotonic()
+            if len(data) > TRAP_TAIL_BYTES:  # a trap storm: only the last lines can prove a loop
+                data, self.partial = data[-TRAP_TAIL_BYTES:].split(b"\n", 1)[-1], b""
+            *complete, self.partial = (self.partial + data).split(b"\n")
+            self.recent = (self.recent + parse_traps(b"\n".join(complete).decode(errors="replace")))[
+                -LOOP_REPEATS * 4 :
+            ]
+            return trap_loop(self.recent)
+        if time.monotonic() - self.quiet_since >= STALL_SECONDS:
+            return last_fault(self.recent)
+        return None
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def run_captured(
+    command: list[str],
+    case: BootCase,
+    log: Path,
+    resolver: Resolver | None = None,
+    trap_log: Path | None = None,
+) -> Verdict:
+    """Boot with the console captured to `log`; stop early on a forbidden line or a panic, kill at the timeout,
+    or as soon as `trap_log` (QEMU's -d int file, when the command writes one) proves the hart stuck."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    if trap_log is not None:
+        trap_log.unlink(missing_ok=True)
+    watch = TrapWatch(trap_log) if trap_log is not None else None
+    stuck: TrapDiagnosis | None = None
     started = time.monotonic()
     deadline = started + case.timeout
     process = subprocess.Popen(
@@ -196,16 +309,36 @@ def run_captured(command: list[str], case: BootCase, log: Path) -> Verdict:
     os.set_blocking(process.stdout.fileno(), False)
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
-    buffer, lines, timed_out = b"", [], False
+    buffer, lines, timed_out, stopping = b"", [], False, False
     try:
         with log.open("wb") as sink:
             sink.write(("$ " + " ".join(command) + "\n").encode())
+
+            def take(chunk: bytes) -> None:
+                nonlocal buffer, lines, stopping, deadline
+                sink.write(chunk)
+                sink.flush()
+                if watch is not None:
+                    watch.console_activity()
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                fresh = [line.decode(errors="replace").rstrip("\r") for line in complete]
+                lines += fresh
+                if any(bad in line for line in fresh for bad in (*case.must_not, PANIC_LINE)):
+                    stopping = True
+                    deadline = min(deadline, time.monotonic() + PANIC_GRACE_SECONDS)
+
             while True:
                 now = time.monotonic()
                 if now >= deadline:
                     timed_out = process.poll() is None
                     break
-                if not selector.select(timeout=min(0.2, deadline - now)):
+                if watch is not None and not stopping and (stuck := watch.poll()) is not None:
+                    timed_out = process.poll() is None
+                    if chunk := process.stdout.read():  # what it printed before it got stuck is in the pipe
+                        take(chunk)
+                    break
+                if not selector.select(timeout=min(0.1, deadline - now)):
                     if process.poll() is not None:
                         break
                     continue
@@ -214,14 +347,7 @@ def run_captured(command: list[str], case: BootCase, log: Path) -> Verdict:
                     continue
                 if chunk == b"":
                     break
-                sink.write(chunk)
-                sink.flush()
-                buffer += chunk
-                *complete, buffer = buffer.split(b"\n")
-                fresh = [line.decode(errors="replace").rstrip("\r") for line in complete]
-                lines += fresh
-                if any(bad in line for line in fresh for bad in case.must_not):
-                    deadline = min(deadline, time.monotonic() + PANIC_GRACE_SECONDS)
+                take(chunk)
             if buffer:
                 lines.append(buffer.decode(errors="replace").rstrip("\r"))
         try:
@@ -234,14 +360,20 @@ def run_captured(command: list[str], case: BootCase, log: Path) -> Verdict:
         exit_code = process.wait()
         selector.close()
         process.stdout.close()
-    forbidden = any(bad in line for line in lines for bad in case.must_not)
+        if watch is not None:
+            watch.close()
+    if stuck is not None and resolver is not None:
+        stuck = with_symbols(stuck, resolver.symbols)
+    stopped = any(bad in line for line in lines for bad in (*case.must_not, PANIC_LINE))
     return judge(
         case,
         lines,
-        timed_out and not forbidden,
+        timed_out and not stopped,
         None if timed_out else exit_code,
         time.monotonic() - started,
         log,
+        resolver,
+        None if stopped else stuck,
     )
 
 

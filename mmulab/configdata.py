@@ -22,7 +22,9 @@ NOASSERTION = "NOASSERTION"  # SPDX's word for a fact the data does not state
 # An SPDX license expression of ids (GPL-2.0-only, MIT, LicenseRef-x) joined by AND/OR/WITH, or NOASSERTION.
 _SPDX_ID = r"[A-Za-z0-9][A-Za-z0-9.+-]*"
 SPDX_EXPRESSION = re.compile(rf"{_SPDX_ID}(?: (?:AND|OR|WITH) {_SPDX_ID})*")
-EXPECTS = ("pass", "hang")
+EXPECTS = ("pass", "hang", "panic")
+# What a boot expected to panic must print, and what is then no longer forbidden by the defaults' must_not.
+PANIC_MARKER = "Kernel panic - not syncing"
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,7 @@ class BootCase:
     qemu_options: str = "default"
     cmdline: str = ""
     shows: str = ""
+    traps: bool = False  # QEMU logs every trap (-d int): a stuck hart ends the boot at once, named
 
 
 @dataclass(frozen=True)
@@ -664,6 +667,16 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
             cmdline = run.get("cmdline", str, "")
             if append := run.get("append", str, ""):
                 cmdline = f"{cmdline or variants[variant].cmdline} {append}"
+            if expect == "panic" and not any("Kernel panic" in line for line in must):
+                raise run.fail("must", f"a boot expected to panic must print {PANIC_MARKER!r} (add it to must)")
+            must_not = run.strings("must_not", ())
+            if "must_not" not in run.data:
+                must_not = defaults.strings("must_not", ())
+                if expect == "panic":  # the panic is the outcome here, not a failure
+                    must_not = tuple(line for line in must_not if line not in PANIC_MARKER)
+            elif expect == "panic" and (forbidden := [line for line in must_not if line in PANIC_MARKER]):
+                raise run.fail("must_not", f"{forbidden[0]!r} forbids the panic this run expects")
+            traps = run.get("traps", bool, defaults.get("traps", bool, False))
             for build_name in builds:
                 case = f"{build_name}-{run_name}"
                 result.boots[case] = BootCase(
@@ -673,12 +686,13 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
                     demo=demo_name,
                     run=run_name,
                     must=must,
-                    must_not=run.strings("must_not", defaults.strings("must_not", ())),
+                    must_not=must_not,
                     timeout=float(timeout),
                     expect=expect,
                     qemu_args=option_sets[options],
                     qemu_options=options,
                     cmdline=cmdline,
+                    traps=traps,
                     shows=run.get("shows", str, ""),
                 )
                 cases.append(case)

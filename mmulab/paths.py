@@ -59,6 +59,10 @@ class Layout:
     def console_log(self, case: str) -> Path:
         return self.root / "boots" / f"{case}.log"
 
+    def trap_log(self, case: str) -> Path:
+        """QEMU's log of every trap the CPU took (-d int), for the cases that watch traps."""
+        return self.root / "boots" / f"{case}.traps"
+
     def tool_versions(self) -> Path:
         return self.root / ".tool-versions.json"
 

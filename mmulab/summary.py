@@ -56,12 +56,14 @@ def junit(verdicts: list[Verdict]) -> str:
             name=verdict.case,
             time=f"{verdict.seconds or 0:.3f}",
         )
+        notes = "".join(f"\n{note}" for note in verdict.notes)
         if not verdict.passed:
             failure = ET.SubElement(case, "failure", message=verdict.reason or verdict.observed.value)
-            failure.text = verdict.excerpt
+            failure.text = f"{notes.lstrip()}\n{verdict.excerpt}" if notes else verdict.excerpt
+        said = f": {verdict.reason}" if verdict.passed and verdict.reason else ""
         ET.SubElement(
             case, "system-out"
-        ).text = f"expected {verdict.expected}, observed {verdict.observed.value}; log {verdict.log}"
+        ).text = f"expected {verdict.expected}, observed {verdict.observed.value}{said}; log {verdict.log}{notes}"
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 

@@ -56,7 +56,11 @@ def build_commands(
     stay: that is the form used in cache keys.
     """
     language = toolchain.languages[program.language]
+    # Debug info names sources relative to the checkout and the C library's headers as /sysroot (the build
+    # directory can be anywhere: `doit repro` builds at two depths); gcc tries the last map given first.
     flags = [*language.flags, f"-ffile-prefix-map={PROJECT_ROOT}=."]
+    if language.libc:
+        flags.append("-ffile-prefix-map={sysroot}=/sysroot")
     objects = output.parent / "objects"
     commands = []
     for index, source in enumerate(program.sources):
@@ -123,8 +127,8 @@ def build_program(
     tmp = output.with_name(f".{output.name}.tmp")
     try:
         *compiles, link = build_commands(program, toolchain, output, sysroot)
-        for command in compiles:
-            logged.run(command, f"program {program.name}: compile {Path(command[-1]).name}")
+        for command in compiles:  # from the checkout: the debug info's directory is then "." (the prefix map)
+            logged.run(command, f"program {program.name}: compile {Path(command[-1]).name}", cwd=PROJECT_ROOT)
         link[link.index(str(output))] = str(tmp)
         logged.run(link, f"program {program.name}: link")
         (objects / "headers.sha256").write_text(_headers_digest(recorded_headers(output) or []))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mmulab import boot
+from mmulab import boot, symbolize
 from mmulab.configdata import BootCase, load_project
 
 DATA = Path(__file__).parent / "data"
@@ -157,3 +157,126 @@ def test_real_process_that_finishes_passes(case: BootCase, tmp_path: Path) -> No
     assert verdict.passed, verdict.summary()
     failing = boot.run_captured(["sh", "-c", "echo start; echo done; exit 3"], fake_case(case, 20), tmp_path / "l")
     assert (failing.passed, failing.observed) == (False, "qemu-error")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Expected panics, named faults and trap-watched hangs
+
+SYMBOLS = DATA / "symbolize"
+
+
+def panic_case(case: BootCase) -> BootCase:
+    return replace(
+        case,
+        expect="panic",
+        must=("Run /init as init process", "Kernel panic - not syncing: No working init found"),
+        must_not=("Oops", "Unable to handle kernel"),
+    )
+
+
+def test_expected_panic_passes_only_when_it_panics(case: BootCase) -> None:
+    expected = panic_case(case)
+    verdict = boot.judge(expected, lines("nommu-panic.log"), timed_out=False, exit_code=0, seconds=0.4)
+    assert (verdict.passed, verdict.observed) == (True, "panic"), verdict.summary()
+    assert verdict.reason.startswith("panicked as expected: 'Kernel panic - not syncing: No working init found")
+    assert verdict.summary().startswith("boot clone_vm-asm-nommu: PASS (expected panic, observed panic")
+    finished = boot.judge(expected, recorded(case.name), timed_out=False, exit_code=0, seconds=1)
+    assert (finished.passed, finished.observed) == (False, "incomplete")
+    assert finished.reason.startswith("expected a kernel panic: QEMU exited (code 0) without printing")
+    other = replace(expected, must=("Run /init as init process", "Kernel panic - not syncing: Out of memory"))
+    wrong = boot.judge(other, lines("nommu-panic.log"), timed_out=False, exit_code=0, seconds=0.4)
+    assert not wrong.passed and wrong.reason == "panicked as expected but never printed " + repr(other.must[1])
+    oops = boot.judge(expected, (SYMBOLS / "nommu-oops.log").read_text().splitlines(), False, 0, 1)
+    assert (oops.passed, oops.observed) == (False, "forbidden-line")  # an oops is not the panic expected
+
+
+def test_a_panic_not_forbidden_is_still_not_a_pass(case: BootCase) -> None:
+    lenient = replace(case, must_not=("Oops",))
+    verdict = boot.judge(lenient, lines("nommu-panic.log"), timed_out=False, exit_code=0, seconds=0.4)
+    assert (verdict.passed, verdict.observed) == (False, "panic")
+    assert "No working init found" in verdict.reason and "Kernel panic" in verdict.excerpt
+
+
+def test_verdict_names_the_faults_the_console_shows() -> None:
+    mmu_case = PROJECT.boots["addrspace-c-mmu"]
+    resolver = boot.Resolver(None, {"addrspace-child": SYMBOLS / "addrspace-child-c"})
+    verdict = boot.judge(mmu_case, recorded(mmu_case.name), False, 0, 1, resolver=resolver)
+    assert verdict.passed
+    (note,) = verdict.notes
+    assert "in main+0x82 at initsrc/addrspace/child.c:30: `*target = 0x3333;`, touched 0x7ffff7ff3000" in note
+    assert note in verdict.summary() and note in verdict.to_dict()["notes"]
+    oops_case = PROJECT.boots["clone_vm-c-nommu"]
+    symbols = boot.Resolver(symbolize.SymbolTable.load(SYMBOLS / "nommu-plain.System.map"))
+    failed = boot.judge(
+        oops_case, (SYMBOLS / "nommu-oops-plain.log").read_text().splitlines(), False, 0, 1, None, symbols
+    )
+    assert not failed.passed and "epc memcpy+0xd4/0xf8 (0x80185a14)" in failed.summary()
+    assert "vfs_write+0xe4/0x124" in failed.notes[0]
+    assert "[<000000008008c718>] 0x000000008008c718  <- vfs_write+0xe4/0x124" in failed.excerpt
+    assert "sp : 000000008042fc60  <- epc memcpy+0xd4/0xf8, ra _copy_from_iter+0x6c/0x368" in failed.excerpt
+
+
+def test_hang_proven_by_the_trap_log_names_symbol_and_cause() -> None:
+    hang_case = PROJECT.boots["clone_vm-asm-mmu-mmu-off"]
+    assert hang_case.traps
+    traps = symbolize.parse_traps((SYMBOLS / "mmu-mmu-off.traps").read_text())
+    stuck = symbolize.with_symbols(symbolize.last_fault(traps), symbolize.SymbolTable.load(SYMBOLS / "mmu.System.map"))
+    verdict = boot.judge(hang_case, recorded(hang_case.name), False, None, 0.8, stuck=stuck)
+    assert (verdict.passed, verdict.observed) == (True, "hang")
+    assert verdict.reason.startswith(
+        "hung as expected: stuck after a fault at _start_kernel+0x76/0xf7c (cause 1: instruction access fault"
+    )
+    assert verdict.reason in verdict.summary()
+    booted = boot.judge(hang_case, recorded("clone_vm-asm-mmu"), False, None, 0.8, stuck=stuck)
+    assert not booted.passed and booted.observed == "forbidden-line"
+
+
+def fake_qemu(tmp_path: Path, body: str) -> list[str]:
+    """A stand-in for QEMU: prints a console and writes its trap log where `-D` says, as QEMU does."""
+    script = tmp_path / "qemu.sh"
+    script.write_text(f'log="$2"\n{body}\n')
+    return ["sh", str(script), "-D", str(tmp_path / "run.traps")]
+
+
+TRAP_LINE = "riscv_cpu_do_interrupt: hart:0, async:{a}, cause:{c:016x}, epc:0x{pc:016x}, tval:0x{pc:016x}, desc=x"
+
+
+def test_a_stuck_hart_ends_the_boot_at_once(case: BootCase, tmp_path: Path) -> None:
+    hang_case = replace(case, expect="hang", must=("OpenSBI",), timeout=20, traps=True)
+    recorded_traps = SYMBOLS / "mmu-mmu-off.traps"
+    command = fake_qemu(tmp_path, f'echo OpenSBI; cat {recorded_traps} > "$log"; exec sleep 60')
+    resolver = boot.Resolver(symbolize.SymbolTable.load(SYMBOLS / "mmu.System.map"))
+    started = time.monotonic()
+    verdict = boot.run_captured(command, hang_case, tmp_path / "l", resolver, tmp_path / "run.traps")
+    assert time.monotonic() - started < 1.5
+    assert verdict.passed, verdict.summary()
+    assert "_start_kernel+0x76/0xf7c (cause 1: instruction access fault" in verdict.reason
+
+
+def test_a_trap_loop_ends_the_boot_at_once(case: BootCase, tmp_path: Path) -> None:
+    hang_case = replace(case, expect="hang", must=("start",), timeout=20, traps=True)
+    line = TRAP_LINE.format(a=0, c=12, pc=0xFFFFFFFF80001094)
+    command = fake_qemu(tmp_path, f'echo start; while :; do echo "{line}"; done > "$log"')
+    started = time.monotonic()
+    verdict = boot.run_captured(command, hang_case, tmp_path / "l", None, tmp_path / "run.traps")
+    assert time.monotonic() - started < 1.5
+    assert verdict.passed and "trap loop at 0xffffffff80001094 (cause 12: instruction page fault" in verdict.reason
+
+
+def test_a_live_hart_is_not_stopped_by_the_trap_watch(case: BootCase, tmp_path: Path) -> None:
+    """Timer interrupts keep coming after a page fault: not stuck; the boot runs on to its end."""
+    live = replace(case, must=("start", "done"), timeout=20, traps=True)
+    fault, timer = TRAP_LINE.format(a=0, c=13, pc=0x10000), TRAP_LINE.format(a=1, c=5, pc=0x80002000)
+    ticks = f'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.15; echo "{timer}" >> "$log"; done'
+    body = f'echo start; echo "{fault}" > "$log"; {ticks}; echo done'
+    verdict = boot.run_captured(fake_qemu(tmp_path, body), live, tmp_path / "l", None, tmp_path / "run.traps")
+    assert verdict.passed, verdict.summary()
+    assert verdict.seconds is not None and verdict.seconds > 1.4
+
+
+def test_trap_log_option_is_in_the_qemu_command(tmp_path: Path) -> None:
+    hang_case = PROJECT.boots["clone_vm-asm-mmu-mmu-off"]
+    variant = PROJECT.variants["mmu"]
+    command = boot.qemu_command(PROJECT.toolchain, variant, Path("I"), Path("R"), hang_case, False, tmp_path / "t")
+    assert command[-4:] == ["-d", "int", "-D", str(tmp_path / "t")]
+    assert "-d" not in boot.qemu_command(PROJECT.toolchain, variant, Path("I"), Path("R"), hang_case, False)

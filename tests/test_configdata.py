@@ -142,3 +142,38 @@ def test_busybox_builds_pack_a_script_and_files(tmp_path: Path) -> None:
         "init": PROJECT_ROOT / "initsrc" / "shell" / "init.sh",
         "etc/mmulab/check.sh": PROJECT_ROOT / "initsrc" / "shell" / "check.sh",
     }
+
+
+def test_expected_panic_runs_and_trap_watching(tmp_path: Path) -> None:
+    overlay = tmp_path / "mine"
+    overlay.mkdir()
+    (overlay / "hog.S").write_text("# my init\n")
+    (overlay / "demos.toml").write_text(
+        '[demos.hog.builds.asm]\ninit = ["hog.S"]\n'
+        '[demos.hog.runs.nommu]\nexpect = "panic"\ntraps = true\n'
+        'must = ["no killable processes", "Kernel panic - not syncing: System is deadlocked on memory"]\n'
+        '[demos.hog.runs.mmu]\nexpect = "panic"\nmust = ["Kernel panic"]\nmust_not = ["Oops"]\n'
+    )
+    project = make_project(tmp_path / "build", config_overlay=overlay)
+    panic = project.boots["hog-asm-nommu"]
+    assert (panic.expect, panic.traps) == ("panic", True)
+    defaults = project.boots["fork-c-nommu"].must_not
+    assert "Kernel panic" in defaults and "Oops" in defaults and not project.boots["fork-c-nommu"].traps
+    assert panic.must_not == tuple(line for line in defaults if line != "Kernel panic")
+    assert project.boots["hog-asm-mmu"].must_not == ("Oops",)  # said outright: kept as said
+    (overlay / "demos.toml").write_text(
+        '[demos.hog.builds.asm]\ninit = ["hog.S"]\n[demos.hog.runs.nommu]\nexpect = "panic"\n'
+        'must = ["Kernel panic"]\nmust_not = ["Kernel panic"]\n'
+    )
+    with pytest.raises(UserError, match=r"runs\.nommu\.must_not: 'Kernel panic' forbids the panic this run expects"):
+        make_project(tmp_path / "build", config_overlay=overlay)
+    (overlay / "demos.toml").write_text(
+        '[demos.hog.builds.asm]\ninit = ["hog.S"]\n[demos.hog.runs.nommu]\nexpect = "panic"\nmust = ["oom"]\n'
+    )
+    with pytest.raises(UserError, match=r"demos\.hog\.runs\.nommu\.must: a boot expected to panic must print "):
+        make_project(tmp_path / "build", config_overlay=overlay)
+    (overlay / "demos.toml").write_text(
+        '[demos.hog.builds.asm]\ninit = ["hog.S"]\n[demos.hog.runs.nommu]\nmust = ["x"]\ntraps = "yes"\n'
+    )
+    with pytest.raises(UserError, match=r"demos\.hog\.runs\.nommu\.traps: expected bool, found 'yes'"):
+        make_project(tmp_path / "build", config_overlay=overlay)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -54,6 +55,27 @@ def test_consoles_show_the_difference_between_the_kernels(full_run: tuple[Path, 
         )
         fork_nommu = (build / "boots" / f"fork-{language}-nommu.log").read_text()
         assert "mmulab: fork: parent byte after child exit = B" in fork_nommu
+
+
+def test_faults_and_hangs_are_named(full_run: tuple[Path, str]) -> None:
+    """The addrspace child's SIGSEGV names its source line; the MMU kernel without MMU is stuck, named, at once."""
+    build, _ = full_run
+    verdicts = {v["case"]: v for v in json.loads((build / "reports" / "summary.json").read_text())}
+    for language in ("asm", "c"):
+        (note,) = verdicts[f"addrspace-{language}-mmu"]["notes"]
+        found = re.search(
+            r"SIGSEGV: the store at pc 0x[0-9a-f]+ of addrspace-child, in \S+ at (\S+):(\d+): `(.+)`", note
+        )
+        assert found, note
+        path, line, text = found.groups()
+        assert path == f"initsrc/addrspace/child.{'S' if language == 'asm' else 'c'}"
+        assert (PROJECT_ROOT / path).read_text().splitlines()[int(line) - 1].strip() == text
+        assert re.search(r"touched 0x7ffff7ff[0-9a-f]{4} \(cause 15: store/AMO page fault\)", note), note
+        hang = verdicts[f"clone_vm-{language}-mmu-mmu-off"]
+        assert hang["seconds"] < 1.5, hang
+        assert hang["reason"].startswith("hung as expected: stuck after a fault at _start_kernel+0x"), hang
+        assert "(cause 1: instruction access fault" in hang["reason"] and "the MMU is off" in hang["reason"]
+        assert (build / "boots" / f"clone_vm-{language}-mmu-mmu-off.traps").read_text()
 
 
 def test_junit_report_lists_every_boot(full_run: tuple[Path, str]) -> None:
