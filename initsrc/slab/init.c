@@ -69,15 +69,17 @@ int main(void)
 		unlink(name);
 	}
 	show("after unlinking them", inodes);
-	say("slab: unlinking gave the inodes back: %s", peak_inodes - active_objects(inodes) >= FILES / 2 ? "yes" : "no");
 	int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
 	if (fd < 0 || write(fd, "2\n", 2) != 2)
 		say("slab: writing /proc/sys/vm/drop_caches failed: %s", strerror(errno));
 	if (fd >= 0)
 		close(fd);
 	show("after echo 2 > /proc/sys/vm/drop_caches", inodes);
+	/* at least half: SLUB keeps partly used slabs, whose free objects slabinfo still counts as active */
 	say("slab: unlinking and reclaim gave the dentries back: %s",
 	    peak_dentries - active_objects("dentry") >= FILES / 2 ? "yes" : "no");
+	say("slab: unlinking and reclaim gave the inodes back: %s",
+	    peak_inodes - active_objects(inodes) >= FILES / 2 ? "yes" : "no");
 	say("slab: the same on both kernels: slab allocation does not depend on the MMU");
 	power_off();
 }
