@@ -6,7 +6,7 @@ echo "mmulab: shell: pipeline counted $words words"
 x=outer
 ( x=inner; echo "mmulab: shell: subshell sees x=$x" )
 echo "mmulab: shell: parent still sees x=$x"
-sleep 1 &
+sleep 0.2 &
 job=$!
 wait $job
 echo "mmulab: shell: background job finished with status $?"
