@@ -9,16 +9,18 @@ import re
 import select
 import subprocess
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from conftest import DOIT, make_project, run_doit
 
-from mmulab import busybox, kconfig, toolchain
+from mmulab import busybox, kconfig, kconfig_tree, sources, toolchain
 from mmulab.configdata import load_project
 from mmulab.errors import UserError
-from mmulab.kconfig_tree import KconfigSource
+from mmulab.fsutil import sha256_of
+from mmulab.kconfig_tree import KconfigSource, KconfigTree
+from mmulab.settings import PROJECT_ROOT
 
 PROJECT = load_project()
 SPEC = PROJECT.toolchain.busybox
@@ -57,6 +59,121 @@ def test_applet_links_are_relative_paths(tmp_path: Path) -> None:
     links = tmp_path / "busybox.links"
     links.write_text("/bin/sh\n/sbin/poweroff\n/usr/bin/free\n/bin/sh\n")
     assert busybox.applet_links(links) == ["bin/sh", "sbin/poweroff", "usr/bin/free"]
+
+
+# --- what busybox itself leaves out on NOMMU ---------------------------------------------------------------
+# busybox generates its Config.in files and include/applets.h from the //config: and //applet: lines of
+# its sources (scripts/gen_build_files.sh, run by every make); the tests run that script on the real tree.
+APPLET_LINE = re.compile(r"^IF_([A-Z0-9_]+)\(\s*APPLET[A-Z_]*\(([^,]+),", re.M)
+README_LEFT_OUT = "#### Left out on NOMMU"
+
+
+def _cached_busybox_tarball() -> Path | None:
+    """The pinned busybox tarball in the download cache, if it is there and its sha256 matches the pin."""
+    source = PROJECT.sources["busybox"]
+    for origin in source.origins:
+        tarball = PROJECT.settings.download_dir / "busybox" / origin.filename
+        if tarball.is_file() and sha256_of(tarball) == source.sha256:
+            return tarball
+    return None
+
+
+@dataclass(frozen=True)
+class BusyboxKconfig:
+    """busybox's own Kconfig tree and its applet table (symbol -> applet names), generated from its sources."""
+
+    tree: KconfigTree
+    applets: dict[str, frozenset[str]]
+
+
+@pytest.fixture(scope="module")
+def busybox_kconfig(tmp_path_factory: pytest.TempPathFactory) -> BusyboxKconfig:
+    """The real busybox tree: the extracted one in the build directory, else the pinned tarball from the
+    download cache; the test is skipped (saying how to get it) when neither is there."""
+    work = tmp_path_factory.mktemp("busybox-kconfig")
+    source = PROJECT.settings.build_dir / "src" / "busybox"
+    if not (source / "scripts" / "gen_build_files.sh").is_file():
+        tarball = _cached_busybox_tarball()
+        if tarball is None:
+            pytest.skip(
+                f"needs the busybox source: neither {source} nor the pinned tarball in "
+                f"{PROJECT.settings.download_dir / 'busybox'} (run `doit extract:busybox`)"
+            )
+        source = work / "src"
+        sources.extract(tarball, source)
+    objdir = work / "obj"
+    objdir.mkdir()
+    subprocess.run(
+        ["sh", str(source / "scripts" / "gen_build_files.sh"), str(source), str(objdir)],
+        check=True,
+        capture_output=True,
+    )
+    applets: dict[str, set[str]] = {}
+    for symbol, name in APPLET_LINE.findall((objdir / "include" / "applets.h").read_text()):
+        applets.setdefault(symbol, set()).add(name.strip())
+    tree = KconfigSource((objdir, source), "Config.in").load()
+    assert not tree.missing, tree.missing
+    return BusyboxKconfig(tree, {symbol: frozenset(names) for symbol, names in applets.items()})
+
+
+def mmu_only_symbols(tree: KconfigTree) -> dict[str, str]:
+    """Symbols busybox's Kconfig makes unavailable with NOMMU=y, each with the condition that does it: a
+    condition (its own `depends on`, an enclosing `if` or menu) that holds with NOMMU=n and fails with
+    NOMMU=y, every other symbol y except those already found (so what depends on them follows)."""
+    everything = {symbol: "y" for symbol in tree.entries}
+    with_mmu = everything | {"NOMMU": "n"}
+    found: dict[str, str] = {}
+    while True:
+        without_mmu = everything | {"NOMMU": "y"} | dict.fromkeys(found, "n")
+        more = {
+            entry.symbol: condition.expression
+            for entries in tree.entries.values()
+            for entry in entries
+            for condition in (*entry.depends, *entry.conditions)
+            if entry.symbol not in found
+            and kconfig_tree.evaluate(condition.expression, with_mmu)
+            and not kconfig_tree.evaluate(condition.expression, without_mmu)
+        }
+        if not more:
+            return found
+        found |= more
+
+
+def requested(variant: str) -> set[str]:
+    return {symbol for symbol, value in fragment(variant).items() if value == "y"}
+
+
+def applets_of(symbols: set[str], table: dict[str, frozenset[str]]) -> set[str]:
+    return {name for symbol in symbols for name in table.get(symbol, ())}
+
+
+def readme_left_out_rows() -> dict[str, str]:
+    """The README's table of applets left out on NOMMU: applet name (first column) -> the whole row."""
+    text = (PROJECT_ROOT / "README.md").read_text()
+    assert README_LEFT_OUT in text, f"README.md has no section {README_LEFT_OUT!r}"
+    section = text.split(README_LEFT_OUT, 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {name: row for row in rows for name in re.findall(r"`([^`]+)`", row.split("|")[1])}
+
+
+def test_nommu_busybox_requests_nothing_busybox_marks_as_needing_an_mmu(busybox_kconfig: BusyboxKconfig) -> None:
+    mmu_only = mmu_only_symbols(busybox_kconfig.tree)
+    # ash and unshare are marked `depends on !NOMMU` in busybox 1.35: a parser that finds none is broken.
+    assert mmu_only and all("NOMMU" in condition for condition in mmu_only.values())
+    assert requested("nommu") & set(mmu_only) == set()
+    # NOMMU's choice of shell is one busybox allows without an MMU.
+    assert "SH_IS_HUSH" in requested("nommu") and "SH_IS_HUSH" not in mmu_only
+
+
+def test_readme_lists_what_nommu_leaves_out_and_why(busybox_kconfig: BusyboxKconfig) -> None:
+    table, mmu_only = busybox_kconfig.applets, mmu_only_symbols(busybox_kconfig.tree)
+    nommu_applets = applets_of(requested("nommu"), table)
+    left_out = applets_of(requested("mmu"), table) - nommu_applets
+    rows = readme_left_out_rows()
+    assert set(rows) == left_out, "README.md's table must list exactly the applets the MMU shell has and NOMMU lacks"
+    busybox_marked = applets_of(set(mmu_only), table) - nommu_applets
+    for name, row in rows.items():
+        assert ("`depends on !NOMMU`" in row) == (name in busybox_marked), row
 
 
 @pytest.fixture(scope="module")
