@@ -59,6 +59,10 @@ class Layout:
     def console_log(self, case: str) -> Path:
         return self.root / "boots" / f"{case}.log"
 
+    def ccache_stats(self, task: str) -> Path:
+        """The compile cache's counts for the last run of `task` (kernel:nommu...): ccache's stats log."""
+        return self.root / "reports" / "ccache" / f"{task.replace(':', '-')}.stats"
+
     def tool_versions(self) -> Path:
         return self.root / ".tool-versions.json"
 
