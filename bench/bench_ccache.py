@@ -25,7 +25,7 @@ from pathlib import Path
 from benchlib import ROOT, timed
 
 sys.path.insert(0, str(ROOT / "tests"))
-from redis_server import RedisServer  # noqa: E402
+from redis_server import RedisServer
 
 VARIANT = "nommu"
 FRAGMENT = "# the bench's toggled option: KUnit, as when a student adds a test suite\nCONFIG_KUNIT=y\n"
@@ -117,7 +117,9 @@ def _redis_memory(url: str) -> str:
     from redis_server import ask
 
     info = ask(url, "INFO", "memory").decode(errors="replace")
-    return next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("used_memory_human")), "")
+    return next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("used_memory_human")), ""
+    )
 
 
 def _ccache_size(directory: Path) -> str:

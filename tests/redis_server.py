@@ -55,8 +55,10 @@ class RedisServer:
         self.directory = Path(tempfile.mkdtemp(prefix="mmulab-redis-"))
         port = free_port()
         self.process = subprocess.Popen(
-            [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            + ["--dir", str(self.directory), "--logfile", str(self.directory / "redis.log")],
+            [
+                *(redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+                *("--dir", str(self.directory), "--logfile", str(self.directory / "redis.log")),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
