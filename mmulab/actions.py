@@ -52,6 +52,7 @@ def compile_cache(project: Project, task: str) -> Iterator[Runner]:
     """The runner for a compiling stage: its compilers through ccache (unless MMULAB_CCACHE=0 or ccache is
     missing); afterwards one line with the stage's hits and misses (its stats log feeds the run's summary)."""
     statslog = layout_of(project).ccache_stats(task)
+    statslog.unlink(missing_ok=True)  # without ccache this run, the last run's counts must not be shown
     cache = ccache.from_settings(project.settings, toolchain.compiler(project.toolchain))
     environment = cache.environment(statslog)
     try:

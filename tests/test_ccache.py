@@ -6,6 +6,7 @@ Redis costs one warning line, never a failure or a hang."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from conftest import run_doit
 from redis_server import RedisServer, ask
 
-from mmulab import ccache
+from mmulab import ccache, summary
 from mmulab.errors import EnvError
 from mmulab.settings import Settings
 
@@ -35,6 +36,19 @@ def test_statslog_counts() -> None:
     )
     stats = ccache.parse_statslog(text)
     assert (stats.calls, stats.hits, stats.remote_hits, stats.misses, stats.uncacheable) == (4, 2, 1, 1, 1)
+
+
+def test_cache_table_per_stage_and_totals(tmp_path: Path) -> None:
+    (tmp_path / "kernel-nommu.stats").write_text("# a.c\ndirect_cache_hit\nremote_storage_hit\n# b.c\ncache_miss\n")
+    (tmp_path / "program-fork-c.stats").write_text("# c.c\ncache_miss\n# c.o\ncalled_for_link\n")
+    stages = summary.cache_stats(tmp_path)
+    assert list(stages) == ["kernel:nommu", "program:fork-c"]
+    lines = summary.cache_table(stages).splitlines()
+    assert lines[1].split() == ["stage", "hits", "remote", "misses", "not", "cacheable"]
+    assert lines[2].split() == ["kernel:nommu", "1", "1", "1", "0"]
+    assert lines[-1].split() == ["total", "1", "1", "2", "1"]
+    data = json.loads(summary.write_cache(stages, tmp_path).read_text())
+    assert data["program:fork-c"] == {"calls": 2, "hits": 0, "remote_hits": 0, "misses": 1, "uncacheable": 1}
 
 
 def test_redis_urls_get_short_timeouts_unless_they_name_theirs() -> None:
