@@ -48,13 +48,13 @@ def kernel_tree(project: Project) -> Path:
 
 
 @contextlib.contextmanager
-def compile_cache(project: Project, task: str) -> Iterator[Runner]:
+def compile_cache(project: Project, task: str, depend: bool = False) -> Iterator[Runner]:
     """The runner for a compiling stage: its compilers through ccache (unless MMULAB_CCACHE=0 or ccache is
     missing); afterwards one line with the stage's hits and misses (its stats log feeds the run's summary)."""
     statslog = layout_of(project).ccache_stats(task)
     statslog.unlink(missing_ok=True)  # without ccache this run, the last run's counts must not be shown
     cache = ccache.from_settings(project.settings, toolchain.compiler(project.toolchain))
-    environment = cache.environment(statslog)
+    environment = cache.environment(statslog, depend)
     try:
         yield RUNNER.with_env(environment)
     finally:
@@ -128,7 +128,7 @@ def build_kernel(project: Project, variant: str) -> None:
         source_date_epoch=settings.source_date_epoch,
         progress=settings.progress,
     )
-    with compile_cache(project, f"kernel:{variant}") as runner:
+    with compile_cache(project, f"kernel:{variant}", depend=True) as runner:
         kernel.build(request, runner)
 
 
@@ -184,7 +184,7 @@ def build_busybox(project: Project, variant: str) -> None:
         project.settings.source_date_epoch,
         project.settings.progress,
     )
-    with compile_cache(project, f"busybox:{variant}") as runner:
+    with compile_cache(project, f"busybox:{variant}", depend=True) as runner:
         busybox.build(request, runner)
 
 

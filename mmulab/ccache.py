@@ -14,6 +14,7 @@ import contextlib
 import functools
 import multiprocessing
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -140,7 +141,10 @@ def warn_once(marker: Path, message: str) -> None:
 
 @dataclass(frozen=True)
 class CompileCache:
-    """Where the cache lives and how the stages reach it; `enabled` False (MMULAB_CCACHE=0) adds nothing."""
+    """Where the cache lives and how the stages reach it; `enabled` False (MMULAB_CCACHE=0) adds nothing.
+
+    `compilers` are the cross compilers (links to ccache), `host_compilers` the build machine's (kbuild's and
+    busybox's HOSTCC: small scripts that run ccache on the real one, never in depend mode)."""
 
     enabled: bool
     directory: Path
@@ -148,18 +152,26 @@ class CompileCache:
     bin_dir: Path
     compilers: tuple[str, ...]
     remote: str = ""
+    host_compilers: tuple[str, ...] = ()
 
     def ccache(self) -> str:
         """ccache's path when the cache is on and ccache is installed, else ""."""
         return (shutil.which("ccache") or "") if self.enabled else ""
 
-    def environment(self, statslog: Path) -> dict[str, str]:
+    def environment(self, statslog: Path, depend: bool = False) -> dict[str, str]:
         """The variables a stage's commands run with: its compilers through ccache, its counts into
-        `statslog` (one file per stage, so stages running side by side under `doit -n 2` do not mix)."""
+        `statslog` (one file per stage, so stages running side by side under `doit -n 2` do not mix).
+
+        `depend`: ccache's depend mode, for a stage whose every cross compile writes a complete dependency
+        list (the kernel: -nostdinc and -Wp,-MMD; busybox: -Wp,-MD). A miss then costs no extra preprocessor
+        run (the default mode's costs a kernel build about 40 % more compiler time; this about 5 %)."""
         ccache = self.ccache()
         if not ccache:
             return {}
-        self._links(ccache)
+        path = os.pathsep.join(
+            p for p in os.environ.get("PATH", os.defpath).split(os.pathsep) if p != str(self.bin_dir)
+        )
+        self._links(ccache, path)
         statslog.parent.mkdir(parents=True, exist_ok=True)
         statslog.unlink(missing_ok=True)
         remote = ""
@@ -173,8 +185,8 @@ class CompileCache:
                 )
             else:
                 remote = with_remote_defaults(self.remote)
-        return {
-            "PATH": os.pathsep.join([str(self.bin_dir), os.environ.get("PATH", os.defpath)]),
+        env = {
+            "PATH": os.pathsep.join([str(self.bin_dir), path]),
             "CCACHE_DIR": str(self.directory),
             # Absolute paths under base_dir are hashed relative to the compile's directory: a second checkout
             # at another path gets the first one's hits. No hash of the directory itself: no build records it.
@@ -183,9 +195,14 @@ class CompileCache:
             "CCACHE_STATSLOG": str(statslog),
             "CCACHE_REMOTE_STORAGE": remote,
         }
+        if depend:
+            env["CCACHE_DEPEND"] = "1"
+        return env
 
-    def _links(self, ccache: str) -> None:
-        """The masquerade folder: each compiler's name, a link to ccache (which then runs the next one on PATH)."""
+    def _links(self, ccache: str, path: str) -> None:
+        """The masquerade folder: each cross compiler's name a link to ccache (which then runs the next one of
+        that name on PATH); each host compiler's a script running ccache on the real one, without depend mode
+        (gcc -MMD leaves the system headers out of the dependency list: a new libc6-dev would go unseen)."""
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         for name in self.compilers:
             link = self.bin_dir / name
@@ -196,6 +213,15 @@ class CompileCache:
             temporary.unlink(missing_ok=True)
             temporary.symlink_to(ccache)
             os.replace(temporary, link)
+        for name in self.host_compilers:
+            real = shutil.which(name, path=path)
+            if real is None:
+                continue
+            script = f'#!/bin/sh\nunset CCACHE_DEPEND\nexec {shlex.quote(ccache)} {shlex.quote(real)} "$@"\n'
+            target = self.bin_dir / name
+            if target.is_symlink():
+                target.unlink()
+            write_atomic(target, script, 0o755)
 
 
 def base_dir_for(build_dir: Path, checkout: Path) -> Path:
@@ -211,6 +237,7 @@ def from_settings(settings: Settings, cross_compiler: str) -> CompileCache:
         directory=settings.ccache_dir,
         base_dir=base_dir_for(settings.build_dir, PROJECT_ROOT),
         bin_dir=settings.build_dir / ".ccache-bin",
-        compilers=(cross_compiler, *HOST_COMPILERS),
+        compilers=(cross_compiler,),
         remote=settings.ccache_remote,
+        host_compilers=HOST_COMPILERS,
     )

@@ -93,25 +93,34 @@ def test_probe_real_redis() -> None:
         assert ccache.probe(url) == ""
 
 
-@pytest.mark.needs("ccache")
+@pytest.mark.needs("ccache", "gcc")
 def test_environment_masquerades_the_compilers(tmp_path: Path) -> None:
-    cache = ccache.CompileCache(True, tmp_path / "c", tmp_path, tmp_path / "bin", ("riscv64-linux-gnu-gcc", "gcc"))
-    env = cache.environment(tmp_path / "stats" / "x.stats")
-    assert env["PATH"].split(os.pathsep)[0] == str(tmp_path / "bin")
-    assert os.readlink(tmp_path / "bin" / "gcc") == ccache.shutil.which("ccache")
-    assert (env["CCACHE_DIR"], env["CCACHE_BASEDIR"], env["CCACHE_REMOTE_STORAGE"]) == (
+    bin_dir = tmp_path / "bin"
+    cache = ccache.CompileCache(
+        True, tmp_path / "c", tmp_path, bin_dir, ("riscv64-linux-gnu-gcc",), host_compilers=("gcc",)
+    )
+    env = cache.environment(tmp_path / "stats" / "x.stats", depend=True)
+    assert env["PATH"].split(os.pathsep)[0] == str(bin_dir)
+    assert os.readlink(bin_dir / "riscv64-linux-gnu-gcc") == ccache.shutil.which("ccache")
+    assert (env["CCACHE_DIR"], env["CCACHE_BASEDIR"], env["CCACHE_REMOTE_STORAGE"], env["CCACHE_DEPEND"]) == (
         str(tmp_path / "c"),
         str(tmp_path),
         "",
+        "1",
     )
+    assert "CCACHE_DEPEND" not in cache.environment(tmp_path / "stats" / "x.stats")
     assert ccache.CompileCache(False, tmp_path, tmp_path, tmp_path / "off", ("gcc",)).environment(tmp_path) == {}
-    # A real compile through the masquerade: counted in the stage's own stats log.
+    # Real host compiles through the masquerade, in a depend-mode stage: the host compiler's script leaves
+    # depend mode (its -MMD lists no system header) and ccache hits the second time; counted in the stage's log.
     source = tmp_path / "t.c"
-    source.write_text("int f(void) { return 1; }\n")
+    source.write_text("#include <stdio.h>\nint f(void) { return BUFSIZ; }\n")
     for _ in range(2):
-        subprocess.run(["gcc", "-c", "-o", tmp_path / "t.o", source], env={**os.environ, **env}, check=True)
+        command = ["gcc", "-MMD", "-c", "-o", tmp_path / "t.o", source]
+        subprocess.run(command, env={**os.environ, **env}, check=True, cwd=tmp_path)
     stats = ccache.read_stats(tmp_path / "stats" / "x.stats")
-    assert stats is not None and (stats.hits, stats.misses) == (1, 1)
+    assert stats is not None and (stats.calls, stats.hits, stats.misses) == (2, 1, 1)
+    log = (tmp_path / "stats" / "x.stats").read_text()
+    assert "preprocessed_cache_miss" in log  # the default mode ran the preprocessor: not depend mode
 
 
 @pytest.fixture
