@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_doit
+from conftest import make_project, run_doit
 from redis_server import RedisServer, ask
 
 from mmulab import ccache, summary
@@ -195,3 +195,26 @@ def test_redis_shares_the_cache_between_build_dirs(tmp_path: Path, kernel_tree: 
                 assert libc is not None and libc.remote_hits > 500, libc
     assert built["off"] == built["first"] == built["second"]
     assert "warning" not in stdout["second"]
+
+
+def test_switching_the_cache_changes_no_stage_key(tmp_path: Path) -> None:
+    """Its outputs are the same bytes either way: turning ccache on or off, or pointing it elsewhere, reruns nothing."""
+    from mmulab import tasks
+
+    keys = []
+    for overrides in (
+        {"ccache": True},
+        {"ccache": False},
+        {"ccache": True, "ccache_dir": tmp_path / "elsewhere", "ccache_remote": "redis://127.0.0.1:1"},
+    ):
+        project = make_project(tmp_path / "build", **overrides)
+        keys.append(
+            [
+                tasks.kconfig_inputs(project, "nommu"),
+                tasks.kernel_inputs(project, "nommu"),
+                tasks.libc_inputs(project, "musl"),
+                tasks.program_inputs(project, "fork-c"),
+                tasks.busybox_inputs(project, "nommu"),
+            ]
+        )
+    assert keys[0] == keys[1] == keys[2]
