@@ -192,6 +192,8 @@ class CompileCache:
             # at another path gets the first one's hits. No hash of the directory itself: no build records it.
             "CCACHE_BASEDIR": str(self.base_dir),
             "CCACHE_NOHASHDIR": "1",
+            # A header's hash is kept for the next compile that reads it (a kernel file reads ~200 headers).
+            "CCACHE_INODECACHE": "1",
             "CCACHE_STATSLOG": str(statslog),
             "CCACHE_REMOTE_STORAGE": remote,
         }
