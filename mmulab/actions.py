@@ -4,21 +4,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from doit.exceptions import TaskError, TaskFailed
 
-from . import boot, busybox, initramfs, kconfig, kernel, sources, toolchain
+from . import boot, busybox, ccache, initramfs, kconfig, kernel, sources, toolchain
 from .configdata import BootCase, Project
 from .errors import ConfigError, UserError
 from .fsutil import JsonRecord, tree_digest, write_atomic
 from .paths import Layout
 from .symbolize import Resolver, SymbolTable
-from .tools import require
+from .tools import RUNNER, Runner, require
 
 INTERRUPTED = "interrupted: rerun to continue"
 
@@ -45,6 +46,22 @@ def layout_of(project: Project) -> Layout:
 
 def kernel_tree(project: Project) -> Path:
     return layout_of(project).kernel_tree(project.toolchain.kernel.source)
+
+
+@contextlib.contextmanager
+def compile_cache(project: Project, task: str, depend: bool = False) -> Iterator[Runner]:
+    """The runner for a compiling stage: its compilers through ccache (unless MMULAB_CCACHE=0 or ccache is
+    missing); afterwards one line with the stage's hits and misses (its stats log feeds the run's summary)."""
+    statslog = layout_of(project).ccache_stats(task)
+    statslog.unlink(missing_ok=True)  # without ccache this run, the last run's counts must not be shown
+    cache = ccache.from_settings(project.settings, toolchain.compiler(project.toolchain))
+    environment = cache.environment(statslog, depend)
+    try:
+        yield RUNNER.with_env(environment)
+    finally:
+        stats = ccache.read_stats(statslog) if environment else None
+        if stats is not None:
+            print(f"{task}: compile cache: {stats.line()}")
 
 
 @dataclass(frozen=True)
@@ -88,7 +105,10 @@ def configure_kernel(project: Project, variant: str) -> None:
         require(tool)
     work = layout_of(project).kernel_dir(variant)
     write_atomic(work / "fragment.config", fragment)
-    final = kconfig.configure(tree, work / "obj", info, project.toolchain, fragment, work / "config.log")
+    with compile_cache(project, f"kconfig:{variant}") as runner:
+        final = kconfig.configure(
+            tree, work / "obj", info, project.toolchain, fragment, work / "config.log", runner=runner
+        )
     write_atomic(work / "config", final)
 
 
@@ -99,18 +119,18 @@ def build_kernel(project: Project, variant: str) -> None:
         require(tool)
     work = layout_of(project).kernel_dir(variant)
     print(f"kernel {variant}: make -j{settings.jobs} {project.toolchain.kernel.image} (log: {work / 'build.log'})")
-    kernel.build(
-        kernel.KernelBuild(
-            label=variant,
-            source=kernel_tree(project),
-            config=work / "config",
-            work=work,
-            toolchain=project.toolchain,
-            jobs=settings.jobs,
-            source_date_epoch=settings.source_date_epoch,
-            progress=settings.progress,
-        )
+    request = kernel.KernelBuild(
+        label=variant,
+        source=kernel_tree(project),
+        config=work / "config",
+        work=work,
+        toolchain=project.toolchain,
+        jobs=settings.jobs,
+        source_date_epoch=settings.source_date_epoch,
+        progress=settings.progress,
     )
+    with compile_cache(project, f"kernel:{variant}", depend=True) as runner:
+        kernel.build(request, runner)
 
 
 @user_errors
@@ -120,18 +140,18 @@ def build_libc(project: Project, name: str) -> None:
     work = layout.libc_dir()
     require("make")
     print(f"libc {name}: kernel headers + {libc.source} into {layout.sysroot()} (log: {work / 'build.log'})")
-    toolchain.build_libc(
-        toolchain.LibcBuild(
-            libc,
-            project.toolchain,
-            layout.tree(libc.source),
-            kernel_tree(project),
-            work,
-            layout.sysroot(),
-            project.settings.jobs,
-            project.settings.progress,
-        )
+    request = toolchain.LibcBuild(
+        libc,
+        project.toolchain,
+        layout.tree(libc.source),
+        kernel_tree(project),
+        work,
+        layout.sysroot(),
+        project.settings.jobs,
+        project.settings.progress,
     )
+    with compile_cache(project, f"libc:{name}") as runner:
+        toolchain.build_libc(request, runner)
     Sysroot(name, str(layout.sysroot()), tree_digest(layout.sysroot())).write(layout.sysroot_record())
 
 
@@ -139,9 +159,11 @@ def build_libc(project: Project, name: str) -> None:
 def build_program(project: Project, name: str) -> None:
     layout = layout_of(project)
     output = layout.program(name)
-    toolchain.build_program(
-        project.programs[name], project.toolchain, output, output.with_suffix(".log"), layout.sysroot()
-    )
+    program = project.programs[name]
+    with compile_cache(project, f"program:{name}") as runner:
+        toolchain.build_program(
+            program, project.toolchain, output, output.with_suffix(".log"), layout.sysroot(), runner
+        )
 
 
 @user_errors
@@ -152,19 +174,19 @@ def build_busybox(project: Project, variant: str) -> None:
     require("make")
     work = layout.busybox_dir(variant)
     print(f"busybox {variant}: configure and build (log: {work / 'make.log'})")
-    busybox.build(
-        busybox.BusyboxBuild(
-            spec,
-            project.variants[variant],
-            project.toolchain,
-            layout.tree(spec.source),
-            layout.sysroot(),
-            work,
-            project.settings.jobs,
-            project.settings.source_date_epoch,
-            project.settings.progress,
-        )
+    request = busybox.BusyboxBuild(
+        spec,
+        project.variants[variant],
+        project.toolchain,
+        layout.tree(spec.source),
+        layout.sysroot(),
+        work,
+        project.settings.jobs,
+        project.settings.source_date_epoch,
+        project.settings.progress,
     )
+    with compile_cache(project, f"busybox:{variant}", depend=True) as runner:
+        busybox.build(request, runner)
 
 
 @user_errors

@@ -13,6 +13,10 @@ from doit.reporter import ConsoleReporter
 from . import summary
 from .boot import Verdict
 from .errors import UserError
+from .paths import Layout
+from .settings import Settings
+
+COMPILING = ("kconfig:", "kernel:", "libc:", "program:", "busybox:")
 
 
 class MmulabReporter(ConsoleReporter):
@@ -21,8 +25,11 @@ class MmulabReporter(ConsoleReporter):
     def __init__(self, outstream: Any, options: Any) -> None:
         super().__init__(outstream, options)
         self.boots: dict[str, tuple[Any, str]] = {}
+        self.compiled: list[str] = []  # the compiling tasks that ran: their compile cache counts are reported
 
     def _note(self, task: Any, status: str) -> None:
+        if status in ("ran", "failed") and task.name.startswith(COMPILING):
+            self.compiled.append(task.name)
         if task.name.startswith("smoke:"):
             self.boots[task.name] = (task, status)
 
@@ -58,7 +65,22 @@ class MmulabReporter(ConsoleReporter):
                 verdicts.append(Verdict.not_run(case, f"no verdict: {path} is missing or damaged"))
         return verdicts
 
+    def _cache_report(self) -> None:
+        """The compile cache's hits and misses of each compiling stage this run ran (when ccache was used)."""
+        try:
+            layout = Layout(Settings.from_environment().build_dir)
+        except UserError:
+            return
+        folder = layout.ccache_stats("x").parent
+        ran = set(self.compiled)
+        every = summary.cache_stats(folder)
+        if not (this_run := {name: stats for name, stats in every.items() if name in ran}):
+            return
+        path = summary.write_cache(every, folder.parent)
+        self.write("\n" + summary.cache_table(this_run) + f"\n(every stage's last run: {path})\n")
+
     def complete_run(self) -> None:
+        self._cache_report()
         if self.boots:
             verdicts = self._verdicts()
             folder = Path(next(iter(self.boots.values()))[0].targets[0]).parent.parent / "reports"

@@ -73,6 +73,8 @@ def _build(project: Project, env: Environment) -> str:
         "TZ": env.timezone,
         "SOURCE_DATE_EPOCH": str(project.settings.source_date_epoch),
         "MMULAB_PROGRESS": "plain",
+        # Each build compiles for real: the second taking the first's objects from ccache would prove nothing.
+        "MMULAB_CCACHE": "0",
     }
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     print(f"repro: building {env.name} in {env.describe()} at {started}", flush=True)

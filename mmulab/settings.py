@@ -22,6 +22,7 @@ DEFAULT_APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.lis
 # A release name becomes a directory and a file name: a safe name, never "." or ".." (no leading dot).
 RELEASE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
 RELEASE_NAME_ACCEPTS = "a name of letters, digits and . _ + - (not starting with .)"
+_URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:[^|]")  # scheme:rest, as ccache's remote_storage takes them
 
 T = TypeVar("T")
 
@@ -48,6 +49,9 @@ class Settings:
     artifacts_dir: Path = PROJECT_ROOT / "artifacts"
     allow_dirty: bool = False
     buildroot_src: Path | None = None
+    ccache: bool = True
+    ccache_dir: Path = Path.home() / ".cache" / "mmulab" / "ccache"
+    ccache_remote: str = ""
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +80,9 @@ class Settings:
             artifacts_dir=env.path("MMULAB_ARTIFACTS_DIR", PROJECT_ROOT / "artifacts"),
             allow_dirty=env.choice("MMULAB_ALLOW_DIRTY", ("0", "1"), "0") == "1",
             buildroot_src=env.path("BUILDROOT_SRC", None, must_exist=True),
+            ccache=env.choice("MMULAB_CCACHE", ("0", "1"), "1") == "1",
+            ccache_dir=env.path("MMULAB_CCACHE_DIR", Path(cache_home) / "mmulab" / "ccache"),
+            ccache_remote=env.remote_storage("MMULAB_CCACHE_REMOTE"),
         )
 
 
@@ -133,6 +140,20 @@ class _Environment:
                     variable=name, value=url, problem="not an http(s) URL", accepts="space-separated http(s) URLs"
                 )
         return urls
+
+    def remote_storage(self, name: str) -> str:
+        """ccache remote_storage: space-separated URLs (redis://host:port, http://..., file:/dir), each may
+        carry |attribute=value parts; passed to ccache as they are."""
+        value = self.raw(name)
+        for url in value.split():
+            if not _URL_SCHEME.match(url):
+                raise EnvError(
+                    variable=name,
+                    value=url,
+                    problem="not a URL",
+                    accepts="ccache remote storage URLs such as redis://HOST:PORT, http://HOST/PATH or file:/DIR",
+                )
+        return value
 
     def fragments(self) -> dict[str, Path]:
         fragments = {}

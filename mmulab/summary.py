@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .boot import Outcome, Verdict
+from .ccache import CacheStats, read_stats
 from .fsutil import write_atomic
 
 COLUMNS = ("case", "demo", "variant", "qemu", "expected", "observed", "result", "seconds")
@@ -73,3 +74,36 @@ def write(verdicts: list[Verdict], folder: Path) -> tuple[Path, Path]:
     write_atomic(json_path, json.dumps([v.to_dict() for v in verdicts], indent=2) + "\n")
     write_atomic(xml_path, junit(verdicts))
     return json_path, xml_path
+
+
+CACHE_COLUMNS = ("stage", "hits", "remote", "misses", "not cacheable")
+
+
+def cache_stats(folder: Path) -> dict[str, CacheStats]:
+    """The compile cache's counts of each stage's last run, from the stats logs in `folder` (by file name)."""
+    found = {}
+    for path in sorted(folder.glob("*.stats")) if folder.is_dir() else []:
+        stats = read_stats(path)
+        if stats is not None:
+            found[path.stem.replace("-", ":", 1)] = stats  # kernel-nommu: kernel:nommu
+    return found
+
+
+def cache_table(stages: dict[str, CacheStats]) -> str:
+    """Hits (of which from the remote store) and misses per stage, and the run's totals."""
+    rows = [(name, s.hits, s.remote_hits, s.misses, s.uncacheable) for name, s in stages.items()]
+    rows.append(("total", *(sum(row[i] for row in rows) for i in range(1, 5))))  # type: ignore[arg-type]
+    cells = [CACHE_COLUMNS, *[tuple(str(c) for c in row) for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(CACHE_COLUMNS))]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in cells
+    ]
+    return "compile cache (ccache):\n" + "\n".join(lines)
+
+
+def write_cache(stages: dict[str, CacheStats], folder: Path) -> Path:
+    """reports/ccache.json: each stage's counts from its last run."""
+    path = folder / "ccache.json"
+    write_atomic(path, json.dumps({name: s.to_dict() for name, s in stages.items()}, indent=2) + "\n")
+    return path

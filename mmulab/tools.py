@@ -5,6 +5,7 @@ runner every external command goes through (tests replace it with a fake that re
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import os
@@ -16,6 +17,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from .errors import ToolMissing, UserError
 from .fsutil import write_atomic
@@ -126,7 +128,17 @@ class Log:
 
 class Runner:
     """Runs external commands with their output in a log; a failure becomes one UserError with the lines
-    that matter. The one place the pipeline starts build tools (QEMU has its own in boot.py)."""
+    that matter. The one place the pipeline starts build tools (QEMU has its own in boot.py).
+
+    `env`: variables every command of this runner gets (a build stage's compile cache), under each call's own."""
+
+    env: Mapping[str, str] = MappingProxyType({})
+
+    def with_env(self, env: Mapping[str, str]) -> Runner:
+        """This runner (a test's fake too) with `env` added to every command it runs."""
+        runner = copy.copy(self)
+        runner.env = MappingProxyType({**self.env, **env})
+        return runner
 
     def log(self, path: Path) -> Log:
         """A fresh log at `path`: the previous run's is removed."""
@@ -149,7 +161,7 @@ class Runner:
         with log.open("ab") as sink:
             sink.write(("$ " + " ".join(argv) + "\n").encode())
             sink.flush()
-            code = self.execute(argv, sink, cwd, {**os.environ, **(env or {})}, feed, progress)
+            code = self.execute(argv, sink, cwd, {**os.environ, **self.env, **(env or {})}, feed, progress)
         if code == 127 or code is None:
             raise UserError(f"{what}: cannot run {missing(argv[0])}")
         if code != 0:
