@@ -101,7 +101,7 @@ def test_user_fault_resolves_to_function_and_source_line(
     (fault,) = symbolize.user_faults(recorded_boot(f"addrspace-{language}-mmu"), programs)
     assert (fault.program, fault.pid, fault.signal, fault.address, fault.pc, fault.cause) == (
         "addrspace-child",
-        14,
+        16,
         11,
         address,
         pc,
@@ -111,7 +111,7 @@ def test_user_fault_resolves_to_function_and_source_line(
     assert f"{fault.where.file}:{fault.where.line}" == line
     assert fault.where.text == text
     said = fault.describe()
-    assert said.startswith(f"addrspace-child[14]: SIGSEGV: the store at pc {pc:#x} of addrspace-child, in {function}")
+    assert said.startswith(f"addrspace-child[16]: SIGSEGV: the store at pc {pc:#x} of addrspace-child, in {function}")
     assert f"touched {address:#x} (cause 15: store/AMO page fault)" in said
 
 
