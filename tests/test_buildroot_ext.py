@@ -227,13 +227,13 @@ def test_check_package_passes(buildroot: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.needs("qemu-system-riscv64", "riscv64-linux-gnu-gcc")
-def test_post_image_boots_the_matrix(tmp_path: Path) -> None:
+def test_post_image_boots_the_matrix(tmp_path: Path, session_build: Path) -> None:
     """The post-image script, given a Buildroot-like images folder (the pipeline's NOMMU kernel and programs
     laid out as buildroot_ext's packages install them), checks the configs and boots every NOMMU case."""
     from mmulab.busybox import applet_links
     from mmulab.paths import Layout
 
-    build_dir = Settings.from_environment().build_dir
+    build_dir = session_build  # the slow tests' shared build: its kernels serve test_demos too
     result = run_doit(["boot:nommu"], {"MMULAB_BUILD_DIR": str(build_dir)}, timeout=3600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     project = load_project()
