@@ -229,8 +229,9 @@ class CompileCache:
 def base_dir_for(build_dir: Path, checkout: Path) -> Path:
     """The checkout when the build directory lies inside it (program sources are hashed relative too),
     else the build directory (the kernel, musl and busybox trees and objects all live there)."""
-    common = Path(os.path.commonpath([build_dir, checkout]))
-    return common if common != Path(common.anchor) else build_dir
+    # Never a wider common ancestor (/tmp for a checkout and a build directory both under it): ccache then
+    # rewrites paths the prefix maps do not name (a kernel tree elsewhere, the sysroot) and the bytes change.
+    return checkout if build_dir.resolve().is_relative_to(checkout.resolve()) else build_dir
 
 
 def from_settings(settings: Settings, cross_compiler: str) -> CompileCache:

@@ -63,6 +63,8 @@ def test_base_dir_is_the_checkout_or_an_outside_build_dir(tmp_path: Path) -> Non
     checkout = tmp_path / "mmulab"
     assert ccache.base_dir_for(checkout / "build", checkout) == checkout
     assert ccache.base_dir_for(Path("/var/tmp/b"), Path("/home/me/mmulab")) == Path("/var/tmp/b")
+    # both under /tmp: still the build directory, never /tmp itself
+    assert ccache.base_dir_for(Path("/tmp/pytest/b"), Path("/tmp/clone")) == Path("/tmp/pytest/b")
 
 
 def test_settings() -> None:
