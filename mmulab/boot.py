@@ -36,7 +36,6 @@ from .symbolize import (
 )
 
 PANIC_GRACE_SECONDS = 1.0
-PANIC_LINE = PANIC_MARKER
 # A hart whose last trap was a fault and that then takes no trap (not even a timer interrupt) and prints
 # nothing for this long is parked for good: a running kernel takes timer interrupts many times a second.
 STALL_SECONDS = 0.5
@@ -179,7 +178,7 @@ def judge(
     `stuck` is what the trap log proved when the boot was ended early as hung (it implies `timed_out`)."""
     timed_out = timed_out or stuck is not None
     forbidden_at = next((i for i, line in enumerate(lines) if any(bad in line for bad in case.must_not)), None)
-    panic_at = next((i for i, line in enumerate(lines) if PANIC_LINE in line), None)
+    panic_at = next((i for i, line in enumerate(lines) if PANIC_MARKER in line), None)
     missing, position = [], 0
     for wanted in case.must:
         found = next((i for i in range(position, len(lines)) if wanted in lines[i]), None)
@@ -190,7 +189,7 @@ def judge(
     if forbidden_at is not None:
         observed, reason = Outcome.FORBIDDEN_LINE, f"console printed {lines[forbidden_at].strip()!r}"
     elif panic_at is not None:
-        observed, reason = Outcome.PANIC, f"the kernel panicked: {_from_marker(lines[panic_at], PANIC_LINE)!r}"
+        observed, reason = Outcome.PANIC, f"the kernel panicked: {_from_marker(lines[panic_at], PANIC_MARKER)!r}"
     elif timed_out:
         observed = Outcome.HANG
         reason = stuck.describe() if stuck else f"no power-off within {case.timeout:g} s"
@@ -206,7 +205,7 @@ def judge(
     if passed and expected is Outcome.HANG:
         reason = "hung as expected: " + (stuck.describe() if stuck else f"no power-off within {case.timeout:g} s")
     elif passed and expected is Outcome.PANIC:
-        reason = f"panicked as expected: {_from_marker(lines[panic_at or 0], PANIC_LINE)!r}"
+        reason = f"panicked as expected: {_from_marker(lines[panic_at or 0], PANIC_MARKER)!r}"
     elif observed is expected and missing:
         verb = {Outcome.HANG: "hung", Outcome.PANIC: "panicked"}.get(expected, "finished")
         reason = f"{verb} as expected but never printed {missing[0]!r}"
@@ -324,7 +323,7 @@ def run_captured(
                 *complete, buffer = buffer.split(b"\n")
                 fresh = [line.decode(errors="replace").rstrip("\r") for line in complete]
                 lines += fresh
-                if any(bad in line for line in fresh for bad in (*case.must_not, PANIC_LINE)):
+                if any(bad in line for line in fresh for bad in (*case.must_not, PANIC_MARKER)):
                     stopping = True
                     deadline = min(deadline, time.monotonic() + PANIC_GRACE_SECONDS)
 
@@ -364,7 +363,7 @@ def run_captured(
             watch.close()
     if stuck is not None and resolver is not None:
         stuck = with_symbols(stuck, resolver.symbols)
-    stopped = any(bad in line for line in lines for bad in (*case.must_not, PANIC_LINE))
+    stopped = any(bad in line for line in lines for bad in (*case.must_not, PANIC_MARKER))
     return judge(
         case,
         lines,

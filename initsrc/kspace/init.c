@@ -67,12 +67,9 @@ int main(void)
 		say("kspace: kernel text _stext at 0x%lx: outside System RAM: a virtual address (the kernel mapping)",
 		    text);
 	/* %pK addresses are hashed unless kptr_restrict is 1 (then real, for a reader with CAP_SYSLOG: root) */
-	int restrict_fd = open("/proc/sys/kernel/kptr_restrict", O_WRONLY);
-	if (restrict_fd >= 0) {
-		if (write(restrict_fd, "1", 1) != 1)
-			say("kspace: kptr_restrict: %s", strerror(errno));
-		close(restrict_fd);
-	}
+	int error = write_text("/proc/sys/kernel/kptr_restrict", "1");
+	if (error < 0 && error != -ENOENT)
+		say("kspace: kptr_restrict: %s", strerror(-error));
 	char *vmallocinfo = read_file("/proc/vmallocinfo");
 	if (vmallocinfo) {
 		vmallocinfo[strcspn(vmallocinfo, "\n")] = '\0';

@@ -1,6 +1,7 @@
 /*
- * Reading the kernel's own reports (/proc, /sys) from an init program: mount them, read a file whole,
- * pick a value out of /proc/meminfo, and tell whether an address lies inside System RAM (/proc/iomem).
+ * Reading the kernel's own reports (/proc, /sys) from an init program: mount them one by one, read a file
+ * whole into a static buffer, and tell whether an address lies inside System RAM (/proc/iomem); the rest
+ * (meminfo_kb, write_text) is memstat.h's.
  * The memory demos print what the kernel says rather than what the program assumes.
  */
 #ifndef MMULAB_PROCFS_H
@@ -14,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "memstat.h" /* read_text, write_text, meminfo_kb */
 #include "mmulab.h"
 
 /* Mount a file system at a directory made first; errors are reported, never fatal. */
@@ -28,27 +30,12 @@ static inline void mount_fs(const char *type, const char *where)
 static inline char *read_file(const char *path)
 {
 	static char buffer[64 * 1024];
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
+	long length = read_text(path, buffer, sizeof buffer);
+	if (length < 0) {
+		errno = (int)-length;
 		return NULL;
-	size_t used = 0;
-	ssize_t got;
-	while (used < sizeof buffer - 1 && (got = read(fd, buffer + used, sizeof buffer - 1 - used)) > 0)
-		used += (size_t)got;
-	close(fd);
-	buffer[used] = '\0';
+	}
 	return buffer;
-}
-
-/* A /proc/meminfo field in kB ("MemFree", "PageTables", ...), or -1 when the kernel has no such line. */
-static inline long meminfo_kb(const char *field)
-{
-	char *text = read_file("/proc/meminfo");
-	size_t length = strlen(field);
-	for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
-		if (strncmp(line, field, length) == 0 && line[length] == ':')
-			return strtol(line + length + 1, NULL, 10);
-	return -1;
 }
 
 /* Whether a physical address lies in one of /proc/iomem's top-level "System RAM" ranges. */

@@ -10,7 +10,6 @@
 #include "../lib/procfs.h"
 
 #define CHUNK (16UL << 10)
-#define MIB (1UL << 20)
 #define FIRST_MIB 8
 
 static long own_value(const char *path)
@@ -50,11 +49,9 @@ int main(int argc, char **argv)
 	else
 		say("%s: oom_score %ld before, %ld after %d MiB: %s", who, before, after, FIRST_MIB,
 		    after > before ? "my pages count against me" : "unchanged: the kernel counts no pages for me");
-	int fd = open("/proc/self/oom_score_adj", O_WRONLY);
-	if (fd < 0 || write(fd, "1000", 4) != 4)
-		say("%s: setting oom_score_adj failed: %s", who, strerror(errno));
-	if (fd >= 0)
-		close(fd);
+	int error = write_text("/proc/self/oom_score_adj", "1000");
+	if (error < 0)
+		say("%s: setting oom_score_adj failed: %s", who, strerror(-error));
 	say("%s: oom_score_adj 1000, oom_score now %ld: allocating until the OOM killer ends me", who,
 	    own_value("/proc/self/oom_score"));
 	hog(0, who);

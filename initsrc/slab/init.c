@@ -18,11 +18,9 @@ static void shrink(const char *cache)
 {
 	char path[96];
 	snprintf(path, sizeof path, "/sys/kernel/slab/%s/shrink", cache);
-	int fd = open(path, O_WRONLY);
-	if (fd < 0 || write(fd, "1", 1) != 1)
-		say("slab: %s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
+	int error = write_text(path, "1");
+	if (error < 0)
+		say("slab: %s: %s", path, strerror(-error));
 }
 
 /* Active objects of a cache in /proc/slabinfo, or -1 when it is not listed. */
@@ -83,11 +81,9 @@ int main(void)
 		unlink(name);
 	}
 	show("after unlinking them", inodes);
-	int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
-	if (fd < 0 || write(fd, "2\n", 2) != 2)
-		say("slab: writing /proc/sys/vm/drop_caches failed: %s", strerror(errno));
-	if (fd >= 0)
-		close(fd);
+	int error = write_text("/proc/sys/vm/drop_caches", "2\n");
+	if (error < 0)
+		say("slab: writing /proc/sys/vm/drop_caches failed: %s", strerror(-error));
 	shrink("dentry");
 	shrink(inodes);
 	show("after echo 2 > /proc/sys/vm/drop_caches and shrinking both caches", inodes);
