@@ -11,6 +11,7 @@ and no stage's cache key mentions it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import multiprocessing
 import os
@@ -127,14 +128,22 @@ def _run_id() -> int:
 
 
 def warn_once(marker: Path, message: str) -> None:
-    """Print `message` on stderr once per doit run (the marker file holds the run that last printed it)."""
+    """Print `message` on stderr once per doit run: the marker file holds the run that last printed it, read
+    and rewritten under an exclusive flock (`doit -n 2`'s workers ask at the same moment)."""
     run = str(_run_id())
-    with contextlib.suppress(OSError):
-        if marker.read_text() == run:
-            return
-    with contextlib.suppress(OSError):
+    try:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(marker, run)
+        with open(marker, "a+", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            if handle.read() == run:
+                return
+            handle.seek(0)
+            handle.truncate()
+            handle.write(run)
+            handle.flush()
+    except OSError:
+        pass  # an unwritable cache folder: warn on every stage rather than never
     sys.stderr.write(f"mmulab: warning: {message}\n")
     sys.stderr.flush()
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +90,32 @@ def test_probe_refused_and_hung_servers_are_told_quickly() -> None:
         assert time.monotonic() - started < 2
     assert ccache.probe(f"redis://127.0.0.1:{port}|connect-timeout=10")  # closed now: refused
     assert ccache.probe("file:/nonexistent") == ""  # ccache's to judge
+
+
+def _warn_from_worker(marker: Path, log: Path, barrier: multiprocessing.synchronize.Barrier) -> None:
+    with open(log, "a") as sys.stderr:
+        barrier.wait()
+        ccache.warn_once(marker, "remote unreachable")
+
+
+def test_workers_of_one_run_warn_once_even_at_the_same_moment(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """doit -n N's workers probe together: exactly one of them prints; a later run prints again."""
+    fork = multiprocessing.get_context("fork")
+    for attempt in range(5):  # the race window is narrow: several rounds, each with a new marker
+        marker, log = tmp_path / str(attempt) / "warned", tmp_path / f"stderr-{attempt}"
+        barrier = fork.Barrier(8)
+        workers = [fork.Process(target=_warn_from_worker, args=(marker, log, barrier)) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(10)
+        assert [w.exitcode for w in workers] == [0] * 8
+        assert log.read_text().splitlines() == ["mmulab: warning: remote unreachable"]
+    ccache.warn_once(marker, "remote unreachable")  # the run itself (the workers' parent): already told
+    assert capfd.readouterr().err == ""
+    marker.write_text("1")  # an earlier run's mark
+    ccache.warn_once(marker, "remote unreachable")
+    assert capfd.readouterr().err == "mmulab: warning: remote unreachable\n"
 
 
 @pytest.mark.needs("redis-server")
