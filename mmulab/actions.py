@@ -196,17 +196,19 @@ def pack_initramfs(project: Project, variant: str, build: str) -> None:
     initramfs.write(entries, layout.image(variant, build), project.settings.source_date_epoch)
 
 
-def boot_command(project: Project, case: BootCase, interactive: bool) -> list[str]:
+def boot_files(project: Project, case: BootCase) -> boot.BootFiles:
     layout = layout_of(project)
-    return boot.qemu_command(
-        project.toolchain,
-        project.variants[case.variant],
+    return boot.BootFiles(
         layout.kernel_output(case.variant, project.toolchain.kernel.image),
         layout.image(case.variant, case.build),
-        case,
-        interactive,
-        layout.trap_log(case.name) if case.traps and not interactive else None,
+        layout.console_log(case.name),
+        layout.trap_log(case.name),
     )
+
+
+def boot_command(project: Project, case: BootCase, interactive: bool) -> list[str]:
+    files = boot_files(project, case)
+    return boot.case_command(project.toolchain, project.variants[case.variant], case, files, interactive)
 
 
 def resolver(project: Project, case: BootCase) -> Resolver:
@@ -227,13 +229,8 @@ def smoke(project: Project, case_name: str) -> None:
     layout = layout_of(project)
     case = project.boots[case_name]
     require(project.toolchain.qemu)
-    verdict = boot.run_captured(
-        boot_command(project, case, False),
-        case,
-        layout.console_log(case_name),
-        resolver(project, case),
-        layout.trap_log(case_name) if case.traps else None,
-    )
+    variant = project.variants[case.variant]
+    verdict = boot.boot_case(project.toolchain, variant, case, boot_files(project, case), resolver(project, case))
     verdict.write(layout.verdict(case_name))
     if not verdict.passed:
         raise UserError(verdict.summary())

@@ -67,6 +67,33 @@ def qemu_command(
     return command
 
 
+@dataclass(frozen=True)
+class BootFiles:
+    """One case's boot, wherever its kernel and image were built (the pipeline's tasks, `mmulab boot-images`):
+    what QEMU reads, where the console goes and, for a case that watches traps, QEMU's trap log."""
+
+    kernel: Path
+    initrd: Path
+    console_log: Path
+    trap_log: Path
+
+
+def case_command(
+    toolchain: Toolchain, variant: Variant, case: BootCase, files: BootFiles, interactive: bool = False
+) -> list[str]:
+    """The QEMU command of `case` (with the trap log when the case watches traps and nobody types)."""
+    trap_log = files.trap_log if case.traps and not interactive else None
+    return qemu_command(toolchain, variant, files.kernel, files.initrd, case, interactive, trap_log)
+
+
+def boot_case(
+    toolchain: Toolchain, variant: Variant, case: BootCase, files: BootFiles, resolver: Resolver | None = None
+) -> Verdict:
+    """The one way a case is booted and judged: its command, console capture, trap watch and fault notes."""
+    command = case_command(toolchain, variant, case, files)
+    return run_captured(command, case, files.console_log, resolver, files.trap_log if case.traps else None)
+
+
 class Outcome(StrEnum):
     """What a boot did, read from its console."""
 

@@ -20,6 +20,7 @@ from .errors import UserError
 from .initramfs import Entry, base_entries, pack
 from .kconfig import parse_config, verify
 from .kconfig_tree import KconfigSource, linux_source
+from .symbolize import Resolver, SymbolTable
 from .tools import require
 
 FLAT_MAGIC = b"bFLT"
@@ -60,10 +61,11 @@ def tree_entries(root: Path) -> list[Entry]:
     return entries
 
 
-def check_programs(root: Path, rules: str, label: str) -> list[str]:
+def check_programs(root: Path, rules: str, label: str) -> tuple[list[str], dict[str, Path]]:
     """Check every executable ELF file against the variant's rules (FLAT programs are the kernel's FLAT
-    loader's); the formats found, e.g. ['init: static-pie', 'bin/addrspace-child: flat']."""
-    found = []
+    loader's). The formats found, e.g. ['init: static-pie', 'bin/addrspace-child: flat'], and the ELF files
+    by the name the kernel prints for a faulting process (what a fault note resolves against)."""
+    found, elves = [], {}
     for path in sorted(root.rglob("*")):
         if path.is_symlink() or not path.is_file() or not os.access(path, os.X_OK):
             continue
@@ -73,9 +75,10 @@ def check_programs(root: Path, rules: str, label: str) -> list[str]:
         if magic == b"\x7fELF":
             elfcheck.check(path, rules, label=f"{name} of {label} ({path})")
             found.append(f"{name}: {rules}")
+            elves[path.name] = path
         elif magic == FLAT_MAGIC:
             found.append(f"{name}: flat")
-    return found
+    return found, elves
 
 
 def boot_images(
@@ -85,8 +88,10 @@ def boot_images(
     roots: Path,
     out: Path,
     checks: tuple[ConfigCheck, ...] = (),
+    system_map: Path | None = None,
 ) -> list[boot.Verdict]:
-    """Check the configs, pack each root, boot every case of `variant`; the verdicts, in matrix order."""
+    """Check the configs, pack each root, boot every case of `variant` the way the pipeline does (trap watch,
+    faults named from `system_map` and the root's programs); the verdicts, in matrix order."""
     if variant not in project.variants:
         raise UserError(f"no variant {variant!r} in configs/variants.toml ({', '.join(project.variants)})")
     if not kernel.is_file():
@@ -100,24 +105,27 @@ def boot_images(
         print(f"mmulab: {check.what}: every option of {', '.join(f.name for f in check.fragments)} survived")
     require(project.toolchain.qemu)
     info = project.variants[variant]
+    symbols = SymbolTable.load(system_map) if system_map else None
     cases = [case for case in project.boots.values() if case.variant == variant]
-    images: dict[str, Path] = {}
+    packed: dict[str, tuple[Path, Resolver]] = {}
     verdicts = []
     for case in cases:
         root = roots / case.build
         if not root.is_dir():
             verdicts.append(boot.Verdict.not_run(case, f"not run: {root} missing (its package is not enabled)"))
             continue
-        if case.build not in images:
-            formats = check_programs(root, info.elf_rules, case.build)
+        if case.build not in packed:
+            formats, programs = check_programs(root, info.elf_rules, case.build)
             image = out / "initramfs" / f"{case.build}.cpio"
             image.parent.mkdir(parents=True, exist_ok=True)
             image.write_bytes(pack(tree_entries(root), project.settings.source_date_epoch))
-            images[case.build] = image
+            packed[case.build] = (image, Resolver(symbols, programs))
             print(f"mmulab: {case.build}: packed {image} ({', '.join(formats) or 'no programs'})")
-        command = boot.qemu_command(project.toolchain, info, kernel, images[case.build], case, False)
-        verdict = boot.run_captured(command, case, out / "boots" / f"{case.name}.log")
-        verdict.write(out / "boots" / f"{case.name}.json")
+        image, resolver = packed[case.build]
+        boots = out / "boots"
+        files = boot.BootFiles(kernel, image, boots / f"{case.name}.log", boots / f"{case.name}.traps")
+        verdict = boot.boot_case(project.toolchain, info, case, files, resolver)
+        verdict.write(boots / f"{case.name}.json")
         print(verdict.summary(), flush=True)
         verdicts.append(verdict)
     summary.write(verdicts, out)

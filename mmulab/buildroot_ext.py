@@ -149,40 +149,30 @@ def _package_config_in(project: Project, package: _Package) -> str:
     return f"# {GENERATED}\n" + "\n".join(lines) + "\n"
 
 
-def _build_lines(project: Project, spec: BuildrootSpec, package: _Package, build: Build) -> list[str]:
-    """Commands that fill $(@D)/root/<build>: compiled programs at their paths, files, the init script."""
-    var, site = package.var, Path(package.site)
-    root = project.settings.configs_dir.parent / site
-    out = f"$(@D)/root/{build.name}"
-    lines = [f"\trm -rf {out}", f"\tmkdir -p {out}"]
+def _fill_lines(project: Project, package: _Package, build: Build) -> list[str]:
+    """The engine's calls that fill $(@D)/root/<build>: compiled programs at their paths, then files."""
+    root = project.settings.configs_dir.parent / package.site
+    lines = []
     paths = ([("init", build.init)] if build.init else []) + list(build.helpers)
     for path, program_name in paths:
         program = project.programs[program_name]
-        language = _upper(program.language)
-        objects = []
-        lines.append(f"\tmkdir -p $(@D)/obj/{program_name} $(dir {out}/{path})")
-        for index, source in enumerate(program.sources):
-            obj = f"$(@D)/obj/{program_name}/{index}-{source.stem}.o"
-            objects.append(obj)
-            lines.append(f"\t$({var}_{language}_COMPILE) -c -o {obj} $(@D)/{source.relative_to(root).as_posix()}")
-        lines.append(f"\t$({var}_{language}_LINK) -o {out}/{path} {' '.join(objects)}")
-        lines.append(f"\trm -f {out}/{path}.gdb")  # elf2flt's ELF beside a FLAT program
+        sources = " ".join(source.relative_to(root).as_posix() for source in program.sources)
+        lines.append(f"\t$(call mmulab-program,{build.name},{path},{_upper(program.language)},{sources})")
     for path, source in build.files:
-        lines.append(
-            f"\t$(INSTALL) -D -m {_mode(path, source)} $(@D)/{source.relative_to(root).as_posix()} {out}/{path}"
-        )
+        relative = source.relative_to(root).as_posix()
+        lines.append(f"\t$(call mmulab-file,{build.name},{path},{_mode(path, source)},{relative})")
     return lines
 
 
 def _package_mk(project: Project, spec: BuildrootSpec, package: _Package) -> str:
+    """What one demo package says: its version, site, sources, roots and how each is filled; the rest is the
+    engine's (external.mk)."""
     var = package.var
     head = "#" * 80
     lines = [head, "#", f"# {package.name}", "#", head, "", f"# {GENERATED}", ""]
     lines += [
         f"{var}_VERSION = {_version(package)}",
         f"{var}_SITE = $(BR2_EXTERNAL_{spec.name}_PATH)/../{package.site}",
-        f"{var}_SITE_METHOD = local",
-        f"{var}_INSTALL_IMAGES = YES",
     ]
     if package.busybox:
         lines.append(f"{var}_DEPENDENCIES = busybox")
@@ -192,53 +182,120 @@ def _package_mk(project: Project, spec: BuildrootSpec, package: _Package) -> str
         lines.append(f"{var}_FLAT_STACKSIZE = {max(stacks, key=lambda s: int(s, 0))}")
     lines += ["", f"{var}_SOURCE_FILES = \\"]
     lines += [f"\t{name} \\" for name in package.files[:-1]] + [f"\t{package.files[-1]}", ""]
+    lines.append(f"{var}_ROOTS = {' '.join(build.name for build in package.builds)}")
+    with_busybox = [build.name for build in package.builds if build.busybox]
+    if with_busybox:
+        lines.append(f"{var}_BUSYBOX_ROOTS = {' '.join(with_busybox)}")
+    lines += ["", f"define {var}_FILL_ROOTS"]
+    for build in package.builds:
+        lines += _fill_lines(project, package, build)
+    lines += ["endef", "", "$(eval $(mmulab-package))"]
+    return "\n".join(lines) + "\n"
+
+
+def _external_mk(project: Project, spec: BuildrootSpec) -> str:
+    """The engine every demo package shares (Buildroot's habit: one infrastructure, packages say what differs)."""
+    ext = f"$(BR2_EXTERNAL_{spec.name}_PATH)"
+    infra, prefix = "mmulab-package", spec.name
+    lines = [
+        f"# {GENERATED}",
+        "#",
+        f"# {infra}: the engine of every demo package. A package names its sources (<PKG>_SOURCE_FILES,",
+        "# checked against its .hash file), its roots (<PKG>_ROOTS: one per build of the demo; <PKG>_BUSYBOX_ROOTS",
+        "# also get busybox and its applet links) and the calls that fill $(@D)/root/<root> (<PKG>_FILL_ROOTS),",
+        f"# then ends with $(eval $({infra})). Each root lands in $(TARGET_DIR)/{spec.target_dir}/ and in",
+        f"# $(BINARIES_DIR)/{spec.images_dir}/, where the post-image script packs and boots it.",
+        "",
+        "# How each language is compiled (<compile> -c -o OBJ SRC) and linked (<link> -o OUT OBJS), for the binary",
+        "# format the toolchain makes.",
+    ]
+    languages = sorted(spec.languages)
+    binfmts = sorted({chain.binfmt for chain in spec.toolchains.values()}, key=lambda b: b != "flat")
+    for index, binfmt in enumerate(binfmts):
+        if len(binfmts) > 1:
+            lines.append("ifeq ($(BR2_BINFMT_FLAT),y)" if index == 0 else "else")
+        for language in languages:
+            rule = spec.languages[language].get(binfmt)
+            if rule is None:
+                continue
+            lines.append(f"# {language} ({binfmt} toolchain): {rule.format}")
+            lines.append(f"{prefix}_{_upper(language)}_COMPILE = {rule.compile}")
+            lines.append(f"{prefix}_{_upper(language)}_LINK = {rule.link}")
+    if len(binfmts) > 1:
+        lines.append("endif")
+    objects = "$(patsubst %,$(@D)/obj/$(1)/$(2)/%.o,$(subst /,-,$(basename $(4))))"
+    busybox = project.toolchain.busybox
     lines += [
-        "# The sources are the checkout's own (local site): the hash file says which bytes this tree was",
-        "# generated from, and a source changed since is refused here (run `doit buildroot-ext`).",
-        f"define {var}_CHECK_SOURCES",
-        f"\t$(foreach f,$({var}_SOURCE_FILES),\\",
-        f"\t\t$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $({var}_PKGDIR)/{package.name}.hash$(sep))",
+        "",
+        "# $(call mmulab-program,ROOT,PATH,LANGUAGE,SOURCES): the SOURCES (paths in the site) compiled one by one",
+        "# and linked, in their order, into $(@D)/root/ROOT/PATH (elf2flt's ELF copy beside a FLAT program removed).",
+        "define mmulab-program",
+        "\tmkdir -p $(@D)/obj/$(1)/$(2) $(dir $(@D)/root/$(1)/$(2))",
+        "\t$(foreach s,$(4),\\",
+        f"\t\t$({prefix}_$(3)_COMPILE) -c -o $(@D)/obj/$(1)/$(2)/$(subst /,-,$(basename $(s))).o $(@D)/$(s)$(sep))",
+        f"\t$({prefix}_$(3)_LINK) -o $(@D)/root/$(1)/$(2) {objects}",
+        "\trm -f $(@D)/root/$(1)/$(2).gdb",
         "endef",
-        f"{var}_POST_RSYNC_HOOKS += {var}_CHECK_SOURCES",
+        "",
+        "# $(call mmulab-file,ROOT,PATH,MODE,SOURCE): a file of the site installed as $(@D)/root/ROOT/PATH.",
+        "define mmulab-file",
+        "\t$(INSTALL) -D -m $(3) $(@D)/$(4) $(@D)/root/$(1)/$(2)",
+        "endef",
+        "",
+        "# The sources are the checkout's own (local site): the package's .hash file says which bytes this tree",
+        "# was generated from, and a source changed since is refused here (run `doit buildroot-ext`).",
+        f"define {prefix}_CHECK_SOURCES",
+        "\t$(foreach f,$($(PKG)_SOURCE_FILES),\\",
+        "\t\t$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $($(PKG)_PKGDIR)/$($(PKG)_NAME).hash$(sep))",
+        "endef",
+        "",
+        f"define {prefix}_BUILD_ROOTS",
+        "\trm -rf $(@D)/root $(@D)/obj",
+        "\t$($(PKG)_FILL_ROOTS)",
+        "endef",
+        "",
+        f"define {prefix}_INSTALL_ROOTS_TARGET",
+        f"\tmkdir -p $(TARGET_DIR)/{spec.target_dir}",
+        "\t$(foreach r,$($(PKG)_ROOTS),\\",
+        f"\t\trm -rf $(TARGET_DIR)/{spec.target_dir}/$(r)$(sep)\\",
+        f"\t\tcp -a $(@D)/root/$(r) $(TARGET_DIR)/{spec.target_dir}/$(r)$(sep))",
+        "endef",
         "",
     ]
-    if languages:
-        binfmts = sorted({chain.binfmt for chain in spec.toolchains.values()}, key=lambda b: b != "flat")
-        for index, binfmt in enumerate(binfmts):
-            if len(binfmts) > 1:
-                lines.append("ifeq ($(BR2_BINFMT_FLAT),y)" if index == 0 else "else")
-            for language in languages:
-                rule = spec.languages[language][binfmt]
-                lines.append(f"# {language} ({binfmt} toolchain): {rule.format}")
-                lines.append(f"{var}_{_upper(language)}_COMPILE = {rule.compile}")
-                lines.append(f"{var}_{_upper(language)}_LINK = {rule.link}")
-        if len(binfmts) > 1:
-            lines.append("endif")
-        lines.append("")
-    lines.append(f"define {var}_BUILD_CMDS")
-    for build in package.builds:
-        lines += _build_lines(project, spec, package, build)
-    lines += ["endef", ""]
-    busybox = project.toolchain.busybox
-    lines.append(f"define {var}_INSTALL_TARGET_CMDS")
-    for build in package.builds:
-        lines.append(f"\trm -rf $(TARGET_DIR)/{spec.target_dir}/{build.name}")
-        lines.append(f"\tmkdir -p $(TARGET_DIR)/{spec.target_dir}")
-        lines.append(f"\tcp -a $(@D)/root/{build.name} $(TARGET_DIR)/{spec.target_dir}/{build.name}")
-    lines += ["endef", ""]
-    lines.append(f"define {var}_INSTALL_IMAGES_CMDS")
-    for build in package.builds:
-        images = f"$(BINARIES_DIR)/{spec.images_dir}/{build.name}"
-        lines.append(f"\trm -rf {images}")
-        lines.append(f"\tmkdir -p $(BINARIES_DIR)/{spec.images_dir}")
-        lines.append(f"\tcp -a $(@D)/root/{build.name} {images}")
-        if build.busybox and busybox is not None:
-            lines.append(f"\t$(INSTALL) -D -m 0755 $(TARGET_DIR)/{busybox.path} {images}/{busybox.path}")
-            lines.append("\tsed -e 's|^/||' $(BUSYBOX_DIR)/busybox.links | while read -r link; do \\")
-            lines.append(f'\t\tmkdir -p "{images}/$$(dirname $$link)"; \\')
-            lines.append(f'\t\tln -sf /{busybox.path} "{images}/$$link"; \\')
-            lines.append("\tdone")
-    lines += ["endef", "", "$(eval $(generic-package))"]
+    images = f"$(BINARIES_DIR)/{spec.images_dir}"
+    lines += [
+        f"define {prefix}_INSTALL_ROOTS_IMAGES",
+        f"\tmkdir -p {images}",
+        "\t$(foreach r,$($(PKG)_ROOTS),\\",
+        f"\t\trm -rf {images}/$(r)$(sep)\\",
+        f"\t\tcp -a $(@D)/root/$(r) {images}/$(r)$(sep))",
+    ]
+    if busybox is not None:
+        lines += [
+            "\t$(foreach r,$($(PKG)_BUSYBOX_ROOTS),\\",
+            f"\t\t$(INSTALL) -D -m 0755 $(TARGET_DIR)/{busybox.path} {images}/$(r)/{busybox.path}$(sep)\\",
+            "\t\tsed -e 's|^/||' $(BUSYBOX_DIR)/busybox.links | while read -r link; do \\",
+            f'\t\t\tmkdir -p "{images}/$(r)/$$(dirname $$link)"; \\',
+            f'\t\t\tln -sf /{busybox.path} "{images}/$(r)/$$link"; \\',
+            "\t\tdone$(sep))",
+        ]
+    lines += [
+        "endef",
+        "",
+        "define inner-mmulab-package",
+        "$(2)_SITE_METHOD = local",
+        "$(2)_INSTALL_IMAGES = YES",
+        f"$(2)_POST_RSYNC_HOOKS += {prefix}_CHECK_SOURCES",
+        f"$(2)_BUILD_CMDS = $$({prefix}_BUILD_ROOTS)",
+        f"$(2)_INSTALL_TARGET_CMDS = $$({prefix}_INSTALL_ROOTS_TARGET)",
+        f"$(2)_INSTALL_IMAGES_CMDS = $$({prefix}_INSTALL_ROOTS_IMAGES)",
+        "$(call inner-generic-package,$(1),$(2),$(2),target)",
+        "endef",
+        "",
+        f"{infra} = $(call inner-mmulab-package,$(pkgname),$(call UPPERCASE,$(pkgname)))",
+        "",
+        f"include $(sort $(wildcard {ext}/package/*/*.mk))",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -310,8 +367,9 @@ def _post_image(spec: BuildrootSpec) -> str:
 # Buildroot runs it after the images: $1 is BINARIES_DIR, then BR2_ROOTFS_POST_IMAGE_SCRIPT_ARGS: the variant,
 # the kernel's and busybox's build directories. mmulab's own code (the checkout this tree belongs to) checks
 # that every kernel and busybox option the fragments asked for survived, packs each demo root in
-# $BINARIES_DIR/{spec.images_dir}/ into an initramfs, boots every case of the variant with mmulab's QEMU command,
-# judges the consoles and prints the boot matrix; a failed check or boot fails the Buildroot build.
+# $BINARIES_DIR/{spec.images_dir}/ into an initramfs, boots every case of the variant as the pipeline does (its
+# QEMU command, trap watch, faults named from System.map and the root's programs), judges the consoles and
+# prints the boot matrix; a failed check or boot fails the Buildroot build.
 set -eu
 binaries=$1 variant=$2 linux_dir=${{3:-}} busybox_dir=${{4:-}}
 board=$(cd "$(dirname "$0")" && pwd)
@@ -322,6 +380,9 @@ set -- --variant "$variant" --kernel "$binaries/Image" --roots "$binaries/{spec.
 if [ -n "$linux_dir" ] && [ -f "$linux_dir/.config" ]; then
     set -- "$@" --kernel-config "$linux_dir/.config" --kernel-tree "$linux_dir" \\
         --kernel-fragment "$board/$variant/linux.fragment"
+fi
+if [ -n "$linux_dir" ] && [ -f "$linux_dir/System.map" ]; then
+    set -- "$@" --system-map "$linux_dir/System.map"
 fi
 if [ -n "$busybox_dir" ] && [ -f "$busybox_dir/.config" ] && [ -f "$board/$variant/busybox.fragment" ]; then
     set -- "$@" --busybox-config "$busybox_dir/.config" --busybox-fragment "$board/$variant/busybox.fragment"
@@ -373,9 +434,7 @@ def generate(project: Project) -> dict[str, File]:
     files: dict[str, File] = {
         "README.md": File(_readme(project, spec, packages)),
         "external.desc": File(f"name: {spec.name}\ndesc: {spec.description}\n"),
-        "external.mk": File(
-            f"# {GENERATED}\ninclude $(sort $(wildcard $(BR2_EXTERNAL_{spec.name}_PATH)/package/*/*.mk))\n"
-        ),
+        "external.mk": File(_external_mk(project, spec)),
         "Config.in": File(
             f"# {GENERATED}\n"
             + 'menu "mmulab demo programs"\n\n'

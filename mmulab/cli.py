@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     images.add_argument("--kernel-fragment", type=Path, help="the fragment the kernel config was made with")
     images.add_argument("--kernel-tree", type=Path, help="the kernel source tree (explains a dropped option)")
     images.add_argument(
+        "--system-map", type=Path, help="the kernel's System.map (names the functions of an oops or a stuck hart)"
+    )
+    images.add_argument(
         "--busybox-config", type=Path, help="busybox's final .config, checked against --busybox-fragment"
     )
     images.add_argument("--busybox-fragment", type=Path, help="the fragment busybox was configured with")
@@ -79,6 +82,8 @@ def _boot_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
         for path in (config, fragment):
             if path and not path.is_file():
                 parser.error(f"boot-images: {path}: no such file")
+    if args.system_map and not args.system_map.is_file():
+        parser.error(f"boot-images: {args.system_map}: no such file")
     project = load_project()
     checks = []
     if args.kernel_config:
@@ -88,7 +93,9 @@ def _boot_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
     if args.busybox_config:
         checks.append(bootimages.busybox_check(args.busybox_config, args.busybox_fragment))
     out = args.out or args.roots.parent / "mmulab-boots"
-    verdicts = bootimages.boot_images(project, args.variant, args.kernel, args.roots, out, tuple(checks))
+    verdicts = bootimages.boot_images(
+        project, args.variant, args.kernel, args.roots, out, tuple(checks), args.system_map
+    )
     print(summary.table(verdicts))
     print(f"mmulab: consoles and summary.json / summary.xml in {out}")
     return 0 if verdicts and all(v.passed for v in verdicts) else 1

@@ -243,6 +243,7 @@ def test_post_image_boots_the_matrix(tmp_path: Path, session_build: Path) -> Non
         folder.mkdir(parents=True)
     shutil.copy(layout.kernel_output("nommu", "Image"), images / "Image")
     shutil.copy(layout.kernel_output("nommu", "config"), linux / ".config")
+    shutil.copy(layout.kernel_output("nommu", "System.map"), linux / "System.map")
     shutil.copy(layout.busybox_output("nommu", "config"), busybox / ".config")
     for name in {c.build for c in project.boots.values() if c.variant == "nommu"}:
         info, root = project.builds[name], images / "mmulab" / name
@@ -271,6 +272,13 @@ def test_post_image_boots_the_matrix(tmp_path: Path, session_build: Path) -> Non
     assert "kernel config: every option of linux.fragment survived" in run.stdout
     verdicts = json.loads((images / "mmulab-boots" / "summary.json").read_text())
     assert sorted(v["case"] for v in verdicts) == sorted(c.name for c in cases)
+    # Booted and judged the pipeline's way: the same faults named in the same notes (the init-hog's panic).
+    noted = {v["case"]: v["notes"] for v in verdicts if v["notes"]}
+    assert noted and noted == {
+        c.name: json.loads(layout.verdict(c.name).read_text())["notes"]
+        for c in cases
+        if json.loads(layout.verdict(c.name).read_text())["notes"]
+    }
 
     # A kernel option Buildroot dropped fails the post-image step, by name, before any boot.
     (linux / ".config").write_text((linux / ".config").read_text().replace("CONFIG_PID_NS=y", ""))

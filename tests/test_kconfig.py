@@ -121,3 +121,15 @@ def test_linux_src_tree_is_built_out_of_tree_and_never_written(tmp_path: Path, k
     config = (tmp_path / "build" / "nommu" / "kernel" / "config").read_text()
     assert "CONFIG_LOG_BUF_SHIFT=13" in config and "# CONFIG_MMU is not set" in config
     assert snapshot() == before
+
+
+def test_srctree_is_relative_to_the_object_directory_unless_only_the_root_is_shared(tmp_path: Path) -> None:
+    """Relative: no compile command names the checkout's path (another checkout hits the cache as it is)."""
+    source, objdir = tmp_path / "build/src/linux", tmp_path / "build/nommu/kernel/obj"
+    source.mkdir(parents=True)
+    toolchain = load_project().toolchain
+    args = kconfig.make_args(source, objdir, toolchain)
+    assert "srctree=../../../src/linux" in args and f"O={objdir}" in args
+    (tmp_path / "link").symlink_to(source)  # kbuild's final make runs in the real object directory
+    assert "srctree=../../../src/linux" in kconfig.make_args(tmp_path / "link", objdir, toolchain)
+    assert kconfig.source_tree_arg(Path("/usr/src/linux"), tmp_path / "obj") == []

@@ -3,8 +3,9 @@
 # Buildroot runs it after the images: $1 is BINARIES_DIR, then BR2_ROOTFS_POST_IMAGE_SCRIPT_ARGS: the variant,
 # the kernel's and busybox's build directories. mmulab's own code (the checkout this tree belongs to) checks
 # that every kernel and busybox option the fragments asked for survived, packs each demo root in
-# $BINARIES_DIR/mmulab/ into an initramfs, boots every case of the variant with mmulab's QEMU command,
-# judges the consoles and prints the boot matrix; a failed check or boot fails the Buildroot build.
+# $BINARIES_DIR/mmulab/ into an initramfs, boots every case of the variant as the pipeline does (its
+# QEMU command, trap watch, faults named from System.map and the root's programs), judges the consoles and
+# prints the boot matrix; a failed check or boot fails the Buildroot build.
 set -eu
 binaries=$1 variant=$2 linux_dir=${3:-} busybox_dir=${4:-}
 board=$(cd "$(dirname "$0")" && pwd)
@@ -15,6 +16,9 @@ set -- --variant "$variant" --kernel "$binaries/Image" --roots "$binaries/mmulab
 if [ -n "$linux_dir" ] && [ -f "$linux_dir/.config" ]; then
     set -- "$@" --kernel-config "$linux_dir/.config" --kernel-tree "$linux_dir" \
         --kernel-fragment "$board/$variant/linux.fragment"
+fi
+if [ -n "$linux_dir" ] && [ -f "$linux_dir/System.map" ]; then
+    set -- "$@" --system-map "$linux_dir/System.map"
 fi
 if [ -n "$busybox_dir" ] && [ -f "$busybox_dir/.config" ] && [ -f "$board/$variant/busybox.fragment" ]; then
     set -- "$@" --busybox-config "$busybox_dir/.config" --busybox-fragment "$board/$variant/busybox.fragment"

@@ -8,8 +8,6 @@
 
 MMULAB_ADDRSPACE_VERSION = 7cd9291511c6
 MMULAB_ADDRSPACE_SITE = $(BR2_EXTERNAL_MMULAB_PATH)/../initsrc
-MMULAB_ADDRSPACE_SITE_METHOD = local
-MMULAB_ADDRSPACE_INSTALL_IMAGES = YES
 MMULAB_ADDRSPACE_FLAT_STACKSIZE = 0x10000
 
 MMULAB_ADDRSPACE_SOURCE_FILES = \
@@ -21,71 +19,13 @@ MMULAB_ADDRSPACE_SOURCE_FILES = \
 	lib/rt.S \
 	lib/rt.h
 
-# The sources are the checkout's own (local site): the hash file says which bytes this tree was
-# generated from, and a source changed since is refused here (run `doit buildroot-ext`).
-define MMULAB_ADDRSPACE_CHECK_SOURCES
-	$(foreach f,$(MMULAB_ADDRSPACE_SOURCE_FILES),\
-		$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $(MMULAB_ADDRSPACE_PKGDIR)/mmulab-addrspace.hash$(sep))
-endef
-MMULAB_ADDRSPACE_POST_RSYNC_HOOKS += MMULAB_ADDRSPACE_CHECK_SOURCES
+MMULAB_ADDRSPACE_ROOTS = addrspace-asm addrspace-c
 
-ifeq ($(BR2_BINFMT_FLAT),y)
-# asm (flat toolchain): static-pie
-MMULAB_ADDRSPACE_ASM_COMPILE = $(TARGET_CC) -fPIE
-MMULAB_ADDRSPACE_ASM_LINK = $(TARGET_LD) -static -pie --no-dynamic-linker -z noexecstack --build-id=none
-# c (flat toolchain): flat
-MMULAB_ADDRSPACE_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_ADDRSPACE_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static
-else
-# asm (elf toolchain): static-pie
-MMULAB_ADDRSPACE_ASM_COMPILE = $(TARGET_CC) -fPIE
-MMULAB_ADDRSPACE_ASM_LINK = $(TARGET_CC) -nostdlib -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-# c (elf toolchain): static-pie
-MMULAB_ADDRSPACE_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -fPIE -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_ADDRSPACE_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-endif
-
-define MMULAB_ADDRSPACE_BUILD_CMDS
-	rm -rf $(@D)/root/addrspace-asm
-	mkdir -p $(@D)/root/addrspace-asm
-	mkdir -p $(@D)/obj/addrspace-asm $(dir $(@D)/root/addrspace-asm/init)
-	$(MMULAB_ADDRSPACE_ASM_COMPILE) -c -o $(@D)/obj/addrspace-asm/0-parent.o $(@D)/addrspace/parent.S
-	$(MMULAB_ADDRSPACE_ASM_COMPILE) -c -o $(@D)/obj/addrspace-asm/1-rt.o $(@D)/lib/rt.S
-	$(MMULAB_ADDRSPACE_ASM_LINK) -o $(@D)/root/addrspace-asm/init $(@D)/obj/addrspace-asm/0-parent.o $(@D)/obj/addrspace-asm/1-rt.o
-	rm -f $(@D)/root/addrspace-asm/init.gdb
-	mkdir -p $(@D)/obj/addrspace-asm-addrspace-child $(dir $(@D)/root/addrspace-asm/bin/addrspace-child)
-	$(MMULAB_ADDRSPACE_ASM_COMPILE) -c -o $(@D)/obj/addrspace-asm-addrspace-child/0-child.o $(@D)/addrspace/child.S
-	$(MMULAB_ADDRSPACE_ASM_COMPILE) -c -o $(@D)/obj/addrspace-asm-addrspace-child/1-rt.o $(@D)/lib/rt.S
-	$(MMULAB_ADDRSPACE_ASM_LINK) -o $(@D)/root/addrspace-asm/bin/addrspace-child $(@D)/obj/addrspace-asm-addrspace-child/0-child.o $(@D)/obj/addrspace-asm-addrspace-child/1-rt.o
-	rm -f $(@D)/root/addrspace-asm/bin/addrspace-child.gdb
-	rm -rf $(@D)/root/addrspace-c
-	mkdir -p $(@D)/root/addrspace-c
-	mkdir -p $(@D)/obj/addrspace-c $(dir $(@D)/root/addrspace-c/init)
-	$(MMULAB_ADDRSPACE_C_COMPILE) -c -o $(@D)/obj/addrspace-c/0-parent.o $(@D)/addrspace/parent.c
-	$(MMULAB_ADDRSPACE_C_LINK) -o $(@D)/root/addrspace-c/init $(@D)/obj/addrspace-c/0-parent.o
-	rm -f $(@D)/root/addrspace-c/init.gdb
-	mkdir -p $(@D)/obj/addrspace-c-addrspace-child $(dir $(@D)/root/addrspace-c/bin/addrspace-child)
-	$(MMULAB_ADDRSPACE_C_COMPILE) -c -o $(@D)/obj/addrspace-c-addrspace-child/0-child.o $(@D)/addrspace/child.c
-	$(MMULAB_ADDRSPACE_C_LINK) -o $(@D)/root/addrspace-c/bin/addrspace-child $(@D)/obj/addrspace-c-addrspace-child/0-child.o
-	rm -f $(@D)/root/addrspace-c/bin/addrspace-child.gdb
+define MMULAB_ADDRSPACE_FILL_ROOTS
+	$(call mmulab-program,addrspace-asm,init,ASM,addrspace/parent.S lib/rt.S)
+	$(call mmulab-program,addrspace-asm,bin/addrspace-child,ASM,addrspace/child.S lib/rt.S)
+	$(call mmulab-program,addrspace-c,init,C,addrspace/parent.c)
+	$(call mmulab-program,addrspace-c,bin/addrspace-child,C,addrspace/child.c)
 endef
 
-define MMULAB_ADDRSPACE_INSTALL_TARGET_CMDS
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/addrspace-asm
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/addrspace-asm $(TARGET_DIR)/usr/libexec/mmulab/addrspace-asm
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/addrspace-c
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/addrspace-c $(TARGET_DIR)/usr/libexec/mmulab/addrspace-c
-endef
-
-define MMULAB_ADDRSPACE_INSTALL_IMAGES_CMDS
-	rm -rf $(BINARIES_DIR)/mmulab/addrspace-asm
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/addrspace-asm $(BINARIES_DIR)/mmulab/addrspace-asm
-	rm -rf $(BINARIES_DIR)/mmulab/addrspace-c
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/addrspace-c $(BINARIES_DIR)/mmulab/addrspace-c
-endef
-
-$(eval $(generic-package))
+$(eval $(mmulab-package))

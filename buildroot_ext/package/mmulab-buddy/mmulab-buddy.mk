@@ -8,8 +8,6 @@
 
 MMULAB_BUDDY_VERSION = 61ab55b75f16
 MMULAB_BUDDY_SITE = $(BR2_EXTERNAL_MMULAB_PATH)/../initsrc
-MMULAB_BUDDY_SITE_METHOD = local
-MMULAB_BUDDY_INSTALL_IMAGES = YES
 MMULAB_BUDDY_FLAT_STACKSIZE = 0x10000
 
 MMULAB_BUDDY_SOURCE_FILES = \
@@ -17,43 +15,10 @@ MMULAB_BUDDY_SOURCE_FILES = \
 	lib/memstat.h \
 	lib/mmulab.h
 
-# The sources are the checkout's own (local site): the hash file says which bytes this tree was
-# generated from, and a source changed since is refused here (run `doit buildroot-ext`).
-define MMULAB_BUDDY_CHECK_SOURCES
-	$(foreach f,$(MMULAB_BUDDY_SOURCE_FILES),\
-		$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $(MMULAB_BUDDY_PKGDIR)/mmulab-buddy.hash$(sep))
-endef
-MMULAB_BUDDY_POST_RSYNC_HOOKS += MMULAB_BUDDY_CHECK_SOURCES
+MMULAB_BUDDY_ROOTS = buddy-c
 
-ifeq ($(BR2_BINFMT_FLAT),y)
-# c (flat toolchain): flat
-MMULAB_BUDDY_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_BUDDY_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static
-else
-# c (elf toolchain): static-pie
-MMULAB_BUDDY_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -fPIE -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_BUDDY_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-endif
-
-define MMULAB_BUDDY_BUILD_CMDS
-	rm -rf $(@D)/root/buddy-c
-	mkdir -p $(@D)/root/buddy-c
-	mkdir -p $(@D)/obj/buddy-c $(dir $(@D)/root/buddy-c/init)
-	$(MMULAB_BUDDY_C_COMPILE) -c -o $(@D)/obj/buddy-c/0-init.o $(@D)/buddy/init.c
-	$(MMULAB_BUDDY_C_LINK) -o $(@D)/root/buddy-c/init $(@D)/obj/buddy-c/0-init.o
-	rm -f $(@D)/root/buddy-c/init.gdb
+define MMULAB_BUDDY_FILL_ROOTS
+	$(call mmulab-program,buddy-c,init,C,buddy/init.c)
 endef
 
-define MMULAB_BUDDY_INSTALL_TARGET_CMDS
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/buddy-c
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/buddy-c $(TARGET_DIR)/usr/libexec/mmulab/buddy-c
-endef
-
-define MMULAB_BUDDY_INSTALL_IMAGES_CMDS
-	rm -rf $(BINARIES_DIR)/mmulab/buddy-c
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/buddy-c $(BINARIES_DIR)/mmulab/buddy-c
-endef
-
-$(eval $(generic-package))
+$(eval $(mmulab-package))

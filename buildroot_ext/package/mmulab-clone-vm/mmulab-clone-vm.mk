@@ -8,8 +8,6 @@
 
 MMULAB_CLONE_VM_VERSION = 90ad569261d0
 MMULAB_CLONE_VM_SITE = $(BR2_EXTERNAL_MMULAB_PATH)/../initsrc
-MMULAB_CLONE_VM_SITE_METHOD = local
-MMULAB_CLONE_VM_INSTALL_IMAGES = YES
 MMULAB_CLONE_VM_FLAT_STACKSIZE = 0x10000
 
 MMULAB_CLONE_VM_SOURCE_FILES = \
@@ -19,62 +17,11 @@ MMULAB_CLONE_VM_SOURCE_FILES = \
 	lib/rt.S \
 	lib/rt.h
 
-# The sources are the checkout's own (local site): the hash file says which bytes this tree was
-# generated from, and a source changed since is refused here (run `doit buildroot-ext`).
-define MMULAB_CLONE_VM_CHECK_SOURCES
-	$(foreach f,$(MMULAB_CLONE_VM_SOURCE_FILES),\
-		$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $(MMULAB_CLONE_VM_PKGDIR)/mmulab-clone-vm.hash$(sep))
-endef
-MMULAB_CLONE_VM_POST_RSYNC_HOOKS += MMULAB_CLONE_VM_CHECK_SOURCES
+MMULAB_CLONE_VM_ROOTS = clone_vm-asm clone_vm-c
 
-ifeq ($(BR2_BINFMT_FLAT),y)
-# asm (flat toolchain): static-pie
-MMULAB_CLONE_VM_ASM_COMPILE = $(TARGET_CC) -fPIE
-MMULAB_CLONE_VM_ASM_LINK = $(TARGET_LD) -static -pie --no-dynamic-linker -z noexecstack --build-id=none
-# c (flat toolchain): flat
-MMULAB_CLONE_VM_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_CLONE_VM_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static
-else
-# asm (elf toolchain): static-pie
-MMULAB_CLONE_VM_ASM_COMPILE = $(TARGET_CC) -fPIE
-MMULAB_CLONE_VM_ASM_LINK = $(TARGET_CC) -nostdlib -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-# c (elf toolchain): static-pie
-MMULAB_CLONE_VM_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -fPIE -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_CLONE_VM_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-endif
-
-define MMULAB_CLONE_VM_BUILD_CMDS
-	rm -rf $(@D)/root/clone_vm-asm
-	mkdir -p $(@D)/root/clone_vm-asm
-	mkdir -p $(@D)/obj/clone_vm-asm $(dir $(@D)/root/clone_vm-asm/init)
-	$(MMULAB_CLONE_VM_ASM_COMPILE) -c -o $(@D)/obj/clone_vm-asm/0-init.o $(@D)/clone_vm/init.S
-	$(MMULAB_CLONE_VM_ASM_COMPILE) -c -o $(@D)/obj/clone_vm-asm/1-rt.o $(@D)/lib/rt.S
-	$(MMULAB_CLONE_VM_ASM_LINK) -o $(@D)/root/clone_vm-asm/init $(@D)/obj/clone_vm-asm/0-init.o $(@D)/obj/clone_vm-asm/1-rt.o
-	rm -f $(@D)/root/clone_vm-asm/init.gdb
-	rm -rf $(@D)/root/clone_vm-c
-	mkdir -p $(@D)/root/clone_vm-c
-	mkdir -p $(@D)/obj/clone_vm-c $(dir $(@D)/root/clone_vm-c/init)
-	$(MMULAB_CLONE_VM_C_COMPILE) -c -o $(@D)/obj/clone_vm-c/0-init.o $(@D)/clone_vm/init.c
-	$(MMULAB_CLONE_VM_C_LINK) -o $(@D)/root/clone_vm-c/init $(@D)/obj/clone_vm-c/0-init.o
-	rm -f $(@D)/root/clone_vm-c/init.gdb
+define MMULAB_CLONE_VM_FILL_ROOTS
+	$(call mmulab-program,clone_vm-asm,init,ASM,clone_vm/init.S lib/rt.S)
+	$(call mmulab-program,clone_vm-c,init,C,clone_vm/init.c)
 endef
 
-define MMULAB_CLONE_VM_INSTALL_TARGET_CMDS
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/clone_vm-asm
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/clone_vm-asm $(TARGET_DIR)/usr/libexec/mmulab/clone_vm-asm
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/clone_vm-c
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/clone_vm-c $(TARGET_DIR)/usr/libexec/mmulab/clone_vm-c
-endef
-
-define MMULAB_CLONE_VM_INSTALL_IMAGES_CMDS
-	rm -rf $(BINARIES_DIR)/mmulab/clone_vm-asm
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/clone_vm-asm $(BINARIES_DIR)/mmulab/clone_vm-asm
-	rm -rf $(BINARIES_DIR)/mmulab/clone_vm-c
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/clone_vm-c $(BINARIES_DIR)/mmulab/clone_vm-c
-endef
-
-$(eval $(generic-package))
+$(eval $(mmulab-package))

@@ -8,8 +8,6 @@
 
 MMULAB_FORK_VERSION = 8cbedb7a7f5f
 MMULAB_FORK_SITE = $(BR2_EXTERNAL_MMULAB_PATH)/../initsrc
-MMULAB_FORK_SITE_METHOD = local
-MMULAB_FORK_INSTALL_IMAGES = YES
 MMULAB_FORK_FLAT_STACKSIZE = 0x10000
 
 MMULAB_FORK_SOURCE_FILES = \
@@ -19,62 +17,11 @@ MMULAB_FORK_SOURCE_FILES = \
 	lib/rt.S \
 	lib/rt.h
 
-# The sources are the checkout's own (local site): the hash file says which bytes this tree was
-# generated from, and a source changed since is refused here (run `doit buildroot-ext`).
-define MMULAB_FORK_CHECK_SOURCES
-	$(foreach f,$(MMULAB_FORK_SOURCE_FILES),\
-		$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $(MMULAB_FORK_PKGDIR)/mmulab-fork.hash$(sep))
-endef
-MMULAB_FORK_POST_RSYNC_HOOKS += MMULAB_FORK_CHECK_SOURCES
+MMULAB_FORK_ROOTS = fork-asm fork-c
 
-ifeq ($(BR2_BINFMT_FLAT),y)
-# asm (flat toolchain): static-pie
-MMULAB_FORK_ASM_COMPILE = $(TARGET_CC) -fPIE
-MMULAB_FORK_ASM_LINK = $(TARGET_LD) -static -pie --no-dynamic-linker -z noexecstack --build-id=none
-# c (flat toolchain): flat
-MMULAB_FORK_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_FORK_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static
-else
-# asm (elf toolchain): static-pie
-MMULAB_FORK_ASM_COMPILE = $(TARGET_CC) -fPIE
-MMULAB_FORK_ASM_LINK = $(TARGET_CC) -nostdlib -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-# c (elf toolchain): static-pie
-MMULAB_FORK_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -fPIE -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_FORK_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-endif
-
-define MMULAB_FORK_BUILD_CMDS
-	rm -rf $(@D)/root/fork-asm
-	mkdir -p $(@D)/root/fork-asm
-	mkdir -p $(@D)/obj/fork-asm $(dir $(@D)/root/fork-asm/init)
-	$(MMULAB_FORK_ASM_COMPILE) -c -o $(@D)/obj/fork-asm/0-init.o $(@D)/fork/init.S
-	$(MMULAB_FORK_ASM_COMPILE) -c -o $(@D)/obj/fork-asm/1-rt.o $(@D)/lib/rt.S
-	$(MMULAB_FORK_ASM_LINK) -o $(@D)/root/fork-asm/init $(@D)/obj/fork-asm/0-init.o $(@D)/obj/fork-asm/1-rt.o
-	rm -f $(@D)/root/fork-asm/init.gdb
-	rm -rf $(@D)/root/fork-c
-	mkdir -p $(@D)/root/fork-c
-	mkdir -p $(@D)/obj/fork-c $(dir $(@D)/root/fork-c/init)
-	$(MMULAB_FORK_C_COMPILE) -c -o $(@D)/obj/fork-c/0-init.o $(@D)/fork/init.c
-	$(MMULAB_FORK_C_LINK) -o $(@D)/root/fork-c/init $(@D)/obj/fork-c/0-init.o
-	rm -f $(@D)/root/fork-c/init.gdb
+define MMULAB_FORK_FILL_ROOTS
+	$(call mmulab-program,fork-asm,init,ASM,fork/init.S lib/rt.S)
+	$(call mmulab-program,fork-c,init,C,fork/init.c)
 endef
 
-define MMULAB_FORK_INSTALL_TARGET_CMDS
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/fork-asm
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/fork-asm $(TARGET_DIR)/usr/libexec/mmulab/fork-asm
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/fork-c
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/fork-c $(TARGET_DIR)/usr/libexec/mmulab/fork-c
-endef
-
-define MMULAB_FORK_INSTALL_IMAGES_CMDS
-	rm -rf $(BINARIES_DIR)/mmulab/fork-asm
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/fork-asm $(BINARIES_DIR)/mmulab/fork-asm
-	rm -rf $(BINARIES_DIR)/mmulab/fork-c
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/fork-c $(BINARIES_DIR)/mmulab/fork-c
-endef
-
-$(eval $(generic-package))
+$(eval $(mmulab-package))

@@ -8,8 +8,6 @@
 
 MMULAB_KSPACE_VERSION = 8897cdfe0049
 MMULAB_KSPACE_SITE = $(BR2_EXTERNAL_MMULAB_PATH)/../initsrc
-MMULAB_KSPACE_SITE_METHOD = local
-MMULAB_KSPACE_INSTALL_IMAGES = YES
 MMULAB_KSPACE_FLAT_STACKSIZE = 0x10000
 
 MMULAB_KSPACE_SOURCE_FILES = \
@@ -18,43 +16,10 @@ MMULAB_KSPACE_SOURCE_FILES = \
 	lib/mmulab.h \
 	lib/procfs.h
 
-# The sources are the checkout's own (local site): the hash file says which bytes this tree was
-# generated from, and a source changed since is refused here (run `doit buildroot-ext`).
-define MMULAB_KSPACE_CHECK_SOURCES
-	$(foreach f,$(MMULAB_KSPACE_SOURCE_FILES),\
-		$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $(MMULAB_KSPACE_PKGDIR)/mmulab-kspace.hash$(sep))
-endef
-MMULAB_KSPACE_POST_RSYNC_HOOKS += MMULAB_KSPACE_CHECK_SOURCES
+MMULAB_KSPACE_ROOTS = kspace-c
 
-ifeq ($(BR2_BINFMT_FLAT),y)
-# c (flat toolchain): flat
-MMULAB_KSPACE_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_KSPACE_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static
-else
-# c (elf toolchain): static-pie
-MMULAB_KSPACE_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -fPIE -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_KSPACE_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-endif
-
-define MMULAB_KSPACE_BUILD_CMDS
-	rm -rf $(@D)/root/kspace-c
-	mkdir -p $(@D)/root/kspace-c
-	mkdir -p $(@D)/obj/kspace-c $(dir $(@D)/root/kspace-c/init)
-	$(MMULAB_KSPACE_C_COMPILE) -c -o $(@D)/obj/kspace-c/0-init.o $(@D)/kspace/init.c
-	$(MMULAB_KSPACE_C_LINK) -o $(@D)/root/kspace-c/init $(@D)/obj/kspace-c/0-init.o
-	rm -f $(@D)/root/kspace-c/init.gdb
+define MMULAB_KSPACE_FILL_ROOTS
+	$(call mmulab-program,kspace-c,init,C,kspace/init.c)
 endef
 
-define MMULAB_KSPACE_INSTALL_TARGET_CMDS
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/kspace-c
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/kspace-c $(TARGET_DIR)/usr/libexec/mmulab/kspace-c
-endef
-
-define MMULAB_KSPACE_INSTALL_IMAGES_CMDS
-	rm -rf $(BINARIES_DIR)/mmulab/kspace-c
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/kspace-c $(BINARIES_DIR)/mmulab/kspace-c
-endef
-
-$(eval $(generic-package))
+$(eval $(mmulab-package))

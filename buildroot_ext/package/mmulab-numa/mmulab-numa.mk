@@ -8,8 +8,6 @@
 
 MMULAB_NUMA_VERSION = 414bfacb147c
 MMULAB_NUMA_SITE = $(BR2_EXTERNAL_MMULAB_PATH)/../initsrc
-MMULAB_NUMA_SITE_METHOD = local
-MMULAB_NUMA_INSTALL_IMAGES = YES
 MMULAB_NUMA_FLAT_STACKSIZE = 0x10000
 
 MMULAB_NUMA_SOURCE_FILES = \
@@ -17,43 +15,10 @@ MMULAB_NUMA_SOURCE_FILES = \
 	lib/mmulab.h \
 	numa/init.c
 
-# The sources are the checkout's own (local site): the hash file says which bytes this tree was
-# generated from, and a source changed since is refused here (run `doit buildroot-ext`).
-define MMULAB_NUMA_CHECK_SOURCES
-	$(foreach f,$(MMULAB_NUMA_SOURCE_FILES),\
-		$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $(MMULAB_NUMA_PKGDIR)/mmulab-numa.hash$(sep))
-endef
-MMULAB_NUMA_POST_RSYNC_HOOKS += MMULAB_NUMA_CHECK_SOURCES
+MMULAB_NUMA_ROOTS = numa-c
 
-ifeq ($(BR2_BINFMT_FLAT),y)
-# c (flat toolchain): flat
-MMULAB_NUMA_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_NUMA_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static
-else
-# c (elf toolchain): static-pie
-MMULAB_NUMA_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -fPIE -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_NUMA_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-endif
-
-define MMULAB_NUMA_BUILD_CMDS
-	rm -rf $(@D)/root/numa-c
-	mkdir -p $(@D)/root/numa-c
-	mkdir -p $(@D)/obj/numa-c $(dir $(@D)/root/numa-c/init)
-	$(MMULAB_NUMA_C_COMPILE) -c -o $(@D)/obj/numa-c/0-init.o $(@D)/numa/init.c
-	$(MMULAB_NUMA_C_LINK) -o $(@D)/root/numa-c/init $(@D)/obj/numa-c/0-init.o
-	rm -f $(@D)/root/numa-c/init.gdb
+define MMULAB_NUMA_FILL_ROOTS
+	$(call mmulab-program,numa-c,init,C,numa/init.c)
 endef
 
-define MMULAB_NUMA_INSTALL_TARGET_CMDS
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/numa-c
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/numa-c $(TARGET_DIR)/usr/libexec/mmulab/numa-c
-endef
-
-define MMULAB_NUMA_INSTALL_IMAGES_CMDS
-	rm -rf $(BINARIES_DIR)/mmulab/numa-c
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/numa-c $(BINARIES_DIR)/mmulab/numa-c
-endef
-
-$(eval $(generic-package))
+$(eval $(mmulab-package))

@@ -8,8 +8,6 @@
 
 MMULAB_OOM_VERSION = dffff9d41d0e
 MMULAB_OOM_SITE = $(BR2_EXTERNAL_MMULAB_PATH)/../initsrc
-MMULAB_OOM_SITE_METHOD = local
-MMULAB_OOM_INSTALL_IMAGES = YES
 MMULAB_OOM_FLAT_STACKSIZE = 0x10000
 
 MMULAB_OOM_SOURCE_FILES = \
@@ -19,47 +17,11 @@ MMULAB_OOM_SOURCE_FILES = \
 	oom/hog.c \
 	oom/init.c
 
-# The sources are the checkout's own (local site): the hash file says which bytes this tree was
-# generated from, and a source changed since is refused here (run `doit buildroot-ext`).
-define MMULAB_OOM_CHECK_SOURCES
-	$(foreach f,$(MMULAB_OOM_SOURCE_FILES),\
-		$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $(MMULAB_OOM_PKGDIR)/mmulab-oom.hash$(sep))
-endef
-MMULAB_OOM_POST_RSYNC_HOOKS += MMULAB_OOM_CHECK_SOURCES
+MMULAB_OOM_ROOTS = oom-c
 
-ifeq ($(BR2_BINFMT_FLAT),y)
-# c (flat toolchain): flat
-MMULAB_OOM_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_OOM_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static
-else
-# c (elf toolchain): static-pie
-MMULAB_OOM_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -fPIE -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_OOM_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-endif
-
-define MMULAB_OOM_BUILD_CMDS
-	rm -rf $(@D)/root/oom-c
-	mkdir -p $(@D)/root/oom-c
-	mkdir -p $(@D)/obj/oom-c $(dir $(@D)/root/oom-c/init)
-	$(MMULAB_OOM_C_COMPILE) -c -o $(@D)/obj/oom-c/0-init.o $(@D)/oom/init.c
-	$(MMULAB_OOM_C_LINK) -o $(@D)/root/oom-c/init $(@D)/obj/oom-c/0-init.o
-	rm -f $(@D)/root/oom-c/init.gdb
-	mkdir -p $(@D)/obj/oom-c-hog $(dir $(@D)/root/oom-c/bin/hog)
-	$(MMULAB_OOM_C_COMPILE) -c -o $(@D)/obj/oom-c-hog/0-hog.o $(@D)/oom/hog.c
-	$(MMULAB_OOM_C_LINK) -o $(@D)/root/oom-c/bin/hog $(@D)/obj/oom-c-hog/0-hog.o
-	rm -f $(@D)/root/oom-c/bin/hog.gdb
+define MMULAB_OOM_FILL_ROOTS
+	$(call mmulab-program,oom-c,init,C,oom/init.c)
+	$(call mmulab-program,oom-c,bin/hog,C,oom/hog.c)
 endef
 
-define MMULAB_OOM_INSTALL_TARGET_CMDS
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/oom-c
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/oom-c $(TARGET_DIR)/usr/libexec/mmulab/oom-c
-endef
-
-define MMULAB_OOM_INSTALL_IMAGES_CMDS
-	rm -rf $(BINARIES_DIR)/mmulab/oom-c
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/oom-c $(BINARIES_DIR)/mmulab/oom-c
-endef
-
-$(eval $(generic-package))
+$(eval $(mmulab-package))

@@ -8,8 +8,6 @@
 
 MMULAB_PAGETABLES_VERSION = 0ea40f2996b9
 MMULAB_PAGETABLES_SITE = $(BR2_EXTERNAL_MMULAB_PATH)/../initsrc
-MMULAB_PAGETABLES_SITE_METHOD = local
-MMULAB_PAGETABLES_INSTALL_IMAGES = YES
 MMULAB_PAGETABLES_FLAT_STACKSIZE = 0x10000
 
 MMULAB_PAGETABLES_SOURCE_FILES = \
@@ -18,43 +16,10 @@ MMULAB_PAGETABLES_SOURCE_FILES = \
 	lib/procfs.h \
 	pagetables/init.c
 
-# The sources are the checkout's own (local site): the hash file says which bytes this tree was
-# generated from, and a source changed since is refused here (run `doit buildroot-ext`).
-define MMULAB_PAGETABLES_CHECK_SOURCES
-	$(foreach f,$(MMULAB_PAGETABLES_SOURCE_FILES),\
-		$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $(MMULAB_PAGETABLES_PKGDIR)/mmulab-pagetables.hash$(sep))
-endef
-MMULAB_PAGETABLES_POST_RSYNC_HOOKS += MMULAB_PAGETABLES_CHECK_SOURCES
+MMULAB_PAGETABLES_ROOTS = pagetables-c
 
-ifeq ($(BR2_BINFMT_FLAT),y)
-# c (flat toolchain): flat
-MMULAB_PAGETABLES_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_PAGETABLES_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static
-else
-# c (elf toolchain): static-pie
-MMULAB_PAGETABLES_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -fPIE -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_PAGETABLES_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-endif
-
-define MMULAB_PAGETABLES_BUILD_CMDS
-	rm -rf $(@D)/root/pagetables-c
-	mkdir -p $(@D)/root/pagetables-c
-	mkdir -p $(@D)/obj/pagetables-c $(dir $(@D)/root/pagetables-c/init)
-	$(MMULAB_PAGETABLES_C_COMPILE) -c -o $(@D)/obj/pagetables-c/0-init.o $(@D)/pagetables/init.c
-	$(MMULAB_PAGETABLES_C_LINK) -o $(@D)/root/pagetables-c/init $(@D)/obj/pagetables-c/0-init.o
-	rm -f $(@D)/root/pagetables-c/init.gdb
+define MMULAB_PAGETABLES_FILL_ROOTS
+	$(call mmulab-program,pagetables-c,init,C,pagetables/init.c)
 endef
 
-define MMULAB_PAGETABLES_INSTALL_TARGET_CMDS
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/pagetables-c
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/pagetables-c $(TARGET_DIR)/usr/libexec/mmulab/pagetables-c
-endef
-
-define MMULAB_PAGETABLES_INSTALL_IMAGES_CMDS
-	rm -rf $(BINARIES_DIR)/mmulab/pagetables-c
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/pagetables-c $(BINARIES_DIR)/mmulab/pagetables-c
-endef
-
-$(eval $(generic-package))
+$(eval $(mmulab-package))

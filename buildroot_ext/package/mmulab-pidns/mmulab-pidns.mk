@@ -8,8 +8,6 @@
 
 MMULAB_PIDNS_VERSION = 9569d5d849d2
 MMULAB_PIDNS_SITE = $(BR2_EXTERNAL_MMULAB_PATH)/../initsrc
-MMULAB_PIDNS_SITE_METHOD = local
-MMULAB_PIDNS_INSTALL_IMAGES = YES
 MMULAB_PIDNS_FLAT_STACKSIZE = 0x10000
 
 MMULAB_PIDNS_SOURCE_FILES = \
@@ -19,62 +17,11 @@ MMULAB_PIDNS_SOURCE_FILES = \
 	pidns/init.S \
 	pidns/init.c
 
-# The sources are the checkout's own (local site): the hash file says which bytes this tree was
-# generated from, and a source changed since is refused here (run `doit buildroot-ext`).
-define MMULAB_PIDNS_CHECK_SOURCES
-	$(foreach f,$(MMULAB_PIDNS_SOURCE_FILES),\
-		$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $(MMULAB_PIDNS_PKGDIR)/mmulab-pidns.hash$(sep))
-endef
-MMULAB_PIDNS_POST_RSYNC_HOOKS += MMULAB_PIDNS_CHECK_SOURCES
+MMULAB_PIDNS_ROOTS = pidns-asm pidns-c
 
-ifeq ($(BR2_BINFMT_FLAT),y)
-# asm (flat toolchain): static-pie
-MMULAB_PIDNS_ASM_COMPILE = $(TARGET_CC) -fPIE
-MMULAB_PIDNS_ASM_LINK = $(TARGET_LD) -static -pie --no-dynamic-linker -z noexecstack --build-id=none
-# c (flat toolchain): flat
-MMULAB_PIDNS_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_PIDNS_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static
-else
-# asm (elf toolchain): static-pie
-MMULAB_PIDNS_ASM_COMPILE = $(TARGET_CC) -fPIE
-MMULAB_PIDNS_ASM_LINK = $(TARGET_CC) -nostdlib -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-# c (elf toolchain): static-pie
-MMULAB_PIDNS_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -fPIE -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_PIDNS_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-endif
-
-define MMULAB_PIDNS_BUILD_CMDS
-	rm -rf $(@D)/root/pidns-asm
-	mkdir -p $(@D)/root/pidns-asm
-	mkdir -p $(@D)/obj/pidns-asm $(dir $(@D)/root/pidns-asm/init)
-	$(MMULAB_PIDNS_ASM_COMPILE) -c -o $(@D)/obj/pidns-asm/0-init.o $(@D)/pidns/init.S
-	$(MMULAB_PIDNS_ASM_COMPILE) -c -o $(@D)/obj/pidns-asm/1-rt.o $(@D)/lib/rt.S
-	$(MMULAB_PIDNS_ASM_LINK) -o $(@D)/root/pidns-asm/init $(@D)/obj/pidns-asm/0-init.o $(@D)/obj/pidns-asm/1-rt.o
-	rm -f $(@D)/root/pidns-asm/init.gdb
-	rm -rf $(@D)/root/pidns-c
-	mkdir -p $(@D)/root/pidns-c
-	mkdir -p $(@D)/obj/pidns-c $(dir $(@D)/root/pidns-c/init)
-	$(MMULAB_PIDNS_C_COMPILE) -c -o $(@D)/obj/pidns-c/0-init.o $(@D)/pidns/init.c
-	$(MMULAB_PIDNS_C_LINK) -o $(@D)/root/pidns-c/init $(@D)/obj/pidns-c/0-init.o
-	rm -f $(@D)/root/pidns-c/init.gdb
+define MMULAB_PIDNS_FILL_ROOTS
+	$(call mmulab-program,pidns-asm,init,ASM,pidns/init.S lib/rt.S)
+	$(call mmulab-program,pidns-c,init,C,pidns/init.c)
 endef
 
-define MMULAB_PIDNS_INSTALL_TARGET_CMDS
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/pidns-asm
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/pidns-asm $(TARGET_DIR)/usr/libexec/mmulab/pidns-asm
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/pidns-c
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/pidns-c $(TARGET_DIR)/usr/libexec/mmulab/pidns-c
-endef
-
-define MMULAB_PIDNS_INSTALL_IMAGES_CMDS
-	rm -rf $(BINARIES_DIR)/mmulab/pidns-asm
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/pidns-asm $(BINARIES_DIR)/mmulab/pidns-asm
-	rm -rf $(BINARIES_DIR)/mmulab/pidns-c
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/pidns-c $(BINARIES_DIR)/mmulab/pidns-c
-endef
-
-$(eval $(generic-package))
+$(eval $(mmulab-package))

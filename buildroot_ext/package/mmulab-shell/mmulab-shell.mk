@@ -8,44 +8,18 @@
 
 MMULAB_SHELL_VERSION = ebe0c3ccd9c3
 MMULAB_SHELL_SITE = $(BR2_EXTERNAL_MMULAB_PATH)/../initsrc/shell
-MMULAB_SHELL_SITE_METHOD = local
-MMULAB_SHELL_INSTALL_IMAGES = YES
 MMULAB_SHELL_DEPENDENCIES = busybox
 
 MMULAB_SHELL_SOURCE_FILES = \
 	check.sh \
 	init.sh
 
-# The sources are the checkout's own (local site): the hash file says which bytes this tree was
-# generated from, and a source changed since is refused here (run `doit buildroot-ext`).
-define MMULAB_SHELL_CHECK_SOURCES
-	$(foreach f,$(MMULAB_SHELL_SOURCE_FILES),\
-		$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $(MMULAB_SHELL_PKGDIR)/mmulab-shell.hash$(sep))
-endef
-MMULAB_SHELL_POST_RSYNC_HOOKS += MMULAB_SHELL_CHECK_SOURCES
+MMULAB_SHELL_ROOTS = shell-busybox
+MMULAB_SHELL_BUSYBOX_ROOTS = shell-busybox
 
-define MMULAB_SHELL_BUILD_CMDS
-	rm -rf $(@D)/root/shell-busybox
-	mkdir -p $(@D)/root/shell-busybox
-	$(INSTALL) -D -m 0755 $(@D)/init.sh $(@D)/root/shell-busybox/init
-	$(INSTALL) -D -m 0755 $(@D)/check.sh $(@D)/root/shell-busybox/etc/mmulab/check.sh
+define MMULAB_SHELL_FILL_ROOTS
+	$(call mmulab-file,shell-busybox,init,0755,init.sh)
+	$(call mmulab-file,shell-busybox,etc/mmulab/check.sh,0755,check.sh)
 endef
 
-define MMULAB_SHELL_INSTALL_TARGET_CMDS
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/shell-busybox
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/shell-busybox $(TARGET_DIR)/usr/libexec/mmulab/shell-busybox
-endef
-
-define MMULAB_SHELL_INSTALL_IMAGES_CMDS
-	rm -rf $(BINARIES_DIR)/mmulab/shell-busybox
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/shell-busybox $(BINARIES_DIR)/mmulab/shell-busybox
-	$(INSTALL) -D -m 0755 $(TARGET_DIR)/bin/busybox $(BINARIES_DIR)/mmulab/shell-busybox/bin/busybox
-	sed -e 's|^/||' $(BUSYBOX_DIR)/busybox.links | while read -r link; do \
-		mkdir -p "$(BINARIES_DIR)/mmulab/shell-busybox/$$(dirname $$link)"; \
-		ln -sf /bin/busybox "$(BINARIES_DIR)/mmulab/shell-busybox/$$link"; \
-	done
-endef
-
-$(eval $(generic-package))
+$(eval $(mmulab-package))

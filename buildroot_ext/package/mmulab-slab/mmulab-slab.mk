@@ -8,8 +8,6 @@
 
 MMULAB_SLAB_VERSION = 619a0e6fa629
 MMULAB_SLAB_SITE = $(BR2_EXTERNAL_MMULAB_PATH)/../initsrc
-MMULAB_SLAB_SITE_METHOD = local
-MMULAB_SLAB_INSTALL_IMAGES = YES
 MMULAB_SLAB_FLAT_STACKSIZE = 0x10000
 
 MMULAB_SLAB_SOURCE_FILES = \
@@ -18,43 +16,10 @@ MMULAB_SLAB_SOURCE_FILES = \
 	lib/procfs.h \
 	slab/init.c
 
-# The sources are the checkout's own (local site): the hash file says which bytes this tree was
-# generated from, and a source changed since is refused here (run `doit buildroot-ext`).
-define MMULAB_SLAB_CHECK_SOURCES
-	$(foreach f,$(MMULAB_SLAB_SOURCE_FILES),\
-		$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $(MMULAB_SLAB_PKGDIR)/mmulab-slab.hash$(sep))
-endef
-MMULAB_SLAB_POST_RSYNC_HOOKS += MMULAB_SLAB_CHECK_SOURCES
+MMULAB_SLAB_ROOTS = slab-c
 
-ifeq ($(BR2_BINFMT_FLAT),y)
-# c (flat toolchain): flat
-MMULAB_SLAB_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_SLAB_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static
-else
-# c (elf toolchain): static-pie
-MMULAB_SLAB_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -fPIE -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_SLAB_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-endif
-
-define MMULAB_SLAB_BUILD_CMDS
-	rm -rf $(@D)/root/slab-c
-	mkdir -p $(@D)/root/slab-c
-	mkdir -p $(@D)/obj/slab-c $(dir $(@D)/root/slab-c/init)
-	$(MMULAB_SLAB_C_COMPILE) -c -o $(@D)/obj/slab-c/0-init.o $(@D)/slab/init.c
-	$(MMULAB_SLAB_C_LINK) -o $(@D)/root/slab-c/init $(@D)/obj/slab-c/0-init.o
-	rm -f $(@D)/root/slab-c/init.gdb
+define MMULAB_SLAB_FILL_ROOTS
+	$(call mmulab-program,slab-c,init,C,slab/init.c)
 endef
 
-define MMULAB_SLAB_INSTALL_TARGET_CMDS
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/slab-c
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/slab-c $(TARGET_DIR)/usr/libexec/mmulab/slab-c
-endef
-
-define MMULAB_SLAB_INSTALL_IMAGES_CMDS
-	rm -rf $(BINARIES_DIR)/mmulab/slab-c
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/slab-c $(BINARIES_DIR)/mmulab/slab-c
-endef
-
-$(eval $(generic-package))
+$(eval $(mmulab-package))

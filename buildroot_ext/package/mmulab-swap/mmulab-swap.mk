@@ -8,8 +8,6 @@
 
 MMULAB_SWAP_VERSION = 278a3ef05724
 MMULAB_SWAP_SITE = $(BR2_EXTERNAL_MMULAB_PATH)/../initsrc
-MMULAB_SWAP_SITE_METHOD = local
-MMULAB_SWAP_INSTALL_IMAGES = YES
 MMULAB_SWAP_FLAT_STACKSIZE = 0x10000
 
 MMULAB_SWAP_SOURCE_FILES = \
@@ -17,43 +15,10 @@ MMULAB_SWAP_SOURCE_FILES = \
 	lib/mmulab.h \
 	swap/init.c
 
-# The sources are the checkout's own (local site): the hash file says which bytes this tree was
-# generated from, and a source changed since is refused here (run `doit buildroot-ext`).
-define MMULAB_SWAP_CHECK_SOURCES
-	$(foreach f,$(MMULAB_SWAP_SOURCE_FILES),\
-		$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $(MMULAB_SWAP_PKGDIR)/mmulab-swap.hash$(sep))
-endef
-MMULAB_SWAP_POST_RSYNC_HOOKS += MMULAB_SWAP_CHECK_SOURCES
+MMULAB_SWAP_ROOTS = swap-c
 
-ifeq ($(BR2_BINFMT_FLAT),y)
-# c (flat toolchain): flat
-MMULAB_SWAP_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_SWAP_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static
-else
-# c (elf toolchain): static-pie
-MMULAB_SWAP_C_COMPILE = $(TARGET_CC) $(TARGET_CFLAGS) -fPIE -O2 -Wall -Wextra -Werror=implicit-function-declaration
-MMULAB_SWAP_C_LINK = $(TARGET_CC) $(TARGET_LDFLAGS) -static-pie -fPIE -Wl,--no-dynamic-linker -Wl,-z,noexecstack -Wl,--build-id=none
-endif
-
-define MMULAB_SWAP_BUILD_CMDS
-	rm -rf $(@D)/root/swap-c
-	mkdir -p $(@D)/root/swap-c
-	mkdir -p $(@D)/obj/swap-c $(dir $(@D)/root/swap-c/init)
-	$(MMULAB_SWAP_C_COMPILE) -c -o $(@D)/obj/swap-c/0-init.o $(@D)/swap/init.c
-	$(MMULAB_SWAP_C_LINK) -o $(@D)/root/swap-c/init $(@D)/obj/swap-c/0-init.o
-	rm -f $(@D)/root/swap-c/init.gdb
+define MMULAB_SWAP_FILL_ROOTS
+	$(call mmulab-program,swap-c,init,C,swap/init.c)
 endef
 
-define MMULAB_SWAP_INSTALL_TARGET_CMDS
-	rm -rf $(TARGET_DIR)/usr/libexec/mmulab/swap-c
-	mkdir -p $(TARGET_DIR)/usr/libexec/mmulab
-	cp -a $(@D)/root/swap-c $(TARGET_DIR)/usr/libexec/mmulab/swap-c
-endef
-
-define MMULAB_SWAP_INSTALL_IMAGES_CMDS
-	rm -rf $(BINARIES_DIR)/mmulab/swap-c
-	mkdir -p $(BINARIES_DIR)/mmulab
-	cp -a $(@D)/root/swap-c $(BINARIES_DIR)/mmulab/swap-c
-endef
-
-$(eval $(generic-package))
+$(eval $(mmulab-package))
