@@ -225,42 +225,74 @@ def test_check_package_passes(buildroot: Path) -> None:
     )
 
 
+HARNESS = Path(__file__).parent / "data" / "buildroot" / "harness.mk"
+
+
+def _musl_specs(sysroot: Path, compiler: str) -> str:
+    """A gcc specs file for the pipeline's musl sysroot, standing in for Buildroot's musl toolchain: its
+    -static-pie links rcrt1.o (musl's own musl-gcc.specs would take Scrt1.o)."""
+    include = subprocess.run([compiler, "-print-file-name=include"], capture_output=True, text=True, check=True)
+    libgcc = subprocess.run([compiler, "-print-libgcc-file-name"], capture_output=True, text=True, check=True)
+    gcc_include, gcc_lib = include.stdout.strip(), str(Path(libgcc.stdout.strip()).parent)
+    headers = f"-nostdinc -isystem {sysroot}/include -isystem {gcc_include}"
+    return (
+        f"%rename cpp_options old_cpp_options\n\n*cpp_options:\n{headers} %(old_cpp_options)\n\n"
+        f"*cc1:\n%(cc1_cpu) {headers}\n\n*link_libgcc:\n-L{sysroot}/lib -L{gcc_lib}\n\n*libgcc:\n-lgcc\n\n"
+        f"*startfile:\n{sysroot}/lib/rcrt1.o {sysroot}/lib/crti.o {gcc_lib}/crtbeginS.o\n\n"
+        f"*endfile:\n{gcc_lib}/crtendS.o {sysroot}/lib/crtn.o\n\n"
+        "*link:\n-nostdlib %{static-pie:-static -pie --no-dynamic-linker -z text} %{static:-static}\n\n"
+    )
+
+
+def _engine(buildroot: Path, work: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """buildroot_ext's engine run through the harness (Buildroot's package steps without Buildroot)."""
+    variables = {
+        "TOPDIR": str(buildroot),
+        "BR2_EXTERNAL_MMULAB_PATH": str(TREE),
+        "BUILD_DIR": str(work / "build"),
+        "TARGET_DIR": str(work / "target"),
+        "BINARIES_DIR": str(work / "images"),
+        "BUSYBOX_DIR": str(work / "busybox-build"),
+        "INSTALL": "install",
+        **env,
+    }
+    command = ["make", "-s", "-j2", "-f", str(HARNESS), *(f"{k}={v}" for k, v in variables.items()), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+
+
 @pytest.mark.slow
-@pytest.mark.needs("qemu-system-riscv64", "riscv64-linux-gnu-gcc")
-def test_post_image_boots_the_matrix(tmp_path: Path, session_build: Path) -> None:
-    """The post-image script, given a Buildroot-like images folder (the pipeline's NOMMU kernel and programs
-    laid out as buildroot_ext's packages install them), checks the configs and boots every NOMMU case."""
-    from mmulab.busybox import applet_links
+@pytest.mark.needs("qemu-system-riscv64", "riscv64-linux-gnu-gcc", "make")
+def test_post_image_boots_the_matrix(tmp_path: Path, session_build: Path, buildroot: Path) -> None:
+    """buildroot_ext's engine (external.mk, run by a stand-in for Buildroot's package steps, with the pipeline's
+    musl as the toolchain's C library) fills a Buildroot-like images folder; the post-image script checks the
+    configs and boots every NOMMU case from it with the pipeline's verdicts."""
     from mmulab.paths import Layout
+    from mmulab.toolchain import compiler
 
     build_dir = session_build  # the slow tests' shared build: its kernels serve test_demos too
     result = run_doit(["boot:nommu"], {"MMULAB_BUILD_DIR": str(build_dir)}, timeout=3600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     project = load_project()
     layout = Layout(build_dir)
-    images, linux, busybox = tmp_path / "images", tmp_path / "linux", tmp_path / "busybox"
-    for folder in (images / "mmulab", linux, busybox):
+    work = tmp_path / "br"
+    images, linux, busybox = work / "images", tmp_path / "linux", tmp_path / "busybox"
+    for folder in (images, linux, busybox, work / "target" / "bin", work / "busybox-build"):
         folder.mkdir(parents=True)
     shutil.copy(layout.kernel_output("nommu", "Image"), images / "Image")
     shutil.copy(layout.kernel_output("nommu", "config"), linux / ".config")
     shutil.copy(layout.kernel_output("nommu", "System.map"), linux / "System.map")
     shutil.copy(layout.busybox_output("nommu", "config"), busybox / ".config")
-    for name in {c.build for c in project.boots.values() if c.variant == "nommu"}:
-        info, root = project.builds[name], images / "mmulab" / name
-        root.mkdir()
-        for path, program in ([("init", info.init)] if info.init else []) + list(info.helpers):
-            (root / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(layout.program(program), root / path)
-        for path, source in info.files:
-            (root / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, root / path)
-        if info.busybox:
-            (root / "bin").mkdir(exist_ok=True)
-            shutil.copy(layout.busybox_output("nommu"), root / "bin/busybox")
-            for link in applet_links(layout.busybox_output("nommu", "busybox.links")):
-                if link != "bin/busybox":
-                    (root / link).parent.mkdir(parents=True, exist_ok=True)
-                    os.symlink("/bin/busybox", root / link)
+    shutil.copy(layout.busybox_output("nommu"), work / "target" / "bin" / "busybox")
+    shutil.copy(layout.busybox_output("nommu", "busybox.links"), work / "busybox-build" / "busybox.links")
+    cross = compiler(project.toolchain)
+    specs = tmp_path / "musl.specs"
+    specs.write_text(_musl_specs(layout.sysroot(), cross))
+    toolchain = {"TARGET_CC": f"{cross} -specs={specs}", "TARGET_LD": cross.removesuffix("gcc") + "ld"}
+    built = _engine(buildroot, work, toolchain)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    roots = {p.name for p in (images / "mmulab").iterdir()}
+    assert roots == {c.build for c in project.boots.values()}  # every demo's roots, as the packages name them
+    assert (work / "target" / load_buildroot(project).target_dir / "addrspace-c" / "init").is_file()
     script = TREE / "board/mmulab/post-image.sh"
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     run = subprocess.run(
@@ -287,3 +319,14 @@ def test_post_image_boots_the_matrix(tmp_path: Path, session_build: Path) -> Non
     )
     assert run.returncode == 1
     assert "CONFIG_PID_NS=y requested" in run.stderr and "boot " not in run.stdout
+
+    # A source changed since buildroot_ext/ was generated: the package's .hash file refuses it, by name.
+    package = buildroot_ext._packages(project, load_buildroot(project))[0]
+    site = tmp_path / "changed-site"
+    shutil.copytree(PROJECT_ROOT / package.site, site)
+    changed = site / package.files[0]
+    changed.write_text("/* edited after generation */\n" + changed.read_text())
+    (work / "build" / package.name / ".stamp_installed").unlink()
+    refused = _engine(buildroot, work, {**toolchain, f"{package.var}_SITE": str(site)}, package.name)
+    assert refused.returncode != 0, refused.stdout
+    assert f"{package.files[0]} has wrong sha256 hash" in refused.stdout + refused.stderr
