@@ -150,7 +150,7 @@ def build_libc(project: Project, name: str) -> None:
         project.settings.jobs,
         project.settings.progress,
     )
-    with compile_cache(project, f"libc:{name}") as runner:
+    with compile_cache(project, f"libc:{name}", depend=True) as runner:
         toolchain.build_libc(request, runner)
     Sysroot(name, str(layout.sysroot()), tree_digest(layout.sysroot())).write(layout.sysroot_record())
 

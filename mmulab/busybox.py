@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .configdata import BusyboxSpec, Toolchain, Variant
 from .fsutil import copy_atomic, write_atomic
-from .kconfig import apply_fragment, fragment_context, render_template
+from .kconfig import apply_fragment, fragment_context, render_template, source_tree_arg
 from .kconfig_tree import KconfigSource
 from .kernel import reproducible_env
 from .progress import Progress, ProgressSpec
@@ -57,7 +57,7 @@ def build(request: BusyboxBuild, runner: Runner = RUNNER) -> None:
         render_fragment(request.spec, request.variant, request.toolchain), request.toolchain, sysroot, runner
     )
     write_atomic(work / "fragment.config", fragment)
-    make = ["make", "-C", str(request.tree), f"O={objdir}"]
+    make = ["make", "-C", str(request.tree), f"O={objdir}", *source_tree_arg(request.tree, objdir)]
     env = reproducible_env(request.source_date_epoch)
     apply_fragment(
         make,

@@ -164,8 +164,14 @@ def build_libc(request: LibcBuild, runner: Runner = RUNNER) -> None:
     if objdir.exists():
         shutil.rmtree(objdir)
     objdir.mkdir()
-    env = {"CROSS_COMPILE": toolchain.cross_prefix, "CC": compiler(toolchain)}
-    logged.run([libc_tree / "configure", *libc.configure_args], f"{libc.name}: configure", cwd=objdir, env=env)
+    # configure named by its path relative to the object directory: musl's build then names its tree
+    # relatively (srcdir), so no compile command holds the build directory's path (another checkout's
+    # commands are the same, and ccache rewrites nothing). -MD: every compile lists the headers it read,
+    # which lets the compile cache skip the second preprocessor run on a miss (depend mode). Neither
+    # changes a byte of the library.
+    configure = os.path.relpath(libc_tree / "configure", objdir)
+    env = {"CROSS_COMPILE": toolchain.cross_prefix, "CC": compiler(toolchain), "CFLAGS": "-MD"}
+    logged.run(["sh", configure, *libc.configure_args], f"{libc.name}: configure", cwd=objdir, env=env)
     spec = ProgressSpec(f"libc {libc.name}", LIBC_PROGRESS, work / "progress.json", libc.progress_estimate)
     logged.run(["make", f"-j{jobs}"], f"{libc.name}: make", cwd=objdir, progress=Progress.for_terminal(spec, progress))
     sysroot.parent.mkdir(parents=True, exist_ok=True)
