@@ -73,6 +73,15 @@ def copy_atomic(source: Path, destination: Path, mode: int | None = None) -> Non
         shutil.copyfile(source, tmp)
 
 
+def relative_from(start: Path, target: Path) -> str | None:
+    """`target` as a process working in `start` reaches it, relative (symlinks resolved first), or None when the
+    two share no folder below / (a relative path would then depend on how deep `start` lies)."""
+    real_start, real_target = os.path.realpath(start), os.path.realpath(target)
+    if os.path.commonpath([real_start, real_target]) == os.path.sep:
+        return None
+    return os.path.relpath(real_target, real_start)
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

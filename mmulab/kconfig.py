@@ -8,7 +8,6 @@ Kconfig entry and the current values of the symbols in it.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from .configdata import Toolchain, Variant
 from .errors import ConfigError, UserError
+from .fsutil import relative_from
 from .kconfig_tree import KconfigSource, KconfigTree, explain, linux_source
 from .tools import RUNNER, Runner
 
@@ -135,10 +135,8 @@ def source_tree_arg(source: Path, objdir: Path) -> list[str]:
     header path under its base_dir (that costs a cold kernel build ~8 %). The bytes built are the same: the
     kernel's prefix maps strip srctree either way. A tree elsewhere (/usr/src/...) keeps kbuild's absolute
     path, which every checkout shares as it is."""
-    real_source, real_objdir = os.path.realpath(source), os.path.realpath(objdir)
-    if os.path.commonpath([real_source, real_objdir]) == os.path.sep:
-        return []
-    return [f"srctree={os.path.relpath(real_source, real_objdir)}"]
+    relative = relative_from(objdir, source)
+    return [f"srctree={relative}"] if relative else []
 
 
 _SYMBOL_LINE = re.compile(r"^(?:# )?CONFIG_([A-Za-z0-9_]+)(?:=| is not set)")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .configdata import Libc, Program, Toolchain
 from .errors import UserError
+from .fsutil import relative_from
 from .kconfig import make_args
 from .progress import Progress, ProgressSpec
 from .settings import PROJECT_ROOT
@@ -169,7 +170,7 @@ def build_libc(request: LibcBuild, runner: Runner = RUNNER) -> None:
     # commands are the same, and ccache rewrites nothing). -MD: every compile lists the headers it read,
     # which lets the compile cache skip the second preprocessor run on a miss (depend mode). Neither
     # changes a byte of the library.
-    configure = os.path.relpath(libc_tree / "configure", objdir)
+    configure = relative_from(objdir, libc_tree / "configure") or str(libc_tree / "configure")
     env = {"CROSS_COMPILE": toolchain.cross_prefix, "CC": compiler(toolchain), "CFLAGS": "-MD"}
     logged.run(["sh", configure, *libc.configure_args], f"{libc.name}: configure", cwd=objdir, env=env)
     spec = ProgressSpec(f"libc {libc.name}", LIBC_PROGRESS, work / "progress.json", libc.progress_estimate)

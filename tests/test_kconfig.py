@@ -132,4 +132,7 @@ def test_srctree_is_relative_to_the_object_directory_unless_only_the_root_is_sha
     assert "srctree=../../../src/linux" in args and f"O={objdir}" in args
     (tmp_path / "link").symlink_to(source)  # kbuild's final make runs in the real object directory
     assert "srctree=../../../src/linux" in kconfig.make_args(tmp_path / "link", objdir, toolchain)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "build/mmu").symlink_to(tmp_path / "elsewhere")  # what a lexical relpath would get wrong
+    assert "srctree=../../build/src/linux" in kconfig.make_args(source, tmp_path / "build/mmu/obj", toolchain)
     assert kconfig.source_tree_arg(Path("/usr/src/linux"), tmp_path / "obj") == []
