@@ -13,16 +13,13 @@ twice, busybox four times.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from benchlib import DOIT, ROOT, doit_command, timed
+from benchlib import DOIT, ROOT, doit_command, report, timed
 
 
 def main() -> None:
@@ -118,8 +115,6 @@ def _report(results: dict[str, float | str], out: Path, work: Path) -> None:
         results["cold_overhead_vs_raw_make"] = round(results["cold_kernel_nommu_s"] / raw_nommu - 1, 3)
     progress_cost = results["kernel_nommu_progress_tty_s"] / results["kernel_nommu_progress_off_s"] - 1
     results["progress_overhead"] = round(progress_cost, 3)
-    results["machine"] = f"{platform.node()} {os.cpu_count()} cores, {platform.platform()}"
-    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     targets = {
         "noop_doit_boot_nommu_median_s": ("<", 0.2),
         "noop_doit_all_median_s": ("<", 1.0),
@@ -128,15 +123,7 @@ def _report(results: dict[str, float | str], out: Path, work: Path) -> None:
         "edit_busybox_init_to_verdict_median_s": ("<", 5.0),
         "cold_overhead_vs_raw_make": ("<", 0.10),
     }
-    for key, value in results.items():
-        mark = ""
-        if key in targets:
-            _, limit = targets[key]
-            mark = f"  (target < {limit:g}: {'met' if value < limit else 'MISSED'})"
-        print(f"{key:34} {value if isinstance(value, str) else round(value, 3)}{mark}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {out}")
+    report(results, targets, out)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,11 @@ doit all. Uses its own build and artifacts directories under a temporary folder 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
-from benchlib import DOIT, ROOT, timed
+from benchlib import DOIT, ROOT, report, timed
 
 
 def main() -> None:
@@ -48,22 +44,13 @@ def main() -> None:
             results["repro_vs_cold_doit_all"] = round(results["doit_repro_s"] / results["cold_doit_all_s"], 2)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    results["machine"] = f"{platform.node()} {os.cpu_count()} cores, {platform.platform()}"
-    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     targets = {
-        "publish_after_doit_all_s": 10.0,
-        "verify_dir_s": 5.0,
-        "verify_tarball_s": 5.0,
-        "repro_vs_cold_doit_all": 2.2,
+        "publish_after_doit_all_s": ("<=", 10.0),
+        "verify_dir_s": ("<=", 5.0),
+        "verify_tarball_s": ("<=", 5.0),
+        "repro_vs_cold_doit_all": ("<=", 2.2),
     }
-    for key, value in results.items():
-        mark = ""
-        if key in targets:
-            mark = f"  (target < {targets[key]:g}: {'met' if value <= targets[key] else 'MISSED'})"
-        print(f"{key:28} {value if isinstance(value, str) else round(value, 3)}{mark}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {args.out}")
+    report(results, targets, args.out)
 
 
 def _no_streams(folder: str, names: list[str]) -> list[str]:

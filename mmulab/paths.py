@@ -63,9 +63,16 @@ class Layout:
         """QEMU's log of every trap the CPU took (-d int), for the cases that watch traps."""
         return self.root / "boots" / f"{case}.traps"
 
+    def reports(self) -> Path:
+        """The run's reports: the boot summary, the compile cache's counts."""
+        return self.root / "reports"
+
+    def ccache_stats_dir(self) -> Path:
+        return self.reports() / "ccache"
+
     def ccache_stats(self, task: str) -> Path:
         """The compile cache's counts for the last run of `task` (kernel:nommu...): ccache's stats log."""
-        return self.root / "reports" / "ccache" / f"{task.replace(':', '-')}.stats"
+        return self.ccache_stats_dir() / f"{task.replace(':', '-')}.stats"
 
     def tool_versions(self) -> Path:
         return self.root / ".tool-versions.json"

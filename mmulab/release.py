@@ -119,7 +119,7 @@ def release_files(project: Project, layout: Layout) -> dict[str, Path]:
     for case in project.boots:
         files[f"boots/{case}.log"] = layout.console_log(case)
     for name in ("summary.json", "summary.xml"):
-        files[f"boots/{name}"] = layout.root / "reports" / name
+        files[f"boots/{name}"] = layout.reports() / name
     for name, source in project.sources.items():
         fetched = Path(Fetched.read(layout.fetched(name)).path)
         files[f"sources/{fetched.name}"] = fetched
@@ -147,7 +147,7 @@ def refresh_summary(project: Project, layout: Layout) -> list[Verdict]:
     """Write reports/summary.json and .xml from every case's verdict (what `doit all` reports at its end): the
     last run's summary may cover only the cases that run selected. Refuses a case without a passing verdict."""
     verdicts = _verdicts(project, layout)
-    summary.write(verdicts, layout.root / "reports")
+    summary.write(verdicts, layout.reports())
     return verdicts
 
 

@@ -71,12 +71,11 @@ class MmulabReporter(ConsoleReporter):
             layout = Layout(Settings.from_environment().build_dir)
         except UserError:
             return
-        folder = layout.ccache_stats("x").parent
         ran = set(self.compiled)
-        every = summary.cache_stats(folder)
+        every = summary.cache_stats(layout.ccache_stats_dir())
         if not (this_run := {name: stats for name, stats in every.items() if name in ran}):
             return
-        path = summary.write_cache(every, folder.parent)
+        path = summary.write_cache(every, layout.reports())
         self.write("\n" + summary.cache_table(this_run) + f"\n(every stage's last run: {path})\n")
 
     def complete_run(self) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
+from .configdata import PANIC_MARKER
 from .settings import PROJECT_ROOT
 
 # RISC-V mcause/scause codes (privileged spec, table 3.6).
@@ -139,17 +140,17 @@ class KernelFault:
 
 
 _OOPS_START = ("Unable to handle kernel", "Oops", "Kernel BUG", "kernel BUG")
-_PANIC = "Kernel panic - not syncing"
 _REGS = re.compile(rf"\bepc\s*:\s*{_HEX}\s+ra\s*:\s*{_HEX}")
 _NAMED = re.compile(r"^\s*(epc|ra)\s*:\s*(\S+)\s*$")  # show_regs' " epc : func+0x1c/0x40" (KALLSYMS)
 _STATUS = re.compile(rf"badaddr:\s*{_HEX}\s+cause:\s*{_HEX}")
 _TASK = re.compile(r"\bPID: (\d+) Comm: (\S+)")
 _FRAME = re.compile(r"\[<([0-9a-f]+)>\]\s*(\S+)?")
+_BARE_ADDRESS = re.compile(r"(?:0x)?[0-9a-f]+")  # printed without KALLSYMS: no name, only the number
 
 
 def _name(printed: str, symbols: SymbolTable | None) -> str:
     """What the kernel printed if it is a name (KALLSYMS), else the map's name for the address, else the address."""
-    if not re.fullmatch(r"(?:0x)?[0-9a-f]+", printed):
+    if not _BARE_ADDRESS.fullmatch(printed):
         return printed
     address = int(printed.removeprefix("0x"), 16)
     resolved = symbols.resolve(address) if symbols else None
@@ -176,10 +177,10 @@ def kernel_faults(lines: Iterable[str], symbols: SymbolTable | None) -> list[Ker
             close()
             current = _fresh(line)
             continue
-        if _PANIC in line:
+        if PANIC_MARKER in line:
             if current is None:
                 current = _fresh(line)
-            current.setdefault("panic", line[line.index(_PANIC) :])  # not the closing "---[ end Kernel panic"
+            current.setdefault("panic", line[line.index(PANIC_MARKER) :])  # not the closing "---[ end Kernel panic"
             continue
         if current is None:
             continue
@@ -203,10 +204,10 @@ def annotate(line: str, symbols: SymbolTable | None) -> str:
     if symbols is None:
         return line
     text = strip_timestamp(line)
-    if (match := _FRAME.search(text)) and (not match[2] or re.fullmatch(r"(?:0x)?[0-9a-f]+", match[2])):
+    if (match := _FRAME.search(text)) and (not match[2] or _BARE_ADDRESS.fullmatch(match[2])):
         resolved = symbols.resolve(int(match[1], 16))
         return f"{line}  <- {resolved}" if resolved else line
-    if (match := _NAMED.match(text)) and re.fullmatch(r"(?:0x)?[0-9a-f]+", match[2]):
+    if (match := _NAMED.match(text)) and _BARE_ADDRESS.fullmatch(match[2]):
         resolved = symbols.resolve(int(match[2].removeprefix("0x"), 16))
         return f"{line}  <- {resolved}" if resolved else line
     if match := _REGS.search(text):
@@ -331,9 +332,7 @@ class UserFault:
     where: SourceLocation
 
     def describe(self) -> str:
-        access = {13: "load", 5: "load", 15: "store", 7: "store", 12: "fetch", 1: "fetch"}.get(
-            self.cause or -1, "access"
-        )
+        access = ACCESSES.get(self.cause or -1, "access")
         cause = f" ({cause_name(self.cause)})" if self.cause is not None else ""
         return (
             f"{self.program}[{self.pid}]: {SIGNALS.get(self.signal, f'signal {self.signal}')}: the {access} at pc "
@@ -457,9 +456,7 @@ def last_fault(traps: list[Trap]) -> TrapDiagnosis | None:
 
 
 def with_symbols(diagnosis: TrapDiagnosis | None, symbols: SymbolTable | None) -> TrapDiagnosis | None:
-    if diagnosis is None:
-        return None
-    return TrapDiagnosis(diagnosis.kind, diagnosis.trap, diagnosis.repeats, symbols)
+    return replace(diagnosis, symbols=symbols) if diagnosis is not None else None
 
 
 # --------------------------------------------------------------------------------------------------------

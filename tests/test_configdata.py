@@ -84,14 +84,23 @@ def test_mistakes_name_file_and_field(tmp_path: Path, file: str, old: str, new: 
         make_project(tmp_path / "build", configs_dir=configs)
 
 
-def test_overlay_adds_a_users_own_demo(tmp_path: Path) -> None:
+def _overlay(tmp_path: Path, demos_toml: str, *sources: str) -> Path:
+    """A user's config overlay folder: its demos.toml and the (placeholder) init sources it names."""
     overlay = tmp_path / "mine"
     overlay.mkdir()
-    (overlay / "hello.S").write_text("# my init\n")
-    (overlay / "demos.toml").write_text(
+    for name in sources:
+        (overlay / name).write_text("# my init\n")
+    (overlay / "demos.toml").write_text(demos_toml)
+    return overlay
+
+
+def test_overlay_adds_a_users_own_demo(tmp_path: Path) -> None:
+    overlay = _overlay(
+        tmp_path,
         '[demos.hello]\ndescription = "mine"\n[demos.hello.builds.asm]\ninit = ["hello.S"]\n'
         '[demos.hello.runs.nommu]\nmust = ["hello"]\ntimeout = 5\n'
-        '[demos.hello.runs.mmu-cpu-off]\nvariant = "mmu"\nqemu = "mmu-off"\nexpect = "hang"\n'
+        '[demos.hello.runs.mmu-cpu-off]\nvariant = "mmu"\nqemu = "mmu-off"\nexpect = "hang"\n',
+        "hello.S",
     )
     project = make_project(tmp_path / "build", config_overlay=overlay)
     assert project.programs["hello-asm"].sources == ((overlay / "hello.S").resolve(),)
@@ -124,9 +133,7 @@ def test_a_run_appends_to_its_variants_command_line() -> None:
 
 
 def test_doit_reports_a_config_mistake_in_one_line_with_exit_2(tmp_path: Path) -> None:
-    overlay = tmp_path / "mine"
-    overlay.mkdir()
-    (overlay / "demos.toml").write_text('[demos.x.builds.asm]\ninit = ["x.S"]\n')
+    overlay = _overlay(tmp_path, '[demos.x.builds.asm]\ninit = ["x.S"]\n')
     result = run_doit(["list"], {"MMULAB_CONFIG_OVERLAY": str(overlay), "MMULAB_BUILD_DIR": str(tmp_path)})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -145,14 +152,13 @@ def test_busybox_builds_pack_a_script_and_files(tmp_path: Path) -> None:
 
 
 def test_expected_panic_runs_and_trap_watching(tmp_path: Path) -> None:
-    overlay = tmp_path / "mine"
-    overlay.mkdir()
-    (overlay / "hog.S").write_text("# my init\n")
-    (overlay / "demos.toml").write_text(
+    overlay = _overlay(
+        tmp_path,
         '[demos.hog.builds.asm]\ninit = ["hog.S"]\n'
         '[demos.hog.runs.nommu]\nexpect = "panic"\ntraps = true\n'
         'must = ["no killable processes", "Kernel panic - not syncing: System is deadlocked on memory"]\n'
-        '[demos.hog.runs.mmu]\nexpect = "panic"\nmust = ["Kernel panic"]\nmust_not = ["Oops"]\n'
+        '[demos.hog.runs.mmu]\nexpect = "panic"\nmust = ["Kernel panic"]\nmust_not = ["Oops"]\n',
+        "hog.S",
     )
     project = make_project(tmp_path / "build", config_overlay=overlay)
     panic = project.boots["hog-asm-nommu"]
