@@ -162,7 +162,13 @@ def build_program(project: Project, name: str) -> None:
     program = project.programs[name]
     with compile_cache(project, f"program:{name}") as runner:
         toolchain.build_program(
-            program, project.toolchain, output, output.with_suffix(".log"), layout.sysroot(), runner
+            program,
+            project.toolchain,
+            output,
+            output.with_suffix(".log"),
+            layout.sysroot(),
+            toolchain.source_roots(project.settings),
+            runner,
         )
 
 

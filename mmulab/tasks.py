@@ -119,10 +119,12 @@ def libc_inputs(project: Project, name: str) -> Any:
 
 
 def program_inputs(project: Project, name: str) -> Any:
-    from .toolchain import build_commands
+    from .toolchain import build_commands, source_roots
 
     program = project.programs[name]
-    commands = build_commands(program, project.toolchain, layout_of(project).program(name))
+    commands = build_commands(
+        program, project.toolchain, layout_of(project).program(name), source_roots(project.settings)
+    )
     return [commands, versions(project, _compiler(project))]
 
 

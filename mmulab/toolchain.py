@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from .errors import UserError
 from .fsutil import relative_from
 from .kconfig import make_args
 from .progress import Progress, ProgressSpec
-from .settings import PROJECT_ROOT
+from .settings import PROJECT_ROOT, Settings
 from .tools import RUNNER, Runner, require
 
 # musl's make prints one "<compiler> ... -c -o obj/..." line per object.
@@ -47,32 +49,67 @@ def object_name(index: int, source: Path) -> str:
     return f"{index}-{source.stem}.o"
 
 
-def build_commands(
-    program: Program, toolchain: Toolchain, output: Path, sysroot: Path | None = None
-) -> list[list[str]]:
-    """One compile command per source (into output's objects/ folder, with its header list), then the link.
+# Inside a program's folder, the names its commands use for what lies elsewhere: `src/<n>` links to the folder
+# each source is named from (the checkout, an overlay...), `sysroot` to the C library's sysroot.
+SOURCE_LINKS = "src"
+SYSROOT_LINK = "sysroot"
 
-    Separate objects keep the binary reproducible (a one-step build of .S files records random temporary
-    names) and let gcc list the headers each source includes (-MMD). Without `sysroot` the placeholders
-    stay: that is the form used in cache keys.
+
+def source_roots(settings: Settings) -> tuple[Path, ...]:
+    """The folders sources are named from, innermost first: the overlay's, the configs' checkout, this one."""
+    roots = [settings.config_overlay, settings.configs_dir.parent, PROJECT_ROOT]
+    return tuple(dict.fromkeys(root.resolve() for root in roots if root is not None))
+
+
+def root_of(source: Path, roots: Sequence[Path]) -> Path:
+    """The first of `roots` holding `source` (debug info names the source relative to it), else its own folder."""
+    return next((root for root in roots if source.is_relative_to(root)), source.parent)
+
+
+def source_links(program: Program, roots: Sequence[Path]) -> dict[str, Path]:
+    """`src/<n>` -> the folder the program's n-th distinct source root is, in source order."""
+    distinct = dict.fromkeys(root_of(source, roots) for source in program.sources)
+    return {f"{SOURCE_LINKS}/{index}": root for index, root in enumerate(distinct)}
+
+
+def build_commands(
+    program: Program, toolchain: Toolchain, output: Path, roots: Sequence[Path] = (), resolved: bool = False
+) -> list[list[str]]:
+    """One compile command per source (into output's objects/ folder, with its header list), then the link, each
+    run in output's folder.
+
+    Every path a command names is relative to that folder, through the links of `source_links` and
+    `SYSROOT_LINK`: the commands are the same wherever the checkout and the build directory are, so the compile
+    cache has no path to rewrite (its base_dir rewriting turned absolute paths relative before the prefix maps
+    could match them, and the bytes depended on where the build directory was). The prefix maps name the
+    debug info's sources `./<path in their root>`, the C library's headers `/sysroot/...` and the compile
+    folder `.`. Separate objects keep the binary reproducible (a one-step build of .S files records random
+    temporary names) and let gcc list the headers each source includes (-MMD). Unless `resolved`, the
+    placeholders stay (the form used in cache keys).
     """
     language = toolchain.languages[program.language]
-    # Debug info names sources relative to the checkout and the C library's headers as /sysroot (the build
-    # directory can be anywhere: `doit repro` builds at two depths); gcc tries the last map given first.
-    flags = [*language.flags, f"-ffile-prefix-map={PROJECT_ROOT}=."]
+    links = source_links(program, roots)
+    link_of = {root: name for name, root in links.items()}
+    flags = [*language.flags, "-ffile-prefix-map={program_dir}=."]
+    flags += [f"-ffile-prefix-map={name}/=./" for name in links]
     if language.libc:
-        flags.append("-ffile-prefix-map={sysroot}=/sysroot")
-    objects = output.parent / "objects"
+        flags.append(f"-ffile-prefix-map={SYSROOT_LINK}/=/sysroot/")
     commands = []
     for index, source in enumerate(program.sources):
-        obj = objects / object_name(index, source)
-        commands.append([compiler(toolchain), *flags, "-MMD", "-MF", f"{obj}.d", "-c", "-o", str(obj), str(source)])
-    link = [compiler(toolchain), *flags, "-o", str(output), *language.startfiles]
-    link += [str(objects / object_name(i, source)) for i, source in enumerate(program.sources)]
+        obj = f"objects/{object_name(index, source)}"
+        root = root_of(source, roots)
+        named = f"{link_of[root]}/{source.relative_to(root).as_posix()}"
+        commands.append([compiler(toolchain), *flags, "-MMD", "-MF", f"{obj}.d", "-c", "-o", obj, named])
+    link = [compiler(toolchain), *flags, "-o", output.name, *language.startfiles]
+    link += [f"objects/{object_name(i, source)}" for i, source in enumerate(program.sources)]
     commands.append([*link, *language.endfiles])
-    if sysroot is None:
+    if not resolved:
         return commands
-    return [[resolve(part, toolchain, sysroot) for part in command] for command in commands]
+    program_dir = str(output.parent.resolve())
+    return [
+        [resolve(part, toolchain, Path(SYSROOT_LINK)).replace("{program_dir}", program_dir) for part in command]
+        for command in commands
+    ]
 
 
 def recorded_headers(output: Path) -> list[Path] | None:
@@ -84,7 +121,7 @@ def recorded_headers(output: Path) -> list[Path] | None:
     headers: set[Path] = set()
     for depfile in depfiles:
         words = depfile.read_text().replace("\\\n", " ").split(":", 1)[-1].split()
-        headers.update(Path(word).resolve() for word in words if word.endswith((".h", ".inc")))
+        headers.update((output.parent / word).resolve() for word in words if word.endswith((".h", ".inc")))
     return sorted(headers)
 
 
@@ -107,6 +144,16 @@ def headers_unchanged(output: Path) -> bool:
     return headers is not None and stamp.is_file() and stamp.read_text() == _headers_digest(headers)
 
 
+def _link(link: Path, target: Path) -> None:
+    """`link` -> `target`, replacing whatever was there (the checkout may have moved since the last build)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.exists():
+        shutil.rmtree(link)
+    link.symlink_to(target, target_is_directory=True)
+
+
 def require_sysroot(sysroot: Path, what: str) -> None:
     """Fail with the task to run when the C library a build links against is not there yet."""
     if not (sysroot / "lib").is_dir():
@@ -114,28 +161,51 @@ def require_sysroot(sysroot: Path, what: str) -> None:
 
 
 def build_program(
-    program: Program, toolchain: Toolchain, output: Path, log: Path, sysroot: Path, runner: Runner = RUNNER
+    program: Program,
+    toolchain: Toolchain,
+    output: Path,
+    log: Path,
+    sysroot: Path,
+    roots: Sequence[Path] = (),
+    runner: Runner = RUNNER,
 ) -> None:
     """Compile and link `program`; the binary appears under `output` only when the link succeeded."""
     require(compiler(toolchain))
     if toolchain.languages[program.language].libc:
         require_sysroot(sysroot, f"program {program.name}")
-    objects = output.parent / "objects"
+    folder = output.parent
+    objects = folder / "objects"
     if objects.exists():
         shutil.rmtree(objects)
     objects.mkdir(parents=True)
+    shutil.rmtree(folder / SOURCE_LINKS, ignore_errors=True)
+    for name, root in source_links(program, roots).items():
+        _link(folder / name, root)
+    _link(folder / SYSROOT_LINK, Path(os.path.relpath(sysroot, folder)))
     logged = runner.log(log)
     tmp = output.with_name(f".{output.name}.tmp")
+    # gcc records its directory from PWD when PWD names it, else as getcwd() (symlinks resolved): the prefix map
+    # names the resolved folder, so PWD is set to it.
+    env = {"PWD": str(folder.resolve())}
     try:
-        *compiles, link = build_commands(program, toolchain, output, sysroot)
-        for command in compiles:  # from the checkout: the debug info's directory is then "." (the prefix map)
-            logged.run(command, f"program {program.name}: compile {Path(command[-1]).name}", cwd=PROJECT_ROOT)
-        link[link.index(str(output))] = str(tmp)
-        logged.run(link, f"program {program.name}: link")
+        *compiles, link = build_commands(program, toolchain, output, roots, resolved=True)
+        for command in compiles:
+            logged.run(command, f"program {program.name}: compile {Path(command[-1]).name}", cwd=folder, env=env)
+        link[link.index(output.name)] = tmp.name
+        logged.run(link, f"program {program.name}: link", cwd=folder, env=env)
         (objects / "headers.sha256").write_text(_headers_digest(recorded_headers(output) or []))
         os.replace(tmp, output)
+    except UserError as error:
+        raise UserError(_with_real_paths(str(error), source_links(program, roots))) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _with_real_paths(text: str, links: dict[str, Path]) -> str:
+    """A compiler's message with the sources named where they really are, not through the compile folder's links."""
+    for name, root in links.items():
+        text = re.sub(rf"(?<![\w/.]){re.escape(name)}/", f"{root}/", text)
+    return text
 
 
 @dataclass(frozen=True)

@@ -10,20 +10,23 @@ import json
 import multiprocessing
 import multiprocessing.synchronize
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from checkout_copy import copy_checkout, run_doit_in
 from conftest import make_project, run_doit
 from redis_server import RedisServer, ask
 
 from mmulab import ccache, summary
 from mmulab.errors import EnvError
-from mmulab.settings import Settings
+from mmulab.settings import PROJECT_ROOT, Settings
 
 PROGRAMS = ["program:fork-asm", "program:clone_vm-asm"]  # no C library needed: seconds to build
 
@@ -196,36 +199,62 @@ def test_programs_same_bytes_with_and_without_cache_and_a_hung_remote(tmp_path: 
 @pytest.mark.slow
 @pytest.mark.needs("ccache", "redis-server", "riscv64-linux-gnu-gcc")
 def test_redis_shares_the_cache_between_build_dirs(tmp_path: Path, kernel_tree: Path) -> None:
-    """A kernel, musl and a C program: without ccache; then built in one build directory with its own local
-    cache and Redis; then in a second one with an empty local cache and the same Redis: remote hits, and
-    every file identical to the build without ccache."""
-    tasks = ["kernel:mmu", "program:fork-c"]
-    outputs = ["mmu/kernel/out/Image", "sysroot/lib/libc.a", "sysroot/lib/rcrt1.o", "programs/fork-c/fork-c"]
+    """A kernel, musl, busybox and a C program, built three ways: without ccache in a checkout's own build/; with
+    ccache, a local cache of its own and Redis in another checkout's build/ (at another depth); with an empty
+    local cache and the same Redis in a build directory outside the checkout, on another filesystem (tmpfs)
+    where there is one. Remote hits, and every file identical, naming none of those paths."""
+    tasks = ["kernel:mmu", "program:fork-c", "busybox:mmu"]
+    outputs = [
+        "mmu/kernel/out/Image",
+        "sysroot/lib/libc.a",
+        "sysroot/lib/rcrt1.o",
+        "programs/fork-c/fork-c",
+        "busybox/mmu/out/busybox",
+    ]
     common = {"LINUX_SRC": str(kernel_tree), "MMULAB_PROGRESS": "off", "MMULAB_JOBS": "2"}
-    with RedisServer() as url:
-        runs = {
-            "off": {"MMULAB_CCACHE": "0"},
-            "first": {"MMULAB_CCACHE_DIR": str(tmp_path / "cache-first"), "MMULAB_CCACHE_REMOTE": url},
-            "second": {"MMULAB_CCACHE_DIR": str(tmp_path / "cache-second"), "MMULAB_CCACHE_REMOTE": url},
-        }
-        built, stdout = {}, {}
-        for name, env in runs.items():
-            build = tmp_path / name / "build"
-            result = run_doit(tasks, {**common, "MMULAB_BUILD_DIR": str(build), **env})
-            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-            built[name] = {output: digest(build / output) for output in outputs}
-            stdout[name] = result.stdout
-            stats = ccache.read_stats(build / "reports" / "ccache" / "kernel-mmu.stats")
-            if name == "off":
-                assert stats is None
-            elif name == "first":
-                assert stats is not None and stats.misses > 300 and stats.remote_hits == 0
-                assert int(ask(url, "DBSIZE")[1:]) > 300
-            else:
-                assert stats is not None and stats.remote_hits > 300 and stats.misses < stats.hits / 20, stats
-                libc = ccache.read_stats(build / "reports" / "ccache" / "libc-musl.stats")
-                assert libc is not None and libc.remote_hits > 500, libc
+    tmpfs = Path("/dev/shm")
+    outside_root = Path(tempfile.mkdtemp(dir=tmpfs)) if os.access(tmpfs, os.W_OK) else tmp_path / "outside"
+    checkouts = {"off": tmp_path / "off" / "mmulab", "first": tmp_path / "first" / "at" / "another" / "mmulab"}
+    try:
+        with RedisServer() as url:
+            runs = {
+                "off": {"MMULAB_CCACHE": "0"},
+                "first": {"MMULAB_CCACHE_DIR": str(tmp_path / "cache-first"), "MMULAB_CCACHE_REMOTE": url},
+                "second": {
+                    "MMULAB_CCACHE_DIR": str(tmp_path / "cache-second"),
+                    "MMULAB_CCACHE_REMOTE": url,
+                    "MMULAB_BUILD_DIR": str(outside_root / "build"),
+                },
+            }
+            built, stdout, builds = {}, {}, {}
+            for name, env in runs.items():
+                if name in checkouts:
+                    checkout = copy_checkout(checkouts[name])
+                    result = run_doit_in(checkout, tasks, {**common, **env})
+                    build = checkout / "build"
+                else:
+                    result = run_doit(tasks, {**common, **env})
+                    build = Path(env["MMULAB_BUILD_DIR"])
+                assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+                built[name] = {output: digest(build / output) for output in outputs}
+                stdout[name], builds[name] = result.stdout, build
+                stats = ccache.read_stats(build / "reports" / "ccache" / "kernel-mmu.stats")
+                if name == "off":
+                    assert stats is None
+                elif name == "first":
+                    assert stats is not None and stats.misses > 300 and stats.remote_hits == 0
+                    assert int(ask(url, "DBSIZE")[1:]) > 300
+                else:
+                    assert stats is not None and stats.remote_hits > 300 and stats.misses < stats.hits / 20, stats
+                    libc = ccache.read_stats(build / "reports" / "ccache" / "libc-musl.stats")
+                    assert libc is not None and libc.remote_hits > 500, libc
+            program = (builds["second"] / "programs" / "fork-c" / "fork-c").read_bytes()
+    finally:
+        shutil.rmtree(outside_root, ignore_errors=True)
     assert built["off"] == built["first"] == built["second"]
+    assert b"/sysroot/include/bits" in program  # the C library's headers, prefix-mapped
+    for path in [*checkouts.values(), outside_root, PROJECT_ROOT]:
+        assert str(path).encode() not in program
     assert "warning" not in stdout["second"]
 
 

@@ -18,7 +18,12 @@ pytestmark = pytest.mark.needs("riscv64-linux-gnu-gcc")
 def build(tmp_path: Path, folder: str, name: str) -> Path:
     output = tmp_path / folder / name / name
     toolchain.build_program(
-        PROJECT.programs[name], PROJECT.toolchain, output, output.with_suffix(".log"), tmp_path / "no-sysroot"
+        PROJECT.programs[name],
+        PROJECT.toolchain,
+        output,
+        output.with_suffix(".log"),
+        tmp_path / "no-sysroot",
+        toolchain.source_roots(PROJECT.settings),
     )
     return output
 
@@ -64,3 +69,38 @@ def test_c_programs_without_a_libc_say_which_task_builds_it(tmp_path: Path) -> N
             output.with_suffix(".log"),
             tmp_path / "missing-sysroot",
         )
+
+
+@pytest.mark.needs("ccache")
+def test_bytes_name_no_path_with_or_without_the_compile_cache(tmp_path: Path) -> None:
+    """A program built without ccache, through ccache with the checkout as its base_dir and through ccache with the
+    build directory as its base_dir (each at another depth): the same bytes, holding neither the build
+    directory's nor the checkout's path (ccache once rewrote the sysroot's path before the prefix maps matched)."""
+    from mmulab.ccache import CompileCache
+    from mmulab.tools import RUNNER
+
+    built = {}
+    for name, base_dir in (("off", None), ("checkout", PROJECT_ROOT), ("build", tmp_path / "build" / "deeper")):
+        build_dir = tmp_path / "build" / ("deeper" if name == "build" else name)
+        output = build_dir / "programs" / "pidns-asm" / "pidns-asm"
+        runner = RUNNER
+        if base_dir is not None:
+            cache = CompileCache(
+                True, tmp_path / "ccache", base_dir, build_dir / ".ccache-bin", ("riscv64-linux-gnu-gcc",)
+            )
+            runner = RUNNER.with_env(cache.environment(build_dir / "stats"))
+        toolchain.build_program(
+            PROJECT.programs["pidns-asm"],
+            PROJECT.toolchain,
+            output,
+            output.with_suffix(".log"),
+            build_dir / "sysroot",
+            toolchain.source_roots(PROJECT.settings),
+            runner,
+        )
+        built[name] = output.read_bytes()
+        assert b"./initsrc/pidns/init.S" in built[name]  # named from the checkout, as the fault notes expect
+    assert built["off"] == built["checkout"] == built["build"]
+    for path in (tmp_path, PROJECT_ROOT):
+        assert str(path).encode() not in built["off"]
+    assert "direct_cache_hit" in (tmp_path / "build" / "deeper" / "stats").read_text()
