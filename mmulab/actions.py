@@ -227,7 +227,8 @@ def resolver(project: Project, case: BootCase) -> Resolver:
         programs["init"] = layout.program(build.init)
     if build.busybox and project.toolchain.busybox is not None:
         programs[PurePosixPath(project.toolchain.busybox.path).name] = layout.busybox_output(case.variant)
-    return Resolver(SymbolTable.load(layout.kernel_output(case.variant, "System.map")), programs)
+    symbols = SymbolTable.load(layout.kernel_output(case.variant, "System.map"))
+    return Resolver(symbols, programs, toolchain.source_roots(project.settings))
 
 
 @user_errors

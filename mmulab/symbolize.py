@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -240,8 +240,9 @@ class SourceLocation:
         return f"{said}: `{self.text}`" if self.text else said
 
 
-def locate(elf_path: Path, address: int, root: Path = PROJECT_ROOT) -> SourceLocation:
-    """The function and source line of `address` (the ELF's own addresses: link-time, load base 0)."""
+def locate(elf_path: Path, address: int, roots: Sequence[Path] = (PROJECT_ROOT,)) -> SourceLocation:
+    """The function and source line of `address` (the ELF's own addresses: link-time, load base 0); the line's
+    text is read from the first of `roots` holding the file the debug info names (`./initsrc/...`)."""
     try:
         with elf_path.open("rb") as handle:
             elf = ELFFile(handle)
@@ -251,11 +252,13 @@ def locate(elf_path: Path, address: int, root: Path = PROJECT_ROOT) -> SourceLoc
         return SourceLocation()
     text = ""
     if file and line:
-        source = Path(file) if Path(file).is_absolute() else root / file
-        try:
-            text = source.read_text(errors="replace").splitlines()[line - 1].strip()
-        except (OSError, IndexError):
-            text = ""
+        candidates = [Path(file)] if Path(file).is_absolute() else [root / file for root in roots]
+        for source in candidates:
+            try:
+                text = source.read_text(errors="replace").splitlines()[line - 1].strip()
+                break
+            except (OSError, IndexError):
+                text = ""
     return SourceLocation(function, file.removeprefix("./"), line, text)
 
 
@@ -352,7 +355,9 @@ def _segment_address(elf_path: Path, offset: int) -> int | None:
     return None
 
 
-def user_faults(lines: list[str], programs: Mapping[str, Path], root: Path = PROJECT_ROOT) -> list[UserFault]:
+def user_faults(
+    lines: list[str], programs: Mapping[str, Path], roots: Sequence[Path] = (PROJECT_ROOT,)
+) -> list[UserFault]:
     """Every `unhandled signal` the kernel printed, resolved against the program it names (by file name, in
     `programs`: the name in the image -> the built ELF). The kernel prints the faulting pc as a file offset
     in the mapping (`[offset,start+size]`); without it, the epc of the register dump minus the start."""
@@ -371,7 +376,7 @@ def user_faults(lines: list[str], programs: Mapping[str, Path], root: Path = PRO
             pc = _segment_address(elf, int(match["offset"], 16))
         if pc is None and epc is not None:
             pc = epc - start
-        where = locate(elf, pc, root) if elf is not None and pc is not None else SourceLocation()
+        where = locate(elf, pc, roots) if elf is not None and pc is not None else SourceLocation()
         faults.append(
             UserFault(
                 match["file"], int(match["pid"]), int(match["signal"]), int(match["address"], 16), pc or 0, cause, where
@@ -469,10 +474,10 @@ class Resolver:
 
     symbols: SymbolTable | None = None
     programs: Mapping[str, Path] = field(default_factory=dict)
-    root: Path = PROJECT_ROOT
+    roots: tuple[Path, ...] = (PROJECT_ROOT,)  # where the programs' sources are named from
 
     def explain(self, lines: list[str]) -> tuple[str, ...]:
         """One paragraph per kernel fault and per user program fault the console shows."""
         notes = [fault.describe() for fault in kernel_faults(lines, self.symbols)]
-        notes += [fault.describe() for fault in user_faults(lines, self.programs, self.root)]
+        notes += [fault.describe() for fault in user_faults(lines, self.programs, self.roots)]
         return tuple(notes)
