@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import run_doit
+from checkout_copy import copy_checkout, run_doit_in
 
 import mmulab
 from mmulab import cli, verify
@@ -506,22 +506,21 @@ def test_the_manifest_boots_and_busybox_fragments_are_compared_with_the_rebuild(
 
 
 @pytest.mark.slow
-def test_published_release_rebuilds_bit_for_bit_elsewhere(session_build: Path, tmp_path: Path) -> None:
-    """doit all + doit publish (in the session's build directory, built by the earlier slow tests), the release
-    copied to another path, then `mmulab verify --rebuild` there: a second, offline build from the release's
-    own sources gives identical bytes."""
-    env = {
-        "MMULAB_BUILD_DIR": str(session_build),
-        "MMULAB_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
-        "MMULAB_RELEASE": "verify-test",
-        "MMULAB_ALLOW_DIRTY": "1",
-    }
-    result = run_doit(["publish"], env, timeout=3600)
+def test_published_release_rebuilds_bit_for_bit_elsewhere(tmp_path: Path) -> None:
+    """As a user does: `doit publish` in a checkout's own build/ (the default build directory, inside the
+    checkout, compile cache on), the release copied to another path, then `mmulab verify --rebuild` there with
+    no MMULAB_* setting (its build directory a temporary one, outside any checkout, through the compile cache):
+    every file the release holds, but the boots' consoles and what describes the rest, is rebuilt identical."""
+    cache = {k: v for k, v in os.environ.items() if k == "MMULAB_CCACHE_DIR"}  # the session's compile cache
+    checkout = copy_checkout(tmp_path / "publisher" / "mmulab")
+    env = {"MMULAB_RELEASE": "verify-test", "MMULAB_ALLOW_DIRTY": "1", **cache}
+    result = run_doit_in(checkout, ["publish"], env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    published = tmp_path / "artifacts" / "verify-test"
+    published = checkout / "artifacts" / "verify-test"
+    assert (checkout / "build" / "boots").is_dir()  # built in the checkout's own build/
     elsewhere = tmp_path / "elsewhere" / "deeper" / "verify-test"
     shutil.copytree(published, elsewhere)
-    archive = tmp_path / "artifacts" / "verify-test.tar.xz"
+    archive = checkout / "artifacts" / "verify-test.tar.xz"
     quick = subprocess.run([str(VENV_BIN / "mmulab"), "verify", str(archive)], capture_output=True, text=True)
     assert quick.returncode == 0, quick.stdout + quick.stderr
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MMULAB_")}
@@ -529,11 +528,16 @@ def test_published_release_rebuilds_bit_for_bit_elsewhere(session_build: Path, t
         [str(VENV_BIN / "mmulab"), "verify", "--rebuild", str(elsewhere)],
         capture_output=True,
         text=True,
-        env=clean,
+        env={**clean, **cache},
+        cwd=tmp_path,
         timeout=3600,
         check=False,
     )
     lines = rebuild.stdout.splitlines()  # verify's own lines only (the pipeline's output goes to stderr)
     assert rebuild.returncode == 0, "\n".join([*lines, "--- stderr (end) ---", *rebuild.stderr.splitlines()[-15:]])
-    assert "rebuilt bit for bit" in lines[-1]
+    summed = [line.split("  ", 1)[1] for line in (elsewhere / "SHA256SUMS").read_text().splitlines()]
+    compared = [path for path in summed if path not in verify.DERIVED and not path.startswith("boots/")]
+    programs = [path for path in compared if path.startswith("programs/")]
+    assert len(programs) >= 18 and sum(path.endswith(".cpio") for path in compared) >= 30
+    assert lines[-1] == f"mmulab: verify: {elsewhere}: rebuilt bit for bit: {len(compared)} files identical"
     assert sum(line.startswith("mmulab: verify: source ") for line in lines) == 3
