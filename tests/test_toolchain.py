@@ -104,3 +104,23 @@ def test_bytes_name_no_path_with_or_without_the_compile_cache(tmp_path: Path) ->
     for path in (tmp_path, PROJECT_ROOT):
         assert str(path).encode() not in built["off"]
     assert "direct_cache_hit" in (tmp_path / "build" / "deeper" / "stats").read_text()
+
+
+def test_an_overlay_program_is_the_same_wherever_the_overlay_lies(tmp_path: Path) -> None:
+    """Sources in an overlay folder (and one in the checkout) are named from their roots: moving the overlay
+    changes no byte, and its path is nowhere in the binary."""
+    built = []
+    for overlay in (tmp_path / "one", tmp_path / "two" / "deeper"):
+        (overlay / "initsrc" / "hello").mkdir(parents=True)
+        source = overlay / "initsrc" / "hello" / "init.S"
+        source.write_text((PROJECT_ROOT / "initsrc" / "pidns" / "init.S").read_text().replace("../lib/", "lib/"))
+        (overlay / "initsrc" / "hello" / "lib").symlink_to(PROJECT_ROOT / "initsrc" / "lib")
+        rt = PROJECT_ROOT / "initsrc" / "lib" / "rt.S"
+        program = PROJECT.programs["pidns-asm"].__class__("hello-asm", "asm", (source, rt))
+        output = overlay / "build" / "hello-asm" / "hello-asm"
+        roots = (overlay.resolve(), *toolchain.source_roots(PROJECT.settings))
+        toolchain.build_program(program, PROJECT.toolchain, output, output.with_suffix(".log"), tmp_path, roots)
+        built.append(output.read_bytes())
+        assert str(overlay).encode() not in built[-1]
+    assert built[0] == built[1]
+    assert b"./initsrc/hello/init.S" in built[0] and b"./initsrc/lib/rt.S" in built[0]
