@@ -229,8 +229,11 @@ class CompileCache:
 
 
 def base_dir_for(build_dir: Path, checkout: Path) -> Path:
-    """The checkout when the build directory lies inside it (program sources are hashed relative too),
-    else the build directory (the kernel, musl and busybox trees and objects all live there)."""
+    """The checkout when the build directory lies inside it, else the build directory: every compile runs in a
+    folder under it (the programs' own folders, the kernel's, musl's and busybox's object directories), and
+    no compile command names an absolute path of its own under it (programs reach their sources and the
+    sysroot through links, kbuild and musl name their trees relatively), so ccache's rewriting under base_dir
+    has nothing to change and its hits are the same wherever a build directory lies."""
     # Never a wider common ancestor (/tmp for a checkout and a build directory both under it): ccache then
     # rewrites paths the prefix maps do not name (a kernel tree elsewhere, the sysroot) and the bytes change.
     return checkout if build_dir.resolve().is_relative_to(checkout.resolve()) else build_dir
