@@ -107,7 +107,14 @@ def configure_kernel(project: Project, variant: str) -> None:
     write_atomic(work / "fragment.config", fragment)
     with compile_cache(project, f"kconfig:{variant}") as runner:
         final = kconfig.configure(
-            tree, work / "obj", info, project.toolchain, fragment, work / "config.log", runner=runner
+            tree,
+            work / "obj",
+            info,
+            project.toolchain,
+            fragment,
+            work / "config.log",
+            runner=runner,
+            user_tree=project.settings.linux_src is not None,
         )
     write_atomic(work / "config", final)
 
@@ -128,6 +135,7 @@ def build_kernel(project: Project, variant: str) -> None:
         jobs=settings.jobs,
         source_date_epoch=settings.source_date_epoch,
         progress=settings.progress,
+        user_tree=settings.linux_src is not None,
     )
     with compile_cache(project, f"kernel:{variant}", depend=True) as runner:
         kernel.build(request, runner)
@@ -149,6 +157,7 @@ def build_libc(project: Project, name: str) -> None:
         layout.sysroot(),
         project.settings.jobs,
         project.settings.progress,
+        user_tree=project.settings.linux_src is not None,
     )
     with compile_cache(project, f"libc:{name}", depend=True) as runner:
         toolchain.build_libc(request, runner)

@@ -116,13 +116,14 @@ def parse_config(text: str, where: str = ".config") -> dict[str, str]:
     return values
 
 
-def make_args(source: Path, objdir: Path, toolchain: Toolchain) -> list[str]:
+def make_args(source: Path, objdir: Path, toolchain: Toolchain, user_tree: bool = False) -> list[str]:
+    """kbuild's command line; `user_tree`: `source` is the user's own tree (LINUX_SRC), named as it is."""
     return [
         "make",
         "-C",
         str(source),
         f"O={objdir}",
-        *source_tree_arg(source, objdir),
+        *([] if user_tree else source_tree_arg(source, objdir)),
         f"ARCH={toolchain.arch}",
         f"CROSS_COMPILE={toolchain.cross_prefix}",
     ]
@@ -133,8 +134,9 @@ def source_tree_arg(source: Path, objdir: Path) -> list[str]:
     share a folder below /, e.g. build/src/linux and build/nommu/kernel/obj: no compile command then names an
     absolute path, so another checkout's commands are this one's and ccache hits them without rewriting every
     header path under its base_dir (that costs a cold kernel build ~8 %). The bytes built are the same: the
-    kernel's prefix maps strip srctree either way. A tree elsewhere (/usr/src/...) keeps kbuild's absolute
-    path, which every checkout shares as it is."""
+    kernel's prefix maps strip srctree either way. A tree elsewhere (/usr/src/...), and a user's own tree
+    (LINUX_SRC, see make_args), keep kbuild's absolute path, which every build directory shares as it is (a
+    relative one would differ with each build directory's depth, and so would the compile cache's keys)."""
     relative = relative_from(objdir, source)
     return [f"srctree={relative}"] if relative else []
 
@@ -193,10 +195,11 @@ def configure(
     fragment: str,
     log: Path,
     runner: Runner = RUNNER,
+    user_tree: bool = False,
 ) -> str:
     """Produce a verified kernel .config in `objdir` from the variant's base config and fragment."""
     return apply_fragment(
-        make_args(source, objdir, toolchain),
+        make_args(source, objdir, toolchain, user_tree),
         objdir,
         variant.base_config,
         fragment,

@@ -49,6 +49,7 @@ class KernelBuild:
     jobs: int
     source_date_epoch: int
     progress: str = "auto"
+    user_tree: bool = False  # the source is LINUX_SRC
 
     @property
     def objdir(self) -> Path:
@@ -84,7 +85,11 @@ def build(request: KernelBuild, runner: Runner = RUNNER) -> None:
         request.progress,
     )
     runner.log(request.log).run(
-        [*make_args(request.source, objdir, request.toolchain), f"-j{request.jobs}", request.toolchain.kernel.image],
+        [
+            *make_args(request.source, objdir, request.toolchain, request.user_tree),
+            f"-j{request.jobs}",
+            request.toolchain.kernel.image,
+        ],
         f"kernel build {request.label}",
         env=reproducible_env(request.source_date_epoch),
         progress=progress,

@@ -220,6 +220,7 @@ class LibcBuild:
     sysroot: Path
     jobs: int
     progress: str = "auto"
+    user_tree: bool = False  # the kernel tree is LINUX_SRC
 
 
 def build_libc(request: LibcBuild, runner: Runner = RUNNER) -> None:
@@ -230,7 +231,7 @@ def build_libc(request: LibcBuild, runner: Runner = RUNNER) -> None:
     work.mkdir(parents=True, exist_ok=True)
     logged = runner.log(work / "build.log")
     headers_obj = work / "headers-obj"
-    logged.run([*make_args(linux_tree, headers_obj, toolchain), "headers"], "kernel headers")
+    logged.run([*make_args(linux_tree, headers_obj, toolchain, request.user_tree), "headers"], "kernel headers")
     objdir = work / f"{libc.name}-obj"
     if objdir.exists():
         shutil.rmtree(objdir)

@@ -136,3 +136,6 @@ def test_srctree_is_relative_to_the_object_directory_unless_only_the_root_is_sha
     (tmp_path / "build/mmu").symlink_to(tmp_path / "elsewhere")  # what a lexical relpath would get wrong
     assert "srctree=../../build/src/linux" in kconfig.make_args(source, tmp_path / "build/mmu/obj", toolchain)
     assert kconfig.source_tree_arg(Path("/usr/src/linux"), tmp_path / "obj") == []
+    # a user's own tree (LINUX_SRC) keeps its absolute path: the same in every build directory, at any depth
+    user = kconfig.make_args(tmp_path / "mine/linux", objdir, toolchain, user_tree=True)
+    assert not any(arg.startswith("srctree=") for arg in user) and f"-C{tmp_path / 'mine/linux'}" in "".join(user)
