@@ -8,13 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import LazyProject, checkout_configs
 
 from mmulab import boot, symbolize
-from mmulab.configdata import BootCase, load_project
+from mmulab.configdata import BootCase
 
 DATA = Path(__file__).parent / "data"
-PROJECT = load_project()
-CASES = sorted(PROJECT.boots)
+PROJECT = LazyProject()
+CASES = sorted(checkout_configs().boots)
 
 
 def lines(name: str) -> list[str]:
