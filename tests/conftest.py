@@ -148,6 +148,38 @@ def doit_argv(args: list[str]) -> list[str]:
 
 
 TEST_PACKAGES = Path(__file__).parent / "debian-packages.txt"
+TESTS_DIR = Path(__file__).parent
+# Run in a new process: import tests/<module>.py, call <function>(*argv strings), write the bytes it returns.
+_CALL = (
+    "import importlib, sys; sys.path.insert(0, sys.argv[1]); "
+    "sys.stdout.buffer.write(getattr(importlib.import_module(sys.argv[2]), sys.argv[3])(*sys.argv[4:]))"
+)
+
+
+def output_of_new_process(call: str, args: list[str], hash_seed: int, cwd: Path, timezone: str) -> bytes:
+    """The bytes `call` ("test_module:function", given `args`) returns when run in a new Python process with
+    this PYTHONHASHSEED, working directory and time zone."""
+    module, function = call.split(":")
+    cwd.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _CALL, str(TESTS_DIR), module, function, *args],
+        env={**clean_environment(), "PYTHONHASHSEED": str(hash_seed), "TZ": timezone},
+        cwd=cwd,
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    return result.stdout
+
+
+def same_bytes_in_two_processes(call: str, args: list[str], scratch: Path) -> bytes:
+    """`call`'s output from two new processes that differ in hash seed (set and dict-of-set orders), working
+    directory and time zone: determinism proven across runs, not twice within one process. Returns it."""
+    first = output_of_new_process(call, args, 1, scratch / "cwd-one", "UTC")
+    second = output_of_new_process(call, args, 2, scratch / "cwd-two" / "deeper", "Pacific/Kiritimati")
+    assert first, f"{call} wrote nothing"
+    assert first == second, f"{call}: different bytes from two processes (hash seed, cwd, TZ UTC vs +14)"
+    return first
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
