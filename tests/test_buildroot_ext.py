@@ -308,7 +308,9 @@ def test_post_image_boots_the_matrix(tmp_path: Path, session_build: Path, buildr
     from mmulab.paths import Layout
     from mmulab.toolchain import compiler
 
-    build_dir = session_build  # the slow tests' shared build: its kernels serve test_demos too
+    # The slow tests' shared build (its kernels serve test_demos too), brought to what this test reads by doit
+    # itself: built here if no test ran before, rebuilt where another left it changed (an overlay's edit).
+    build_dir = session_build
     result = run_doit(["boot:nommu"], {"MMULAB_BUILD_DIR": str(build_dir)}, timeout=3600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     project = load_project()

@@ -507,9 +507,10 @@ def test_the_manifest_boots_and_busybox_fragments_are_compared_with_the_rebuild(
 
 @pytest.mark.slow
 def test_published_release_rebuilds_bit_for_bit_elsewhere(session_build: Path, tmp_path: Path) -> None:
-    """doit all + doit publish (in the session's build directory, built by the earlier slow tests), the release
-    copied to another path, then `mmulab verify --rebuild` there: a second, offline build from the release's
-    own sources gives identical bytes."""
+    """doit publish (after its own task_dep `all`: the session's shared build directory brought up to date
+    whatever other slow tests did there or did not run), the release copied to another path, then
+    `mmulab verify --rebuild` there: a second, offline build from the release's own sources gives identical
+    bytes."""
     env = {
         "MMULAB_BUILD_DIR": str(session_build),
         "MMULAB_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
