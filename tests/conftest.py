@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar, NoReturn
 
 import pytest
@@ -121,10 +123,10 @@ def missing(what: str, how: str) -> NoReturn:
     pytest.skip(message)
 
 
-def needs_module(name: str, how: str):
+def needs_module(name: str, how: str) -> ModuleType:
     """pytest.importorskip through `missing`."""
     try:
-        return __import__(name)
+        return importlib.import_module(name)
     except ImportError:
         missing(f"the Python module {name}", how)
 
@@ -241,7 +243,8 @@ def session_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def kernel_tree(session_build: Path) -> Path:
-    """An extracted, verified Linux tree from the pinned sources (real fetch, real extraction)."""
+    """An extracted, verified Linux tree from the pinned sources (real fetch, real extraction), in the slow
+    tests' shared session build; extracted by whichever test asks first."""
     result = run_doit(["extract:linux"], {"MMULAB_BUILD_DIR": str(session_build)})
     assert result.returncode == 0, result.stdout + result.stderr
     tree = session_build / "src" / "linux"
