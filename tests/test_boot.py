@@ -3,18 +3,18 @@ that hang or panic."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import LazyProject, checkout_configs
 
 from mmulab import boot, symbolize
-from mmulab.configdata import BootCase, load_project
+from mmulab.configdata import BootCase
 
 DATA = Path(__file__).parent / "data"
-PROJECT = load_project()
-CASES = sorted(PROJECT.boots)
+PROJECT = LazyProject()
+CASES = sorted(checkout_configs().boots)
 
 
 def lines(name: str) -> list[str]:
@@ -137,19 +137,24 @@ def fake_case(case: BootCase, timeout: float) -> BootCase:
 
 
 def test_real_process_that_hangs_is_killed_at_the_timeout(case: BootCase, tmp_path: Path) -> None:
-    started = time.monotonic()
-    verdict = boot.run_captured(["sh", "-c", "echo start; exec sleep 60"], fake_case(case, 1.5), tmp_path / "l")
-    assert time.monotonic() - started < 10
+    """Killed, not waited for: the stand-in would note that it lived to the end of its sleep."""
+    survived = tmp_path / "survived"
+    script = f"echo start; sleep 60; touch {survived}"
+    verdict = boot.run_captured(["sh", "-c", script], fake_case(case, 1.5), tmp_path / "l")
     assert (verdict.passed, verdict.observed) == (False, "hang")
+    assert verdict.reason.startswith("no power-off within 1.5 s"), verdict.reason
     assert (tmp_path / "l").read_text().splitlines()[-1] == "start"
+    assert not survived.exists()
 
 
 def test_real_process_that_panics_is_stopped_at_once(case: BootCase, tmp_path: Path) -> None:
-    script = "echo start; echo '[ 0.1] Kernel panic - not syncing: test'; echo trace; exec sleep 60"
-    started = time.monotonic()
-    verdict = boot.run_captured(["sh", "-c", script], fake_case(case, 50), tmp_path / "l")
-    assert time.monotonic() - started < 10
+    """Stopped by the panic line, not by the timeout: the stand-in would outlive neither."""
+    survived = tmp_path / "survived"
+    script = f"echo start; echo '[ 0.1] Kernel panic - not syncing: test'; echo trace; sleep 60; touch {survived}"
+    verdict = boot.run_captured(["sh", "-c", script], fake_case(case, 600), tmp_path / "l")
     assert verdict.observed == "forbidden-line" and "trace" in verdict.excerpt
+    assert "Kernel panic - not syncing: test" in verdict.reason and "600" not in verdict.reason
+    assert not survived.exists()
 
 
 def test_real_process_that_finishes_passes(case: BootCase, tmp_path: Path) -> None:
@@ -246,21 +251,19 @@ def test_a_stuck_hart_ends_the_boot_at_once(case: BootCase, tmp_path: Path) -> N
     recorded_traps = SYMBOLS / "mmu-mmu-off.traps"
     command = fake_qemu(tmp_path, f'echo OpenSBI; cat {recorded_traps} > "$log"; exec sleep 60')
     resolver = boot.Resolver(symbolize.SymbolTable.load(SYMBOLS / "mmu.System.map"))
-    started = time.monotonic()
     verdict = boot.run_captured(command, hang_case, tmp_path / "l", resolver, tmp_path / "run.traps")
-    assert time.monotonic() - started < 1.5
     assert verdict.passed, verdict.summary()
-    assert "_start_kernel+0x76/0xf7c (cause 1: instruction access fault" in verdict.reason
+    # Proven by the trap log, not by the timeout (which would give a bare "hung as expected").
+    assert verdict.reason.startswith("hung as expected: stuck after a fault at _start_kernel+0x76/0xf7c (cause 1:")
 
 
 def test_a_trap_loop_ends_the_boot_at_once(case: BootCase, tmp_path: Path) -> None:
     hang_case = replace(case, expect="hang", must=("start",), timeout=20, traps=True)
     line = TRAP_LINE.format(a=0, c=12, pc=0xFFFFFFFF80001094)
     command = fake_qemu(tmp_path, f'echo start; while :; do echo "{line}"; done > "$log"')
-    started = time.monotonic()
     verdict = boot.run_captured(command, hang_case, tmp_path / "l", None, tmp_path / "run.traps")
-    assert time.monotonic() - started < 1.5
-    assert verdict.passed and "trap loop at 0xffffffff80001094 (cause 12: instruction page fault" in verdict.reason
+    assert verdict.passed, verdict.summary()
+    assert verdict.reason.startswith("hung as expected: trap loop at 0xffffffff80001094 (cause 12: instruction page")
 
 
 def test_a_live_hart_is_not_stopped_by_the_trap_watch(case: BootCase, tmp_path: Path) -> None:
@@ -270,8 +273,8 @@ def test_a_live_hart_is_not_stopped_by_the_trap_watch(case: BootCase, tmp_path: 
     ticks = f'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.15; echo "{timer}" >> "$log"; done'
     body = f'echo start; echo "{fault}" > "$log"; {ticks}; echo done'
     verdict = boot.run_captured(fake_qemu(tmp_path, body), live, tmp_path / "l", None, tmp_path / "run.traps")
-    assert verdict.passed, verdict.summary()
-    assert verdict.seconds is not None and verdict.seconds > 1.4
+    assert verdict.passed, verdict.summary()  # "done" comes after the last tick: it ran to its end
+    assert (tmp_path / "run.traps").read_text().count("async:1") == 10
 
 
 def test_trap_log_option_is_in_the_qemu_command(tmp_path: Path) -> None:

@@ -13,22 +13,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from conftest import DOIT, make_project, run_doit
+from conftest import DOIT, LazyProject, make_project, missing, run_doit
 
 from mmulab import busybox, kconfig, kconfig_tree, sources, toolchain
-from mmulab.configdata import load_project
 from mmulab.errors import UserError
 from mmulab.fsutil import sha256_of
 from mmulab.kconfig_tree import KconfigSource, KconfigTree
 from mmulab.settings import PROJECT_ROOT
 
-PROJECT = load_project()
-SPEC = PROJECT.toolchain.busybox
+PROJECT = LazyProject()
 
 
 def fragment(variant: str, **extra) -> dict[str, str]:
-    assert SPEC is not None
-    spec = replace(SPEC, kconfig=extra)
+    assert PROJECT.toolchain.busybox is not None
+    spec = replace(PROJECT.toolchain.busybox, kconfig=extra)
     text = busybox.render_fragment(spec, PROJECT.variants[variant], PROJECT.toolchain)
     return kconfig.parse_config(text)
 
@@ -95,9 +93,10 @@ def busybox_kconfig(tmp_path_factory: pytest.TempPathFactory) -> BusyboxKconfig:
     if not (source / "scripts" / "gen_build_files.sh").is_file():
         tarball = _cached_busybox_tarball()
         if tarball is None:
-            pytest.skip(
-                f"needs the busybox source: neither {source} nor the pinned tarball in "
-                f"{PROJECT.settings.download_dir / 'busybox'} (run `doit extract:busybox`)"
+            missing(
+                "the busybox source",
+                f"neither {source} nor the pinned tarball in {PROJECT.settings.download_dir / 'busybox'}; "
+                "run `doit extract:busybox`",
             )
         source = work / "src"
         sources.extract(tarball, source)
@@ -185,8 +184,8 @@ def busybox_tree(session_build: Path) -> Path:
 
 @pytest.mark.slow
 def test_dropped_busybox_option_fails_by_name(tmp_path: Path, busybox_tree: Path) -> None:
-    assert SPEC is not None
-    spec = replace(SPEC, kconfig={"ASH": True})
+    assert PROJECT.toolchain.busybox is not None
+    spec = replace(PROJECT.toolchain.busybox, kconfig={"ASH": True})
     project = make_project(tmp_path)
     text = toolchain.resolve(
         busybox.render_fragment(spec, project.variants["nommu"], project.toolchain),

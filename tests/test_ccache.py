@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,9 +87,8 @@ def test_probe_refused_and_hung_servers_are_told_quickly() -> None:
         hung.bind(("127.0.0.1", 0))
         hung.listen(1)  # accepts (the kernel does) but never answers
         port = hung.getsockname()[1]
-        started = time.monotonic()
-        assert "no answer" in ccache.probe(f"redis://127.0.0.1:{port}", 0.5)
-        assert time.monotonic() - started < 2
+        # Told by probe's own deadline (bench/bench_timings.py measures how soon).
+        assert ccache.probe(f"redis://127.0.0.1:{port}", 0.5) == "no answer within 0.5 s"
     assert ccache.probe(f"redis://127.0.0.1:{port}|connect-timeout=10")  # closed now: refused
     assert ccache.probe("file:/nonexistent") == ""  # ccache's to judge
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import make_project
+from conftest import make_project, missing
 
 from mmulab import sources
 from mmulab.configdata import KnownVersion, Origin, Project, Source, load_project, upstream_version
@@ -193,10 +193,9 @@ def test_an_old_fetched_record_still_reads(tmp_path: Path) -> None:
     assert (fetched.trust, fetched.package, fetched.package_version) == ("pinned", "", "")
 
 
-@pytest.mark.skipif(
-    not Path(f"/var/lib/dpkg/info/{PACKAGE}.md5sums").is_file(), reason=f"{PACKAGE} is not installed here"
-)
 def test_this_machines_dpkg_database_vouches_for_its_installed_tarball() -> None:
+    if not Path(f"/var/lib/dpkg/info/{PACKAGE}.md5sums").is_file():
+        missing(f"the Debian package {PACKAGE}", "./setup.sh installs it")
     path = f"/usr/src/{PACKAGE}.tar.xz"
     md5 = hashlib.md5(Path(path).read_bytes()).hexdigest()
     version = subprocess.run(

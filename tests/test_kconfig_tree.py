@@ -3,7 +3,6 @@ and the real 6.12 tree through the real olddefconfig (slow)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 from textwrap import dedent
@@ -336,9 +335,7 @@ def test_real_tree_explains_list_kunit_test_and_other_architectures(tmp_path: Pa
     assert "defined only for other architectures: arch/arm/mm/Kconfig:" in lines["CONFIG_ARM_LPAE"]
 
     final = kconfig.parse_config((tmp_path / "obj" / ".config").read_text())
-    started = time.perf_counter()
-    tree = linux_source(kernel_tree, "riscv").load()
-    assert time.perf_counter() - started < 3  # about 0.4 s here; only ever on the error path
+    tree = linux_source(kernel_tree, "riscv").load()  # its speed: bench/bench_timings.py
     assert tree.missing == () and len(tree.files) > 1000
     assert [s for s in final if s not in tree.entries] == []
     assert explain(tree, "LIST_KUNIT_TEST", final, "y").startswith("; inside 'if RUNTIME_TESTING_MENU'")

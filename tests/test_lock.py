@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import selectors
 import subprocess
 import sys
 import time
@@ -48,14 +49,40 @@ def test_a_second_run_waits_for_the_holder_says_for_whom_then_goes_on(tmp_path: 
     build, release = tmp_path / "build", tmp_path / "release"
     holder = hold(build, release)
     waiter = doit(["forget"], build)
-    time.sleep(1.5)
-    assert waiter.poll() is None, "the second run must wait while the first holds the build directory"
+    said = first_line(waiter, deadline=60)
+    assert said == f"mmulab: waiting for the run holding {build / '.lock'} (pid {holder.pid})"
+    # It does wait: the kernel lists it as blocked on the lock file (seen as soon as it is, no fixed sleep).
+    assert blocked_on(build / ".lock", waiter, deadline=60), "the second run must wait while the first holds it"
     release.touch()
     holder.wait(timeout=10)
     _out, err = waiter.communicate(timeout=30)
     assert waiter.returncode == 0, err
-    assert err.splitlines()[0] == f"mmulab: waiting for the run holding {build / '.lock'} (pid {holder.pid})"
     assert "Traceback" not in err
+
+
+def blocked_on(lock: Path, process: subprocess.Popen[str], deadline: float) -> bool:
+    """Whether `process` is seen waiting for an flock on `lock` (a "->" line of /proc/locks) before it exits
+    or `deadline` seconds pass."""
+    inode = lock.stat().st_ino
+    give_up = time.monotonic() + deadline
+    while process.poll() is None and time.monotonic() < give_up:
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if fields[1] == "->" and int(fields[5]) == process.pid and int(fields[6].split(":")[2]) == inode:
+                return True
+        time.sleep(0.01)
+    return False
+
+
+def first_line(process: subprocess.Popen[str], deadline: float) -> str:
+    """The first line `process` writes on stderr, waited for at most `deadline` seconds (a bound, not a
+    measurement: the line comes as soon as the run finds the build directory held)."""
+    assert process.stderr is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stderr, selectors.EVENT_READ)
+        ready = selector.select(timeout=deadline)
+    assert ready, f"no line on stderr within {deadline} s"
+    return process.stderr.readline().rstrip("\n")
 
 
 def test_other_build_directories_and_read_only_commands_do_not_wait(tmp_path: Path) -> None:

@@ -6,16 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import make_project, run_doit
+from conftest import LazyProject, checkout_configs, make_project, run_doit
 
 from mmulab import boot
 from mmulab.actions import layout_of
-from mmulab.configdata import load_project
 
 DATA = Path(__file__).parent / "data" / "boots"
-PROJECT = load_project()
+PROJECT = LazyProject()
 DEMOS = ("swap", "buddy", "numa")
-CASES = sorted(case for demo in DEMOS for case in PROJECT.demos[demo].cases)
+CASES = sorted(case for demo in DEMOS for case in checkout_configs().demos[demo].cases)
 RUNS = 5
 
 

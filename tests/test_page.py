@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import subprocess
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from conftest import same_bytes_in_two_processes
 
 from mmulab import page
 from mmulab.configdata import load_project
@@ -304,9 +306,17 @@ def test_without_notes_the_mmulab_lines_are_marked(release: tuple[Path, dict]) -
     assert [section.attrs["id"] for section in dom.iter("section")][1:3] == ["demo-alpha", "demo-beta"]
 
 
-def test_render_is_deterministic(release: tuple[Path, dict]) -> None:
+def rendered(root: str, manifest: str) -> bytes:
+    """The page of the release at `root` (its manifest in a JSON file), as bytes: run in new processes."""
+    return page.render(Path(root), json.loads(Path(manifest).read_text()), NOTES).encode()
+
+
+def test_render_is_deterministic(release: tuple[Path, dict], tmp_path: Path) -> None:
     root, manifest = release
-    assert page.render(root, manifest, NOTES) == page.render(root, manifest, NOTES)
+    manifest_file = tmp_path / "manifest.json"
+    manifest_file.write_text(json.dumps(manifest))
+    html = same_bytes_in_two_processes("test_page:rendered", [str(root), str(manifest_file)], tmp_path)
+    assert html == page.render(root, manifest, NOTES).encode()
 
 
 def test_a_case_name_cannot_reach_outside_the_release(release: tuple[Path, dict]) -> None:

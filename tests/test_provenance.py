@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import same_bytes_in_two_processes
 from google.protobuf import json_format
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1 import statement_pb2
@@ -26,6 +27,7 @@ from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from mmulab import provenance
+from mmulab import release as release_module
 
 VARIANTS = ("nommu", "mmu")
 PROGRAMS = (
@@ -245,10 +247,24 @@ def test_sbom_relationships(release: tuple[dict[str, Any], Path]) -> None:
     assert {(a, b) for a, kind, b in relations if kind == "PATCH_APPLIED"} == {(PATCH, "musl")}
 
 
-def test_sbom_is_deterministic_and_unique_per_release(release: tuple[dict[str, Any], Path]) -> None:
+def written(document: str, manifest: str, root: str) -> bytes:
+    """sbom.spdx.json or provenance.intoto.json for the manifest in a JSON file, as the release writes it:
+    run in new processes."""
+    facts = json.loads(Path(manifest).read_text())
+    made = sbom(facts, Path(root)) if document == "sbom" else provenance.intoto_statement(facts)
+    return release_module.dumps(made).encode()
+
+
+def in_two_processes(document: str, manifest: dict[str, Any], root: Path, scratch: Path) -> bytes:
+    facts = scratch / "manifest.json"
+    facts.write_text(json.dumps(manifest))
+    return same_bytes_in_two_processes("test_provenance:written", [document, str(facts), str(root)], scratch)
+
+
+def test_sbom_is_deterministic_and_unique_per_release(release: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
     manifest, root = release
-    first = json.dumps(sbom(manifest, root), indent=2, sort_keys=True)
-    assert first == json.dumps(sbom(copy.deepcopy(manifest), root), indent=2, sort_keys=True)
+    first = in_two_processes("sbom", manifest, root, tmp_path).decode()
+    assert first == release_module.dumps(sbom(manifest, root))
     namespace = json.loads(first)["documentNamespace"]
     assert namespace.startswith("urn:uuid:") and uuid.UUID(namespace.removeprefix("urn:uuid:")).version == 5
     other = copy.deepcopy(manifest) | {"release": "2024.2"}
@@ -301,10 +317,10 @@ def test_statement_resolved_dependencies(release: tuple[dict[str, Any], Path]) -
     }
 
 
-def test_statement_is_deterministic(release: tuple[dict[str, Any], Path]) -> None:
-    manifest, _root = release
-    first = json.dumps(provenance.intoto_statement(manifest), indent=2, sort_keys=True)
-    assert first == json.dumps(provenance.intoto_statement(copy.deepcopy(manifest)), indent=2, sort_keys=True)
+def test_statement_is_deterministic(release: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
+    manifest, root = release
+    first = in_two_processes("statement", manifest, root, tmp_path).decode()
+    assert first == release_module.dumps(provenance.intoto_statement(manifest))
 
 
 def test_broken_statement_is_caught(release: tuple[dict[str, Any], Path]) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from conftest import make_project, run_doit
+from conftest import make_project, run_doit, same_bytes_in_two_processes
 
 from mmulab import release, tasks
 from mmulab.boot import Outcome, Verdict
@@ -61,12 +61,16 @@ def _write(path: Path, content: str | bytes, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
+def synthetic_project(tmp_path: Path) -> Project:
+    return make_project(
+        tmp_path / "build", download_dir=tmp_path / "dl", artifacts_dir=tmp_path / "artifacts", release=""
+    )
+
+
 @pytest.fixture
 def synthetic(tmp_path: Path) -> Synthetic:
     """A build directory with every file `doit all` leaves that a release takes, as small fakes."""
-    project = make_project(
-        tmp_path / "build", download_dir=tmp_path / "dl", artifacts_dir=tmp_path / "artifacts", release=""
-    )
+    project = synthetic_project(tmp_path)
     layout = Layout(project.settings.build_dir)
     for variant in project.variants:
         for name in (project.toolchain.kernel.image, "System.map", "config"):
@@ -149,14 +153,23 @@ def test_a_failed_boot_is_not_published(synthetic: Synthetic) -> None:
 # --- the manifest ---
 
 
+def manifest_of(tmp: str) -> bytes:
+    """manifest.json of the synthetic build under `tmp`, as bytes: run in new processes."""
+    project = synthetic_project(Path(tmp))
+    layout = Layout(project.settings.build_dir)
+    files = release.release_files(project, layout)
+    return release.dumps(release.build_manifest(project, layout, files, "r1", _vcs(), TOOLS)).encode()
+
+
 def test_manifest_is_deterministic_and_holds_no_path_host_or_date(synthetic: Synthetic, tmp_path: Path) -> None:
     project, layout = synthetic.project, synthetic.layout
     release.refresh_summary(project, layout)
     files = release.release_files(project, layout)
     first = release.build_manifest(project, layout, files, "r1", _vcs(), TOOLS)
-    second = release.build_manifest(project, layout, files, "r1", _vcs(), TOOLS)
-    assert first == second
     text = release.dumps(first)
+    assert same_bytes_in_two_processes("test_release:manifest_of", [str(tmp_path)], tmp_path / "scratch") == (
+        text.encode()
+    )
     assert str(tmp_path) not in text and f'"{socket.gethostname()}"' not in text
     assert not re.search(r"\d{4}-\d\d-\d\d", text)  # no date (boot seconds go to run.json)
     assert "seconds" not in text

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import LazyProject
 
 from mmulab import kconfig, kernel
-from mmulab.configdata import load_project
 from mmulab.errors import UserError
 from mmulab.tools import Runner
 
-PROJECT = load_project()
+PROJECT = LazyProject()
 
 
 class FakeRunner(Runner):

@@ -22,16 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_project
+from conftest import checkout_configs, make_project
 
 from mmulab import tasks
-from mmulab.configdata import Project, load_project
+from mmulab.configdata import Project
 from mmulab.errors import UserError
 from mmulab.fsutil import digest_of, sha256_of
 from mmulab.settings import PROJECT_ROOT
 from mmulab.uptodate import Check, InputsUnchanged, RecordedPathExists
 
-VARIANTS = tuple(load_project().variants)  # every kernel of configs/variants.toml
+VARIANTS = tuple(checkout_configs().variants)  # every kernel of configs/variants.toml
 
 
 # --- helpers ---

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import LazyProject
 
 from mmulab import toolchain
-from mmulab.configdata import load_project
 from mmulab.errors import UserError
 from mmulab.settings import PROJECT_ROOT
 
-PROJECT = load_project()
+PROJECT = LazyProject()
 pytestmark = pytest.mark.needs("riscv64-linux-gnu-gcc")
 
 
