@@ -1,0 +1,265 @@
+"""Any path works, or is refused in one line before anything builds.
+
+Which characters break which tool was found by real builds (README, *Bad input and faults*): kbuild, musl's and
+busybox's make rules and the compilers' PATH cannot take whitespace, `:`, `%`, `$` or shell quoting in the build
+directory or LINUX_SRC; gcc escapes whitespace, `#` and `$` in the header lists the program tasks read back. The
+slow tests build and boot for real from a checkout reached through a symlink (its own default build directory),
+from a build directory on tmpfs outside the checkout whose path holds `#`, `=` and `,` (accepted), both with an
+overlay folder elsewhere whose header is edited and seen rebuilt; and an interactive boot runs on a terminal
+(a pty) but is refused without one.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mmulab.settings import DEPFILE_BREAKS, MAKE_BREAKS, PROJECT_ROOT, unsafe_character
+
+# Variables the pipeline reads: none leaks in from the caller (the compile and download caches only make it
+# faster, so their locations are kept).
+KEPT = ("MMULAB_CCACHE_DIR", "MMULAB_DL_DIR")
+GREETING_HEADER = '#define GREETING "mmulab-paths: greeting {}"\n'
+HELLO_S = """#include "{rt}"
+#include "hello.h"
+	.text
+	.globl	_start
+_start:
+	say	GREETING
+	call	line_end
+	call	power_off
+"""
+HELLO_TOML = """[demos.hello.builds.asm]
+init = ["hello.S", "{rt_s}"]
+
+[demos.hello.runs.nommu]
+must = ["Run /init as init process", "mmulab-paths: greeting", "reboot: Power down"]
+timeout = 60
+"""
+CASES = ("smoke:clone_vm-asm-nommu", "smoke:hello-asm-nommu")
+HANG_DEADLINE = 600  # a deadline for hang detection (builds included), not a speed target
+
+
+def clean_environment(**variables: str) -> dict[str, str]:
+    """The caller's environment without anything the pipeline reads (bar the caches' locations), plus `variables`."""
+    pipeline = ("MMULAB_", "LINUX_SRC", "BUILDROOT_SRC", "SOURCE_DATE_EPOCH", "PYTHONPATH")
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(pipeline) or k in KEPT}
+    return {**kept, **variables}
+
+
+def doit(checkout: Path, args: list[str], env: dict[str, str], **options) -> subprocess.CompletedProcess[str]:
+    """`doit ARGS` in `checkout` (as given: maybe a symlink) importing that checkout's own mmulab."""
+    argv = [sys.executable, "-m", "doit", "-f", str(checkout / "dodo.py"), "-d", str(checkout), *args]
+    return subprocess.run(
+        argv,
+        env={**env, "PYTHONPATH": str(checkout)},
+        cwd=checkout,
+        stdin=options.pop("stdin", subprocess.DEVNULL),
+        capture_output=True,
+        text=True,
+        timeout=options.pop("timeout", HANG_DEADLINE),
+        check=False,
+        **options,
+    )
+
+
+def copy_checkout(destination: Path) -> Path:
+    """A second checkout: every tracked file as it is in this working tree (uncommitted edits included)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = PROJECT_ROOT / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+def overlay_elsewhere(folder: Path, greeting: str = "one") -> Path:
+    """A user's demo folder outside the checkout: an asm init including a header of its own (hello.h)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "hello.h").write_text(GREETING_HEADER.format(greeting))
+    (folder / "hello.S").write_text(HELLO_S.format(rt=PROJECT_ROOT / "initsrc" / "lib" / "rt.h"))
+    (folder / "demos.toml").write_text(HELLO_TOML.format(rt_s=PROJECT_ROOT / "initsrc" / "lib" / "rt.S"))
+    return folder
+
+
+def shown(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\nstdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
+
+
+def assert_boots_and_sees_header_edits(checkout: Path, build: Path, overlay: Path, env: dict[str, str]) -> None:
+    """Both cases build and pass; then an edit of the overlay's header rebuilds the program and boots the change."""
+    result = doit(checkout, list(CASES), env)
+    assert result.returncode == 0, shown(result)
+    for case in ("clone_vm-asm-nommu", "hello-asm-nommu"):
+        assert '"passed": true' in (build / "boots" / f"{case}.json").read_text(), case
+    assert "mmulab-paths: greeting one" in (build / "boots" / "hello-asm-nommu.log").read_text()
+    (overlay / "hello.h").write_text(GREETING_HEADER.format("two"))
+    result = doit(checkout, ["smoke:hello-asm-nommu"], env)
+    assert result.returncode == 0, shown(result)
+    assert ".  program:hello-asm" in result.stdout, shown(result)  # rebuilt, not "-- " (up to date)
+    assert "mmulab-paths: greeting two" in (build / "boots" / "hello-asm-nommu.log").read_text()
+
+
+def tmpfs_folder() -> Path | None:
+    """/dev/shm when it is a writable tmpfs (another filesystem than the checkout's), else None."""
+    shm = Path("/dev/shm")
+    mounts = Path("/proc/mounts").read_text().splitlines() if Path("/proc/mounts").is_file() else []
+    is_tmpfs = any(line.split()[1:3] == [str(shm), "tmpfs"] for line in mounts if len(line.split()) > 2)
+    return shm if is_tmpfs and os.access(shm, os.W_OK) else None
+
+
+@pytest.fixture
+def tmpfs_build() -> Iterator[Path]:
+    """A build directory on tmpfs whose path holds the characters make takes as they are (# = ,)."""
+    shm = tmpfs_folder()
+    if shm is None:
+        pytest.skip("no writable tmpfs at /dev/shm: the build directory on another filesystem is not tried")
+    root = Path(tempfile.mkdtemp(dir=shm, prefix="mmulab-test-"))
+    try:
+        yield root / "a#b=c,d" / "build"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- fast: what is refused, what is not ---
+
+
+@pytest.mark.parametrize("character", [" ", "\t", ":", "%", "$", "'", '"', "\\", ";", "(", ")", "&", "|", "<", ">"])
+def test_make_breaks_names_each_character_found_breaking_a_build(character: str) -> None:
+    problem = unsafe_character(Path(f"/tmp/x{character}y/build"), MAKE_BREAKS)
+    assert problem, character
+    assert problem.startswith(("a space:", "a tab:", f"{character!r}:")), problem
+
+
+@pytest.mark.parametrize("character", ["#", "=", ",", "+", "@", "~", "!", "*", "?", "[", "é"])
+def test_characters_a_real_build_took_are_accepted(character: str) -> None:
+    """'#', '=' and ',' are in the slow tmpfs build's path; the others passed kbuild's and musl's steps."""
+    assert unsafe_character(Path(f"/tmp/x{character}y/build"), MAKE_BREAKS) == ""
+
+
+@pytest.mark.parametrize("character", [" ", "#", "$"])
+def test_sources_folders_refuse_what_gcc_escapes_in_header_lists(character: str) -> None:
+    assert unsafe_character(Path(f"/home/me/x{character}y"), DEPFILE_BREAKS)
+    assert unsafe_character(Path("/home/me/x:y=z%w"), DEPFILE_BREAKS) == ""
+
+
+def test_a_checkout_with_a_space_is_refused_in_one_line_before_anything(tmp_path: Path) -> None:
+    """The copy's own mmulab is imported (PYTHONPATH): its PROJECT_ROOT holds the space."""
+    checkout = copy_checkout(tmp_path / "my projects" / "mmulab")
+    env = clean_environment(MMULAB_BUILD_DIR=str(tmp_path / "build"))
+    result = doit(checkout, ["program:clone_vm-asm"], env, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, shown(result)
+    assert lines == [lines[0]] and lines[0].startswith("mmulab: error: the checkout "), shown(result)
+    assert f"{checkout}' holds a space" in lines[0] and "an edited header would not rebuild" in lines[0], lines[0]
+    assert not (tmp_path / "build" / "programs").exists()  # nothing was built
+
+
+def test_a_checkout_reached_through_a_symlink_with_a_space_is_fine(tmp_path: Path) -> None:
+    """What the tools see is the real path: a link's own name does not matter."""
+    checkout = copy_checkout(tmp_path / "real")
+    (tmp_path / "my link").symlink_to(checkout)
+    env = clean_environment(MMULAB_BUILD_DIR=str(tmp_path / "build"))
+    result = doit(tmp_path / "my link", ["list"], env, timeout=120)
+    assert result.returncode == 0 and result.stderr == "", shown(result)
+
+
+# --- slow: real builds and boots at these paths ---
+
+
+@pytest.mark.slow
+@pytest.mark.needs("make", "qemu-system-riscv64", "riscv64-linux-gnu-gcc")
+def test_symlinked_checkout_builds_and_boots_in_its_default_build_dir(tmp_path: Path) -> None:
+    """A second checkout reached through a symlink, its default build directory inside it, an overlay elsewhere."""
+    real = copy_checkout(tmp_path / "real-checkout")
+    link = tmp_path / "via-link"
+    link.symlink_to(real)
+    overlay = overlay_elsewhere(tmp_path / "my-demos")
+    env = clean_environment(MMULAB_CONFIG_OVERLAY=str(overlay))
+    assert_boots_and_sees_header_edits(link, real / "build", overlay, env)
+
+
+@pytest.mark.slow
+@pytest.mark.needs("make", "qemu-system-riscv64", "riscv64-linux-gnu-gcc")
+def test_build_dir_on_tmpfs_outside_the_checkout_builds_and_boots(tmp_path: Path, tmpfs_build: Path) -> None:
+    """Another filesystem, outside the checkout, a path holding # = and , (make takes them as they are)."""
+    overlay = overlay_elsewhere(tmp_path / "my-demos")
+    env = clean_environment(MMULAB_BUILD_DIR=str(tmpfs_build), MMULAB_CONFIG_OVERLAY=str(overlay))
+    assert_boots_and_sees_header_edits(PROJECT_ROOT, tmpfs_build, overlay, env)
+    image = tmpfs_build / "nommu" / "kernel" / "out" / "Image"
+    assert image.is_file() and image.stat().st_size > 0
+
+
+# --- no terminal: refused in one line; with one, the boot runs and ends ---
+
+
+def read_pty(master: int, process: subprocess.Popen[bytes], deadline: float) -> str:
+    """What the terminal showed until the process ended (or the deadline passed: the caller then kills it)."""
+    seen = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the other side closed: the process ended
+                chunk = b""
+            seen += chunk
+            if not chunk and process.poll() is not None:
+                break
+        elif process.poll() is not None:
+            break
+    return seen.decode(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.needs("make", "qemu-system-riscv64", "riscv64-linux-gnu-gcc")
+def test_interactive_boot_needs_a_terminal_and_runs_on_one(tmp_path: Path) -> None:
+    """`doit console:<case> </dev/null` stops at once with one line (exit 2), even with everything built; on a
+    pty the same task boots the case, which powers off by itself, and QEMU ends."""
+    build = tmp_path / "build"
+    overlay = overlay_elsewhere(tmp_path / "my-demos")
+    env = clean_environment(MMULAB_BUILD_DIR=str(build), MMULAB_CONFIG_OVERLAY=str(overlay))
+    built = doit(PROJECT_ROOT, ["smoke:hello-asm-nommu"], env)
+    assert built.returncode == 0, shown(built)
+
+    refused = doit(PROJECT_ROOT, ["console:hello-asm-nommu"], env, timeout=120)
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.returncode == 2, shown(refused)
+    assert len(lines) == 1, shown(refused)
+    assert lines[0].startswith("mmulab: error: console:hello-asm-nommu: needs a terminal on stdin"), lines[0]
+    assert "doit smoke:hello-asm-nommu" in lines[0], lines[0]
+
+    master, slave = pty.openpty()
+    argv = [sys.executable, "-m", "doit", "-f", str(PROJECT_ROOT / "dodo.py"), "-d", str(PROJECT_ROOT)]
+    process = subprocess.Popen(
+        [*argv, "console:hello-asm-nommu"],
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    try:
+        screen = read_pty(master, process, time.monotonic() + HANG_DEADLINE)
+        code = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        os.close(master)
+    assert code == 0, screen[-3000:]
+    assert "mmulab-paths: greeting one" in screen and "reboot: Power down" in screen, screen[-3000:]
+    assert "needs a terminal" not in screen, screen[-3000:]
