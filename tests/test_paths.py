@@ -48,7 +48,8 @@ must = ["Run /init as init process", "mmulab-paths: greeting", "reboot: Power do
 timeout = 60
 """
 CASES = ("smoke:clone_vm-asm-nommu", "smoke:hello-asm-nommu")
-HANG_DEADLINE = 600  # a deadline for hang detection (builds included), not a speed target
+HANG_DEADLINE = 1800  # a deadline for hang detection (builds included, on a busy host), not a speed target
+Result = subprocess.CompletedProcess[str]
 
 
 def clean_environment(**variables: str) -> dict[str, str]:
@@ -58,20 +59,27 @@ def clean_environment(**variables: str) -> dict[str, str]:
     return {**kept, **variables}
 
 
-def doit(checkout: Path, args: list[str], env: dict[str, str], **options) -> subprocess.CompletedProcess[str]:
-    """`doit ARGS` in `checkout` (as given: maybe a symlink) importing that checkout's own mmulab."""
+def doit(checkout: Path, args: list[str], env: dict[str, str], timeout: float = HANG_DEADLINE) -> Result:
+    """`doit ARGS` in `checkout` (as given: maybe a symlink) importing that checkout's own mmulab, stdin from
+    /dev/null; past `timeout` (hang detection) its whole process group is killed and the test fails."""
     argv = [sys.executable, "-m", "doit", "-f", str(checkout / "dodo.py"), "-d", str(checkout), *args]
-    return subprocess.run(
+    with subprocess.Popen(
         argv,
         env={**env, "PYTHONPATH": str(checkout)},
         cwd=checkout,
-        stdin=options.pop("stdin", subprocess.DEVNULL),
-        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=options.pop("timeout", HANG_DEADLINE),
-        check=False,
-        **options,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            pytest.fail(f"doit {' '.join(args)}: no end within {timeout} s")
+    return Result(argv, process.returncode, stdout, stderr)
 
 
 def copy_checkout(destination: Path) -> Path:
@@ -94,7 +102,7 @@ def overlay_elsewhere(folder: Path, greeting: str = "one") -> Path:
     return folder
 
 
-def shown(result: subprocess.CompletedProcess[str]) -> str:
+def shown(result: Result) -> str:
     return f"exit {result.returncode}\nstdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
 
 
