@@ -271,3 +271,43 @@ def test_interactive_boot_needs_a_terminal_and_runs_on_one(tmp_path: Path) -> No
     assert code == 0, screen[-3000:]
     assert "mmulab-paths: greeting one" in screen and "reboot: Power down" in screen, screen[-3000:]
     assert "needs a terminal" not in screen, screen[-3000:]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["shell:nommu"], ["console:clone_vm-asm-nommu"], ["run", "shell:mmu"], ["-n", "2", "console"], ["shell:*"]],
+)
+def test_an_interactive_task_without_a_terminal_is_refused_up_front(argv: list[str]) -> None:
+    from mmulab.configdata import load_project
+    from mmulab.errors import ConfigError
+    from mmulab.run import refuse_interactive_without_terminal
+
+    project = load_project()
+    refuse_interactive_without_terminal(project, argv, has_terminal=True)  # a terminal: nothing to refuse
+    with pytest.raises(ConfigError, match=r"^(shell|console):\S+: needs a terminal on stdin .* use doit smoke:"):
+        refuse_interactive_without_terminal(project, argv, has_terminal=False)
+
+
+@pytest.mark.parametrize("argv", [["list", "shell"], ["info", "console:nommu"], ["smoke:clone_vm-asm-nommu"], []])
+def test_reading_commands_and_other_tasks_need_no_terminal(argv: list[str]) -> None:
+    from mmulab.configdata import load_project
+    from mmulab.run import refuse_interactive_without_terminal
+
+    refuse_interactive_without_terminal(load_project(), argv, has_terminal=False)
+
+
+def test_the_console_action_itself_refuses_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any other way into the task (not through dodo.py's check) meets the same line before QEMU starts."""
+    from doit.exceptions import TaskError
+
+    from mmulab import actions, boot
+    from mmulab.configdata import load_project
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(actions, "stdin_is_terminal", lambda: False)
+    monkeypatch.setattr(boot, "run_interactive", lambda command: started.append(command) or 0)
+    result = actions.console(load_project(), "clone_vm-asm-nommu", "", "smoke:clone_vm-asm-nommu")
+    assert isinstance(result, TaskError), result
+    message = result.get_msg()
+    assert message.startswith("needs a terminal on stdin") and "doit smoke:clone_vm-asm-nommu" in message, message
+    assert started == []
