@@ -184,6 +184,19 @@ def test_a_checkout_reached_through_a_symlink_with_a_space_is_fine(tmp_path: Pat
     assert result.returncode == 0 and result.stderr == "", shown(result)
 
 
+@pytest.mark.needs("riscv64-linux-gnu-gcc", "ccache")
+def test_a_compile_cache_folder_with_a_space_and_a_colon_serves_hits(tmp_path: Path) -> None:
+    """MMULAB_CCACHE_DIR reaches ccache only (CCACHE_DIR): any path works. Two build directories, one program:
+    the second build's compiles are hits from that folder."""
+    cache = tmp_path / "my cache:1"
+    for build in ("first", "second"):
+        env = clean_environment(MMULAB_BUILD_DIR=str(tmp_path / build), MMULAB_CCACHE_DIR=str(cache))
+        result = doit(PROJECT_ROOT, ["program:clone_vm-asm"], env, timeout=300)
+        assert result.returncode == 0, shown(result)
+    assert "program:clone_vm-asm: compile cache: 2 hits" in result.stdout, shown(result)
+    assert (cache / "ccache.conf").is_file() or any(cache.iterdir())
+
+
 # --- slow: real builds and boots at these paths ---
 
 
