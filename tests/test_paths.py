@@ -106,11 +106,15 @@ def shown(result: Result) -> str:
     return f"exit {result.returncode}\nstdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
 
 
-def assert_boots_and_sees_header_edits(checkout: Path, build: Path, overlay: Path, env: dict[str, str]) -> None:
-    """Both cases build and pass; then an edit of the overlay's header rebuilds the program and boots the change."""
-    result = doit(checkout, list(CASES), env)
+def assert_boots_and_sees_header_edits(
+    checkout: Path, build: Path, overlay: Path, env: dict[str, str], also: tuple[str, ...] = ()
+) -> None:
+    """The cases (and `also`) build and pass; then an edit of the overlay's header rebuilds the program and boots
+    the change."""
+    result = doit(checkout, [*CASES, *also], env)
     assert result.returncode == 0, shown(result)
-    for case in ("clone_vm-asm-nommu", "hello-asm-nommu"):
+    cases = [task.removeprefix("smoke:") for task in (*CASES, *also) if task.startswith("smoke:")]
+    for case in cases:
         assert '"passed": true' in (build / "boots" / f"{case}.json").read_text(), case
     assert "mmulab-paths: greeting one" in (build / "boots" / "hello-asm-nommu.log").read_text()
     (overlay / "hello.h").write_text(GREETING_HEADER.format("two"))
@@ -215,12 +219,15 @@ def test_symlinked_checkout_builds_and_boots_in_its_default_build_dir(tmp_path: 
 @pytest.mark.slow
 @pytest.mark.needs("make", "qemu-system-riscv64", "riscv64-linux-gnu-gcc")
 def test_build_dir_on_tmpfs_outside_the_checkout_builds_and_boots(tmp_path: Path, tmpfs_build: Path) -> None:
-    """Another filesystem, outside the checkout, a path holding # = and , (make takes them as they are)."""
+    """Another filesystem, outside the checkout, a path holding # = and , (make takes them as they are): the
+    kernel, musl, a C program against it and busybox build there, and the programs boot."""
     overlay = overlay_elsewhere(tmp_path / "my-demos")
     env = clean_environment(MMULAB_BUILD_DIR=str(tmpfs_build), MMULAB_CONFIG_OVERLAY=str(overlay))
-    assert_boots_and_sees_header_edits(PROJECT_ROOT, tmpfs_build, overlay, env)
-    image = tmpfs_build / "nommu" / "kernel" / "out" / "Image"
-    assert image.is_file() and image.stat().st_size > 0
+    assert_boots_and_sees_header_edits(
+        PROJECT_ROOT, tmpfs_build, overlay, env, also=("smoke:clone_vm-c-nommu", "busybox:nommu")
+    )
+    for built in ("nommu/kernel/out/Image", "busybox/nommu/out/busybox", "programs/clone_vm-c/clone_vm-c"):
+        assert (tmpfs_build / built).stat().st_size > 0, built
 
 
 # --- no terminal: refused in one line; with one, the boot runs and ends ---
