@@ -18,6 +18,7 @@ from .configdata import BootCase, Project
 from .errors import ConfigError, UserError
 from .fsutil import JsonRecord, tree_digest, write_atomic
 from .paths import Layout
+from .run import stdin_is_terminal
 from .symbolize import Resolver, SymbolTable
 from .tools import RUNNER, Runner, require
 
@@ -287,8 +288,21 @@ def catalog(project: Project) -> None:
     print(f"catalog: {demo_catalog.CATALOG} ({len(project.demos)} demos, {len(project.boots)} boot cases)")
 
 
+def needs_terminal(scripted: str) -> ConfigError:
+    """An interactive boot without a terminal on stdin: QEMU passes no end of input on to the guest, so a shell
+    fed from a pipe or /dev/null would wait forever, and a console never ends. Refused, never started."""
+    return ConfigError(
+        "needs a terminal on stdin (stdin is not one, and QEMU never passes end-of-input on to the guest: "
+        f"the boot would wait forever); for a scripted check use doit {scripted}"
+    )
+
+
 @user_errors
-def console(project: Project, case_name: str, append: str = "") -> None:
+def console(project: Project, case_name: str, append: str = "", scripted: str = "") -> None:
+    """An interactive boot on the user's terminal (dodo.py refuses a run without one before anything builds;
+    this guard covers any other way in)."""
+    if not stdin_is_terminal():
+        raise needs_terminal(scripted or f"smoke:{case_name}")
     require(project.toolchain.qemu)
     case = project.boots[case_name]
     if append:

@@ -5,12 +5,16 @@ turn every way it can end into one line and an honest exit code (2 bad configura
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, EnvError
 from .lock import READ_ONLY_COMMANDS, BuildLock, doit_command
+
+if TYPE_CHECKING:
+    from .configdata import Project
 
 DOIT_COMMANDS = frozenset(
     {"run", "list", "help", "info", "clean", "forget", "ignore", "reset-dep", "strace", "tabcompletion", "dumpdb"}
@@ -46,6 +50,27 @@ def _info_names_unknown_tasks() -> None:
     Info._execute = execute  # type: ignore[method-assign]
 
 
+def stdin_is_terminal() -> bool:
+    """Whether file descriptor 0 (what QEMU reads) is a terminal; a closed stdin is not."""
+    try:
+        return os.isatty(0)
+    except OSError:
+        return False
+
+
+def refuse_interactive_without_terminal(project: Project, argv: list[str], has_terminal: bool) -> None:
+    """Before anything builds: a run naming an interactive task (shell:nommu, console:<case>, the whole `shell` or
+    `console` group, or a pattern matching one) with no terminal on stdin stops with one line (exit 2)."""
+    if has_terminal or doit_command(argv, DOIT_COMMANDS) != "run":
+        return
+    from .actions import needs_terminal
+    from .tasks import interactive_boots
+
+    for boot in interactive_boots(project):
+        if any(arg in (boot.basename, boot.task) or fnmatch.fnmatchcase(boot.task, arg) for arg in argv):
+            raise ConfigError(f"{boot.task}: {needs_terminal(boot.scripted)}")
+
+
 def dodo_globals(argv: list[str]) -> dict[str, Any]:
     """What dodo.py exposes to doit: the task creators and DOIT_CONFIG."""
     sys.excepthook = _on_uncaught
@@ -58,6 +83,7 @@ def dodo_globals(argv: list[str]) -> dict[str, Any]:
         project = load_project()
         layout = Layout(project.settings.build_dir)
         command = doit_command(argv, DOIT_COMMANDS)
+        refuse_interactive_without_terminal(project, argv, stdin_is_terminal())
         try:
             layout.root.mkdir(parents=True, exist_ok=True)
             if command not in READ_ONLY_COMMANDS:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import EnvError
+from .errors import ConfigError, EnvError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FRAGMENT_PREFIX = "MMULAB_FRAGMENT_"
@@ -25,6 +25,23 @@ RELEASE_NAME_ACCEPTS = "a name of letters, digits and . _ + - (not starting with
 _URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:[^|]")  # scheme:rest, as ccache's remote_storage takes them
 
 T = TypeVar("T")
+
+# Characters a path must not hold, each with the reason, found by real builds (README, Bad input and faults).
+# A path reaching make (the build directory, LINUX_SRC): O=, -C, srctree, musl's DESTDIR, the compilers' PATH.
+_SHELL_UNQUOTED = "kbuild's shell commands do not quote it"
+MAKE_BREAKS = {
+    " ": "make splits paths at whitespace, and kbuild refuses such a source tree or O= directory",
+    ":": "kbuild refuses a source tree holding it, musl's and busybox's make rules split at it, and it splits PATH",
+    "%": "make takes it for a pattern in musl's install rules and in kbuild's srctree",
+    "$": "make expands it, so the build would land in another directory",
+    **{character: _SHELL_UNQUOTED for character in "'\"\\;()&|<>`"},
+}
+# A path holding program sources and headers (the checkout, MMULAB_CONFIGS, MMULAB_CONFIG_OVERLAY): gcc writes
+# these escaped into the dependency lists the program tasks read back, so an edited header would go unseen.
+DEPFILE_BREAKS = {
+    character: "gcc escapes it in the header lists the pipeline reads, so an edited header would not rebuild"
+    for character in " #$"
+}
 
 
 @dataclass(frozen=True)
@@ -59,7 +76,7 @@ class Settings:
         one."""
         env = _Environment(os.environ if environ is None else environ)
         cache_home = env.raw("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        return cls(
+        settings = cls(
             configs_dir=env.path("MMULAB_CONFIGS", PROJECT_ROOT / "configs", must_exist=True),
             build_dir=env.path("MMULAB_BUILD_DIR", PROJECT_ROOT / "build"),
             download_dir=env.path("MMULAB_DL_DIR", Path(cache_home) / "mmulab" / "downloads"),
@@ -84,6 +101,40 @@ class Settings:
             ccache_dir=env.path("MMULAB_CCACHE_DIR", Path(cache_home) / "mmulab" / "ccache"),
             ccache_remote=env.remote_storage("MMULAB_CCACHE_REMOTE"),
         )
+        settings.check_paths(env)
+        return settings
+
+    def check_paths(self, env: _Environment) -> None:
+        """Refuse, before any build, a path that make or the program tasks cannot handle: one line naming the
+        path, the character and why (exit 2). The real path counts (symlinks resolved): that is what the tools
+        see. Download and compile cache folders are read by Python and ccache only: any path works there."""
+        checkout_problem = unsafe_character(PROJECT_ROOT, DEPFILE_BREAKS)
+        if checkout_problem:
+            raise ConfigError(
+                f"the checkout {str(PROJECT_ROOT)!r} holds {checkout_problem}; clone or move it to "
+                + breaks_accepts(DEPFILE_BREAKS)
+            )
+        env.check_path("MMULAB_CONFIGS", self.configs_dir, DEPFILE_BREAKS)
+        if self.config_overlay:
+            env.check_path("MMULAB_CONFIG_OVERLAY", self.config_overlay, DEPFILE_BREAKS)
+        if self.linux_src:
+            env.check_path("LINUX_SRC", self.linux_src, MAKE_BREAKS)
+        env.check_path("MMULAB_BUILD_DIR", self.build_dir, MAKE_BREAKS)
+
+
+def unsafe_character(path: Path, breaks: Mapping[str, str]) -> str:
+    """'a space (why)' for the first character of `path` in `breaks` (any whitespace counts as a space), else ""."""
+    for character in str(path):
+        key = " " if character.isspace() else character
+        if key in breaks:
+            shown = {" ": "a space", "\t": "a tab", "\n": "a newline"}.get(character, repr(character))
+            return f"{shown}: {breaks[key]}"
+    return ""
+
+
+def breaks_accepts(breaks: Mapping[str, str]) -> str:
+    listed = " ".join(sorted(c for c in breaks if c != " "))
+    return f"a path without whitespace or {listed}"
 
 
 class _Environment:
@@ -105,6 +156,17 @@ class _Environment:
         if path.exists() and not path.is_dir():
             raise EnvError(variable=name, value=value, problem="not a directory", accepts="a directory path")
         return path
+
+    def check_path(self, name: str, path: Path, breaks: Mapping[str, str]) -> None:
+        """`path` (the variable's value, or its default when unset) must hold none of `breaks`."""
+        problem = unsafe_character(path, breaks)
+        if not problem:
+            return
+        value = self.raw(name)
+        shown = value if value else f"{path} (the default)"
+        if value and Path(value).expanduser().absolute() != path:
+            shown = f"{value} (really {path})"
+        raise EnvError(variable=name, value=shown, problem=f"holds {problem}", accepts=breaks_accepts(breaks))
 
     def number(self, name: str, kind: Callable[[str], T], default: T, minimum: float, accepts: str) -> T:
         value = self.raw(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -287,14 +288,49 @@ def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
         }
 
 
-def _interactive(project: Project, layout: Layout, basename: str, name: str, case_name: str, append: str) -> Task:
+@dataclass(frozen=True)
+class InteractiveBoot:
+    """An interactive task (console:<case>, console:<variant>, shell:<variant>): the case it boots on the user's
+    terminal and what it appends to the kernel command line."""
+
+    basename: str
+    name: str
+    case: str
+    append: str = ""
+
+    @property
+    def task(self) -> str:
+        return f"{self.basename}:{self.name}"
+
+    @property
+    def scripted(self) -> str:
+        """What to run instead from a script: the same case as a judged boot (or the variant's every case)."""
+        return f"smoke:{self.case}" if self.name == self.case else f"smoke:{self.case} or doit boot:{self.name}"
+
+
+def interactive_boots(project: Project) -> list[InteractiveBoot]:
+    """Every interactive task and its case: declared from here, and refused up front without a terminal."""
+    boots = [InteractiveBoot("console", name, name) for name in project.boots]
+    spec = project.toolchain.busybox
+    for variant, info in project.variants.items():
+        console = interactive_case(project, variant, info.console_build) if info.console_build else None
+        if console:
+            boots.append(InteractiveBoot("console", variant, console.name))
+        shell = interactive_case(project, variant, info.shell_build) if info.shell_build and spec else None
+        if shell and spec:
+            boots.append(InteractiveBoot("shell", variant, shell.name, spec.shell_cmdline))
+    return boots
+
+
+def _interactive(project: Project, layout: Layout, boot: InteractiveBoot) -> Task:
+    basename, name, case_name, append = boot.basename, boot.name, boot.case, boot.append
     case = project.boots[case_name]
     doc = f"boot {case.build} on {case.variant} on this terminal" + ("; `exit` powers off" if append else "")
     return {
         "basename": basename,
         "name": name,
         "doc": doc,
-        "actions": [(actions.console, [project, case_name, append])],
+        "actions": [(actions.console, [project, case_name, append, boot.scripted])],
         "file_dep": [
             layout.kernel_output(case.variant, project.toolchain.kernel.image),
             layout.image(case.variant, case.build),
@@ -319,8 +355,9 @@ def _boot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
             "uptodate": [_unchanged(smoke_inputs, project, name)],
             "verbosity": 2,
         }
-        yield _interactive(project, layout, "console", name, name, "")
-    for variant, info in project.variants.items():
+    for boot in interactive_boots(project):
+        yield _interactive(project, layout, boot)
+    for variant in project.variants:
         cases = [name for name, case in project.boots.items() if case.variant == variant]
         yield {
             "basename": "boot",
@@ -329,13 +366,6 @@ def _boot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
             "actions": None,
             "task_dep": [f"smoke:{name}" for name in cases],
         }
-        console = interactive_case(project, variant, info.console_build) if info.console_build else None
-        if console:
-            yield _interactive(project, layout, "console", variant, console.name, "")
-        spec = project.toolchain.busybox
-        shell = interactive_case(project, variant, info.shell_build) if info.shell_build and spec else None
-        if shell and spec:
-            yield _interactive(project, layout, "shell", variant, shell.name, spec.shell_cmdline)
     for name, demo in project.demos.items():
         yield {
             "basename": "demo",

@@ -9,13 +9,16 @@ table: `<bad input> -> exit N naming <what>`.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import signal
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import LocalServer, run_doit
+from conftest import LocalServer, doit_argv
 
 from mmulab.settings import PROJECT_ROOT
 
@@ -36,6 +39,7 @@ CLEARED = (
     "MMULAB_FRAGMENT_NOMMU",
     "MMULAB_FRAGMENT_MMU",
     "MMULAB_DPKG_ADMINDIR",
+    "MMULAB_CCACHE_DIR",
 )
 
 
@@ -147,6 +151,27 @@ def served_source(mirror_path: str, origin_file: str = "demo-1.0.tar") -> Setup:
     return setup
 
 
+def folder(path: Path) -> str:
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def linked_overlay_with_a_space(tmp_path: Path) -> Env:
+    """MMULAB_CONFIG_OVERLAY names a link without a space to a folder with one: the real path counts."""
+    (tmp_path / "link").symlink_to(folder(tmp_path / "my demos"))
+    return {"MMULAB_CONFIG_OVERLAY": str(tmp_path / "link")}
+
+
+def caches_with_a_space_and_a_colon(tmp_path: Path, request: pytest.FixtureRequest) -> Env:
+    """A real download into (and the compile cache's folder at) paths with a space and a colon: Python and
+    ccache take any path, so nothing refuses them."""
+    return {
+        **served_source("")(tmp_path, request),
+        "MMULAB_DL_DIR": str(tmp_path / "my downloads:1"),
+        "MMULAB_CCACHE_DIR": str(tmp_path / "my cache:1"),
+    }
+
+
 def not_a_kernel_tree(tmp_path: Path) -> Env:
     (tmp_path / "not-linux").mkdir()
     return {"LINUX_SRC": str(tmp_path / "not-linux")}
@@ -225,6 +250,55 @@ ROWS: dict[str, Row] = {
     ),
     "MMULAB_CONFIGS=<missing dir> -> exit 2 naming MMULAB_CONFIGS": Row(
         ("list",), with_paths(lambda t: {"MMULAB_CONFIGS": str(t / "nowhere")}), 2, ("MMULAB_CONFIGS=", "no such")
+    ),
+    # --- paths make or gcc cannot handle (README: which characters, found by real builds), refused before any build
+    "MMULAB_BUILD_DIR=<path with a space> -> exit 2 naming the path and why": Row(
+        ("kconfig:nommu",),
+        with_paths(lambda t: {"MMULAB_BUILD_DIR": str(t / "my build")}),
+        2,
+        ("MMULAB_BUILD_DIR=", "my build'", "holds a space: make splits paths at whitespace", "a path without"),
+    ),
+    "MMULAB_BUILD_DIR=<path with a colon> -> exit 2 naming the path and why": Row(
+        ("kconfig:nommu",),
+        with_paths(lambda t: {"MMULAB_BUILD_DIR": str(t / "build:1")}),
+        2,
+        ("MMULAB_BUILD_DIR=", "build:1'", "holds ':': kbuild refuses a source tree holding it"),
+    ),
+    "MMULAB_BUILD_DIR=<path with $> -> exit 2 naming the path and why": Row(
+        ("kconfig:nommu",),
+        with_paths(lambda t: {"MMULAB_BUILD_DIR": str(t / "build$HOME")}),
+        2,
+        ("MMULAB_BUILD_DIR=", "build$HOME'", "holds '$': make expands it"),
+    ),
+    "MMULAB_BUILD_DIR=<path with %> -> exit 2 naming the path and why": Row(
+        ("kconfig:nommu",),
+        with_paths(lambda t: {"MMULAB_BUILD_DIR": str(t / "100%")}),
+        2,
+        ("MMULAB_BUILD_DIR=", "100%'", "holds '%': make takes it for a pattern"),
+    ),
+    "MMULAB_BUILD_DIR=<path with # = ,> -> accepted (a real build takes them)": Row(
+        ("list",), with_paths(lambda t: {"MMULAB_BUILD_DIR": str(t / "a#b=c,d")}), 0, answer="clean"
+    ),
+    "LINUX_SRC=<a tree whose path holds a colon> -> exit 2 naming the path and why": Row(
+        ("kconfig:nommu",),
+        with_paths(lambda t: {"LINUX_SRC": folder(t / "linux:6.12")}),
+        2,
+        ("LINUX_SRC=", "linux:6.12'", "holds ':': kbuild refuses a source tree holding it"),
+    ),
+    "MMULAB_CONFIG_OVERLAY=<a link to a folder with a space> -> exit 2 naming the real path": Row(
+        ("list",),
+        with_paths(linked_overlay_with_a_space),
+        2,
+        ("MMULAB_CONFIG_OVERLAY=", "(really ", "my demos)'", "holds a space: gcc escapes it", "not rebuild"),
+    ),
+    "MMULAB_CONFIGS=<path with #> -> exit 2 naming the path and why": Row(
+        ("list",),
+        with_paths(lambda t: copied_configs(t / "tree#2", lambda configs: None)),
+        2,
+        ("MMULAB_CONFIGS=", "tree#2/project/configs'", "holds '#': gcc escapes it"),
+    ),
+    "MMULAB_DL_DIR, MMULAB_CCACHE_DIR with a space and a colon -> a real download works, exit 0": Row(
+        ("fetch:demo",), caches_with_a_space_and_a_colon, 0, answer="clean", stdout=("demo: 1.0 from http://",)
     ),
     "MMULAB_CONFIGS=<a copy without demos.toml> -> exit 2 naming the file": Row(
         ("list",), with_paths(missing_config_file), 2, ("demos.toml: missing", "MMULAB_CONFIGS")
@@ -352,6 +426,26 @@ ROWS: dict[str, Row] = {
         ("/truncated/demo-1.0.tar: ", "truncated or broken transfer", "skipped; fix or remove this mirror"),
         answer="warning",
     ),
+    # --- interactive boots without a terminal on stdin (these rows run with stdin from /dev/null) ---
+    "doit shell:nommu, no terminal -> exit 2 before anything builds, naming the scripted way": Row(
+        ("shell:nommu",),
+        env(),
+        2,
+        ("shell:nommu: needs a terminal on stdin", "end-of-input", "doit smoke:shell-busybox-nommu", "boot:nommu"),
+    ),
+    "doit console:clone_vm-asm-nommu, no terminal -> exit 2 naming its smoke task": Row(
+        ("console:clone_vm-asm-nommu",),
+        env(),
+        2,
+        ("console:clone_vm-asm-nommu: needs a terminal on stdin", "doit smoke:clone_vm-asm-nommu"),
+    ),
+    "doit -n 2 console (every interactive boot), no terminal -> exit 2": Row(
+        ("-n", "2", "console"), env(), 2, ("console:", "needs a terminal on stdin")
+    ),
+    "doit 'shell:*', no terminal -> exit 2": Row(("shell:*",), env(), 2, ("shell:", "needs a terminal on stdin")),
+    "doit list shell, no terminal -> works (only running one needs a terminal)": Row(
+        ("list", "shell"), env(), 0, answer="clean", stdout=("shell",)
+    ),
     # --- doit's own usage errors: exit 3, no traceback ---
     "unknown task no-such-task -> exit 3, doit's own error": Row(
         ("no-such-task",), env(), 3, ('Invalid parameter: "no-such-task"',), answer="doit"
@@ -365,12 +459,35 @@ ROWS: dict[str, Row] = {
 }
 
 
+def run_without_terminal(args: list[str], variables: Env) -> subprocess.CompletedProcess[str]:
+    """doit as a script runs it: stdin from /dev/null, whatever the terminal pytest was started on. 60 s is the
+    deadline for hang detection (every row answers before any build), not a speed target; past it the whole
+    process group (make, QEMU) is killed and the row fails."""
+    argv = doit_argv(args)
+    with subprocess.Popen(
+        argv,
+        env={**os.environ, **variables},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            pytest.fail(f"{' '.join(args)}: no answer within 60 s (a build started, or it hangs)")
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
 @pytest.mark.parametrize("row", ROWS.values(), ids=ROWS.keys())
 def test_bad_input(row: Row, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     variables = {name: "" for name in CLEARED}
     variables |= {"MMULAB_BUILD_DIR": str(tmp_path / "build"), "MMULAB_DL_DIR": str(tmp_path / "dl")}
     variables |= row.setup(tmp_path, request)
-    result = run_doit(list(row.args), variables, timeout=60)
+    result = run_without_terminal(list(row.args), variables)
     shown = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert "Traceback" not in result.stderr + result.stdout, shown
     assert result.returncode == row.exit, shown
