@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import ConfigError, EnvError
+from .errors import EnvError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FRAGMENT_PREFIX = "MMULAB_FRAGMENT_"
@@ -35,12 +35,6 @@ MAKE_BREAKS = {
     "%": "make takes it for a pattern in musl's install rules and in kbuild's srctree",
     "$": "make expands it, so the build would land in another directory",
     **{character: _SHELL_UNQUOTED for character in "'\"\\;()&|<>`"},
-}
-# A path holding program sources and headers (the checkout, MMULAB_CONFIGS, MMULAB_CONFIG_OVERLAY): gcc writes
-# these escaped into the dependency lists the program tasks read back, so an edited header would go unseen.
-DEPFILE_BREAKS = {
-    character: "gcc escapes it in the header lists the pipeline reads, so an edited header would not rebuild"
-    for character in " #$"
 }
 
 
@@ -105,18 +99,11 @@ class Settings:
         return settings
 
     def check_paths(self, env: _Environment) -> None:
-        """Refuse, before any build, a path that make or the program tasks cannot handle: one line naming the
-        path, the character and why (exit 2). The real path counts (symlinks resolved): that is what the tools
-        see. Download and compile cache folders are read by Python and ccache only: any path works there."""
-        checkout_problem = unsafe_character(PROJECT_ROOT, DEPFILE_BREAKS)
-        if checkout_problem:
-            raise ConfigError(
-                f"the checkout {str(PROJECT_ROOT)!r} holds {checkout_problem}; clone or move it to "
-                + breaks_accepts(DEPFILE_BREAKS)
-            )
-        env.check_path("MMULAB_CONFIGS", self.configs_dir, DEPFILE_BREAKS)
-        if self.config_overlay:
-            env.check_path("MMULAB_CONFIG_OVERLAY", self.config_overlay, DEPFILE_BREAKS)
+        """Refuse, before any build, a path that make cannot handle: one line naming the path, the character and
+        why (exit 2). The real path counts (symlinks resolved): that is what the tools see. The checkout, the
+        configs and an overlay may lie anywhere: no make or compile command names them (programs reach their
+        sources through links in their own folder); download and compile cache folders are read by Python and
+        ccache only."""
         if self.linux_src:
             env.check_path("LINUX_SRC", self.linux_src, MAKE_BREAKS)
         env.check_path("MMULAB_BUILD_DIR", self.build_dir, MAKE_BREAKS)
