@@ -120,9 +120,18 @@ def recorded_headers(output: Path) -> list[Path] | None:
         return None
     headers: set[Path] = set()
     for depfile in depfiles:
-        words = depfile.read_text().replace("\\\n", " ").split(":", 1)[-1].split()
+        words = dependency_words(depfile.read_text())
         headers.update((output.parent / word).resolve() for word in words if word.endswith((".h", ".inc")))
     return sorted(headers)
+
+
+_DEPENDENCY_WORD = re.compile(r"(?:\\.|[^\s\\])+")
+
+
+def dependency_words(text: str) -> list[str]:
+    """The prerequisites of a gcc dependency file, unescaped (gcc writes `\\ `, `\\#` and `$$` for a space, # and $)."""
+    _target, _, prerequisites = text.replace("\\\n", " ").partition(": ")
+    return [re.sub(r"\\(.)", r"\1", word).replace("$$", "$") for word in _DEPENDENCY_WORD.findall(prerequisites)]
 
 
 def _headers_digest(headers: list[Path]) -> str:

@@ -124,3 +124,13 @@ def test_an_overlay_program_is_the_same_wherever_the_overlay_lies(tmp_path: Path
         assert str(overlay).encode() not in built[-1]
     assert built[0] == built[1]
     assert b"./initsrc/hello/init.S" in built[0] and b"./initsrc/lib/rt.S" in built[0]
+
+
+def test_dependency_lists_are_read_with_gcc_escapes_undone() -> None:
+    text = "objects/0-init.o: src/0/a\\ b/init.S src/0/x\\#1/rt.h \\\n  src/0/p$$q/r.h sysroot/include/bits/x.h\n"
+    assert toolchain.dependency_words(text) == [
+        "src/0/a b/init.S",
+        "src/0/x#1/rt.h",
+        "src/0/p$q/r.h",
+        "sysroot/include/bits/x.h",
+    ]
