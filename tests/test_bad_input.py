@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from checkout_copy import run_bounded
 from conftest import LocalServer, doit_argv
 
 from mmulab.settings import PROJECT_ROOT
@@ -454,26 +454,8 @@ ROWS: dict[str, Row] = {
 
 
 def run_without_terminal(args: list[str], variables: Env) -> subprocess.CompletedProcess[str]:
-    """doit as a script runs it: stdin from /dev/null, whatever the terminal pytest was started on. 60 s is the
-    deadline for hang detection (every row answers before any build), not a speed target; past it the whole
-    process group (make, QEMU) is killed and the row fails."""
-    argv = doit_argv(args)
-    with subprocess.Popen(
-        argv,
-        env={**os.environ, **variables},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            pytest.fail(f"{' '.join(args)}: no answer within 60 s (a build started, or it hangs)")
-    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+    """doit as a script runs it; every row answers before any build, within 60 s."""
+    return run_bounded(doit_argv(args), {**os.environ, **variables}, 60)
 
 
 @pytest.mark.parametrize("row", ROWS.values(), ids=ROWS.keys())

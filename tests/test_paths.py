@@ -23,13 +23,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import conftest
 import pytest
+from checkout_copy import Result, copy_checkout, run_doit_in
 
 from mmulab.settings import MAKE_BREAKS, PROJECT_ROOT, unsafe_character
 
-# Variables the pipeline reads: none leaks in from the caller (the compile and download caches only make it
-# faster, so their locations are kept).
-KEPT = ("MMULAB_CCACHE_DIR", "MMULAB_DL_DIR")
 GREETING_HEADER = '#define GREETING "mmulab-paths: greeting {}"\n'
 HELLO_S = """#include "{rt}"
 #include "hello.h"
@@ -49,48 +48,15 @@ timeout = 60
 """
 CASES = ("smoke:clone_vm-asm-nommu", "smoke:hello-asm-nommu")
 HANG_DEADLINE = 1800  # a deadline for hang detection (builds included, on a busy host), not a speed target
-Result = subprocess.CompletedProcess[str]
 
 
 def clean_environment(**variables: str) -> dict[str, str]:
-    """The caller's environment without anything the pipeline reads (bar the caches' locations), plus `variables`."""
-    pipeline = ("MMULAB_", "LINUX_SRC", "BUILDROOT_SRC", "SOURCE_DATE_EPOCH", "PYTHONPATH")
-    kept = {k: v for k, v in os.environ.items() if not k.startswith(pipeline) or k in KEPT}
-    return {**kept, **variables}
+    """The tests' clean environment (the session's caches kept) plus `variables`."""
+    return {**conftest.clean_environment(), **variables}
 
 
 def doit(checkout: Path, args: list[str], env: dict[str, str], timeout: float = HANG_DEADLINE) -> Result:
-    """`doit ARGS` in `checkout` (as given: maybe a symlink) importing that checkout's own mmulab, stdin from
-    /dev/null; past `timeout` (hang detection) its whole process group is killed and the test fails."""
-    argv = [sys.executable, "-m", "doit", "-f", str(checkout / "dodo.py"), "-d", str(checkout), *args]
-    with subprocess.Popen(
-        argv,
-        env={**env, "PYTHONPATH": str(checkout)},
-        cwd=checkout,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            pytest.fail(f"doit {' '.join(args)}: no end within {timeout} s")
-    return Result(argv, process.returncode, stdout, stderr)
-
-
-def copy_checkout(destination: Path) -> Path:
-    """A second checkout: every tracked file as it is in this working tree (uncommitted edits included)."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, listed.decode().split("\0")):
-        source = PROJECT_ROOT / name
-        if source.is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / name)
-    return destination
+    return run_doit_in(checkout, args, env, timeout)
 
 
 def overlay_elsewhere(folder: Path, greeting: str = "one") -> Path:
