@@ -345,13 +345,16 @@ def test_post_image_boots_the_matrix(tmp_path: Path, session_build: Path, buildr
     assert "kernel config: every option of linux.fragment survived" in run.stdout
     verdicts = json.loads((images / "mmulab-boots" / "summary.json").read_text())
     assert sorted(v["case"] for v in verdicts) == sorted(c.name for c in cases)
-    # Booted and judged the pipeline's way: the same faults named in the same notes (the init-hog's panic).
-    noted = {v["case"]: v["notes"] for v in verdicts if v["notes"]}
-    assert noted and noted == {
-        c.name: json.loads(layout.verdict(c.name).read_text())["notes"]
-        for c in cases
-        if json.loads(layout.verdict(c.name).read_text())["notes"]
-    }
+
+    # Booted and judged the pipeline's way: the same faults named, each note headed alike (the init-hog's panic).
+    # Only the headline is compared: the call trace's middle is where the hog's last allocation happened to be
+    # (it differed between two boots of one image on a loaded host).
+    def headlines(notes: list[str]) -> list[str]:
+        return [note.splitlines()[0] for note in notes]
+
+    noted = {v["case"]: headlines(v["notes"]) for v in verdicts if v["notes"]}
+    pipeline_notes = {c.name: json.loads(layout.verdict(c.name).read_text())["notes"] for c in cases}
+    assert noted and noted == {name: headlines(notes) for name, notes in pipeline_notes.items() if notes}
 
     # A kernel option Buildroot dropped fails the post-image step, by name, before any boot.
     (linux / ".config").write_text((linux / ".config").read_text().replace("CONFIG_PID_NS=y", ""))
