@@ -37,6 +37,9 @@ from .symbolize import (
 )
 
 PANIC_GRACE_SECONDS = 1.0
+# A case's timeout is counted like the stall below, in time QEMU could have run (a loaded host slows a boot
+# down without hanging it); in wall time a boot never lasts more than this many times its timeout.
+SLOW_HOST_LIMIT = 5
 # A hart whose last trap was a fault and that then takes no trap (not even a timer interrupt) and prints
 # nothing for this long is parked for good: a running kernel takes timer interrupts many times a second.
 # Counted on a StallClock: time QEMU could have run, not wall time (a busy host's wait does not count).
@@ -387,7 +390,7 @@ def run_captured(
         trap_log.unlink(missing_ok=True)
     stuck: TrapDiagnosis | None = None
     started = time.monotonic()
-    deadline = started + case.timeout
+    deadline = started + case.timeout * SLOW_HOST_LIMIT  # wall time: only a host starving QEMU gets this far
     process = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -396,6 +399,7 @@ def run_captured(
         start_new_session=True,
     )
     watch = TrapWatch(trap_log, process.pid) if trap_log is not None else None
+    budget = StallClock(process.pid)  # the timeout, counted in time QEMU could have run
     assert process.stdout is not None
     os.set_blocking(process.stdout.fileno(), False)
     selector = selectors.DefaultSelector()
@@ -421,7 +425,7 @@ def run_captured(
 
             while True:
                 now = time.monotonic()
-                if now >= deadline:
+                if now >= deadline or (not stopping and budget.advance() >= case.timeout):
                     timed_out = process.poll() is None
                     break
                 if watch is not None and not stopping and (stuck := watch.poll()) is not None:
