@@ -11,6 +11,7 @@ written as <build>/reports/soak.json, beside the boot summary.
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -244,48 +245,63 @@ BootOne = Callable[[str, int], Verdict]
 
 
 def run_rounds(
-    cases: Sequence[str], rounds: int, jobs: int, boot_one: BootOne, say: Callable[[str], None]
+    cases: Sequence[str],
+    rounds: int,
+    jobs: int,
+    boot_one: BootOne,
+    say: Callable[[str], None],
+    processes: bool = False,
 ) -> list[Boot]:
-    """Every case `rounds` times, round after round, `jobs` boots at a time; one line per boot as it ends."""
+    """Every case `rounds` times, round after round, `jobs` boots at a time; one line per boot as it ends.
+
+    With `processes` each boot runs in a worker process (`boot_one` must pickle), as doit -n does: Ctrl-C
+    reaches the workers, whose boots kill their QEMU on the way out; what was not started yet never starts."""
     plan = [(case, number) for number in range(1, rounds + 1) for case in cases]
     total = len(plan)
-
-    def one(item: tuple[str, int]) -> Boot:
-        case, number = item
-        return Boot.of(boot_one(case, number), number)
-
+    pool: Executor = (
+        ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+        if processes
+        else ThreadPoolExecutor(jobs)
+    )
     boots = []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for done, boot in enumerate(pool.map(one, plan), 1):
+    try:
+        for done, boot in enumerate(pool.map(_boot, [boot_one] * total, plan), 1):
             boots.append(boot)
             mark = "pass" if boot.passed else f"FAIL ({boot.observed}: {boot.reason})"
             say(f"soak: [{done}/{total}] round {boot.round} {boot.case}: {mark}, {_seconds(boot.seconds)} s")
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return boots
 
 
-def pipeline_boot(project: Project, layout: Layout) -> BootOne:
-    """One boot of a case through the pipeline's own boot path, its console kept per round in <build>/soak/."""
+def _boot(boot_one: BootOne, item: tuple[str, int]) -> Boot:
+    case, number = item
+    return Boot.of(boot_one(case, number), number)
+
+
+def pipeline_boot(project: Project, layout: Layout, name: str, round_number: int) -> Verdict:
+    """One boot of a case through the pipeline's own boot path, its console kept per round in <build>/soak/
+    (a module-level function: a worker process gets it pickled, with functools.partial)."""
     from . import actions, boot
 
-    def boot_one(name: str, round_number: int) -> Verdict:
-        case = project.boots[name]
-        pipeline = actions.boot_files(project, case)
-        folder = layout.root / "soak"
-        files = boot.BootFiles(
-            pipeline.kernel,
-            pipeline.initrd,
-            folder / f"{name}.{round_number}.log",
-            folder / f"{name}.{round_number}.traps",
-        )
-        verdict = boot.boot_case(
-            project.toolchain, project.variants[case.variant], case, files, actions.resolver(project, case)
-        )
-        if verdict.passed:  # only a failure's console is worth keeping: a soak of 200 boots writes 200
-            files.console_log.unlink(missing_ok=True)
-            files.trap_log.unlink(missing_ok=True)
-        return verdict
-
-    return boot_one
+    case = project.boots[name]
+    pipeline = actions.boot_files(project, case)
+    folder = layout.root / "soak"
+    files = boot.BootFiles(
+        pipeline.kernel,
+        pipeline.initrd,
+        folder / f"{name}.{round_number}.log",
+        folder / f"{name}.{round_number}.traps",
+    )
+    verdict = boot.boot_case(
+        project.toolchain, project.variants[case.variant], case, files, actions.resolver(project, case)
+    )
+    if verdict.passed:  # only a failure's console is worth keeping: a soak of 200 boots writes 200
+        files.console_log.unlink(missing_ok=True)
+        files.trap_log.unlink(missing_ok=True)
+    return verdict
 
 
 def build_first(project: Project, cases: Sequence[str], jobs: int) -> None:
@@ -329,7 +345,8 @@ def soak(
             stale.unlink()
         started, load_start = time.monotonic(), os.getloadavg()[0]
         with host_load(workers):
-            boots = run_rounds(cases, rounds, jobs, pipeline_boot(project, layout), say)
+            boot_one = functools.partial(pipeline_boot, project, layout)
+            boots = run_rounds(cases, rounds, jobs, boot_one, say, processes=True)
         run = SoakRun(rounds, jobs, workers, load_start, os.getloadavg()[0], round(time.monotonic() - started, 1))
     finally:
         if lock.handle is not None:

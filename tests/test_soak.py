@@ -148,6 +148,23 @@ def test_jobs_boot_at_once() -> None:
     assert [b.passed for b in result] == [True, True]
 
 
+def boot_in_a_worker(case: str, number: int) -> Verdict:
+    """A stand-in boot that says which process ran it (in its log field)."""
+    return Verdict(case, "d", "c", "nommu", "default", "pass", Outcome.PASS, True, 1.0, log=str(os.getpid()))
+
+
+def test_boots_can_run_in_worker_processes() -> None:
+    """As the soak runs them: each boot in a spawned worker (Ctrl-C reaches it and it kills its QEMU)."""
+    result = soak.run_rounds(["a", "b"], 2, 2, boot_in_a_worker, lambda _: None, processes=True)
+    assert [(b.case, b.round, b.passed) for b in result] == [
+        ("a", 1, True),
+        ("b", 1, True),
+        ("a", 2, True),
+        ("b", 2, True),
+    ]
+    assert str(os.getpid()) not in {b.log for b in result}
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
