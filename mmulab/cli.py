@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument("--rounds", type=_positive, default=5, help="boots of each case (default 5)")
     soak.add_argument("-n", "--jobs", type=_positive, default=2, help="boots at once (default 2)")
     soak.add_argument("--load", action="store_true", help="load the host: one busy worker process per core")
+    soak.add_argument(
+        "--keep-consoles", action="store_true", help="keep every boot's console in build/soak/ (default: failures')"
+    )
     return parser
 
 
@@ -100,7 +103,15 @@ def _soak(args: argparse.Namespace) -> int:
 
     project = load_project()
     cases = soak.select_cases(project, args.demo, args.case)
-    stats, path = soak.soak(project, cases, args.rounds, args.jobs, args.load, say=lambda line: print(line, flush=True))
+    stats, path = soak.soak(
+        project,
+        cases,
+        args.rounds,
+        args.jobs,
+        args.load,
+        say=lambda line: print(line, flush=True),
+        keep_consoles=args.keep_consoles,
+    )
     print(soak.table(stats))
     print(f"mmulab: soak report: {path}")
     return 0 if all(s.failed == 0 for s in stats) else 1

@@ -281,7 +281,7 @@ def _boot(boot_one: BootOne, item: tuple[str, int]) -> Boot:
     return Boot.of(boot_one(case, number), number)
 
 
-def pipeline_boot(project: Project, layout: Layout, name: str, round_number: int) -> Verdict:
+def pipeline_boot(project: Project, layout: Layout, keep: bool, name: str, round_number: int) -> Verdict:
     """One boot of a case through the pipeline's own boot path, its console kept per round in <build>/soak/
     (a module-level function: a worker process gets it pickled, with functools.partial)."""
     from . import actions, boot
@@ -298,7 +298,7 @@ def pipeline_boot(project: Project, layout: Layout, name: str, round_number: int
     verdict = boot.boot_case(
         project.toolchain, project.variants[case.variant], case, files, actions.resolver(project, case)
     )
-    if verdict.passed:  # only a failure's console is worth keeping: a soak of 200 boots writes 200
+    if verdict.passed and not keep:  # by default only a failure's console is kept: a soak of 200 boots writes 200
         files.console_log.unlink(missing_ok=True)
         files.trap_log.unlink(missing_ok=True)
     return verdict
@@ -325,6 +325,7 @@ def soak(
     load: bool,
     build: bool = True,
     say: Callable[[str], None] = print,
+    keep_consoles: bool = False,
 ) -> tuple[list[CaseStats], Path]:
     """Build, then boot every case `rounds` times (host loaded with one busy worker per core when `load`);
     the per-case numbers and where soak.json went."""
@@ -345,7 +346,7 @@ def soak(
             stale.unlink()
         started, load_start = time.monotonic(), os.getloadavg()[0]
         with host_load(workers):
-            boot_one = functools.partial(pipeline_boot, project, layout)
+            boot_one = functools.partial(pipeline_boot, project, layout, keep_consoles)
             boots = run_rounds(cases, rounds, jobs, boot_one, say, processes=True)
         run = SoakRun(rounds, jobs, workers, load_start, os.getloadavg()[0], round(time.monotonic() - started, 1))
     finally:

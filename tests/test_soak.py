@@ -312,10 +312,10 @@ def test_every_memory_demo_passes_ten_times_on_a_loaded_host(session_build: Path
     command = [sys.executable, "-m", "mmulab", "soak", *demos, "--rounds", str(rounds), "--load", "-n", "2"]
     env = {**os.environ, "MMULAB_BUILD_DIR": str(session_build), "MMULAB_PROGRESS": "off"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     report = json.loads((session_build / "reports" / "soak.json").read_text())
     cases = soak.select_cases(PROJECT, MEMORY_DEMOS)
     assert {PROJECT.variants[PROJECT.boots[c].variant].mmu for c in cases} == {True, False}
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     assert (report["boots"], report["failed"], report["load_workers"]) == (rounds * len(cases), 0, os.cpu_count())
     assert {case: stats["boots"] for case, stats in report["cases"].items()} == {case: rounds for case in cases}
     print(soak.table([soak.CaseStats(c, s["boots"], s["passed"], s["slowest_seconds"], s["median_seconds"])

@@ -105,11 +105,12 @@ int main(void)
 	 * period, which a busy host stretches. Reclaim and recount until both have given back half, at most
 	 * DEADLINE_MS: a deadline, never a fixed sleep, and said on the console (the line varies: no marker). */
 	long waited_ms = 0;
-	int dentries_back = 0, inodes_back = 0;
+	int dentries_back = 0, inodes_back = 0, looks = 0;
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		reclaim(inodes);
+		looks++;
 		/* at least half: SLUB keeps partly used slabs, whose free objects slabinfo still counts as active */
 		dentries_back = peak_dentries - active_objects("dentry") >= FILES / 2;
 		inodes_back = peak_inodes - active_objects(inodes) >= FILES / 2;
@@ -120,8 +121,8 @@ int main(void)
 		nanosleep(&pause, NULL); /* an idle CPU is what lets the grace period end */
 	}
 	show("after echo 2 > /proc/sys/vm/drop_caches and shrinking both caches", inodes);
-	say("slab: waited %ld.%02ld s for RCU to free them (deadline %d s)", waited_ms / 1000, waited_ms % 1000 / 10,
-	    DEADLINE_MS / 1000);
+	say("slab: waited %ld.%02ld s for RCU to free them (%d look%s, deadline %d s)", waited_ms / 1000,
+	    waited_ms % 1000 / 10, looks, looks == 1 ? "" : "s", DEADLINE_MS / 1000);
 	say("slab: unlinking and reclaim gave the dentries back: %s", dentries_back ? "yes" : "no");
 	say("slab: unlinking and reclaim gave the inodes back: %s", inodes_back ? "yes" : "no");
 	say("slab: the same on both kernels: slab allocation does not depend on the MMU");
