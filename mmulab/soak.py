@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -269,6 +269,9 @@ def run_rounds(
             boots.append(boot)
             mark = "pass" if boot.passed else f"FAIL ({boot.observed}: {boot.reason})"
             say(f"soak: [{done}/{total}] round {boot.round} {boot.case}: {mark}, {_seconds(boot.seconds)} s")
+    except BrokenExecutor:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise UserError(f"soak: a boot's worker process died after {len(boots)} of {total} boots (killed?)") from None
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise

@@ -18,7 +18,7 @@ from mmulab import boot, soak
 from mmulab.boot import Outcome, StallClock, TrapWatch, Verdict
 from mmulab.cli import main
 from mmulab.configdata import load_project
-from mmulab.errors import ConfigError
+from mmulab.errors import ConfigError, UserError
 
 PROJECT = load_project()
 MEMORY_DEMOS = ("pagetables", "kspace", "slab", "oom", "swap", "buddy", "numa")
@@ -163,6 +163,16 @@ def test_boots_can_run_in_worker_processes() -> None:
         ("b", 2, True),
     ]
     assert str(os.getpid()) not in {b.log for b in result}
+
+
+def boot_that_kills_its_worker(case: str, number: int) -> Verdict:
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+def test_a_worker_killed_under_a_boot_is_one_line() -> None:
+    with pytest.raises(UserError, match=r"^soak: a boot's worker process died after 0 of 2 boots \(killed\?\)$"):
+        soak.run_rounds(["a"], 2, 1, boot_that_kills_its_worker, lambda _: None, processes=True)
 
 
 def _alive(pid: int) -> bool:
