@@ -274,8 +274,8 @@ def _from_marker(line: str, marker: str) -> str:
 
 def thread_states(pid: int) -> dict[int, tuple[str, int]] | None:
     """Each thread of process `pid`: its state letter (R running or runnable, D blocked in the host kernel,
-    S asleep...) and the nanoseconds it has spent runnable but waiting for a CPU (schedstat's second field).
-    None where /proc does not tell (no such process, a kernel without schedstat)."""
+    S asleep...) and the nanoseconds it has run on a CPU (schedstat's first field, exact where /proc/<pid>/stat's
+    ticks are not). None where /proc does not tell (no such process, a kernel without schedstat)."""
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -284,20 +284,21 @@ def thread_states(pid: int) -> dict[int, tuple[str, int]] | None:
     for tid in tids:
         try:
             stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-            waited = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
+            ran = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
         except (OSError, IndexError, ValueError):
             continue  # a thread that just ended, or no schedstat
-        states[int(tid)] = (stat[stat.rindex(")") + 2 :][:1], waited)
+        states[int(tid)] = (stat[stat.rindex(")") + 2 :][:1], ran)
     return states or None
 
 
 class StallClock:
-    """How long a process has been silent in time it could have used: wall time minus the time its threads
-    waited for a CPU, and no time at all across a moment one of them was blocked in the host kernel (D: a
-    log write to a busy disk). On a loaded host QEMU waits its turn, and a vCPU that does not run takes no
-    trap and prints nothing: that silence says nothing about the guest. A hart parked in wfi leaves QEMU
-    asleep (S), neither waiting nor blocked, so its silence counts in full. Where /proc does not tell (no
-    schedstat), wall time counts, as before."""
+    """How long a process has gone on in time it could have used, sampled by `advance`: of each interval between
+    two samples, a thread found runnable (R) at its end counts only as long as it really ran (the rest it waited
+    for a CPU), and an interval ending with a thread blocked in the host kernel (D: a log write to a busy disk)
+    not at all. On a loaded host QEMU waits its turn, and a vCPU that does not run takes no trap and prints
+    nothing: that wait says nothing about the guest. A hart parked in wfi leaves QEMU asleep (S), and one spinning
+    with interrupts off keeps it running: both count in full. Where /proc does not tell (no schedstat), wall time
+    counts."""
 
     def __init__(
         self,
@@ -312,23 +313,23 @@ class StallClock:
         return self.clock(), self.states(self.pid) if self.pid is not None else None
 
     def restart(self) -> None:
-        """Something happened (a trap, console output): the silence starts again now."""
-        self.silent = 0.0
+        """Something happened (a trap, console output): the count starts again now."""
+        self.counted = 0.0
         self.last = self._sample()
 
     def advance(self) -> float:
-        """The silence so far, in seconds QEMU could have run."""
+        """The time so far, in seconds QEMU could have run."""
         (then, before), (now, after) = self.last, self._sample()
         self.last = (now, after)
         elapsed = now - then
         if before is not None and after is not None:
             if any(state == "D" for state, _ in after.values()):
-                return self.silent
-            # a thread new since the last sample waited only within this interval
-            waited = sum(max(0, w - before.get(tid, ("", 0))[1]) for tid, (_, w) in after.items()) / 1e9
-            elapsed = max(0.0, elapsed - waited)
-        self.silent += elapsed
-        return self.silent
+                return self.counted
+            # a thread new since the last sample ran only within this interval
+            ran = [(r - before.get(tid, ("", 0))[1]) / 1e9 for tid, (state, r) in after.items() if state == "R"]
+            elapsed = max(0.0, min([elapsed, *ran]))
+        self.counted += elapsed
+        return self.counted
 
 
 class TrapWatch:
