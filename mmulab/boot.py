@@ -293,9 +293,9 @@ def thread_states(pid: int) -> dict[int, tuple[str, int]] | None:
 
 class StallClock:
     """How long a process has gone on in time it could have used, sampled by `advance`: of each interval between
-    two samples, a thread found runnable (R) at its end counts only as long as it really ran (the rest it waited
-    for a CPU), and an interval ending with a thread blocked in the host kernel (D: a log write to a busy disk)
-    not at all. On a loaded host QEMU waits its turn, and a vCPU that does not run takes no trap and prints
+    two samples, one whose end finds threads runnable (R) counts only as long as the one that ran most really ran
+    (the rest they waited for a CPU), and one ending with a thread blocked in the host kernel (D: a log write to
+    a busy disk) not at all. On a loaded host QEMU waits its turn, and a vCPU that does not run takes no trap and prints
     nothing: that wait says nothing about the guest. A hart parked in wfi leaves QEMU asleep (S), and one spinning
     with interrupts off keeps it running: both count in full. Where /proc does not tell (no schedstat), wall time
     counts."""
@@ -325,9 +325,9 @@ class StallClock:
         if before is not None and after is not None:
             if any(state == "D" for state, _ in after.values()):
                 return self.counted
-            # a thread new since the last sample ran only within this interval
+            # a thread new since the last sample ran only within this interval; one thread that ran is enough
             ran = [(r - before.get(tid, ("", 0))[1]) / 1e9 for tid, (state, r) in after.items() if state == "R"]
-            elapsed = max(0.0, min([elapsed, *ran]))
+            elapsed = max(0.0, min(elapsed, max(ran))) if ran else elapsed
         self.counted += elapsed
         return self.counted
 
