@@ -15,6 +15,7 @@ import selectors
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -36,8 +37,12 @@ from .symbolize import (
 )
 
 PANIC_GRACE_SECONDS = 1.0
+# A case's timeout is counted like the stall below, in time QEMU could have run (a loaded host slows a boot
+# down without hanging it); in wall time a boot never lasts more than this many times its timeout.
+SLOW_HOST_LIMIT = 5
 # A hart whose last trap was a fault and that then takes no trap (not even a timer interrupt) and prints
 # nothing for this long is parked for good: a running kernel takes timer interrupts many times a second.
+# Counted on a StallClock: time QEMU could have run, not wall time (a busy host's wait does not count).
 STALL_SECONDS = 0.5
 TRAP_TAIL_BYTES = 1 << 16  # of a fast-growing trap log, only the end matters
 EXCERPT_BEFORE, EXCERPT_AFTER = 8, 25
@@ -267,23 +272,87 @@ def _from_marker(line: str, marker: str) -> str:
     return line[line.index(marker) :].strip() if marker in line else line.strip()
 
 
+def thread_states(pid: int) -> dict[int, tuple[str, int]] | None:
+    """Each thread of process `pid`: its state letter (R running or runnable, D blocked in the host kernel,
+    S asleep...) and the nanoseconds it has run on a CPU (schedstat's first field, exact where /proc/<pid>/stat's
+    ticks are not). None where /proc does not tell (no such process, a kernel without schedstat)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    states = {}
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            ran = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that just ended, or no schedstat
+        states[int(tid)] = (stat[stat.rindex(")") + 2 :][:1], ran)
+    return states or None
+
+
+class StallClock:
+    """How long a process has gone on in time it could have used, sampled by `advance`: of each interval between
+    two samples, one whose end finds threads runnable (R) counts only as long as the one that ran most really ran
+    (the rest they waited for a CPU), and one ending with a thread blocked in the host kernel (D: a log write to
+    a busy disk) not at all. On a loaded host QEMU waits its turn, and a vCPU that does not run takes no trap and prints
+    nothing: that wait says nothing about the guest. A hart parked in wfi leaves QEMU asleep (S), and one spinning
+    with interrupts off keeps it running: both count in full. Where /proc does not tell (no schedstat), wall time
+    counts."""
+
+    def __init__(
+        self,
+        pid: int | None,
+        clock: Callable[[], float] = time.monotonic,
+        states: Callable[[int], dict[int, tuple[str, int]] | None] = thread_states,
+    ) -> None:
+        self.pid, self.clock, self.states = pid, clock, states
+        self.restart()
+
+    def _sample(self) -> tuple[float, dict[int, tuple[str, int]] | None]:
+        return self.clock(), self.states(self.pid) if self.pid is not None else None
+
+    def restart(self) -> None:
+        """Something happened (a trap, console output): the count starts again now."""
+        self.counted = 0.0
+        self.last = self._sample()
+
+    def advance(self) -> float:
+        """The time so far, in seconds QEMU could have run."""
+        (then, before), (now, after) = self.last, self._sample()
+        self.last = (now, after)
+        elapsed = now - then
+        if before is not None and after is not None:
+            if any(state == "D" for state, _ in after.values()):
+                return self.counted
+            # a thread new since the last sample ran only within this interval; one thread that ran is enough
+            ran = [(r - before.get(tid, ("", 0))[1]) / 1e9 for tid, (state, r) in after.items() if state == "R"]
+            elapsed = max(0.0, min(elapsed, max(ran))) if ran else elapsed
+        self.counted += elapsed
+        return self.counted
+
+
 class TrapWatch:
     """Reads QEMU's trap log while it grows and tells when the hart is certainly stuck.
 
     Stuck means: the same fault `LOOP_REPEATS` times in a row (the handler faults on itself), or a fault
-    followed by `STALL_SECONDS` without any trap or console output (the hart parked with interrupts off)."""
+    followed by `STALL_SECONDS` without any trap or console output (the hart parked with interrupts off),
+    counted by a StallClock on QEMU's process `pid`: a busy host that keeps QEMU off the CPU is not a stall."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, pid: int | None = None, clock: StallClock | None = None) -> None:
         self.path = path
         self.handle = None
         self.partial = b""
         self.recent: list[Trap] = []
-        self.quiet_since = time.monotonic()
+        self.quiet = clock or StallClock(pid)
 
     def console_activity(self) -> None:
-        self.quiet_since = time.monotonic()
+        self.quiet.restart()
 
     def poll(self) -> TrapDiagnosis | None:
+        # the silence is measured before the log is read: what QEMU wrote meanwhile is read below, so a
+        # watcher that was itself kept off the CPU between the two never mistakes a late read for silence
+        silent = self.quiet.advance()
         if self.handle is None:
             try:
                 self.handle = self.path.open("rb")
@@ -291,7 +360,7 @@ class TrapWatch:
                 return None
         data = self.handle.read()
         if data:
-            self.quiet_since = time.monotonic()
+            self.quiet.restart()
             if len(data) > TRAP_TAIL_BYTES:  # a trap storm: only the last lines can prove a loop
                 data, self.partial = data[-TRAP_TAIL_BYTES:].split(b"\n", 1)[-1], b""
             *complete, self.partial = (self.partial + data).split(b"\n")
@@ -299,7 +368,7 @@ class TrapWatch:
                 -LOOP_REPEATS * 4 :
             ]
             return trap_loop(self.recent)
-        if time.monotonic() - self.quiet_since >= STALL_SECONDS:
+        if silent >= STALL_SECONDS:
             return last_fault(self.recent)
         return None
 
@@ -320,10 +389,9 @@ def run_captured(
     log.parent.mkdir(parents=True, exist_ok=True)
     if trap_log is not None:
         trap_log.unlink(missing_ok=True)
-    watch = TrapWatch(trap_log) if trap_log is not None else None
     stuck: TrapDiagnosis | None = None
     started = time.monotonic()
-    deadline = started + case.timeout
+    deadline = started + case.timeout * SLOW_HOST_LIMIT  # wall time: only a host starving QEMU gets this far
     process = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -331,6 +399,8 @@ def run_captured(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    watch = TrapWatch(trap_log, process.pid) if trap_log is not None else None
+    budget = StallClock(process.pid)  # the timeout, counted in time QEMU could have run
     assert process.stdout is not None
     os.set_blocking(process.stdout.fileno(), False)
     selector = selectors.DefaultSelector()
@@ -356,7 +426,7 @@ def run_captured(
 
             while True:
                 now = time.monotonic()
-                if now >= deadline:
+                if now >= deadline or (not stopping and budget.advance() >= case.timeout):
                     timed_out = process.poll() is None
                     break
                 if watch is not None and not stopping and (stuck := watch.poll()) is not None:

@@ -17,7 +17,8 @@ INTERRUPTED = 130
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mmulab", description="mmulab: checks on published releases, boots of images built elsewhere."
+        prog="mmulab",
+        description="mmulab: checks on published releases, boots of images built elsewhere, soaks.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     verify = commands.add_parser(
@@ -66,7 +67,54 @@ def _parser() -> argparse.ArgumentParser:
         "--busybox-config", type=Path, help="busybox's final .config, checked against --busybox-fragment"
     )
     images.add_argument("--busybox-fragment", type=Path, help="the fragment busybox was configured with")
+    soak = commands.add_parser(
+        "soak",
+        help="boot every case (or --demo, --case) many times, optionally on a host loaded on purpose",
+        description="Build what the chosen cases boot (through doit), then boot each of them --rounds times, "
+        "--jobs at a time, through the pipeline's own boot path and verdicts. --load keeps one busy worker per "
+        "core running meanwhile (stopped however the soak ends). Prints each case's pass rate and slowest and "
+        "median time to verdict, writes build/reports/soak.json and keeps each failed boot's console in "
+        "build/soak/. Exit 0 when every boot passed, 1 otherwise.",
+    )
+    soak.add_argument("--demo", action="append", default=[], help="soak this demo's cases (repeatable)")
+    soak.add_argument("--case", action="append", default=[], help="soak this boot case (repeatable)")
+    soak.add_argument("--rounds", type=_positive, default=5, help="boots of each case (default 5)")
+    soak.add_argument("-n", "--jobs", type=_positive, default=2, help="boots at once (default 2)")
+    soak.add_argument("--load", action="store_true", help="load the host: one busy worker process per core")
+    soak.add_argument(
+        "--keep-consoles", action="store_true", help="keep every boot's console in build/soak/ (default: failures')"
+    )
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a whole number >= 1")
+    return value
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from . import soak
+    from .configdata import load_project
+
+    project = load_project()
+    cases = soak.select_cases(project, args.demo, args.case)
+    stats, path = soak.soak(
+        project,
+        cases,
+        args.rounds,
+        args.jobs,
+        args.load,
+        say=lambda line: print(line, flush=True),
+        keep_consoles=args.keep_consoles,
+    )
+    print(soak.table(stats))
+    print(f"mmulab: soak report: {path}")
+    return 0 if all(s.failed == 0 for s in stats) else 1
 
 
 def _boot_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -117,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return verify(release, args.rebuild, tuple(dict.fromkeys(args.accept_source)))
         if args.command == "boot-images":
             return _boot_images(parser, args)
+        if args.command == "soak":
+            return _soak(args)
         parser.error(f"unknown command {args.command!r}")
     except UserError as error:
         sys.stdout.flush()

@@ -105,6 +105,12 @@ int main(void)
 	mount_basics();
 	int nommu = nommu_kernel();
 	say("buddy: %s kernel", nommu ? "NOMMU" : "MMU");
+	if (!nommu) {
+		/* kcompactd compacts a fragmented node on its own every 500 ms (proactive compaction): it would race
+		 * the fragmenting below and the compaction this demo does itself, so it is switched off first. */
+		int error = write_text("/proc/sys/vm/compaction_proactiveness", "0");
+		say("buddy: vm.compaction_proactiveness=0 (no background compaction): %s", error ? strerror(-error) : "set");
+	}
 	show_buddyinfo("buddy", "before");
 	long initial = buddy_blocks(4);
 	if (nommu) {

@@ -1,7 +1,7 @@
 /*
  * Helpers shared by the C demos: printing without stdio buffering surprises (every line goes out with
  * one write(2), so output from parent and child never interleaves mid-line), and powering off, which
- * an init must do instead of returning (PID 1 exiting panics the kernel).
+ * an init must do instead of returning (PID 1 exiting panics the kernel), once the console has sent it all.
  */
 #ifndef MMULAB_H
 #define MMULAB_H
@@ -9,7 +9,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/reboot.h>
+#include <time.h>
 #include <unistd.h>
 
 static inline void say(const char *format, ...)
@@ -26,9 +28,26 @@ static inline void say(const char *format, ...)
 	write(1, line, length);
 }
 
+/*
+ * Wait, at most 2 s, until the console has sent everything written to it. A process's output waits in the tty
+ * layer's buffer, which the UART driver empties by interrupt, on whichever hart takes it: powering off drops
+ * what is left. (A two-hart boot on a busy host lost its last lines, cut mid-line by "reboot: Power down".)
+ */
+static inline void drain_console(void)
+{
+	for (int waited_ms = 0; waited_ms < 2000; waited_ms += 5) {
+		int pending = 0;
+		if (ioctl(1, TIOCOUTQ, &pending) != 0 || pending == 0)
+			return;
+		struct timespec pause = {0, 5 * 1000000L};
+		nanosleep(&pause, NULL);
+	}
+}
+
 static inline void power_off(void)
 {
 	say("powering off");
+	drain_console();
 	sync();
 	reboot(RB_POWER_OFF);
 	say("power-off failed");
