@@ -394,6 +394,30 @@ def fake_publisher(monkeypatch: pytest.MonkeyPatch, files: Callable[[Path], dict
     monkeypatch.setattr(mmulab, "release", module, raising=False)
 
 
+BUILT = ("nommu/Image", "nommu/config", "programs/clone_vm-asm")  # what the stand-in pipeline builds
+
+
+def built_from(tarballs: dict[str, bytes]) -> dict[str, bytes]:
+    """The stand-in pipeline's outputs: a deterministic function of the source tarballs' bytes (the kernel and
+    its config from linux, the program from musl), as a real build's outputs are of its sources."""
+    linux, musl = tarballs["linux"], tarballs["musl"]
+    return {
+        "nommu/Image": b"\x00kernel image\x01" + hashlib.sha512(linux).digest() * 8,
+        "nommu/config": b"CONFIG_MMU=n\n# from " + sha(linux).encode() + b"\n",
+        "programs/clone_vm-asm": b"\x7fELF program linked against " + sha(musl).encode(),
+    }
+
+
+def fake_tarballs(changed: str = "") -> dict[str, bytes]:
+    """The release's source tarballs (write_release's bytes); `changed` names one whose bytes differ."""
+    return {name: f"fake {name} tarball{' (changed)' if name == changed else ''}".encode() for name in SOURCE_FILES}
+
+
+def write_built_release(root: Path, tarballs: dict[str, bytes], built: dict[str, bytes]) -> Path:
+    """A release that ships `tarballs` as its sources and `built` as its outputs, every sum agreeing."""
+    return write_release(root, {**{SOURCE_FILES[n]: data for n, data in tarballs.items()}, **built})
+
+
 def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
     release: Path, scratch: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -402,7 +426,8 @@ def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
     seen: dict[str, object] = {}
 
     def pipeline(env: dict[str, str]) -> int:
-        """Instead of doit all: fetch every source as the pipeline would (offline), then 'build' the outputs."""
+        """Instead of doit all: fetch every source as the pipeline would (offline), then 'build' the outputs
+        from the fetched tarballs' bytes (never from the release's own outputs)."""
         from mmulab.sources import fetch
 
         monkeypatch.setattr(requests, "Session", lambda: pytest.fail("a network fetch was tried"))
@@ -411,18 +436,15 @@ def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
         seen["fetched"] = {name: (f.origin, Path(f.path).name) for name, f in fetched.items()}
         seen["env"] = {k: env[k] for k in ("MMULAB_MIRRORS", "MMULAB_APT_SOURCES", "SOURCE_DATE_EPOCH")}
         build = Path(env["MMULAB_BUILD_DIR"])
-        (build / "nommu").mkdir(parents=True)
-        (build / "nommu" / "Image").write_bytes(IMAGE)
-        for path in ("nommu/config", "programs/clone_vm-asm"):
+        for path, data in built_from({name: Path(f.path).read_bytes() for name, f in fetched.items()}).items():
             (build / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(release / path, build / path)
+            (build / path).write_bytes(data)
         (build / "boots").mkdir()
         (build / "boots" / "clone_vm-asm-nommu.log").write_text("another boot, other timestamps\n")
         return 0
 
     def rebuilt(root: Path) -> dict[str, Path]:
-        names = ["nommu/Image", "nommu/config", "programs/clone_vm-asm", "boots/clone_vm-asm-nommu.log"]
-        files = {name: root / name for name in names}
+        files = {name: root / name for name in [*BUILT, "boots/clone_vm-asm-nommu.log"]}
         files["boots/summary.json"] = root / "nonexistent"  # volatile: never compared
         files["sources/patches/musl/0001-riscv64-add-vfork.patch"] = MUSL_PATCH
         for name, path in SOURCE_FILES.items():
@@ -432,8 +454,10 @@ def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
     fake_publisher(monkeypatch, rebuilt)
     monkeypatch.setattr(verify, "run_pipeline", pipeline)
     monkeypatch.setattr(verify, "compare_facts", lambda manifest, project, layout: [])  # no boots here
-    accept = [arg for name in ("linux", "busybox") for arg in ("--accept-source", name)]
-    code, out, err = run_verify(capsys, str(release), "--rebuild", *accept, "--accept-source", "musl")
+    accept = [arg for name in ("linux", "busybox", "musl") for arg in ("--accept-source", name)]
+    tarballs = fake_tarballs()
+    write_built_release(release, tarballs, built_from(tarballs))
+    code, out, err = run_verify(capsys, str(release), "--rebuild", *accept)
     assert err == []
     assert code == 0, out
     assert seen["env"] == {"MMULAB_MIRRORS": "", "MMULAB_APT_SOURCES": "/nonexistent", "SOURCE_DATE_EPOCH": "0"}
@@ -445,15 +469,30 @@ def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
     used = [line for line in out if line.startswith("mmulab: verify: source ")]
     assert [line.split()[3] for line in used] == ["busybox:", "linux:", "musl:"]
     assert all(line.endswith("NOT pinned here; accepted with --accept-source") for line in used)
+    # 3 built files, the patch and 3 tarballs; the boot log (volatile) and summary.json are not compared.
     assert out[-1] == f"mmulab: verify: {release}: rebuilt bit for bit: 7 files identical"
     assert list(scratch.iterdir()) == []  # the temporary build and download directories are gone
 
-    forged = IMAGE[:-1] + b"X"  # a release whose kernel is not what its sources build, all its sums agreeing
-    write_release(release, extra={"nommu/Image": forged})
-    code, out, _ = run_verify(capsys, str(release), "--rebuild", *accept, "--accept-source", "musl")
+    # A release whose musl tarball is not the one its program was built from, all its sums agreeing: the
+    # rebuild from the shipped tarball links another program, and verify names exactly that file.
+    other = fake_tarballs(changed="musl")
+    write_built_release(release, other, built_from(tarballs))
+    code, out, _ = run_verify(capsys, str(release), "--rebuild", *accept)
+    assert code == 1
+    program = "programs/clone_vm-asm"
+    assert [line for line in out if line.startswith("mismatch:")] == [
+        f"mismatch: {program}: the rebuild made {sha(built_from(other)[program])}, the release has "
+        f"{sha(built_from(tarballs)[program])}"
+    ]
+    assert out[-1] == f"mmulab: verify: {release}: rebuild does not match: 1 problem(s)"
+
+    forged = built_from(tarballs)["nommu/Image"][:-1] + b"X"  # a kernel that its sources do not build
+    write_built_release(release, tarballs, {**built_from(tarballs), "nommu/Image": forged})
+    code, out, _ = run_verify(capsys, str(release), "--rebuild", *accept)
     assert code == 1
     assert [line for line in out if line.startswith("mismatch:")] == [
-        f"mismatch: nommu/Image: the rebuild made {sha(IMAGE)}, the release has {sha(forged)}"
+        f"mismatch: nommu/Image: the rebuild made {sha(built_from(tarballs)['nommu/Image'])}, the release has "
+        f"{sha(forged)}"
     ]
 
 
