@@ -15,6 +15,7 @@ from subprocess import PIPE
 
 import pytest
 from conftest import DOIT, run_doit
+from helpers_pipeline import executed
 
 from mmulab.settings import PROJECT_ROOT
 
@@ -33,11 +34,6 @@ def edited(path: Path, old: str, new: str) -> Iterator[None]:
         yield
     finally:
         path.write_text(original)
-
-
-def executed(output: str) -> list[str]:
-    """Tasks doit ran (".  name"), as opposed to skipped as up to date ("-- name")."""
-    return [line[3:].strip() for line in output.splitlines() if line.startswith(".  ")]
 
 
 MARKERS = [
