@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from benchlib import ROOT, report
@@ -123,25 +125,29 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the copy (to `mutmut show` a survivor)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mmulab-bench-mutation-"))
-    results: dict[str, object] = {}
+    results: dict[str, dict[str, object]] = {}
     try:
         copy_checkout(work)
         for module in args.module or list(MODULES):
-            results[module] = found = score(module, work, args.max_children)
+            found = score(module, work, args.max_children)
+            results[module] = found | {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             print(f"{module}: {found['score']} ({found['killed']} of {found['mutants']} killed)", flush=True)
     finally:
         if args.keep:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    results["tool"] = f"mutmut {_mutmut_version()}, fast tests only (-m 'not slow')"
-    report({f"{m}_score": r["score"] for m, r in results.items() if isinstance(r, dict)} | results, {}, args.out)
+    # A run of some modules keeps the others' last results (each module's entry has its own date).
+    earlier = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    modules = {m: earlier[m] for m in MODULES if isinstance(earlier.get(m), dict) and m not in results} | results
+    scores = {f"{m}_score": modules[m]["score"] for m in MODULES if m in modules}
+    report(scores | {m: modules[m] for m in MODULES if m in modules} | {"tool": _tool()}, {}, args.out)
 
 
-def _mutmut_version() -> str:
+def _tool() -> str:
     from importlib.metadata import version
 
-    return version("mutmut")
+    return f"mutmut {version('mutmut')}, fast tests only (-m 'not slow')"
 
 
 if __name__ == "__main__":
