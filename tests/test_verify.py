@@ -576,3 +576,115 @@ def test_published_release_rebuilds_bit_for_bit_elsewhere(session_build: Path, t
     assert rebuild.returncode == 0, "\n".join([*lines, "--- stderr (end) ---", *rebuild.stderr.splitlines()[-15:]])
     assert "rebuilt bit for bit" in lines[-1]
     assert sum(line.startswith("mmulab: verify: source ") for line in lines) == 3
+
+
+# --- assertions that kill surviving mutants of verify's checks (bench/bench_mutation.py) ---
+
+
+def scanned(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> str:
+    """What verify's per-archive rules say of these members, in order and then as a whole: '' when accepted."""
+    scan = verify._Scan("a.tar.xz")
+    try:
+        for info, data in members:
+            info.size = len(data) if data is not None else 0
+            scan.check(info)
+        scan.finish()
+    except verify.UserError as refused:
+        return str(refused).removeprefix("a.tar.xz: ").removesuffix("; nothing was written")
+    return ""
+
+
+SCAN_REASONS = {
+    "absolute": "refusing archive member '/tmp/mmulab-verify-owned': it escapes the release (absolute or `..` path)",
+    "dotdot": "refusing archive member 'r1/../../owned': it escapes the release (absolute or `..` path)",
+    "symlink-out": "refusing archive member 'r1/link': its symlink to '../../outside' points out of the release",
+    "symlink-absolute": "refusing archive member 'r1/link': its symlink to '/etc' points out of the release",
+    "symlink-through-symlink": (
+        "refusing archive member 'r1/up': its target 'here/../..' goes through the symlink 'r1/here'"
+    ),
+    "behind-symlink": "refusing archive member 'r1/d/file': it lies behind the symlink 'r1/d'",
+    "hardlink-out": "refusing archive member 'r1/hard': its hard link to '../etc/passwd' points out of the release",
+    "hardlink-absolute": (
+        "refusing archive member 'r1/hard': its hard link to '/etc/passwd' points out of the release"
+    ),
+    "device": ("refusing archive member 'r1/null': a device node, fifo or other special file (a release holds files)"),
+    "fifo": "refusing archive member 'r1/pipe': a device node, fifo or other special file (a release holds files)",
+    "bomb": "refusing archive: its members hold more than 1048576 bytes (a decompression bomb?)",
+    "many-members": "refusing archive: more than 50 members",
+}
+
+
+@pytest.mark.parametrize("kind", list(SCAN_REASONS))
+def test_each_hostile_member_is_refused_for_its_own_reason(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verify, "MAX_TOTAL_BYTES", 1 << 20)
+    monkeypatch.setattr(verify, "MAX_MEMBERS", 50)
+    assert scanned([(member("r1/ok"), b"fine"), *HOSTILE[kind]()]) == SCAN_REASONS[kind]
+
+
+def test_what_a_release_archive_may_hold_and_the_limits_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    inside = [
+        (member("r1", tarfile.DIRTYPE), None),
+        (member("./r1/sub/", tarfile.DIRTYPE), None),
+        (member("r1/sub/file"), b"data"),
+        (member("r1/same", tarfile.LNKTYPE, "r1/sub/file"), None),
+        (member("r1/up", tarfile.SYMTYPE, "sub/../sub/file"), None),
+        (member("r1/sub/back", tarfile.SYMTYPE, "../same"), None),
+    ]
+    assert scanned(inside) == ""
+    assert scanned([(member("r1/a"), b"x"), (member("./r1/a"), b"y")]) == (
+        "refusing archive member './r1/a': it appears twice"
+    )
+    assert scanned([(member("r1/hard", tarfile.LNKTYPE, "r1/later"), None), (member("r1/later"), b"x")]) == (
+        "refusing archive member 'r1/hard': its hard link to 'r1/later' is not to a file before it"
+    )
+    assert scanned([(member("r1/dir", tarfile.DIRTYPE), None), (member("r1/h", tarfile.LNKTYPE, "r1/dir"), None)]) == (
+        "refusing archive member 'r1/h': its hard link to 'r1/dir' is not to a file before it"
+    )
+    assert scanned([(member("."), b"x")]) == "refusing archive member '.': a file without a name"
+    assert scanned([(member(".", tarfile.DIRTYPE), None)]) == ""
+    monkeypatch.setattr(verify, "MAX_MEMBERS", 2)
+    assert scanned([(member("a"), b""), (member("b"), b"")]) == ""  # exactly the limit is allowed
+    assert scanned([(member(n), b"") for n in "abc"]) == "refusing archive: more than 2 members"
+    monkeypatch.setattr(verify, "MAX_TOTAL_BYTES", 4)
+    assert scanned([(member("a"), b"12"), (member("b"), b"34")]) == ""
+    assert scanned([(member("a"), b"12"), (member("b"), b"345")]).startswith("refusing archive: its members hold")
+
+
+def test_the_rebuilt_files_are_compared_one_by_one(tmp_path: Path) -> None:
+    def files(folder: str, contents: dict[str, bytes]) -> dict[str, Path]:
+        for name, data in contents.items():
+            (tmp_path / folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / folder / name).write_bytes(data)
+        return {name: tmp_path / folder / name for name in contents}
+
+    released = files(
+        "release", {"a": b"same", "b": b"1234", "c": b"only here", "boots/x.log": b"one", "SHA256SUMS": b"s"}
+    )
+    rebuilt = files("rebuild", {"a": b"same", "b": b"1235", "d": b"only rebuilt", "boots/x.log": b"two"})
+    rebuilt["e"] = tmp_path / "rebuild" / "never made"
+    released["e"] = released["a"]
+    lines = [problem.line() for problem in verify.compare_rebuilt(released, rebuilt, ("boots/",))]
+    assert lines == [
+        f"mismatch: b: the rebuild made {sha(b'1235')}, the release has {sha(b'1234')}",
+        "unexpected: c: the rebuild does not make it",
+        "missing: d: the rebuild makes it, the release lacks it",
+        f"mismatch: e: the rebuild made nothing, the release has {sha(b'same')}",
+    ]
+    longer = files("longer", {"a": b"same and more"})
+    assert [p.line() for p in verify.compare_rebuilt({"a": released["a"]}, longer, ())] == [
+        f"mismatch: a: the rebuild made {sha(b'same and more')}, the release has {sha(b'same')}"
+    ]
+    assert verify.compare_rebuilt({"a": released["a"]}, {"a": rebuilt["a"]}, ()) == []
+
+
+def test_patches_the_release_has_and_the_checkout_does_not_or_in_another_order() -> None:
+    project = load_project(Settings.from_environment({}))
+    patch = {"name": MUSL_PATCH.name, "file": "sources/patches/musl/0001-riscv64-add-vfork.patch"}
+    good = {"name": "musl", "patches": [patch | {"sha256": sha(MUSL_PATCH.read_bytes())}]}
+    assert verify.check_patches({"sources": [good, "not a source", {"name": "gcc", "patches": []}]}, project) == []
+    extra = {"name": "0002-more.patch", "file": "sources/patches/musl/0002-more.patch", "sha256": "1" * 64}
+    first = {**good, "patches": [extra, *good["patches"]]}
+    assert [p.line() for p in verify.check_patches({"sources": [first]}, project)] == [
+        "unexpected: sources/patches/musl/0002-more.patch: this checkout does not patch musl with it",
+        "mismatch: manifest.json: source musl: patches in another order",
+    ]
