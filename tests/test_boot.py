@@ -404,3 +404,32 @@ def test_the_trap_watch_keeps_only_the_end_of_a_storm(tmp_path: Path) -> None:
     assert found is not None and found.trap.cause == 12
     assert len(watch.recent) == symbolize.LOOP_REPEATS * 4 and watch.partial == b""
     watch.close()
+
+
+def test_verdict_fields_of_an_unrun_case_and_of_notes(case: BootCase) -> None:
+    unrun = boot.Verdict.not_run(case)
+    assert (unrun.case, unrun.demo, unrun.build, unrun.variant, unrun.qemu, unrun.expected) == (
+        case.name,
+        case.demo,
+        case.build,
+        case.variant,
+        case.qemu_options,
+        case.expect,
+    )
+    assert (unrun.passed, unrun.log, unrun.excerpt) == (False, "", "")
+    named = boot.Verdict.not_run("x")
+    assert (named.case, named.demo, named.build, named.variant, named.qemu, named.expected) == ("x", "", "", "", "", "")
+    assert named.passed is False
+    noted = replace(boot.judge(case, recorded(case.name), False, 0, 1), notes=("one\ntwo", "three"))
+    assert noted.passed and noted.build == case.build and noted.log == ""
+    assert noted.summary().endswith("\n  one\n  two\n  three")
+    assert noted.to_dict()["notes"] == ["one\ntwo", "three"] and noted.to_dict()["observed"] == "pass"
+    assert noted.summary().split("\n")[0].endswith(" s)")  # a pass without a reason says none
+
+
+def test_the_excerpt_of_a_panic_is_around_the_panic(case: BootCase) -> None:
+    console = [f"line {i}" for i in range(100)]
+    console[60] = "[ 2.0] Kernel panic - not syncing: here"
+    verdict = boot.judge(replace(case, must=("line 0",), must_not=()), console, False, 0, 1)
+    assert verdict.observed == "panic"
+    assert verdict.excerpt.splitlines()[boot.EXCERPT_BEFORE] == f"  | {console[60]}"
