@@ -255,3 +255,29 @@ def test_descriptions_say_only_what_is_known() -> None:
         "stuck after a fault at 0x80001000 (interrupt 5: supervisor timer): no trap, interrupt or output since"
     )
     assert symbolize.cause_name(99) == "cause 99: unknown" and symbolize.cause_name(99, True) == "interrupt 99: unknown"
+
+
+def test_an_oops_with_only_a_register_line_and_two_oopses_in_a_row() -> None:
+    """The register dump's `epc : X ra : Y` line alone names epc and ra; the status line's hex cause; a frame
+    printed without a name; a second oops after a trace is a second fault; the first task line counts."""
+    table = SymbolTable.parse((RECORDED / "nommu-plain.System.map").read_text())
+    console = [
+        "[    0.1] Unable to handle kernel access to user memory   ",
+        "[    0.1] CPU: 0 PID: 1 Comm: init Not tainted 6.12",
+        "[    0.1] CPU: 0 PID: 2 Comm: other Not tainted 6.12",
+        "[    0.1]  epc : 0000000080185a14 ra : 00000000800f88ee sp : 000000008042fc60",
+        "[    0.1] status: 0000000200000120 badaddr: 00000000000000ff cause: 000000000000000d",
+        "[    0.1] [<000000008008c718>]",
+        "[    0.2] Oops - second [#2]",
+        "[    0.2] [<000000008008c718>] vfs_write+0xe4/0x124",
+    ]
+    first, second = symbolize.kernel_faults(console, table)
+    assert first.headline == "Unable to handle kernel access to user memory" and first.task == "init[1]"
+    assert (first.epc, first.ra) == ("memcpy+0xd4/0xf8 (0x80185a14)", "_copy_from_iter+0x6c/0x368 (0x800f88ee)")
+    assert (first.cause, first.badaddr) == (13, 0xFF)
+    assert first.trace == ("vfs_write+0xe4/0x124 (0x8008c718)",)
+    assert (second.headline, second.trace, second.epc) == ("Oops - second [#2]", ("vfs_write+0xe4/0x124",), "")
+    panicked = symbolize.kernel_faults(["Oops - x", "Kernel panic - not syncing: y ---[ end Kernel panic - z"], None)
+    assert panicked[0].panic == "Kernel panic - not syncing: y ---[ end Kernel panic - z"
+    # "Unable to handle..." then "Oops [#1]": one fault, until its registers or trace have been read
+    assert [fault.headline for fault in symbolize.kernel_faults(["Oops - a", "Oops - b"], None)] == ["Oops - a"]
