@@ -283,3 +283,156 @@ def test_trap_log_option_is_in_the_qemu_command(tmp_path: Path) -> None:
     command = boot.qemu_command(PROJECT.toolchain, variant, Path("I"), Path("R"), hang_case, False, tmp_path / "t")
     assert command[-4:] == ["-d", "int", "-D", str(tmp_path / "t")]
     assert "-d" not in boot.qemu_command(PROJECT.toolchain, variant, Path("I"), Path("R"), hang_case, False)
+
+
+# --- assertions that kill surviving mutants of the judge (bench/bench_mutation.py) ---
+
+
+def test_every_outcome_is_judged_with_its_exact_reason(case: BootCase) -> None:
+    """One small console per outcome, each verdict compared field by field."""
+    small = replace(case, must=("start", "done"), must_not=("Oops",), timeout=3, expect="pass")
+    log = Path("/logs/x.log")
+
+    def judged(console: list[str], timed_out: bool = False, code: int | None = 0, expect: str = "pass"):
+        return boot.judge(replace(small, expect=expect), console, timed_out, code, 1.234, log)
+
+    ok = judged(["start", "done"])
+    assert (ok.observed, ok.passed, ok.reason, ok.excerpt, ok.missing) == ("pass", True, "", "", ())
+    assert (ok.seconds, ok.log, ok.expected, ok.case, ok.notes) == (1.23, "/logs/x.log", "pass", case.name, ())
+    assert ok.to_dict()["observed"] == "pass" and ok.to_dict()["missing"] == []
+    assert judged(["start", "done"], code=None).passed  # no exit code (killed after power-off) is not an error
+    error = judged(["start", "done"], code=3)
+    assert (error.observed, error.passed, error.reason) == ("qemu-error", False, "QEMU exited with code 3")
+    short = judged(["start"], code=1)
+    assert (short.observed, short.missing) == ("incomplete", ("done",))
+    assert short.reason == "QEMU exited (code 1) without printing 'done'"
+    backwards = judged(["done", "start"])
+    assert (backwards.observed, backwards.missing) == ("incomplete", ("done",))  # markers in order only
+    hung = judged(["start"], timed_out=True, code=None)
+    assert (hung.observed, hung.reason) == ("hang", "no power-off within 3 s; never saw 'done'")
+    silent_hang = judged(["start", "done"], timed_out=True, code=None)
+    assert (silent_hang.observed, silent_hang.reason) == ("hang", "no power-off within 3 s")
+    bad = judged(["start", "  Oops here  ", "done"])
+    assert (bad.observed, bad.reason) == ("forbidden-line", "console printed 'Oops here'")
+    panic = judged(["start", "[ 1.0] Kernel panic - not syncing: boom  ", "done"])
+    assert (panic.observed, panic.reason) == ("panic", "the kernel panicked: 'Kernel panic - not syncing: boom'")
+    expected_hang = judged(["start", "done"], timed_out=True, code=None, expect="hang")
+    assert (expected_hang.passed, expected_hang.reason) == (True, "hung as expected: no power-off within 3 s")
+    finished = judged(["start", "done"], expect="hang")
+    assert (finished.passed, finished.reason) == (False, "expected the boot to hang, but it finished")
+    no_panic = judged(["start", "done"], expect="panic")
+    assert (no_panic.passed, no_panic.reason) == (False, "expected a kernel panic, but the boot finished")
+    unfinished = judged(["start"], timed_out=True, code=None, expect="hang")
+    assert (unfinished.passed, unfinished.reason) == (False, "hung as expected but never printed 'done'")
+    assert judged(["start", "done"], code=0).seconds == 1.23
+
+
+def test_the_excerpt_is_the_console_around_the_failure(case: BootCase) -> None:
+    small = replace(case, must=("start", "done"), must_not=("Oops",), expect="pass")
+    console = [f"line {i}" for i in range(100)]
+    at_end = boot.judge(small, console, False, 0, 1).excerpt.splitlines()
+    assert at_end == [f"  | line {i}" for i in range(100 - boot.EXCERPT_AFTER, 100)]
+    console[50] = "Oops: here"
+    around = boot.judge(small, console, False, 0, 1).excerpt.splitlines()
+    first = 50 - boot.EXCERPT_BEFORE
+    assert around == [f"  | {console[i]}" for i in range(first, first + boot.EXCERPT_BEFORE + boot.EXCERPT_AFTER)]
+    console[2] = "Oops: early"
+    early = boot.judge(small, console, False, 0, 1).excerpt.splitlines()
+    assert early[0] == "  | line 0" and len(early) == 2 + boot.EXCERPT_AFTER  # from the top, as far after
+    assert boot.judge(small, ["a", "b"], False, 0, 1).excerpt == "  | a\n  | b"
+
+
+def test_a_failed_hang_notes_what_the_trap_log_proved(case: BootCase) -> None:
+    stuck = symbolize.TrapDiagnosis("loop", symbolize.Trap(0, False, 12, 0x80001000, 0x80001000), 8)
+    hang_case = replace(case, must=("start", "done"), expect="hang")
+    missing = boot.judge(hang_case, ["start"], False, None, 1, stuck=stuck)
+    assert (missing.observed, missing.passed) == ("hang", False)
+    assert missing.notes == (f"trap log: {stuck.describe()}",)
+    assert missing.reason == "hung as expected but never printed 'done'"
+    proven = boot.judge(hang_case, ["start", "done"], False, None, 1, stuck=stuck)
+    assert proven.passed and proven.notes == () and proven.reason == f"hung as expected: {stuck.describe()}"
+    passing = replace(case, must=("start",), expect="pass")
+    wrong = boot.judge(passing, ["start"], False, 0, 1, stuck=stuck)
+    assert (wrong.observed, wrong.reason) == ("hang", stuck.describe())
+
+
+def test_verdicts_read_back_and_summarize(case: BootCase, tmp_path: Path) -> None:
+    small = replace(case, must=("start", "done"), expect="pass")
+    verdict = boot.judge(small, ["start"], False, 0, 2.5, tmp_path / "c.log")
+    verdict.write(tmp_path / "v.json")
+    again = boot.Verdict.read(tmp_path / "v.json")
+    assert again == verdict and again.observed is boot.Outcome.INCOMPLETE
+    assert verdict.summary() == (
+        f"boot {case.name}: FAIL (expected pass, observed incomplete, 2.5 s): QEMU exited (code 0) without "
+        f"printing 'done'\nconsole log: {tmp_path / 'c.log'}\n  | start"
+    )
+    assert verdict.facts() == {
+        "case": case.name,
+        "demo": case.demo,
+        "variant": case.variant,
+        "qemu": case.qemu_options,
+        "expected": "pass",
+        "observed": "incomplete",
+        "passed": False,
+    }
+    not_run = boot.Verdict.not_run(small)
+    assert (not_run.observed, not_run.passed, not_run.seconds) == ("not-run", False, None)
+    assert not_run.reason == "not run: a task it depends on failed" and not_run.variant == case.variant
+    bare = boot.Verdict.not_run("x", "why")
+    assert bare.summary() == "boot x: FAIL (expected , observed not-run, 0.0 s): why\nconsole log: "
+
+
+def test_the_trap_watch_reads_whole_lines_as_they_come(tmp_path: Path) -> None:
+    log = tmp_path / "traps"
+    watch = boot.TrapWatch(log)
+    assert watch.poll() is None  # no log yet
+    line = TRAP_LINE.format(a=0, c=12, pc=0x80001094) + "\n"
+    log.write_text(line * (symbolize.LOOP_REPEATS - 1) + line[:30])  # the last line cut in the middle
+    assert watch.poll() is None and len(watch.recent) == symbolize.LOOP_REPEATS - 1
+    with log.open("a") as handle:
+        handle.write(line[30:])
+    loop = watch.poll()
+    assert loop is not None and loop.kind == "loop" and loop.repeats == symbolize.LOOP_REPEATS
+    assert loop.trap == symbolize.Trap(0, False, 12, 0x80001094, 0x80001094)
+    watch.close()
+
+
+def test_the_trap_watch_keeps_only_the_end_of_a_storm(tmp_path: Path) -> None:
+    log = tmp_path / "traps"
+    other = TRAP_LINE.format(a=0, c=13, pc=0x80002000) + "\n"
+    loop = TRAP_LINE.format(a=0, c=12, pc=0x80001094) + "\n"
+    log.write_text(other * (boot.TRAP_TAIL_BYTES // len(other) + 10) + loop * symbolize.LOOP_REPEATS)
+    watch = boot.TrapWatch(log)
+    found = watch.poll()
+    assert found is not None and found.trap.cause == 12
+    assert len(watch.recent) == symbolize.LOOP_REPEATS * 4 and watch.partial == b""
+    watch.close()
+
+
+def test_verdict_fields_of_an_unrun_case_and_of_notes(case: BootCase) -> None:
+    unrun = boot.Verdict.not_run(case)
+    assert (unrun.case, unrun.demo, unrun.build, unrun.variant, unrun.qemu, unrun.expected) == (
+        case.name,
+        case.demo,
+        case.build,
+        case.variant,
+        case.qemu_options,
+        case.expect,
+    )
+    assert (unrun.passed, unrun.log, unrun.excerpt) == (False, "", "")
+    named = boot.Verdict.not_run("x")
+    assert (named.case, named.demo, named.build, named.variant, named.qemu, named.expected) == ("x", "", "", "", "", "")
+    assert named.passed is False
+    noted = replace(boot.judge(case, recorded(case.name), False, 0, 1), notes=("one\ntwo", "three"))
+    assert noted.passed and noted.build == case.build and noted.log == ""
+    assert noted.summary().endswith("\n  one\n  two\n  three")
+    assert noted.to_dict()["notes"] == ["one\ntwo", "three"] and noted.to_dict()["observed"] == "pass"
+    assert noted.summary().split("\n")[0].endswith(" s)")  # a pass without a reason says none
+
+
+def test_the_excerpt_of_a_panic_is_around_the_panic(case: BootCase) -> None:
+    console = [f"line {i}" for i in range(100)]
+    console[60] = "[ 2.0] Kernel panic - not syncing: here"
+    verdict = boot.judge(replace(case, must=("line 0",), must_not=()), console, False, 0, 1)
+    assert verdict.observed == "panic"
+    assert verdict.excerpt.splitlines()[boot.EXCERPT_BEFORE] == f"  | {console[60]}"

@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from conftest import DOIT, LazyProject, make_project, missing, run_doit
+from conftest import DOIT, LazyProject, make_project, run_doit
 
 from mmulab import busybox, kconfig, kconfig_tree, sources, toolchain
 from mmulab.errors import UserError
-from mmulab.fsutil import sha256_of
 from mmulab.kconfig_tree import KconfigSource, KconfigTree
+from mmulab.paths import Layout
 from mmulab.settings import PROJECT_ROOT
 
 PROJECT = LazyProject()
@@ -66,16 +66,6 @@ APPLET_LINE = re.compile(r"^IF_([A-Z0-9_]+)\(\s*APPLET[A-Z_]*\(([^,]+),", re.M)
 README_LEFT_OUT = "#### Left out on NOMMU"
 
 
-def _cached_busybox_tarball() -> Path | None:
-    """The pinned busybox tarball in the download cache, if it is there and its sha256 matches the pin."""
-    source = PROJECT.sources["busybox"]
-    for origin in source.origins:
-        tarball = PROJECT.settings.download_dir / "busybox" / origin.filename
-        if tarball.is_file() and sha256_of(tarball) == source.sha256:
-            return tarball
-    return None
-
-
 @dataclass(frozen=True)
 class BusyboxKconfig:
     """busybox's own Kconfig tree and its applet table (symbol -> applet names), generated from its sources."""
@@ -85,21 +75,11 @@ class BusyboxKconfig:
 
 
 @pytest.fixture(scope="module")
-def busybox_kconfig(tmp_path_factory: pytest.TempPathFactory) -> BusyboxKconfig:
-    """The real busybox tree: the extracted one in the build directory, else the pinned tarball from the
-    download cache; the test is skipped (saying how to get it) when neither is there."""
+def busybox_kconfig(tmp_path_factory: pytest.TempPathFactory, busybox_tree: Path) -> BusyboxKconfig:
+    """The real busybox tree, fetched (sha256-checked against the pin) and extracted by the pipeline into the
+    session's build directory, never a tree that happens to lie in the caller's build/."""
     work = tmp_path_factory.mktemp("busybox-kconfig")
-    source = PROJECT.settings.build_dir / "src" / "busybox"
-    if not (source / "scripts" / "gen_build_files.sh").is_file():
-        tarball = _cached_busybox_tarball()
-        if tarball is None:
-            missing(
-                "the busybox source",
-                f"neither {source} nor the pinned tarball in {PROJECT.settings.download_dir / 'busybox'}; "
-                "run `doit extract:busybox`",
-            )
-        source = work / "src"
-        sources.extract(tarball, source)
+    source = busybox_tree
     objdir = work / "obj"
     objdir.mkdir()
     subprocess.run(
@@ -177,9 +157,14 @@ def test_readme_lists_what_nommu_leaves_out_and_why(busybox_kconfig: BusyboxKcon
 
 @pytest.fixture(scope="module")
 def busybox_tree(session_build: Path) -> Path:
+    """The pinned busybox source as the pipeline extracts it: its extraction record names the pinned sha256."""
     result = run_doit(["extract:busybox"], {"MMULAB_BUILD_DIR": str(session_build)})
-    assert result.returncode == 0, result.stderr
-    return session_build / "src" / "busybox"
+    assert result.returncode == 0, result.stdout + result.stderr
+    layout = Layout(session_build)
+    record = sources.Extracted.read(layout.extracted("busybox"))
+    assert record.sha256 == PROJECT.sources["busybox"].sha256, record
+    assert Path(record.tree) == layout.tree("busybox")
+    return Path(record.tree)
 
 
 @pytest.mark.slow

@@ -351,3 +351,44 @@ def test_real_tree_explains_list_kunit_test_and_other_architectures(tmp_path: Pa
     )
     values = kconfig.parse_config(text)
     assert values["LIST_KUNIT_TEST"] == "y" and values["KUNIT"] == "y" and values["MMU"] == "n"
+
+
+# --- assertions that kill surviving mutants of the pure helpers (bench/bench_mutation.py) ---
+
+
+def test_comments_end_a_line_except_inside_quotes_and_macros() -> None:
+    strip = kconfig_tree._strip_comment
+    assert strip("config FOO") == "config FOO"
+    assert strip("default y   # a comment") == "default y"
+    assert strip('prompt "a # in quotes" # comment') == 'prompt "a # in quotes"'
+    assert strip("prompt 'it''s # here' # c") == "prompt 'it''s # here'"
+    assert strip("depends on $(success,echo '#' x) # c") == "depends on $(success,echo '#' x)"
+    assert strip("(A) # c") == "(A)" and strip("# only") == ""
+
+
+def test_tokens_keep_nested_macros_and_quoted_strings_whole() -> None:
+    assert kconfig_tree._tokens("$(f,$(g,1),2) && !X") == ["$(f,$(g,1),2)", "&&", "!", "X"]
+    assert kconfig_tree._tokens("A || $(open") == ["A", "||", "$(open"]
+    assert kconfig_tree._tokens("S = \"a b\" && T != 'c'") == ["S", "=", '"a b"', "&&", "T", "!=", "'c'"]
+    assert kconfig_tree.symbols('$(f,X) && (B || A) && y && 12 && "q"') == ["A", "B"]
+
+
+def test_srcarch_maps_the_kernels_arch_aliases() -> None:
+    assert [kconfig_tree.srcarch(a) for a in ("i386", "x86_64", "sparc32", "sparc64", "parisc64", "riscv")] == [
+        "x86",
+        "x86",
+        "sparc",
+        "sparc",
+        "parisc",
+        "riscv",
+    ]
+
+
+def test_evaluate_values_constants_and_strings_exactly() -> None:
+    evaluate = kconfig_tree.evaluate
+    assert evaluate("n", {}) == 0 and evaluate("m", {}) == 1 and evaluate("y", {"y": "n"}) == 2
+    assert evaluate("UNSET", {}) == 0 and evaluate("!UNSET", {}) == 2
+    assert evaluate('S = "x"', {"S": '"x"'}) == 2 and evaluate("S = 'x'", {"S": '"x"'}) == 2
+    assert evaluate('S = ""', {"S": '""'}) == 2 and evaluate('S = "x"', {"S": '"y"'}) == 0
+    assert evaluate("N = 12", {"N": "12"}) == 2 and evaluate("12 = N", {"N": "0xc"}) == 2
+    assert evaluate("N", {"N": "12"}) == 0  # a number is not y

@@ -178,3 +178,106 @@ def test_trap_lines_parse_and_others_are_ignored() -> None:
     assert symbolize.parse_traps(text) == [Trap(0, True, 5, 0x80002A10, 0)]
     assert symbolize.cause_name(5, True) == "interrupt 5: supervisor timer"
     assert symbolize.cause_name(13) == "cause 13: load page fault"
+
+
+# --- assertions that kill surviving mutants (bench/bench_mutation.py): each computes inside the test, since
+# what the module computes at import (NOMMU_MAP, MMU_MAP) runs before mutmut switches a mutant on ---
+
+
+def test_a_system_map_parsed_in_the_test_resolves_like_the_kernel() -> None:
+    table = SymbolTable.parse((RECORDED / "nommu-plain.System.map").read_text())
+    assert table == NOMMU_MAP
+    assert table.resolve(0x8008C718) == "vfs_write+0xe4/0x124"
+    assert table.resolve(0x80185A14) == "memcpy+0xd4/0xf8"
+
+
+def test_system_map_ranks_and_bounds() -> None:
+    """A global text symbol beats a local one and an `__` alias at one address; absolute (a/A), undefined (U),
+    debugging (N) and weak-object (w) symbols and malformed lines are skipped; _end bounds the image."""
+    table = SymbolTable.parse(
+        "0000000080000000 t local_start\n"
+        "0000000080000000 T _start\n"
+        "0000000080000000 T __start_alias\n"
+        "0000000080000010 d some_data\n"
+        "0000000080000010 t __hidden\n"
+        "0000000080000020 A absolute\n"
+        "0000000080000030 U undefined\n"
+        "0000000080000040 N debug\n"
+        "0000000080000050 w weak\n"
+        "zz000000 T not_hex\n"
+        "0000000080000060 T too many fields\n"
+        "0000000080000080 B _end\n"
+        "0000000080000090 B after_end\n"
+    )
+    assert table.names == ("_start", "some_data", "_end", "after_end")
+    assert table.end == 0x80000080
+    assert table.resolve(0x80000004) == "_start+0x4/0x10"
+    assert table.resolve(0x80000010) == "some_data+0x0/0x70"
+    assert table.resolve(0x7FFFFFFF) is None and table.resolve(0x80000080) is None
+    last = SymbolTable.parse("0000000080000000 T only\n0000000080000008 T last\n")
+    assert last.end == 0x80000008 and last.resolve(0x80000004) == "only+0x4/0x8"
+    assert SymbolTable.parse("").resolve(0x80000000) is None
+
+
+def test_annotate_names_bare_kernel_addresses_only() -> None:
+    table = SymbolTable.parse((RECORDED / "nommu-plain.System.map").read_text())
+    frame = "[    0.788456] [<0000000080185a14>] 0x0000000080185a14"
+    assert symbolize.annotate(frame, table) == f"{frame}  <- memcpy+0xd4/0xf8"
+    assert symbolize.annotate(frame, None) == frame
+    named = "[    0.788456] [<0000000080185a14>] __memcpy+0xd4/0xf8"
+    assert symbolize.annotate(named, table) == named  # KALLSYMS printed the name already
+    epc = "[    0.788203] epc : 0x0000000080185a14"
+    assert symbolize.annotate(epc, table) == f"{epc}  <- memcpy+0xd4/0xf8"
+    regs = "[    0.788261] epc : 0000000080185a14 ra : 00000000800f88ee sp : 000000008042fc60"
+    assert symbolize.annotate(regs, table) == f"{regs}  <- epc memcpy+0xd4/0xf8, ra _copy_from_iter+0x6c/0x368"
+    outside = "[    0.7] [<0000000000001000>] 0x0000000000001000"
+    assert symbolize.annotate(outside, table) == outside
+    assert symbolize.annotate("[    0.7] epc : 0x0000000000001000 ra : 0000000000001000", table).endswith("1000")
+    assert symbolize.annotate("mmulab: a plain line", table) == "mmulab: a plain line"
+
+
+def test_descriptions_say_only_what_is_known() -> None:
+    bare = symbolize.KernelFault("Kernel panic - not syncing: x", panic="Kernel panic - not syncing: x")
+    assert bare.describe() == "kernel: Kernel panic - not syncing: x"  # no task, no registers, panic not repeated
+    full = symbolize.KernelFault("Oops", "init[1]", "a+0x1/0x2", "b+0x3/0x4", 13, 0, ("f", "g"), "then this")
+    assert full.describe().splitlines() == [
+        "kernel: Oops (in init[1])",
+        "  epc a+0x1/0x2",
+        "  ra  b+0x3/0x4",
+        "  cause 13: load page fault, badaddr 0x0",
+        "  call trace: f <- g",
+        "  then: then this",
+    ]
+    loop = symbolize.TrapDiagnosis("loop", Trap(0, False, 13, 0x80001000, 0x10), 9)
+    assert loop.describe() == "trap loop at 0x80001000 (cause 13: load page fault, tval 0x10; 9 times in a row)"
+    quiet = symbolize.TrapDiagnosis("stall", Trap(0, True, 5, 0x80001000, 0))
+    assert quiet.describe() == (
+        "stuck after a fault at 0x80001000 (interrupt 5: supervisor timer): no trap, interrupt or output since"
+    )
+    assert symbolize.cause_name(99) == "cause 99: unknown" and symbolize.cause_name(99, True) == "interrupt 99: unknown"
+
+
+def test_an_oops_with_only_a_register_line_and_two_oopses_in_a_row() -> None:
+    """The register dump's `epc : X ra : Y` line alone names epc and ra; the status line's hex cause; a frame
+    printed without a name; a second oops after a trace is a second fault; the first task line counts."""
+    table = SymbolTable.parse((RECORDED / "nommu-plain.System.map").read_text())
+    console = [
+        "[    0.1] Unable to handle kernel access to user memory   ",
+        "[    0.1] CPU: 0 PID: 1 Comm: init Not tainted 6.12",
+        "[    0.1] CPU: 0 PID: 2 Comm: other Not tainted 6.12",
+        "[    0.1]  epc : 0000000080185a14 ra : 00000000800f88ee sp : 000000008042fc60",
+        "[    0.1] status: 0000000200000120 badaddr: 00000000000000ff cause: 000000000000000d",
+        "[    0.1] [<000000008008c718>]",
+        "[    0.2] Oops - second [#2]",
+        "[    0.2] [<000000008008c718>] vfs_write+0xe4/0x124",
+    ]
+    first, second = symbolize.kernel_faults(console, table)
+    assert first.headline == "Unable to handle kernel access to user memory" and first.task == "init[1]"
+    assert (first.epc, first.ra) == ("memcpy+0xd4/0xf8 (0x80185a14)", "_copy_from_iter+0x6c/0x368 (0x800f88ee)")
+    assert (first.cause, first.badaddr) == (13, 0xFF)
+    assert first.trace == ("vfs_write+0xe4/0x124 (0x8008c718)",)
+    assert (second.headline, second.trace, second.epc) == ("Oops - second [#2]", ("vfs_write+0xe4/0x124",), "")
+    panicked = symbolize.kernel_faults(["Oops - x", "Kernel panic - not syncing: y ---[ end Kernel panic - z"], None)
+    assert panicked[0].panic == "Kernel panic - not syncing: y ---[ end Kernel panic - z"
+    # "Unable to handle..." then "Oops [#1]": one fault, until its registers or trace have been read
+    assert [fault.headline for fault in symbolize.kernel_faults(["Oops - a", "Oops - b"], None)] == ["Oops - a"]

@@ -1,14 +1,14 @@
-"""The orchestration itself, from the task declarations alone (no build, no doit run): which tasks go out
-of date when one input changes, and which do not.
+"""The orchestration itself, from the task declarations and doit's own dependency checking (no compiler, no
+QEMU): which tasks go out of date when one input changes, and which do not.
 
-A task's signature is what doit compares between two runs: the digest of every InputsUnchanged check in its
-`uptodate` (computed as doit would, by calling its inputs function) and the content of each of its file_dep
-files. Files of the checkout (configs/, initsrc/, an overlay) are read; outputs under the build directory do
-not exist here and count by name only: a task that consumes another's output follows it through that
-file_dep when the output's content changes, which only a real build can show (the slow tests do).
-
-The tasks whose signature changes are the ones doit runs directly; both projects of a comparison share one
-temporary build directory, as two runs of doit do.
+A build directory is fake-built from the real task declarations: each task's targets and the records its
+checks read (fetch and extraction records, the sysroot record, the compile's header lists) are written by a
+stand-in for its action, and doit's Dependency saves its success as a run would (the values its
+`uptodate` checks leave, the content of its file_dep). After a change, doit's own `get_status` on the newly
+declared tasks says which it would run: every `uptodate` check is really called (InputsUnchanged, the
+extraction and header checks, the recorded paths) and every file_dep compared. A task that consumes
+another's output follows it through that file_dep only when the output's bytes change, which only a real
+build can show (the slow tests do): the tasks found here are the ones doit runs directly.
 """
 
 from __future__ import annotations
@@ -23,12 +23,17 @@ from typing import Any
 
 import pytest
 from conftest import checkout_configs, make_project
+from doit.dependency import DbmDB, Dependency
+from doit.task import Task as DoitTask
+from doit.task import dict_to_task
 
-from mmulab import tasks
+from mmulab import actions, tasks, toolchain
+from mmulab.actions import layout_of
 from mmulab.configdata import Project
 from mmulab.errors import UserError
 from mmulab.fsutil import digest_of, sha256_of
 from mmulab.settings import PROJECT_ROOT
+from mmulab.sources import Extracted, Fetched
 from mmulab.uptodate import Check, InputsUnchanged, RecordedPathExists
 
 VARIANTS = tuple(checkout_configs().variants)  # every kernel of configs/variants.toml
@@ -41,52 +46,99 @@ def task_name(task: dict[str, Any]) -> str:
     return f"{task['basename']}:{task['name']}" if "name" in task else task["basename"]
 
 
-def _check_part(check: Any, build: Path) -> Any:
-    if isinstance(check, InputsUnchanged):
-        try:
-            return ["inputs", digest_of(check.inputs())]
-        except (UserError, OSError) as exc:
-            # Inputs read from an earlier stage's record (a build output) are unknown before a build, like
-            # the content of a file_dep under the build directory; any other failure is a bug in the inputs.
-            if str(build) not in str(exc):
-                raise
-            return ["inputs from build outputs", type(exc).__name__]
-    # The other checks look at the build directory's state (a record's path, recorded headers), not inputs.
-    if isinstance(check, Check):
-        return ["check", check.function.__module__, check.function.__qualname__]
-    if isinstance(check, RecordedPathExists):
-        return ["recorded", str(check.record), check.field]
-    return ["constant", repr(check)]
-
-
-def signatures(project: Project) -> dict[str, str]:
-    """Task name -> what doit compares between two runs of it."""
-    build = project.settings.build_dir
+def doit_tasks(project: Project) -> dict[str, DoitTask]:
+    """The project's task declarations as doit's own Task objects (what doit's loader makes of them)."""
     result = {}
-    for task in tasks.all_tasks(project):
-        files = []
-        for dep in sorted(map(str, task.get("file_dep", []))):
-            path = Path(dep)
-            if path.is_file():
-                assert not path.is_relative_to(build), f"{task_name(task)}: {path} exists before any build"
-                files.append([dep, sha256_of(path)])
-            else:
-                files.append([dep, None])
-        parts = [
-            [_check_part(check, build) for check in task.get("uptodate", [])],
-            files,
-            sorted(task.get("task_dep", [])),
-        ]
-        result[task_name(task)] = digest_of(parts)
+    for declared in tasks.all_tasks(project):
+        body = {key: value for key, value in declared.items() if key not in ("basename", "name")}
+        result[task_name(declared)] = dict_to_task({**body, "name": task_name(declared)})
     return result
+
+
+def never_cached(task: DoitTask) -> bool:
+    """Interactive, publishing and group tasks: doit runs them every time, whatever changed."""
+    checks = [check for check, _args, _kwargs in task.uptodate]
+    return False in checks or (not task.file_dep and not checks)
+
+
+def fake_action(project: Project, name: str, targets: list[str]) -> None:
+    """What task `name`'s action leaves that the checks read; its other targets get placeholder bytes."""
+    layout = layout_of(project)
+    kind, _, item = name.partition(":")
+    if kind == "fetch":
+        source = project.source(item)
+        tarball = layout.root / "fake-downloads" / item / source.origins[0].filename
+        tarball.parent.mkdir(parents=True, exist_ok=True)
+        tarball.write_bytes(f"{item} {source.version}".encode())
+        Fetched(item, str(tarball), sha256_of(tarball), source.version, "download cache", "file").write(
+            layout.fetched(item)
+        )
+    elif kind == "extract":
+        fetched = Fetched.read(layout.fetched(item))
+        layout.tree(item).mkdir(parents=True, exist_ok=True)
+        patches = tuple((patch.name, sha256_of(patch)) for patch in project.source(item).patches)
+        Extracted(str(layout.tree(item)), fetched.sha256, fetched.version, patches).write(layout.extracted(item))
+    elif kind == "libc":
+        (layout.sysroot() / "include").mkdir(parents=True, exist_ok=True)
+        (layout.sysroot() / "include" / "stdio.h").write_text("/* the C library's header */\n")
+        actions.Sysroot(item, str(layout.sysroot()), "0" * 64).write(layout.sysroot_record())
+    elif kind == "program":
+        program, output = project.programs[item], layout.program(item)
+        objects = output.parent / "objects"
+        objects.mkdir(parents=True, exist_ok=True)
+        headers = (
+            [layout.sysroot() / "include" / "stdio.h"] if project.toolchain.languages[program.language].libc else []
+        )
+        for index, source in enumerate(program.sources):
+            depfile = objects / f"{toolchain.object_name(index, source)}.d"
+            depfile.write_text(f"{depfile.stem}: {source} {' '.join(map(str, headers))}\n")
+        (objects / "headers.sha256").write_text(toolchain._headers_digest(toolchain.recorded_headers(output) or []))
+    for target in map(Path, targets):
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(f"{name} output\n".encode())
+
+
+def dependency(build: Path) -> Dependency:
+    """doit's dependency database of the fake builds in `build` (doit's default backend and MD5 checker)."""
+    build.mkdir(parents=True, exist_ok=True)
+    return Dependency(DbmDB, str(build / "fake.doit.db"))
+
+
+def fake_build(project: Project) -> None:
+    """Every cached task of `project`, in declaration order (the pipeline's order): doit checks it, the
+    stand-in action runs, doit saves its success with the values its checks left, as `doit run` does."""
+    declared = doit_tasks(project)
+    database = dependency(project.settings.build_dir)
+    try:
+        for name, task in declared.items():
+            if never_cached(task):
+                continue
+            database.get_status(task, declared)  # calls the checks: InputsUnchanged leaves its value saver
+            fake_action(project, name, task.targets)
+            task.save_extra_values()
+            database.save_success(task)
+    finally:
+        database.close()
+
+
+def statuses(project: Project) -> dict[str, str]:
+    """Task name -> what doit's own dependency check says now: up-to-date, run or error (a missing file_dep)."""
+    declared = doit_tasks(project)
+    database = dependency(project.settings.build_dir)
+    try:
+        return {name: database.get_status(task, declared).status for name, task in declared.items()}
+    finally:
+        database.close()
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A project as loaded, with its task signatures taken then (what doit records at the end of a run)."""
+    """A project as loaded, fake-built in its build directory (what doit records at the end of a run)."""
 
     project: Project
-    signatures: dict[str, str]
+    names: frozenset[str]
+    always: frozenset[str]  # the tasks doit runs every time (interactive, publishing, groups)
 
 
 def project_of(build: Path, checkout: Path = PROJECT_ROOT, **overrides: Any) -> Project:
@@ -104,14 +156,20 @@ def project_of(build: Path, checkout: Path = PROJECT_ROOT, **overrides: Any) -> 
 
 
 def load(build: Path, checkout: Path = PROJECT_ROOT, **overrides: Any) -> Snapshot:
+    """The project, built (fake) in `build` unless that directory has been built already."""
     project = project_of(build, checkout, **overrides)
-    return Snapshot(project, signatures(project))
+    if not any(build.glob("fake.doit.db*")):
+        fake_build(project)
+    declared = doit_tasks(project)
+    always = frozenset(name for name, task in declared.items() if never_cached(task))
+    return Snapshot(project, frozenset(declared), always)
 
 
 def rerun(before: Snapshot, after: Snapshot) -> set[str]:
-    """The tasks doit runs directly after the change from `before` to `after` (new tasks included)."""
-    old = before.signatures
-    return {name for name, signature in after.signatures.items() if old.get(name) != signature}
+    """The tasks doit runs directly after the change from `before` (the built state) to `after`: those its
+    dependency check finds out of date, new tasks included, but not those it runs every time anyway."""
+    found = statuses(after.project)
+    return {name for name, status in found.items() if status != "up-to-date" and name not in before.always}
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -152,16 +210,40 @@ def checkout(tmp_path: Path) -> Path:
 
 def test_two_loads_of_the_same_project_rerun_nothing(build: Path, checkout: Path) -> None:
     assert rerun(load(build), load(build)) == set()
-    assert rerun(load(build, checkout), load(build, checkout)) == set()
+    elsewhere = build.with_name("build-of-the-copy")
+    assert rerun(load(elsewhere, checkout), load(elsewhere, checkout)) == set()
 
 
-def test_every_task_signature_computes(build: Path) -> None:
-    """An inputs function that raises makes its task always out of date (InputsUnchanged answers False)."""
+def test_every_check_computes_and_a_built_directory_is_up_to_date(build: Path) -> None:
+    """Called as doit calls them, on a built directory: every inputs function computes (one that raises makes
+    its task always out of date), every other check says up to date, and doit finds every cached task up to
+    date; a kind of task that is missing, or never cached, would show here."""
     snapshot = load(build)
-    project, names = snapshot.project, set(snapshot.signatures)
+    project, declared = snapshot.project, doit_tasks(snapshot.project)
     for kind in ("kconfig", "kernel", "busybox"):
-        assert named(kind, VARIANTS) <= names
-    assert named("program", project.programs) | named("smoke", project.boots) <= names
+        assert named(kind, VARIANTS) <= snapshot.names
+    assert named("program", project.programs) | named("smoke", project.boots) <= snapshot.names
+    for name, task in declared.items():
+        for check, _args, _kwargs in task.uptodate:
+            if isinstance(check, InputsUnchanged):
+                digest_of(check.inputs())  # raises, naming the problem, where an input cannot be computed
+            elif isinstance(check, Check | RecordedPathExists):
+                assert check() is True, f"{name}: {check!r} is false on a built directory"
+    cached = {name for name in snapshot.names if name not in snapshot.always}
+    assert {name.partition(":")[0] for name in snapshot.always} == {
+        "console",
+        "shell",
+        "boot",
+        "demo",
+        "all",
+        "publish",
+        "catalog",
+        "repro",
+        "buildroot-ext",
+    }
+    found = statuses(project)
+    assert {name for name in cached if found[name] != "up-to-date"} == set()
+    assert cached >= named("fetch", project.sources) | named("program", project.programs) | {"libc:musl"}
 
 
 def test_declaring_every_task_starts_no_process_and_writes_nothing(
@@ -242,17 +324,20 @@ def test_editing_a_user_demo_in_an_overlay_rebuilds_only_its_program(build: Path
         f'[demos.myfork.builds.asm]\ninit = ["init.S", "{rt}"]\n'
         '[demos.myfork.runs.nommu]\nmust = ["mmulab: fork: parent byte after child exit = B"]\n'
     )
+    plain = load(build)
     before = load(build, config_overlay=overlay)
     assert before.project.programs["myfork-asm"].sources == (overlay / "init.S", rt)
-    # Adding the demo declares its own tasks and changes none of the others.
-    assert rerun(load(build), before) == {
+    # Adding the demo declares its own tasks (never run yet) and changes none of the others; boot:nommu,
+    # whose task_dep gains the new case, is a group that doit runs every time anyway.
+    assert rerun(plain, before) == {
         "program:myfork-asm",
         "initramfs:myfork-asm-nommu",
         "smoke:myfork-asm-nommu",
         "console:myfork-asm-nommu",
         "demo:myfork",
-        "boot:nommu",
     }
+    fake_build(before.project)  # the user's demo is built too
+    assert rerun(before, load(build, config_overlay=overlay)) == set()
     edit(overlay / "init.S", "\n", "\n/* edited */\n")
     assert rerun(before, load(build, config_overlay=overlay)) == {"program:myfork-asm"}
 
@@ -270,7 +355,7 @@ def test_editing_a_busybox_script_repacks_only_its_images(build: Path, checkout:
 
 def test_source_date_epoch_rebuilds_what_stamps_time_and_nothing_else(build: Path) -> None:
     before = load(build)
-    images = {name for name in before.signatures if name.startswith("initramfs:")}
+    images = {name for name in before.names if name.startswith("initramfs:")}
     assert len(images) == len({(case.variant, case.build) for case in before.project.boots.values()})
     # Kernels (KBUILD_BUILD_TIMESTAMP), busybox (its banner's date) and the cpio mtimes; not the downloads,
     # trees, configs, musl, init programs or boots (those follow only if the kernel or image bytes changed).
@@ -317,6 +402,8 @@ def test_a_user_fragment_reconfigures_only_its_variant(build: Path, tmp_path: Pa
     with_fragment = load(build, user_fragments={"nommu": fragment})
     # kernel:nommu follows through its file_dep on the verified config, when the final config differs.
     assert rerun(before, with_fragment) == {"kconfig:nommu"}
+    fake_build(with_fragment.project)  # built with the fragment
+    assert rerun(with_fragment, load(build, user_fragments={"nommu": fragment})) == set()
     fragment.write_text("CONFIG_PRINTK_TIME=n\n")
     assert rerun(with_fragment, load(build, user_fragments={"nommu": fragment})) == {"kconfig:nommu"}
 

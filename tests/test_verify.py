@@ -394,6 +394,30 @@ def fake_publisher(monkeypatch: pytest.MonkeyPatch, files: Callable[[Path], dict
     monkeypatch.setattr(mmulab, "release", module, raising=False)
 
 
+BUILT = ("nommu/Image", "nommu/config", "programs/clone_vm-asm")  # what the stand-in pipeline builds
+
+
+def built_from(tarballs: dict[str, bytes]) -> dict[str, bytes]:
+    """The stand-in pipeline's outputs: a deterministic function of the source tarballs' bytes (the kernel and
+    its config from linux, the program from musl), as a real build's outputs are of its sources."""
+    linux, musl = tarballs["linux"], tarballs["musl"]
+    return {
+        "nommu/Image": b"\x00kernel image\x01" + hashlib.sha512(linux).digest() * 8,
+        "nommu/config": b"CONFIG_MMU=n\n# from " + sha(linux).encode() + b"\n",
+        "programs/clone_vm-asm": b"\x7fELF program linked against " + sha(musl).encode(),
+    }
+
+
+def fake_tarballs(changed: str = "") -> dict[str, bytes]:
+    """The release's source tarballs (write_release's bytes); `changed` names one whose bytes differ."""
+    return {name: f"fake {name} tarball{' (changed)' if name == changed else ''}".encode() for name in SOURCE_FILES}
+
+
+def write_built_release(root: Path, tarballs: dict[str, bytes], built: dict[str, bytes]) -> Path:
+    """A release that ships `tarballs` as its sources and `built` as its outputs, every sum agreeing."""
+    return write_release(root, {**{SOURCE_FILES[n]: data for n, data in tarballs.items()}, **built})
+
+
 def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
     release: Path, scratch: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -402,7 +426,8 @@ def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
     seen: dict[str, object] = {}
 
     def pipeline(env: dict[str, str]) -> int:
-        """Instead of doit all: fetch every source as the pipeline would (offline), then 'build' the outputs."""
+        """Instead of doit all: fetch every source as the pipeline would (offline), then 'build' the outputs
+        from the fetched tarballs' bytes (never from the release's own outputs)."""
         from mmulab.sources import fetch
 
         monkeypatch.setattr(requests, "Session", lambda: pytest.fail("a network fetch was tried"))
@@ -411,18 +436,15 @@ def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
         seen["fetched"] = {name: (f.origin, Path(f.path).name) for name, f in fetched.items()}
         seen["env"] = {k: env[k] for k in ("MMULAB_MIRRORS", "MMULAB_APT_SOURCES", "SOURCE_DATE_EPOCH")}
         build = Path(env["MMULAB_BUILD_DIR"])
-        (build / "nommu").mkdir(parents=True)
-        (build / "nommu" / "Image").write_bytes(IMAGE)
-        for path in ("nommu/config", "programs/clone_vm-asm"):
+        for path, data in built_from({name: Path(f.path).read_bytes() for name, f in fetched.items()}).items():
             (build / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(release / path, build / path)
+            (build / path).write_bytes(data)
         (build / "boots").mkdir()
         (build / "boots" / "clone_vm-asm-nommu.log").write_text("another boot, other timestamps\n")
         return 0
 
     def rebuilt(root: Path) -> dict[str, Path]:
-        names = ["nommu/Image", "nommu/config", "programs/clone_vm-asm", "boots/clone_vm-asm-nommu.log"]
-        files = {name: root / name for name in names}
+        files = {name: root / name for name in [*BUILT, "boots/clone_vm-asm-nommu.log"]}
         files["boots/summary.json"] = root / "nonexistent"  # volatile: never compared
         files["sources/patches/musl/0001-riscv64-add-vfork.patch"] = MUSL_PATCH
         for name, path in SOURCE_FILES.items():
@@ -432,8 +454,10 @@ def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
     fake_publisher(monkeypatch, rebuilt)
     monkeypatch.setattr(verify, "run_pipeline", pipeline)
     monkeypatch.setattr(verify, "compare_facts", lambda manifest, project, layout: [])  # no boots here
-    accept = [arg for name in ("linux", "busybox") for arg in ("--accept-source", name)]
-    code, out, err = run_verify(capsys, str(release), "--rebuild", *accept, "--accept-source", "musl")
+    accept = [arg for name in ("linux", "busybox", "musl") for arg in ("--accept-source", name)]
+    tarballs = fake_tarballs()
+    write_built_release(release, tarballs, built_from(tarballs))
+    code, out, err = run_verify(capsys, str(release), "--rebuild", *accept)
     assert err == []
     assert code == 0, out
     assert seen["env"] == {"MMULAB_MIRRORS": "", "MMULAB_APT_SOURCES": "/nonexistent", "SOURCE_DATE_EPOCH": "0"}
@@ -445,15 +469,30 @@ def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
     used = [line for line in out if line.startswith("mmulab: verify: source ")]
     assert [line.split()[3] for line in used] == ["busybox:", "linux:", "musl:"]
     assert all(line.endswith("NOT pinned here; accepted with --accept-source") for line in used)
+    # 3 built files, the patch and 3 tarballs; the boot log (volatile) and summary.json are not compared.
     assert out[-1] == f"mmulab: verify: {release}: rebuilt bit for bit: 7 files identical"
     assert list(scratch.iterdir()) == []  # the temporary build and download directories are gone
 
-    forged = IMAGE[:-1] + b"X"  # a release whose kernel is not what its sources build, all its sums agreeing
-    write_release(release, extra={"nommu/Image": forged})
-    code, out, _ = run_verify(capsys, str(release), "--rebuild", *accept, "--accept-source", "musl")
+    # A release whose musl tarball is not the one its program was built from, all its sums agreeing: the
+    # rebuild from the shipped tarball links another program, and verify names exactly that file.
+    other = fake_tarballs(changed="musl")
+    write_built_release(release, other, built_from(tarballs))
+    code, out, _ = run_verify(capsys, str(release), "--rebuild", *accept)
+    assert code == 1
+    program = "programs/clone_vm-asm"
+    assert [line for line in out if line.startswith("mismatch:")] == [
+        f"mismatch: {program}: the rebuild made {sha(built_from(other)[program])}, the release has "
+        f"{sha(built_from(tarballs)[program])}"
+    ]
+    assert out[-1] == f"mmulab: verify: {release}: rebuild does not match: 1 problem(s)"
+
+    forged = built_from(tarballs)["nommu/Image"][:-1] + b"X"  # a kernel that its sources do not build
+    write_built_release(release, tarballs, {**built_from(tarballs), "nommu/Image": forged})
+    code, out, _ = run_verify(capsys, str(release), "--rebuild", *accept)
     assert code == 1
     assert [line for line in out if line.startswith("mismatch:")] == [
-        f"mismatch: nommu/Image: the rebuild made {sha(IMAGE)}, the release has {sha(forged)}"
+        f"mismatch: nommu/Image: the rebuild made {sha(built_from(tarballs)['nommu/Image'])}, the release has "
+        f"{sha(forged)}"
     ]
 
 
@@ -541,3 +580,115 @@ def test_published_release_rebuilds_bit_for_bit_elsewhere(tmp_path: Path) -> Non
     assert len(programs) >= 18 and sum(path.endswith(".cpio") for path in compared) >= 30
     assert lines[-1] == f"mmulab: verify: {elsewhere}: rebuilt bit for bit: {len(compared)} files identical"
     assert sum(line.startswith("mmulab: verify: source ") for line in lines) == 3
+
+
+# --- assertions that kill surviving mutants of verify's checks (bench/bench_mutation.py) ---
+
+
+def scanned(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> str:
+    """What verify's per-archive rules say of these members, in order and then as a whole: '' when accepted."""
+    scan = verify._Scan("a.tar.xz")
+    try:
+        for info, data in members:
+            info.size = len(data) if data is not None else 0
+            scan.check(info)
+        scan.finish()
+    except verify.UserError as refused:
+        return str(refused).removeprefix("a.tar.xz: ").removesuffix("; nothing was written")
+    return ""
+
+
+SCAN_REASONS = {
+    "absolute": "refusing archive member '/tmp/mmulab-verify-owned': it escapes the release (absolute or `..` path)",
+    "dotdot": "refusing archive member 'r1/../../owned': it escapes the release (absolute or `..` path)",
+    "symlink-out": "refusing archive member 'r1/link': its symlink to '../../outside' points out of the release",
+    "symlink-absolute": "refusing archive member 'r1/link': its symlink to '/etc' points out of the release",
+    "symlink-through-symlink": (
+        "refusing archive member 'r1/up': its target 'here/../..' goes through the symlink 'r1/here'"
+    ),
+    "behind-symlink": "refusing archive member 'r1/d/file': it lies behind the symlink 'r1/d'",
+    "hardlink-out": "refusing archive member 'r1/hard': its hard link to '../etc/passwd' points out of the release",
+    "hardlink-absolute": (
+        "refusing archive member 'r1/hard': its hard link to '/etc/passwd' points out of the release"
+    ),
+    "device": ("refusing archive member 'r1/null': a device node, fifo or other special file (a release holds files)"),
+    "fifo": "refusing archive member 'r1/pipe': a device node, fifo or other special file (a release holds files)",
+    "bomb": "refusing archive: its members hold more than 1048576 bytes (a decompression bomb?)",
+    "many-members": "refusing archive: more than 50 members",
+}
+
+
+@pytest.mark.parametrize("kind", list(SCAN_REASONS))
+def test_each_hostile_member_is_refused_for_its_own_reason(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verify, "MAX_TOTAL_BYTES", 1 << 20)
+    monkeypatch.setattr(verify, "MAX_MEMBERS", 50)
+    assert scanned([(member("r1/ok"), b"fine"), *HOSTILE[kind]()]) == SCAN_REASONS[kind]
+
+
+def test_what_a_release_archive_may_hold_and_the_limits_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    inside = [
+        (member("r1", tarfile.DIRTYPE), None),
+        (member("./r1/sub/", tarfile.DIRTYPE), None),
+        (member("r1/sub/file"), b"data"),
+        (member("r1/same", tarfile.LNKTYPE, "r1/sub/file"), None),
+        (member("r1/up", tarfile.SYMTYPE, "sub/../sub/file"), None),
+        (member("r1/sub/back", tarfile.SYMTYPE, "../same"), None),
+    ]
+    assert scanned(inside) == ""
+    assert scanned([(member("r1/a"), b"x"), (member("./r1/a"), b"y")]) == (
+        "refusing archive member './r1/a': it appears twice"
+    )
+    assert scanned([(member("r1/hard", tarfile.LNKTYPE, "r1/later"), None), (member("r1/later"), b"x")]) == (
+        "refusing archive member 'r1/hard': its hard link to 'r1/later' is not to a file before it"
+    )
+    assert scanned([(member("r1/dir", tarfile.DIRTYPE), None), (member("r1/h", tarfile.LNKTYPE, "r1/dir"), None)]) == (
+        "refusing archive member 'r1/h': its hard link to 'r1/dir' is not to a file before it"
+    )
+    assert scanned([(member("."), b"x")]) == "refusing archive member '.': a file without a name"
+    assert scanned([(member(".", tarfile.DIRTYPE), None)]) == ""
+    monkeypatch.setattr(verify, "MAX_MEMBERS", 2)
+    assert scanned([(member("a"), b""), (member("b"), b"")]) == ""  # exactly the limit is allowed
+    assert scanned([(member(n), b"") for n in "abc"]) == "refusing archive: more than 2 members"
+    monkeypatch.setattr(verify, "MAX_TOTAL_BYTES", 4)
+    assert scanned([(member("a"), b"12"), (member("b"), b"34")]) == ""
+    assert scanned([(member("a"), b"12"), (member("b"), b"345")]).startswith("refusing archive: its members hold")
+
+
+def test_the_rebuilt_files_are_compared_one_by_one(tmp_path: Path) -> None:
+    def files(folder: str, contents: dict[str, bytes]) -> dict[str, Path]:
+        for name, data in contents.items():
+            (tmp_path / folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / folder / name).write_bytes(data)
+        return {name: tmp_path / folder / name for name in contents}
+
+    released = files(
+        "release", {"a": b"same", "b": b"1234", "c": b"only here", "boots/x.log": b"one", "SHA256SUMS": b"s"}
+    )
+    rebuilt = files("rebuild", {"a": b"same", "b": b"1235", "d": b"only rebuilt", "boots/x.log": b"two"})
+    rebuilt["e"] = tmp_path / "rebuild" / "never made"
+    released["e"] = released["a"]
+    lines = [problem.line() for problem in verify.compare_rebuilt(released, rebuilt, ("boots/",))]
+    assert lines == [
+        f"mismatch: b: the rebuild made {sha(b'1235')}, the release has {sha(b'1234')}",
+        "unexpected: c: the rebuild does not make it",
+        "missing: d: the rebuild makes it, the release lacks it",
+        f"mismatch: e: the rebuild made nothing, the release has {sha(b'same')}",
+    ]
+    longer = files("longer", {"a": b"same and more"})
+    assert [p.line() for p in verify.compare_rebuilt({"a": released["a"]}, longer, ())] == [
+        f"mismatch: a: the rebuild made {sha(b'same and more')}, the release has {sha(b'same')}"
+    ]
+    assert verify.compare_rebuilt({"a": released["a"]}, {"a": rebuilt["a"]}, ()) == []
+
+
+def test_patches_the_release_has_and_the_checkout_does_not_or_in_another_order() -> None:
+    project = load_project(Settings.from_environment({}))
+    patch = {"name": MUSL_PATCH.name, "file": "sources/patches/musl/0001-riscv64-add-vfork.patch"}
+    good = {"name": "musl", "patches": [patch | {"sha256": sha(MUSL_PATCH.read_bytes())}]}
+    assert verify.check_patches({"sources": [good, "not a source", {"name": "gcc", "patches": []}]}, project) == []
+    extra = {"name": "0002-more.patch", "file": "sources/patches/musl/0002-more.patch", "sha256": "1" * 64}
+    first = {**good, "patches": [extra, *good["patches"]]}
+    assert [p.line() for p in verify.check_patches({"sources": [first]}, project)] == [
+        "unexpected: sources/patches/musl/0002-more.patch: this checkout does not patch musl with it",
+        "mismatch: manifest.json: source musl: patches in another order",
+    ]
