@@ -10,17 +10,16 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import run_doit
+from conftest import LazyProject, run_doit
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from helpers_pipeline import executed
 
 from mmulab import elfcheck
-from mmulab.configdata import load_project
 from mmulab.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
-PROJECT = load_project()
+PROJECT = LazyProject()
 
 
 @pytest.fixture(scope="module")

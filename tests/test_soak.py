@@ -15,14 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import LazyProject
 
 from mmulab import boot, soak
 from mmulab.boot import Outcome, StallClock, TrapWatch, Verdict
 from mmulab.cli import main
-from mmulab.configdata import load_project
 from mmulab.errors import ConfigError, UserError
 
-PROJECT = load_project()
+PROJECT = LazyProject()
 MEMORY_DEMOS = ("pagetables", "kspace", "slab", "oom", "swap", "buddy", "numa")
 
 
