@@ -23,15 +23,28 @@ PROJECT = LazyProject()
 
 
 @pytest.fixture(scope="module")
-def full_run(session_build: Path, kernel_tree: Path) -> tuple[Path, str]:
+def full_run(session_build: Path, kernel_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`doit all` in the session's shared build; its reports are kept (all_reports): any later run there (this
+    module's demo:fork, another module's boot:nommu) rewrites build/reports/ with its own cases."""
     result = run_doit(["all"], {"MMULAB_BUILD_DIR": str(session_build)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    shutil.copytree(session_build / "reports", _reports_of(tmp_path_factory), dirs_exist_ok=True)
     return session_build, result.stdout
 
 
-def test_every_demo_boots_on_every_variant_as_expected(full_run: tuple[Path, str]) -> None:
-    build, stdout = full_run
-    verdicts = {v["case"]: v for v in json.loads((build / "reports" / "summary.json").read_text())}
+def _reports_of(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "test_demos-all-reports"
+
+
+@pytest.fixture(scope="module")
+def all_reports(full_run: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reports of full_run's `doit all`, as it wrote them."""
+    return _reports_of(tmp_path_factory)
+
+
+def test_every_demo_boots_on_every_variant_as_expected(full_run: tuple[Path, str], all_reports: Path) -> None:
+    _, stdout = full_run
+    verdicts = {v["case"]: v for v in json.loads((all_reports / "summary.json").read_text())}
     assert set(PROJECT.boots) <= set(verdicts)
     for name, case in PROJECT.boots.items():
         verdict = verdicts[name]
@@ -58,10 +71,10 @@ def test_consoles_show_the_difference_between_the_kernels(full_run: tuple[Path, 
         assert "mmulab: fork: parent byte after child exit = B" in fork_nommu
 
 
-def test_faults_and_hangs_are_named(full_run: tuple[Path, str]) -> None:
+def test_faults_and_hangs_are_named(full_run: tuple[Path, str], all_reports: Path) -> None:
     """The addrspace child's SIGSEGV names its source line; the MMU kernel without MMU is stuck, named, at once."""
     build, _ = full_run
-    verdicts = {v["case"]: v for v in json.loads((build / "reports" / "summary.json").read_text())}
+    verdicts = {v["case"]: v for v in json.loads((all_reports / "summary.json").read_text())}
     for language in ("asm", "c"):
         (note,) = verdicts[f"addrspace-{language}-mmu"]["notes"]
         found = re.search(
@@ -78,9 +91,8 @@ def test_faults_and_hangs_are_named(full_run: tuple[Path, str]) -> None:
         assert (build / "boots" / f"clone_vm-{language}-mmu-mmu-off.traps").read_text()
 
 
-def test_junit_report_lists_every_boot(full_run: tuple[Path, str]) -> None:
-    build, _ = full_run
-    suite = ET.parse(build / "reports" / "summary.xml").getroot()
+def test_junit_report_lists_every_boot(all_reports: Path) -> None:
+    suite = ET.parse(all_reports / "summary.xml").getroot()
     names = {case.get("name") for case in suite.iter("testcase")}
     assert set(PROJECT.boots) <= names
     assert suite.get("failures") == "0"
