@@ -1,7 +1,7 @@
-"""doit entry point: `doit boot:nommu`, `doit all`, `doit list`. The tasks live in mmulab/tasks.py."""
+"""doit entry point: `doit boot:nommu`, `doit all`, `doit list`. The tasks live in mmulab/pipeline/tasks.py."""
 
 import sys
 
-from mmulab.run import dodo_globals
+from mmulab.pipeline.run import dodo_globals
 
 globals().update(dodo_globals(sys.argv[1:]))

@@ -56,7 +56,7 @@ def kernel_stage(root: Path, env: dict[str, str], fresh: bool = True) -> float:
 
 
 def stats(root: Path) -> dict[str, int]:
-    from mmulab.ccache import read_stats
+    from mmulab.build.ccache import read_stats
 
     found = read_stats(root / "build" / "reports" / "ccache" / f"kernel-{VARIANT}.stats")
     return found.to_dict() if found else {}

@@ -3,10 +3,10 @@ it measures the tests' strength.
 
 Usage: .venv/bin/python bench/bench_mutation.py [--out bench/results/mutation.json] [--max-children 1]
 Runs mutmut 3 (./setup.sh --tests installs it) in a copy of the checkout under a temporary folder, so the checkout
-gets no mutants/ folder and no mutmut configuration: the boot judge (mmulab/boot.py's Verdict, judge and the
-trap watch; not the QEMU runners, which only the slow tests start), mmulab/symbolize.py, mmulab/kconfig_tree.py
-and mmulab/verify.py's checks (not the xz reader, the unpacking or the rebuild's plumbing), each against its own
-fast tests only (-m "not slow"). Score = killed / (killed + survived); a mutant that times out counts as
+gets no mutants/ folder and no mutmut configuration: the boot judge (mmulab/boot/judge.py, and qemu.py's
+trap watch; not the QEMU runners, which only the slow tests start), mmulab/boot/symbolize.py, mmulab/kconfig/tree.py
+and mmulab/release/'s archive, check and rebuild (not the xz reader, the unpacking or the rebuild's plumbing), each
+against its own fast tests only (-m "not slow"). Score = killed / (killed + survived); a mutant that times out counts as
 killed, one no test reaches as survived. About an hour on one core of a busy 2-core machine (kconfig_tree is
 half of it). Surviving mutants are listed in the JSON (`survivors`) for `mutmut show` in the copy (--keep).
 """
@@ -25,49 +25,46 @@ from pathlib import Path
 
 from benchlib import ROOT, report
 
-# module -> (its file, the mutant names it scores (mutmut's fnmatch patterns), the fast tests that judge it)
-MODULES: dict[str, tuple[str, list[str], list[str]]] = {
+# module -> (its files, the mutant names it scores (mutmut's fnmatch patterns), the fast tests that judge it)
+MODULES: dict[str, tuple[tuple[str, ...], list[str], list[str]]] = {
     "boot": (
-        "mmulab/boot.py",
+        ("mmulab/boot/judge.py", "mmulab/boot/qemu.py"),
         [
-            "mmulab.boot.xǁVerdictǁ*",
-            "mmulab.boot.x__indent*",
-            "mmulab.boot.x__excerpt*",
-            "mmulab.boot.x_judge*",
-            "mmulab.boot.x__from_marker*",
-            "mmulab.boot.xǁTrapWatchǁ*",
+            "mmulab.boot.judge.xǁVerdictǁ*",
+            "mmulab.boot.judge.x__indent*",
+            "mmulab.boot.judge.x__excerpt*",
+            "mmulab.boot.judge.x_judge*",
+            "mmulab.boot.judge.x__from_marker*",
+            "mmulab.boot.qemu.xǁTrapWatchǁ*",
         ],
         ["tests/test_boot.py", "tests/test_memory_demos.py"],
     ),
-    "symbolize": ("mmulab/symbolize.py", ["mmulab.symbolize.*"], ["tests/test_symbolize.py"]),
-    "kconfig_tree": ("mmulab/kconfig_tree.py", ["mmulab.kconfig_tree.*"], ["tests/test_kconfig_tree.py"]),
+    "symbolize": (("mmulab/boot/symbolize.py",), ["mmulab.boot.symbolize.*"], ["tests/test_symbolize.py"]),
+    "kconfig_tree": (("mmulab/kconfig/tree.py",), ["mmulab.kconfig.tree.*"], ["tests/test_kconfig_tree.py"]),
     "verify": (  # its checks: archive members, the release's own agreement, sources, the rebuild's comparison
-        "mmulab/verify.py",
+        ("mmulab/release/archive.py", "mmulab/release/check.py", "mmulab/release/rebuild.py"),
         [
-            f"mmulab.verify.{name}*"
-            for name in (
-                "xǁProblemǁ",
-                "xǁ_Scanǁ",
-                "x__resolve_",
-                "x__inside_",
-                "x_scan_archive_",
-                "x_release_listing_",
-                "xǁ_Digestsǁ",
-                "x__claim_",
-                "x__check_sums_",
-                "x__load_json_",
-                "x__check_manifest_",
-                "x__entries_",
-                "x__check_sbom_",
-                "x__check_provenance_",
-                "x__list_of_",
-                "x_check_release_",
-                "x_plan_seeds_",
-                "x_check_patches_",
-                "x_compare_rebuilt_",
-                "x_compare_facts_",
-                "x__same_bytes_",
-            )
+            "mmulab.release.archive.xǁ_Scanǁ*",
+            "mmulab.release.archive.x__resolve_*",
+            "mmulab.release.archive.x__inside_*",
+            "mmulab.release.archive.x_scan_archive_*",
+            "mmulab.release.check.xǁProblemǁ*",
+            "mmulab.release.check.x_release_listing_*",
+            "mmulab.release.check.xǁ_Digestsǁ*",
+            "mmulab.release.check.x__claim_*",
+            "mmulab.release.check.x__check_sums_*",
+            "mmulab.release.check.x__load_json_*",
+            "mmulab.release.check.x__check_manifest_*",
+            "mmulab.release.check.x__entries_*",
+            "mmulab.release.check.x__check_sbom_*",
+            "mmulab.release.check.x__check_provenance_*",
+            "mmulab.release.check.x__list_of_*",
+            "mmulab.release.check.x_check_release_*",
+            "mmulab.release.rebuild.x_plan_seeds_*",
+            "mmulab.release.rebuild.x_check_patches_*",
+            "mmulab.release.rebuild.x_compare_rebuilt_*",
+            "mmulab.release.rebuild.x_compare_facts_*",
+            "mmulab.release.rebuild.x__same_bytes_*",
         ],
         ["tests/test_verify.py"],
     ),
@@ -78,8 +75,8 @@ SURVIVED = {"survived", "no tests"}
 
 
 def setup_cfg(module: str) -> str:
-    path, _, tests = MODULES[module]
-    lines = ["[mutmut]", "source_paths = mmulab", f"only_mutate = {path}", "also_copy ="]
+    paths, _, tests = MODULES[module]
+    lines = ["[mutmut]", "source_paths = mmulab", "only_mutate ="] + [f"    {path}" for path in paths] + ["also_copy ="]
     lines += [f"    {name}" for name in ("configs", "initsrc", "dodo.py")]
     lines += [
         "pytest_add_cli_args =",

@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    from mmulab.settings import Settings
+    from mmulab.core.settings import Settings
 
     reports = Settings.from_environment().build_dir / "reports"
     results: dict[str, object] = {"load_average_at_start": os.getloadavg()[0]}

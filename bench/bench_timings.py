@@ -26,9 +26,11 @@ from pathlib import Path
 
 from benchlib import DOIT, ROOT, report
 
-from mmulab import boot, ccache
-from mmulab.configdata import BootCase, load_project
-from mmulab.kconfig_tree import linux_source
+from mmulab.boot import judge, qemu
+from mmulab.build import ccache
+from mmulab.kconfig.tree import linux_source
+from mmulab.project.loader import load_project
+from mmulab.project.model import BootCase
 
 SYMBOLS = ROOT / "tests" / "data" / "symbolize"
 TRAP_LINE = "riscv_cpu_do_interrupt: hart:0, async:{a}, cause:{c:016x}, epc:0x{pc:016x}, tval:0x{pc:016x}, desc=x"
@@ -49,7 +51,7 @@ def fake_qemu(work: Path, body: str) -> list[str]:
     return ["sh", str(script), "-D", str(work / "run.traps")]
 
 
-def boot_timings(case: BootCase, work: Path) -> dict[str, Callable[[], boot.Verdict]]:
+def boot_timings(case: BootCase, work: Path) -> dict[str, Callable[[], judge.Verdict]]:
     """Each stand-in boot, ready to run; each must end with the verdict its test asserts."""
     boots = replace(case, must=("start", "done"))
     hang = replace(case, expect="hang", must=("OpenSBI",), timeout=20, traps=True)
@@ -59,12 +61,12 @@ def boot_timings(case: BootCase, work: Path) -> dict[str, Callable[[], boot.Verd
     line = TRAP_LINE.format(a=0, c=12, pc=0xFFFFFFFF80001094)
     log, traps = work / "console.log", work / "run.traps"
     return {
-        "hang_killed_s": lambda: boot.run_captured(
+        "hang_killed_s": lambda: qemu.run_captured(
             ["sh", "-c", "echo start; exec sleep 60"], replace(boots, timeout=1.5), log
         ),
-        "panic_stopped_s": lambda: boot.run_captured(["sh", "-c", panic], replace(boots, timeout=600), log),
-        "stuck_hart_ended_s": lambda: boot.run_captured(fake_qemu(work, stuck), hang, log, None, traps),
-        "trap_loop_ended_s": lambda: boot.run_captured(
+        "panic_stopped_s": lambda: qemu.run_captured(["sh", "-c", panic], replace(boots, timeout=600), log),
+        "stuck_hart_ended_s": lambda: qemu.run_captured(fake_qemu(work, stuck), hang, log, None, traps),
+        "trap_loop_ended_s": lambda: qemu.run_captured(
             fake_qemu(work, f'echo start; while :; do echo "{line}"; done > "$log"'), loop, log, None, traps
         ),
     }

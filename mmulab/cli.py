@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import UserError
+from mmulab.core.errors import UserError
 
 INTERRUPTED = 130
 
@@ -98,8 +98,8 @@ def _positive(text: str) -> int:
 
 
 def _soak(args: argparse.Namespace) -> int:
-    from . import soak
-    from .configdata import load_project
+    from mmulab.pipeline import soak
+    from mmulab.project.loader import load_project
 
     project = load_project()
     cases = soak.select_cases(project, args.demo, args.case)
@@ -118,8 +118,9 @@ def _soak(args: argparse.Namespace) -> int:
 
 
 def _boot_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from . import bootimages, summary
-    from .configdata import load_project
+    from mmulab.boot import images as bootimages
+    from mmulab.boot import summary
+    from mmulab.project.loader import load_project
 
     for config, fragment, name in (
         (args.kernel_config, args.kernel_fragment, "kernel"),
@@ -155,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "verify":
-            from .verify import verify
+            from mmulab.release.verify import verify
 
             release: Path = args.release
             if not release.is_dir() and not (release.is_file() and release.name.endswith(".tar.xz")):

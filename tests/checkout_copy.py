@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mmulab.settings import PROJECT_ROOT
+from mmulab.core.settings import PROJECT_ROOT
 
 LEFT_OUT = (".git", "build", ".venv", "artifacts", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache")
 Result = subprocess.CompletedProcess[str]

@@ -26,12 +26,13 @@ from typing import Any, ClassVar, NoReturn
 
 import pytest
 
-from mmulab.configdata import Project, load_project
-from mmulab.settings import PROJECT_ROOT, Settings
+from mmulab.core.settings import PROJECT_ROOT, Settings
+from mmulab.project.loader import load_project
+from mmulab.project.model import Project
 
 # Read by the tests themselves, never by the pipeline: kept (.ci/run starts one redis-server for the whole run).
 TEST_VARIABLES = frozenset({"MMULAB_TEST_REDIS"})
-# What mmulab/settings.py reads, and what the tools it runs read from the environment (make, kbuild, gcc,
+# What mmulab/core/settings.py reads, and what the tools it runs read from the environment (make, kbuild, gcc,
 # ccache, distcc, QEMU) or what changes their output (locale, time zone).
 PIPELINE_PREFIXES = ("MMULAB_", "CCACHE_", "DISTCC_", "KBUILD_", "KCONFIG_", "LC_", "QEMU_", "GCC_")
 PIPELINE_NAMES = frozenset(
@@ -187,7 +188,7 @@ def same_bytes_in_two_processes(call: str, args: list[str], scratch: Path) -> by
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """`@pytest.mark.needs("tool", ...)`: skip (fail under CI=true), naming the tool and its Debian package, where
     it is missing."""
-    from mmulab.tools import package_of
+    from mmulab.core.tools import package_of
 
     for marker in item.iter_markers("needs"):
         for tool in marker.args:

@@ -20,7 +20,7 @@ import pytest
 from checkout_copy import run_bounded
 from conftest import LocalServer, doit_argv
 
-from mmulab.settings import PROJECT_ROOT
+from mmulab.core.settings import PROJECT_ROOT
 
 Env = dict[str, str]
 Setup = Callable[[Path, pytest.FixtureRequest], Env]

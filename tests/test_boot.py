@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import LazyProject, checkout_configs
 
-from mmulab import boot, symbolize
-from mmulab.configdata import BootCase
+from mmulab.boot import judge, qemu, symbolize
+from mmulab.project.model import BootCase
 
 DATA = Path(__file__).parent / "data"
 PROJECT = LazyProject()
@@ -25,10 +25,10 @@ def recorded(case: str) -> list[str]:
     return lines(f"boots/{case}.log")
 
 
-def judge_recorded(case: BootCase, log: list[str]) -> boot.Verdict:
+def judge_recorded(case: BootCase, log: list[str]) -> judge.Verdict:
     """Judge a log as the harness would have seen it: a hang case ends at its timeout, others exit 0."""
     hung = case.expect == "hang"
-    return boot.judge(case, log, timed_out=hung, exit_code=None if hung else 0, seconds=1)
+    return judge.judge(case, log, timed_out=hung, exit_code=None if hung else 0, seconds=1)
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_asm_and_c_builds_print_the_same_markers() -> None:
 
 
 def test_panic_fails_even_though_qemu_exited_zero(case: BootCase) -> None:
-    verdict = boot.judge(case, lines("nommu-panic.log"), timed_out=False, exit_code=0, seconds=0.4)
+    verdict = judge.judge(case, lines("nommu-panic.log"), timed_out=False, exit_code=0, seconds=0.4)
     assert not verdict.passed
     assert verdict.observed == "forbidden-line"
     assert "Kernel panic - not syncing: No working init found" in verdict.reason
@@ -103,7 +103,7 @@ def test_panic_fails_even_though_qemu_exited_zero(case: BootCase) -> None:
 def test_a_boot_that_stops_early_is_a_hang_naming_the_missing_line(case: BootCase) -> None:
     log = recorded(case.name)
     cut = next(i for i, line in enumerate(log) if "before clone" in line)
-    verdict = boot.judge(case, log[: cut + 1], timed_out=True, exit_code=None, seconds=60)
+    verdict = judge.judge(case, log[: cut + 1], timed_out=True, exit_code=None, seconds=60)
     assert (verdict.passed, verdict.observed) == (False, "hang")
     assert "never saw \"mmulab: child: writing 'B' into the shared byte\"" in verdict.reason
     assert verdict.excerpt.splitlines()[-1].endswith("shared byte before clone = A")
@@ -112,7 +112,7 @@ def test_a_boot_that_stops_early_is_a_hang_naming_the_missing_line(case: BootCas
 def test_markers_must_come_in_order(case: BootCase) -> None:
     log = [line for line in recorded(case.name) if "before clone" not in line]
     log.append("mmulab: parent: shared byte before clone = A")
-    verdict = boot.judge(case, log, timed_out=False, exit_code=0, seconds=1)
+    verdict = judge.judge(case, log, timed_out=False, exit_code=0, seconds=1)
     assert verdict.observed == "incomplete"
     assert verdict.missing == (
         "mmulab: child: writing 'B' into the shared byte",
@@ -124,11 +124,11 @@ def test_markers_must_come_in_order(case: BootCase) -> None:
 def test_expected_hang_passes_only_when_it_hangs() -> None:
     hang_case = PROJECT.boots["clone_vm-asm-mmu-mmu-off"]
     assert judge_recorded(hang_case, recorded(hang_case.name)).passed
-    finished = boot.judge(hang_case, recorded(hang_case.name), timed_out=False, exit_code=0, seconds=1)
+    finished = judge.judge(hang_case, recorded(hang_case.name), timed_out=False, exit_code=0, seconds=1)
     assert not finished.passed and "expected the boot to hang" in finished.reason
-    silent = boot.judge(hang_case, [], timed_out=True, exit_code=None, seconds=5)
+    silent = judge.judge(hang_case, [], timed_out=True, exit_code=None, seconds=5)
     assert not silent.passed and "never printed" in silent.reason
-    booted = boot.judge(hang_case, recorded("clone_vm-asm-mmu"), timed_out=True, exit_code=None, seconds=5)
+    booted = judge.judge(hang_case, recorded("clone_vm-asm-mmu"), timed_out=True, exit_code=None, seconds=5)
     assert not booted.passed and booted.observed == "forbidden-line"
 
 
@@ -140,7 +140,7 @@ def test_real_process_that_hangs_is_killed_at_the_timeout(case: BootCase, tmp_pa
     """Killed, not waited for: the stand-in would note that it lived to the end of its sleep."""
     survived = tmp_path / "survived"
     script = f"echo start; sleep 60; touch {survived}"
-    verdict = boot.run_captured(["sh", "-c", script], fake_case(case, 1.5), tmp_path / "l")
+    verdict = qemu.run_captured(["sh", "-c", script], fake_case(case, 1.5), tmp_path / "l")
     assert (verdict.passed, verdict.observed) == (False, "hang")
     assert verdict.reason.startswith("no power-off within 1.5 s"), verdict.reason
     assert (tmp_path / "l").read_text().splitlines()[-1] == "start"
@@ -151,16 +151,16 @@ def test_real_process_that_panics_is_stopped_at_once(case: BootCase, tmp_path: P
     """Stopped by the panic line, not by the timeout: the stand-in would outlive neither."""
     survived = tmp_path / "survived"
     script = f"echo start; echo '[ 0.1] Kernel panic - not syncing: test'; echo trace; sleep 60; touch {survived}"
-    verdict = boot.run_captured(["sh", "-c", script], fake_case(case, 600), tmp_path / "l")
+    verdict = qemu.run_captured(["sh", "-c", script], fake_case(case, 600), tmp_path / "l")
     assert verdict.observed == "forbidden-line" and "trace" in verdict.excerpt
     assert "Kernel panic - not syncing: test" in verdict.reason and "600" not in verdict.reason
     assert not survived.exists()
 
 
 def test_real_process_that_finishes_passes(case: BootCase, tmp_path: Path) -> None:
-    verdict = boot.run_captured(["sh", "-c", "echo start; echo done"], fake_case(case, 20), tmp_path / "l")
+    verdict = qemu.run_captured(["sh", "-c", "echo start; echo done"], fake_case(case, 20), tmp_path / "l")
     assert verdict.passed, verdict.summary()
-    failing = boot.run_captured(["sh", "-c", "echo start; echo done; exit 3"], fake_case(case, 20), tmp_path / "l")
+    failing = qemu.run_captured(["sh", "-c", "echo start; echo done; exit 3"], fake_case(case, 20), tmp_path / "l")
     assert (failing.passed, failing.observed) == (False, "qemu-error")
 
 
@@ -181,38 +181,38 @@ def panic_case(case: BootCase) -> BootCase:
 
 def test_expected_panic_passes_only_when_it_panics(case: BootCase) -> None:
     expected = panic_case(case)
-    verdict = boot.judge(expected, lines("nommu-panic.log"), timed_out=False, exit_code=0, seconds=0.4)
+    verdict = judge.judge(expected, lines("nommu-panic.log"), timed_out=False, exit_code=0, seconds=0.4)
     assert (verdict.passed, verdict.observed) == (True, "panic"), verdict.summary()
     assert verdict.reason.startswith("panicked as expected: 'Kernel panic - not syncing: No working init found")
     assert verdict.summary().startswith("boot clone_vm-asm-nommu: PASS (expected panic, observed panic")
-    finished = boot.judge(expected, recorded(case.name), timed_out=False, exit_code=0, seconds=1)
+    finished = judge.judge(expected, recorded(case.name), timed_out=False, exit_code=0, seconds=1)
     assert (finished.passed, finished.observed) == (False, "incomplete")
     assert finished.reason.startswith("expected a kernel panic: QEMU exited (code 0) without printing")
     other = replace(expected, must=("Run /init as init process", "Kernel panic - not syncing: Out of memory"))
-    wrong = boot.judge(other, lines("nommu-panic.log"), timed_out=False, exit_code=0, seconds=0.4)
+    wrong = judge.judge(other, lines("nommu-panic.log"), timed_out=False, exit_code=0, seconds=0.4)
     assert not wrong.passed and wrong.reason == "panicked as expected but never printed " + repr(other.must[1])
-    oops = boot.judge(expected, (SYMBOLS / "nommu-oops.log").read_text().splitlines(), False, 0, 1)
+    oops = judge.judge(expected, (SYMBOLS / "nommu-oops.log").read_text().splitlines(), False, 0, 1)
     assert (oops.passed, oops.observed) == (False, "forbidden-line")  # an oops is not the panic expected
 
 
 def test_a_panic_not_forbidden_is_still_not_a_pass(case: BootCase) -> None:
     lenient = replace(case, must_not=("Oops",))
-    verdict = boot.judge(lenient, lines("nommu-panic.log"), timed_out=False, exit_code=0, seconds=0.4)
+    verdict = judge.judge(lenient, lines("nommu-panic.log"), timed_out=False, exit_code=0, seconds=0.4)
     assert (verdict.passed, verdict.observed) == (False, "panic")
     assert "No working init found" in verdict.reason and "Kernel panic" in verdict.excerpt
 
 
 def test_verdict_names_the_faults_the_console_shows() -> None:
     mmu_case = PROJECT.boots["addrspace-c-mmu"]
-    resolver = boot.Resolver(None, {"addrspace-child": SYMBOLS / "addrspace-child-c"})
-    verdict = boot.judge(mmu_case, recorded(mmu_case.name), False, 0, 1, resolver=resolver)
+    resolver = qemu.Resolver(None, {"addrspace-child": SYMBOLS / "addrspace-child-c"})
+    verdict = judge.judge(mmu_case, recorded(mmu_case.name), False, 0, 1, resolver=resolver)
     assert verdict.passed
     (note,) = verdict.notes
     assert "in main+0x82 at initsrc/addrspace/child.c:30: `*target = 0x3333;`, touched 0x7ffff7ff3000" in note
     assert note in verdict.summary() and note in verdict.to_dict()["notes"]
     oops_case = PROJECT.boots["clone_vm-c-nommu"]
-    symbols = boot.Resolver(symbolize.SymbolTable.load(SYMBOLS / "nommu-plain.System.map"))
-    failed = boot.judge(
+    symbols = qemu.Resolver(symbolize.SymbolTable.load(SYMBOLS / "nommu-plain.System.map"))
+    failed = judge.judge(
         oops_case, (SYMBOLS / "nommu-oops-plain.log").read_text().splitlines(), False, 0, 1, None, symbols
     )
     assert not failed.passed and "epc memcpy+0xd4/0xf8 (0x80185a14)" in failed.summary()
@@ -226,13 +226,13 @@ def test_hang_proven_by_the_trap_log_names_symbol_and_cause() -> None:
     assert hang_case.traps
     traps = symbolize.parse_traps((SYMBOLS / "mmu-mmu-off.traps").read_text())
     stuck = symbolize.with_symbols(symbolize.last_fault(traps), symbolize.SymbolTable.load(SYMBOLS / "mmu.System.map"))
-    verdict = boot.judge(hang_case, recorded(hang_case.name), False, None, 0.8, stuck=stuck)
+    verdict = judge.judge(hang_case, recorded(hang_case.name), False, None, 0.8, stuck=stuck)
     assert (verdict.passed, verdict.observed) == (True, "hang")
     assert verdict.reason.startswith(
         "hung as expected: stuck after a fault at _start_kernel+0x76/0xf7c (cause 1: instruction access fault"
     )
     assert verdict.reason in verdict.summary()
-    booted = boot.judge(hang_case, recorded("clone_vm-asm-mmu"), False, None, 0.8, stuck=stuck)
+    booted = judge.judge(hang_case, recorded("clone_vm-asm-mmu"), False, None, 0.8, stuck=stuck)
     assert not booted.passed and booted.observed == "forbidden-line"
 
 
@@ -250,8 +250,8 @@ def test_a_stuck_hart_ends_the_boot_at_once(case: BootCase, tmp_path: Path) -> N
     hang_case = replace(case, expect="hang", must=("OpenSBI",), timeout=20, traps=True)
     recorded_traps = SYMBOLS / "mmu-mmu-off.traps"
     command = fake_qemu(tmp_path, f'echo OpenSBI; cat {recorded_traps} > "$log"; exec sleep 60')
-    resolver = boot.Resolver(symbolize.SymbolTable.load(SYMBOLS / "mmu.System.map"))
-    verdict = boot.run_captured(command, hang_case, tmp_path / "l", resolver, tmp_path / "run.traps")
+    resolver = qemu.Resolver(symbolize.SymbolTable.load(SYMBOLS / "mmu.System.map"))
+    verdict = qemu.run_captured(command, hang_case, tmp_path / "l", resolver, tmp_path / "run.traps")
     assert verdict.passed, verdict.summary()
     # Proven by the trap log, not by the timeout (which would give a bare "hung as expected").
     assert verdict.reason.startswith("hung as expected: stuck after a fault at _start_kernel+0x76/0xf7c (cause 1:")
@@ -261,7 +261,7 @@ def test_a_trap_loop_ends_the_boot_at_once(case: BootCase, tmp_path: Path) -> No
     hang_case = replace(case, expect="hang", must=("start",), timeout=20, traps=True)
     line = TRAP_LINE.format(a=0, c=12, pc=0xFFFFFFFF80001094)
     command = fake_qemu(tmp_path, f'echo start; while :; do echo "{line}"; done > "$log"')
-    verdict = boot.run_captured(command, hang_case, tmp_path / "l", None, tmp_path / "run.traps")
+    verdict = qemu.run_captured(command, hang_case, tmp_path / "l", None, tmp_path / "run.traps")
     assert verdict.passed, verdict.summary()
     assert verdict.reason.startswith("hung as expected: trap loop at 0xffffffff80001094 (cause 12: instruction page")
 
@@ -272,7 +272,7 @@ def test_a_live_hart_is_not_stopped_by_the_trap_watch(case: BootCase, tmp_path: 
     fault, timer = TRAP_LINE.format(a=0, c=13, pc=0x10000), TRAP_LINE.format(a=1, c=5, pc=0x80002000)
     ticks = f'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.15; echo "{timer}" >> "$log"; done'
     body = f'echo start; echo "{fault}" > "$log"; {ticks}; echo done'
-    verdict = boot.run_captured(fake_qemu(tmp_path, body), live, tmp_path / "l", None, tmp_path / "run.traps")
+    verdict = qemu.run_captured(fake_qemu(tmp_path, body), live, tmp_path / "l", None, tmp_path / "run.traps")
     assert verdict.passed, verdict.summary()  # "done" comes after the last tick: it ran to its end
     assert (tmp_path / "run.traps").read_text().count("async:1") == 10
 
@@ -280,9 +280,9 @@ def test_a_live_hart_is_not_stopped_by_the_trap_watch(case: BootCase, tmp_path: 
 def test_trap_log_option_is_in_the_qemu_command(tmp_path: Path) -> None:
     hang_case = PROJECT.boots["clone_vm-asm-mmu-mmu-off"]
     variant = PROJECT.variants["mmu"]
-    command = boot.qemu_command(PROJECT.toolchain, variant, Path("I"), Path("R"), hang_case, False, tmp_path / "t")
+    command = qemu.qemu_command(PROJECT.toolchain, variant, Path("I"), Path("R"), hang_case, False, tmp_path / "t")
     assert command[-4:] == ["-d", "int", "-D", str(tmp_path / "t")]
-    assert "-d" not in boot.qemu_command(PROJECT.toolchain, variant, Path("I"), Path("R"), hang_case, False)
+    assert "-d" not in qemu.qemu_command(PROJECT.toolchain, variant, Path("I"), Path("R"), hang_case, False)
 
 
 # --- assertions that kill surviving mutants of the judge (bench/bench_mutation.py) ---
@@ -294,7 +294,7 @@ def test_every_outcome_is_judged_with_its_exact_reason(case: BootCase) -> None:
     log = Path("/logs/x.log")
 
     def judged(console: list[str], timed_out: bool = False, code: int | None = 0, expect: str = "pass"):
-        return boot.judge(replace(small, expect=expect), console, timed_out, code, 1.234, log)
+        return judge.judge(replace(small, expect=expect), console, timed_out, code, 1.234, log)
 
     ok = judged(["start", "done"])
     assert (ok.observed, ok.passed, ok.reason, ok.excerpt, ok.missing) == ("pass", True, "", "", ())
@@ -330,38 +330,38 @@ def test_every_outcome_is_judged_with_its_exact_reason(case: BootCase) -> None:
 def test_the_excerpt_is_the_console_around_the_failure(case: BootCase) -> None:
     small = replace(case, must=("start", "done"), must_not=("Oops",), expect="pass")
     console = [f"line {i}" for i in range(100)]
-    at_end = boot.judge(small, console, False, 0, 1).excerpt.splitlines()
-    assert at_end == [f"  | line {i}" for i in range(100 - boot.EXCERPT_AFTER, 100)]
+    at_end = judge.judge(small, console, False, 0, 1).excerpt.splitlines()
+    assert at_end == [f"  | line {i}" for i in range(100 - judge.EXCERPT_AFTER, 100)]
     console[50] = "Oops: here"
-    around = boot.judge(small, console, False, 0, 1).excerpt.splitlines()
-    first = 50 - boot.EXCERPT_BEFORE
-    assert around == [f"  | {console[i]}" for i in range(first, first + boot.EXCERPT_BEFORE + boot.EXCERPT_AFTER)]
+    around = judge.judge(small, console, False, 0, 1).excerpt.splitlines()
+    first = 50 - judge.EXCERPT_BEFORE
+    assert around == [f"  | {console[i]}" for i in range(first, first + judge.EXCERPT_BEFORE + judge.EXCERPT_AFTER)]
     console[2] = "Oops: early"
-    early = boot.judge(small, console, False, 0, 1).excerpt.splitlines()
-    assert early[0] == "  | line 0" and len(early) == 2 + boot.EXCERPT_AFTER  # from the top, as far after
-    assert boot.judge(small, ["a", "b"], False, 0, 1).excerpt == "  | a\n  | b"
+    early = judge.judge(small, console, False, 0, 1).excerpt.splitlines()
+    assert early[0] == "  | line 0" and len(early) == 2 + judge.EXCERPT_AFTER  # from the top, as far after
+    assert judge.judge(small, ["a", "b"], False, 0, 1).excerpt == "  | a\n  | b"
 
 
 def test_a_failed_hang_notes_what_the_trap_log_proved(case: BootCase) -> None:
     stuck = symbolize.TrapDiagnosis("loop", symbolize.Trap(0, False, 12, 0x80001000, 0x80001000), 8)
     hang_case = replace(case, must=("start", "done"), expect="hang")
-    missing = boot.judge(hang_case, ["start"], False, None, 1, stuck=stuck)
+    missing = judge.judge(hang_case, ["start"], False, None, 1, stuck=stuck)
     assert (missing.observed, missing.passed) == ("hang", False)
     assert missing.notes == (f"trap log: {stuck.describe()}",)
     assert missing.reason == "hung as expected but never printed 'done'"
-    proven = boot.judge(hang_case, ["start", "done"], False, None, 1, stuck=stuck)
+    proven = judge.judge(hang_case, ["start", "done"], False, None, 1, stuck=stuck)
     assert proven.passed and proven.notes == () and proven.reason == f"hung as expected: {stuck.describe()}"
     passing = replace(case, must=("start",), expect="pass")
-    wrong = boot.judge(passing, ["start"], False, 0, 1, stuck=stuck)
+    wrong = judge.judge(passing, ["start"], False, 0, 1, stuck=stuck)
     assert (wrong.observed, wrong.reason) == ("hang", stuck.describe())
 
 
 def test_verdicts_read_back_and_summarize(case: BootCase, tmp_path: Path) -> None:
     small = replace(case, must=("start", "done"), expect="pass")
-    verdict = boot.judge(small, ["start"], False, 0, 2.5, tmp_path / "c.log")
+    verdict = judge.judge(small, ["start"], False, 0, 2.5, tmp_path / "c.log")
     verdict.write(tmp_path / "v.json")
-    again = boot.Verdict.read(tmp_path / "v.json")
-    assert again == verdict and again.observed is boot.Outcome.INCOMPLETE
+    again = judge.Verdict.read(tmp_path / "v.json")
+    assert again == verdict and again.observed is judge.Outcome.INCOMPLETE
     assert verdict.summary() == (
         f"boot {case.name}: FAIL (expected pass, observed incomplete, 2.5 s): QEMU exited (code 0) without "
         f"printing 'done'\nconsole log: {tmp_path / 'c.log'}\n  | start"
@@ -375,16 +375,16 @@ def test_verdicts_read_back_and_summarize(case: BootCase, tmp_path: Path) -> Non
         "observed": "incomplete",
         "passed": False,
     }
-    not_run = boot.Verdict.not_run(small)
+    not_run = judge.Verdict.not_run(small)
     assert (not_run.observed, not_run.passed, not_run.seconds) == ("not-run", False, None)
     assert not_run.reason == "not run: a task it depends on failed" and not_run.variant == case.variant
-    bare = boot.Verdict.not_run("x", "why")
+    bare = judge.Verdict.not_run("x", "why")
     assert bare.summary() == "boot x: FAIL (expected , observed not-run, 0.0 s): why\nconsole log: "
 
 
 def test_the_trap_watch_reads_whole_lines_as_they_come(tmp_path: Path) -> None:
     log = tmp_path / "traps"
-    watch = boot.TrapWatch(log)
+    watch = qemu.TrapWatch(log)
     assert watch.poll() is None  # no log yet
     line = TRAP_LINE.format(a=0, c=12, pc=0x80001094) + "\n"
     log.write_text(line * (symbolize.LOOP_REPEATS - 1) + line[:30])  # the last line cut in the middle
@@ -401,8 +401,8 @@ def test_the_trap_watch_keeps_only_the_end_of_a_storm(tmp_path: Path) -> None:
     log = tmp_path / "traps"
     other = TRAP_LINE.format(a=0, c=13, pc=0x80002000) + "\n"
     loop = TRAP_LINE.format(a=0, c=12, pc=0x80001094) + "\n"
-    log.write_text(other * (boot.TRAP_TAIL_BYTES // len(other) + 10) + loop * symbolize.LOOP_REPEATS)
-    watch = boot.TrapWatch(log)
+    log.write_text(other * (qemu.TRAP_TAIL_BYTES // len(other) + 10) + loop * symbolize.LOOP_REPEATS)
+    watch = qemu.TrapWatch(log)
     found = watch.poll()
     assert found is not None and found.trap.cause == 12
     assert len(watch.recent) == symbolize.LOOP_REPEATS * 4 and watch.partial == b""
@@ -410,7 +410,7 @@ def test_the_trap_watch_keeps_only_the_end_of_a_storm(tmp_path: Path) -> None:
 
 
 def test_verdict_fields_of_an_unrun_case_and_of_notes(case: BootCase) -> None:
-    unrun = boot.Verdict.not_run(case)
+    unrun = judge.Verdict.not_run(case)
     assert (unrun.case, unrun.demo, unrun.build, unrun.variant, unrun.qemu, unrun.expected) == (
         case.name,
         case.demo,
@@ -420,10 +420,10 @@ def test_verdict_fields_of_an_unrun_case_and_of_notes(case: BootCase) -> None:
         case.expect,
     )
     assert (unrun.passed, unrun.log, unrun.excerpt) == (False, "", "")
-    named = boot.Verdict.not_run("x")
+    named = judge.Verdict.not_run("x")
     assert (named.case, named.demo, named.build, named.variant, named.qemu, named.expected) == ("x", "", "", "", "", "")
     assert named.passed is False
-    noted = replace(boot.judge(case, recorded(case.name), False, 0, 1), notes=("one\ntwo", "three"))
+    noted = replace(judge.judge(case, recorded(case.name), False, 0, 1), notes=("one\ntwo", "three"))
     assert noted.passed and noted.build == case.build and noted.log == ""
     assert noted.summary().endswith("\n  one\n  two\n  three")
     assert noted.to_dict()["notes"] == ["one\ntwo", "three"] and noted.to_dict()["observed"] == "pass"
@@ -433,6 +433,6 @@ def test_verdict_fields_of_an_unrun_case_and_of_notes(case: BootCase) -> None:
 def test_the_excerpt_of_a_panic_is_around_the_panic(case: BootCase) -> None:
     console = [f"line {i}" for i in range(100)]
     console[60] = "[ 2.0] Kernel panic - not syncing: here"
-    verdict = boot.judge(replace(case, must=("line 0",), must_not=()), console, False, 0, 1)
+    verdict = judge.judge(replace(case, must=("line 0",), must_not=()), console, False, 0, 1)
     assert verdict.observed == "panic"
-    assert verdict.excerpt.splitlines()[boot.EXCERPT_BEFORE] == f"  | {console[60]}"
+    assert verdict.excerpt.splitlines()[judge.EXCERPT_BEFORE] == f"  | {console[60]}"

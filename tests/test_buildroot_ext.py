@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 from conftest import caller_variable, checkout_configs, make_project, missing, needs_module, run_doit
 
-from mmulab import buildroot_ext
-from mmulab.bootimages import ConfigCheck, config_problems
-from mmulab.configdata import Project, load_buildroot, load_project
-from mmulab.settings import PROJECT_ROOT, Settings
+from mmulab.boot.images import ConfigCheck, config_problems
+from mmulab.buildroot import generate as buildroot_ext
+from mmulab.buildroot.spec import load_buildroot
+from mmulab.core.settings import PROJECT_ROOT, Settings
+from mmulab.project.loader import load_project
+from mmulab.project.model import Project
 
 TREE = PROJECT_ROOT / "buildroot_ext"
 
@@ -89,7 +91,7 @@ def test_generator_follows_the_configs(tmp_path: Path) -> None:
 
 
 def test_kernel_fragments_are_the_pipelines() -> None:
-    from mmulab.kconfig import render_fragment
+    from mmulab.build.kernelconfig import render_fragment
 
     project = load_project(Settings.from_environment({}))
     for name, variant in project.variants.items():
@@ -305,8 +307,8 @@ def test_post_image_boots_the_matrix(tmp_path: Path, session_build: Path, buildr
     """buildroot_ext's engine (external.mk, run by a stand-in for Buildroot's package steps, with the pipeline's
     musl as the toolchain's C library) fills a Buildroot-like images folder; the post-image script checks the
     configs and boots every NOMMU case from it with the pipeline's verdicts."""
-    from mmulab.paths import Layout
-    from mmulab.toolchain import compiler
+    from mmulab.build.toolchain import compiler
+    from mmulab.core.paths import Layout
 
     # The slow tests' shared build (its kernels serve test_demos too), brought to what this test reads by doit
     # itself: built here if no test ran before, rebuilt where another left it changed (an overlay's edit).

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from conftest import DOIT, LazyProject, make_project, run_doit
 
-from mmulab import busybox, kconfig, kconfig_tree, sources, toolchain
-from mmulab.errors import UserError
-from mmulab.kconfig_tree import KconfigSource, KconfigTree
-from mmulab.paths import Layout
-from mmulab.settings import PROJECT_ROOT
+from mmulab.build import busybox, extract, kernelconfig, toolchain
+from mmulab.core.errors import UserError
+from mmulab.core.paths import Layout
+from mmulab.core.settings import PROJECT_ROOT
+from mmulab.kconfig import dotconfig
+from mmulab.kconfig import tree as kconfig_tree
+from mmulab.kconfig.tree import KconfigSource, KconfigTree
 
 PROJECT = LazyProject()
 
@@ -28,7 +30,7 @@ def fragment(variant: str, **extra) -> dict[str, str]:
     assert PROJECT.toolchain.busybox is not None
     spec = replace(PROJECT.toolchain.busybox, kconfig=extra)
     text = busybox.render_fragment(spec, PROJECT.variants[variant], PROJECT.toolchain)
-    return kconfig.parse_config(text)
+    return dotconfig.parse_config(text)
 
 
 def test_nommu_busybox_uses_hush_vfork_and_proc_self_exe() -> None:
@@ -48,8 +50,8 @@ def test_mmu_busybox_uses_ash_and_both_link_static_pie_against_the_sysroot() -> 
 
 
 def test_merge_replaces_rather_than_appends() -> None:
-    merged = kconfig.merge("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=1\n", "CONFIG_B=y\n# CONFIG_A is not set\n")
-    assert kconfig.parse_config(merged) == {"A": "n", "B": "y", "C": "1"}
+    merged = dotconfig.merge("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=1\n", "CONFIG_B=y\n# CONFIG_A is not set\n")
+    assert dotconfig.parse_config(merged) == {"A": "n", "B": "y", "C": "1"}
     assert merged.count("CONFIG_A") == 1 and merged.count("CONFIG_B") == 1
 
 
@@ -161,7 +163,7 @@ def busybox_tree(session_build: Path) -> Path:
     result = run_doit(["extract:busybox"], {"MMULAB_BUILD_DIR": str(session_build)})
     assert result.returncode == 0, result.stdout + result.stderr
     layout = Layout(session_build)
-    record = sources.Extracted.read(layout.extracted("busybox"))
+    record = extract.Extracted.read(layout.extracted("busybox"))
     assert record.sha256 == PROJECT.sources["busybox"].sha256, record
     assert Path(record.tree) == layout.tree("busybox")
     return Path(record.tree)
@@ -179,7 +181,7 @@ def test_dropped_busybox_option_fails_by_name(tmp_path: Path, busybox_tree: Path
     )
     objdir = tmp_path / "obj"
     with pytest.raises(UserError) as error:
-        kconfig.apply_fragment(
+        kernelconfig.apply_fragment(
             ["make", "-C", str(busybox_tree), f"O={objdir}"],
             objdir,
             spec.base_config,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from mmulab import catalog
-from mmulab.configdata import load_project
-from mmulab.settings import Settings
+from mmulab.core.settings import Settings
+from mmulab.project import catalog
+from mmulab.project.loader import load_project
 
 
 def test_committed_catalogue_is_what_the_data_renders():

@@ -23,9 +23,10 @@ from checkout_copy import copy_checkout, run_doit_in
 from conftest import make_project, run_doit
 from redis_server import RedisServer, ask
 
-from mmulab import ccache, summary
-from mmulab.errors import EnvError
-from mmulab.settings import PROJECT_ROOT, Settings
+from mmulab.boot import summary
+from mmulab.build import ccache
+from mmulab.core.errors import EnvError
+from mmulab.core.settings import PROJECT_ROOT, Settings
 
 PROGRAMS = ["program:fork-asm", "program:clone_vm-asm"]  # no C library needed: seconds to build
 
@@ -258,7 +259,7 @@ def test_redis_shares_the_cache_between_build_dirs(tmp_path: Path, kernel_tree: 
 
 def test_switching_the_cache_changes_no_stage_key(tmp_path: Path) -> None:
     """Its outputs are the same bytes either way: turning ccache on or off, or pointing it elsewhere, reruns nothing."""
-    from mmulab import tasks
+    from mmulab.pipeline import tasks
 
     keys = []
     for overrides in (

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import make_project, run_doit
 
-from mmulab.errors import UserError
-from mmulab.settings import PROJECT_ROOT
+from mmulab.core.errors import UserError
+from mmulab.core.settings import PROJECT_ROOT
 
 
 def copied_configs(tmp_path: Path) -> Path:

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from conftest import make_project, missing
 
-from mmulab import sources
-from mmulab.configdata import KnownVersion, Origin, Project, Source, load_project, upstream_version
-from mmulab.errors import UserError
-from mmulab.settings import PROJECT_ROOT
+from mmulab.build import debian, download, fetch
+from mmulab.core.errors import UserError
+from mmulab.core.settings import PROJECT_ROOT
+from mmulab.project.loader import load_project
+from mmulab.project.model import KnownVersion, Origin, Project, Source, upstream_version
 
 PACKAGE = "linux-source-6.12"
 NEWER = "6.12.999-1~deb12u1"
@@ -90,7 +91,7 @@ def test_a_newer_installed_version_is_trusted_through_dpkg_md5sums(
 ) -> None:
     tarball = installed(tmp_path)
     admindir = fake_dpkg(tmp_path, tarball)
-    fetched = sources.fetch(project_with(tmp_path, [local_origin(tarball)]), "linux", dpkg_admindir=admindir)
+    fetched = fetch.fetch(project_with(tmp_path, [local_origin(tarball)]), "linux", dpkg_admindir=admindir)
     assert (fetched.version, fetched.package, fetched.package_version) == ("6.12.999", PACKAGE, NEWER)
     assert (fetched.trust, fetched.sha256, fetched.origin, fetched.origin_kind) == (
         "apt-archive",
@@ -106,14 +107,14 @@ def test_a_newer_installed_version_is_trusted_through_dpkg_md5sums(
     ]
     record = tmp_path / "fetched.json"
     fetched.write(record)
-    assert sources.Fetched.read(record) == fetched
+    assert download.Fetched.read(record) == fetched
     assert json.loads(record.read_text())["trust"] == "apt-archive"
 
 
 def test_an_arch_qualified_md5sums_file_is_found(tmp_path: Path) -> None:
     tarball = installed(tmp_path)
     admindir = fake_dpkg(tmp_path, tarball, md5sums_name=f"{PACKAGE}:all.md5sums")
-    assert sources.dpkg_vouches(str(tarball), PACKAGE, hashlib.md5(TARBALL).hexdigest(), admindir) == NEWER
+    assert debian.dpkg_vouches(str(tarball), PACKAGE, hashlib.md5(TARBALL).hexdigest(), admindir) == NEWER
 
 
 @pytest.mark.parametrize(
@@ -131,7 +132,7 @@ def test_a_file_apt_does_not_vouch_for_is_refused_in_one_line(
     tarball = installed(tmp_path)
     admindir = fake_dpkg(tmp_path, tarball, **dpkg)
     with pytest.raises(UserError) as error:
-        sources.fetch(project_with(tmp_path, [local_origin(tarball)]), "linux", dpkg_admindir=admindir)
+        fetch.fetch(project_with(tmp_path, [local_origin(tarball)]), "linux", dpkg_admindir=admindir)
     failure = str(error.value).splitlines()[1]
     assert re.fullmatch(
         rf"  - {tarball}: sha256 mismatch: got {TARBALL_SHA}, pinned {PINNED_SHA}; not trusted through apt either: "
@@ -148,7 +149,7 @@ def test_a_file_apt_does_not_vouch_for_is_refused_in_one_line(
 def test_no_dpkg_database_is_refused(tmp_path: Path) -> None:
     tarball = installed(tmp_path)
     with pytest.raises(UserError, match=r"cannot read dpkg's database .*/nowhere/status"):
-        sources.fetch(project_with(tmp_path, [local_origin(tarball)]), "linux", dpkg_admindir=tmp_path / "nowhere")
+        fetch.fetch(project_with(tmp_path, [local_origin(tarball)]), "linux", dpkg_admindir=tmp_path / "nowhere")
 
 
 def test_a_known_sha256_is_used_as_pinned_without_asking_dpkg(
@@ -160,7 +161,7 @@ def test_a_known_sha256_is_used_as_pinned_without_asking_dpkg(
         KnownVersion("6.12.115-2~deb12u1", "6.12.115", TARBALL_SHA),
     )
     project = project_with(tmp_path, [local_origin(tarball, known)])
-    fetched = sources.fetch(project, "linux", dpkg_admindir=tmp_path / "no-dpkg-here")
+    fetched = fetch.fetch(project, "linux", dpkg_admindir=tmp_path / "no-dpkg-here")
     assert (fetched.trust, fetched.version, fetched.package, fetched.package_version, fetched.sha256) == (
         "pinned",
         "6.12.115",
@@ -169,7 +170,7 @@ def test_a_known_sha256_is_used_as_pinned_without_asking_dpkg(
         TARBALL_SHA,
     )
     assert capsys.readouterr().err == ""
-    again = sources.fetch(project, "linux", dpkg_admindir=tmp_path / "no-dpkg-here")
+    again = fetch.fetch(project, "linux", dpkg_admindir=tmp_path / "no-dpkg-here")
     assert (again.origin, again.trust, again.package_version) == (str(tarball), "pinned", "6.12.115-2~deb12u1")
 
 
@@ -177,11 +178,11 @@ def test_an_apt_trusted_file_is_checked_again_not_taken_from_the_cache(tmp_path:
     tarball = installed(tmp_path)
     admindir = fake_dpkg(tmp_path, tarball)
     project = project_with(tmp_path, [local_origin(tarball)])
-    assert sources.fetch(project, "linux", dpkg_admindir=admindir).trust == "apt-archive"
+    assert fetch.fetch(project, "linux", dpkg_admindir=admindir).trust == "apt-archive"
     tarball.unlink()
     installed(tmp_path, b"replaced behind dpkg's back")
     with pytest.raises(UserError, match=r"its md5 .* differs"):
-        sources.fetch(project, "linux", dpkg_admindir=admindir)
+        fetch.fetch(project, "linux", dpkg_admindir=admindir)
     assert cached(tmp_path) == []
 
 
@@ -189,7 +190,7 @@ def test_an_old_fetched_record_still_reads(tmp_path: Path) -> None:
     record = tmp_path / "fetched.json"
     old = {"source": "busybox", "path": "/x", "sha256": "a" * 64, "version": "1", "origin": "u", "origin_kind": "url"}
     record.write_text(json.dumps(old))
-    fetched = sources.Fetched.read(record)
+    fetched = download.Fetched.read(record)
     assert (fetched.trust, fetched.package, fetched.package_version) == ("pinned", "", "")
 
 
@@ -201,7 +202,7 @@ def test_this_machines_dpkg_database_vouches_for_its_installed_tarball() -> None
     version = subprocess.run(
         ["dpkg-query", "-W", "-f=${Version}", PACKAGE], capture_output=True, text=True, check=True
     ).stdout
-    assert sources.dpkg_vouches(path, PACKAGE, md5, Path("/var/lib/dpkg")) == version
+    assert debian.dpkg_vouches(path, PACKAGE, md5, Path("/var/lib/dpkg")) == version
 
 
 def test_upstream_version() -> None:

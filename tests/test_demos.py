@@ -15,8 +15,8 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from helpers_pipeline import executed
 
-from mmulab import elfcheck
-from mmulab.settings import PROJECT_ROOT
+from mmulab.build import elfcheck as build_elfcheck
+from mmulab.core.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 PROJECT = LazyProject()
@@ -102,7 +102,7 @@ def test_every_program_is_static_pie_and_c_ones_self_relocate(full_run: tuple[Pa
     build, _ = full_run
     for name, program in PROJECT.programs.items():
         binary = build / "programs" / name / name
-        assert elfcheck.problems(binary, "static-pie") == [], name
+        assert build_elfcheck.problems(binary, "static-pie") == [], name
         with binary.open("rb") as handle:
             relocations = [
                 reloc["r_info_type"]
@@ -111,9 +111,9 @@ def test_every_program_is_static_pie_and_c_ones_self_relocate(full_run: tuple[Pa
                 for reloc in section.iter_relocations()
             ]
         if program.language == "c":
-            assert relocations and set(relocations) == {elfcheck.R_RISCV_RELATIVE}, name
+            assert relocations and set(relocations) == {build_elfcheck.R_RISCV_RELATIVE}, name
     for variant in PROJECT.variants:
-        assert elfcheck.problems(build / "busybox" / variant / "out" / "busybox", "static-pie") == [], variant
+        assert build_elfcheck.problems(build / "busybox" / variant / "out" / "busybox", "static-pie") == [], variant
 
 
 def test_nothing_changed_means_nothing_runs(full_run: tuple[Path, str]) -> None:

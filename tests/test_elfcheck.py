@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mmulab import elfcheck
-from mmulab.configdata import load_project
-from mmulab.errors import UserError
-from mmulab.toolchain import build_program
+from mmulab.build import elfcheck as build_elfcheck
+from mmulab.build.toolchain import build_program
+from mmulab.core.errors import UserError
+from mmulab.project.loader import load_project
 
 CC = "riscv64-linux-gnu-gcc"
 HELLO_C = '#include <stdio.h>\nint main(void) { puts("hi"); return 0; }\n'
@@ -34,46 +34,46 @@ def test_the_projects_own_asm_programs_pass(tmp_path: Path) -> None:
     for program in asm:
         out = tmp_path / program.name / program.name
         build_program(program, project.toolchain, out, out.with_suffix(".log"), tmp_path / "no-sysroot")
-        assert elfcheck.problems(out, "static-pie") == []
+        assert build_elfcheck.problems(out, "static-pie") == []
 
 
 @pytest.mark.needs(CC)
 def test_static_pie_asm_passes(tmp_path: Path) -> None:
     good = compiled(tmp_path, "good", ASM, ".S", "-nostdlib", "-static-pie", "-Wl,--no-dynamic-linker")
-    assert elfcheck.problems(good, "static-pie") == []
-    elfcheck.check(good, "static-pie")
+    assert build_elfcheck.problems(good, "static-pie") == []
+    build_elfcheck.check(good, "static-pie")
 
 
 @pytest.mark.needs(CC)
 def test_pt_interp_is_named(tmp_path: Path) -> None:
     with_interp = compiled(tmp_path, "interp", ASM, ".S", "-nostdlib", "-static-pie")
-    (problem,) = elfcheck.problems(with_interp, "static-pie")
+    (problem,) = build_elfcheck.problems(with_interp, "static-pie")
     assert "has PT_INTERP" in problem and "--no-dynamic-linker" in problem
 
 
 @pytest.mark.needs(CC)
 def test_non_pie_static_is_refused_for_nommu_but_fine_as_static(tmp_path: Path) -> None:
     exec_binary = compiled(tmp_path, "exec", ASM, ".S", "-nostdlib", "-static", "-no-pie")
-    (problem,) = elfcheck.problems(exec_binary, "static-pie")
+    (problem,) = build_elfcheck.problems(exec_binary, "static-pie")
     assert "type is ET_EXEC, not ET_DYN" in problem
-    assert elfcheck.problems(exec_binary, "static") == []
+    assert build_elfcheck.problems(exec_binary, "static") == []
 
 
 @pytest.mark.needs(CC)
 def test_dynamic_glibc_program_lists_interp_and_needed_libraries(tmp_path: Path) -> None:
     dynamic = compiled(tmp_path, "dynamic", HELLO_C, ".c")
-    found = " | ".join(elfcheck.problems(dynamic, "static-pie"))
+    found = " | ".join(build_elfcheck.problems(dynamic, "static-pie"))
     assert "PT_INTERP '/lib/ld-linux-riscv64-lp64d.so.1'" in found
     assert "needs shared libraries libc.so.6" in found
     assert "R_RISCV_RELATIVE" in found
     with pytest.raises(UserError, match=r"^program hello \(.*dynamic\): not loadable as static-pie: "):
-        elfcheck.check(dynamic, "static-pie", label=f"program hello ({dynamic})")
+        build_elfcheck.check(dynamic, "static-pie", label=f"program hello ({dynamic})")
 
 
 def test_host_binary_and_non_elf_are_named(tmp_path: Path) -> None:
     host = compiled(tmp_path, "host", HELLO_C, ".c", cc="gcc")
-    assert any("not EM_RISCV" in p for p in elfcheck.problems(host, "static-pie"))
+    assert any("not EM_RISCV" in p for p in build_elfcheck.problems(host, "static-pie"))
     text = tmp_path / "script"
     text.write_text("#!/bin/sh\necho hi\n")
-    assert elfcheck.problems(text, "static-pie")[0].startswith("not an ELF file")
-    assert elfcheck.problems(tmp_path / "absent", "static-pie")[0].startswith("cannot read")
+    assert build_elfcheck.problems(text, "static-pie")[0].startswith("not an ELF file")
+    assert build_elfcheck.problems(tmp_path / "absent", "static-pie")[0].startswith("cannot read")

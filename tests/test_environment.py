@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import SESSION_DIR, TEST_LOCALE, _Session, clean_environment, missing, pipeline_variable
 
-from mmulab.settings import PROJECT_ROOT, Settings
+from mmulab.core.settings import PROJECT_ROOT, Settings
 
 # Every kind of value a caller may have set that would change or break a run if it leaked into a test.
 HOSTILE = {

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mmulab import initramfs
-from mmulab.initramfs import Entry
+from mmulab.build import initramfs
+from mmulab.build.initramfs import Entry
 
 
 def entries(tmp_path: Path, init_bytes: bytes = b"\x7fELF-not-really") -> list[Entry]:

@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 from conftest import make_project, run_doit
 
-from mmulab import kconfig, kconfig_tree
-from mmulab.configdata import load_project
-from mmulab.errors import ConfigError, UserError
+from mmulab.build import kernelconfig
+from mmulab.core.errors import ConfigError, UserError
+from mmulab.kconfig import dotconfig
+from mmulab.kconfig import tree as kconfig_tree
+from mmulab.project.loader import load_project
 
 
 def test_nommu_fragment_renders_what_the_nommu_kernel_needs() -> None:
     variant = load_project().variants["nommu"]
-    values = kconfig.parse_config(kconfig.render_fragment(variant, load_project().toolchain))
+    values = dotconfig.parse_config(kernelconfig.render_fragment(variant, load_project().toolchain))
     assert values["MMU"] == "n"
     assert values["BINFMT_ELF_FDPIC"] == "y"
     assert values["BLK_DEV_INITRD"] == "y"
@@ -32,7 +34,7 @@ def test_same_template_renders_an_mmu_variant() -> None:
         mmu=True,
         kconfig={"RISCV_ISA_FALLBACK": True, "LOG_BUF_SHIFT": 14, "LOCALVERSION": 'say "hi"'},
     )
-    values = kconfig.parse_config(kconfig.render_fragment(variant, load_project().toolchain))
+    values = dotconfig.parse_config(kernelconfig.render_fragment(variant, load_project().toolchain))
     assert values["MMU"] == "y" and "BINFMT_ELF_FDPIC" not in values
     assert values["RISCV_ISA_FALLBACK"] == "y"
     assert values["LOG_BUF_SHIFT"] == "14"
@@ -43,9 +45,9 @@ def test_user_fragment_is_merged_last(tmp_path: Path) -> None:
     fragment = tmp_path / "mine.config"
     fragment.write_text("# mine\n# CONFIG_PRINTK_TIME is not set\nCONFIG_LOG_BUF_SHIFT=13\n")
     project = make_project(tmp_path, user_fragments={"nommu": fragment})
-    text = kconfig.render_fragment(project.variants["nommu"], project.toolchain)
+    text = kernelconfig.render_fragment(project.variants["nommu"], project.toolchain)
     assert text.rstrip().endswith("CONFIG_LOG_BUF_SHIFT=13")
-    assert kconfig.parse_config(text)["PRINTK_TIME"] == "n"
+    assert dotconfig.parse_config(text)["PRINTK_TIME"] == "n"
 
 
 def test_fragment_with_junk_names_file_and_line(tmp_path: Path) -> None:
@@ -58,7 +60,7 @@ def test_fragment_with_junk_names_file_and_line(tmp_path: Path) -> None:
 def test_verify_names_dropped_and_changed_options() -> None:
     requested = {"A": "y", "B": "n", "C": "14", "D": "y"}
     final = {"A": "y", "C": "15", "B": "n"}
-    problems = kconfig.verify(requested, final)
+    problems = dotconfig.verify(requested, final)
     assert problems == [
         "CONFIG_C=14 requested, but the final .config has CONFIG_C=15",
         "CONFIG_D=y requested, but the final .config has # CONFIG_D is not set",
@@ -87,9 +89,9 @@ def test_dependency_expressions_use_tristate_logic(expression: str, expected: in
 def test_dropped_option_fails_naming_it_and_its_unmet_dependency(tmp_path: Path, kernel_tree: Path) -> None:
     project = load_project()
     variant = replace(project.variants["nommu"], kconfig={"SWAP": True, "NO_SUCH_OPTION": True})
-    fragment = kconfig.render_fragment(variant, load_project().toolchain)
+    fragment = kernelconfig.render_fragment(variant, load_project().toolchain)
     with pytest.raises(UserError) as error:
-        kconfig.configure(kernel_tree, tmp_path / "obj", variant, project.toolchain, fragment, tmp_path / "log")
+        kernelconfig.configure(kernel_tree, tmp_path / "obj", variant, project.toolchain, fragment, tmp_path / "log")
     message = str(error.value)
     assert message.startswith("kernel config nommu: 2 requested option(s) did not survive olddefconfig:")
     assert "CONFIG_SWAP=y requested, but the final .config has # CONFIG_SWAP is not set" in message
@@ -128,14 +130,14 @@ def test_srctree_is_relative_to_the_object_directory_unless_only_the_root_is_sha
     source, objdir = tmp_path / "build/src/linux", tmp_path / "build/nommu/kernel/obj"
     source.mkdir(parents=True)
     toolchain = load_project().toolchain
-    args = kconfig.make_args(source, objdir, toolchain)
+    args = kernelconfig.make_args(source, objdir, toolchain)
     assert "srctree=../../../src/linux" in args and f"O={objdir}" in args
     (tmp_path / "link").symlink_to(source)  # kbuild's final make runs in the real object directory
-    assert "srctree=../../../src/linux" in kconfig.make_args(tmp_path / "link", objdir, toolchain)
+    assert "srctree=../../../src/linux" in kernelconfig.make_args(tmp_path / "link", objdir, toolchain)
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "build/mmu").symlink_to(tmp_path / "elsewhere")  # what a lexical relpath would get wrong
-    assert "srctree=../../build/src/linux" in kconfig.make_args(source, tmp_path / "build/mmu/obj", toolchain)
-    assert kconfig.source_tree_arg(Path("/usr/src/linux"), tmp_path / "obj") == []
+    assert "srctree=../../build/src/linux" in kernelconfig.make_args(source, tmp_path / "build/mmu/obj", toolchain)
+    assert kernelconfig.source_tree_arg(Path("/usr/src/linux"), tmp_path / "obj") == []
     # a user's own tree (LINUX_SRC) keeps its absolute path: the same in every build directory, at any depth
-    user = kconfig.make_args(tmp_path / "mine/linux", objdir, toolchain, user_tree=True)
+    user = kernelconfig.make_args(tmp_path / "mine/linux", objdir, toolchain, user_tree=True)
     assert not any(arg.startswith("srctree=") for arg in user) and f"-C{tmp_path / 'mine/linux'}" in "".join(user)

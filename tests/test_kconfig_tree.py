@@ -9,10 +9,12 @@ from textwrap import dedent
 
 import pytest
 
-from mmulab import kconfig, kconfig_tree
-from mmulab.configdata import load_project
-from mmulab.errors import UserError
-from mmulab.kconfig_tree import NO_SUCH_SYMBOL, KconfigSource, explain, linux_source
+from mmulab.build import kernelconfig
+from mmulab.core.errors import UserError
+from mmulab.kconfig import dotconfig
+from mmulab.kconfig import tree as kconfig_tree
+from mmulab.kconfig.tree import NO_SUCH_SYMBOL, KconfigSource, explain, linux_source
+from mmulab.project.loader import load_project
 
 FILES = {
     "Kconfig": """\
@@ -282,15 +284,15 @@ def test_verify_parses_the_tree_once_for_several_problems(tree_root: Path, monke
     real_load = kconfig_tree.load
     monkeypatch.setattr(kconfig_tree, "load", lambda *args: loads.append(args) or real_load(*args))
     requested = {"SOC_VIRT": "y", "ARCH_RV32I": "y", "TYPO": "y"}
-    problems = kconfig.verify(requested, {"MMU": "n"}, linux_source(tree_root, "riscv"))
+    problems = dotconfig.verify(requested, {"MMU": "n"}, linux_source(tree_root, "riscv"))
     assert len(loads) == 1 and len(problems) == 3
     assert problems[0] == (
         "CONFIG_SOC_VIRT=y requested, but the final .config has # CONFIG_SOC_VIRT is not set;"
         " unmet 'depends on MMU' at arch/riscv/Kconfig.socs:1 (MMU=n): add CONFIG_MMU=y"
     )
     assert problems[2].endswith(NO_SUCH_SYMBOL)
-    assert kconfig.verify({"MMU": "y"}, {"MMU": "y"}, linux_source(tree_root, "riscv")) == [] and len(loads) == 1
-    missing = kconfig.verify({"A": "y"}, {}, linux_source(tree_root / "nowhere", "riscv"))
+    assert dotconfig.verify({"MMU": "y"}, {"MMU": "y"}, linux_source(tree_root, "riscv")) == [] and len(loads) == 1
+    missing = dotconfig.verify({"A": "y"}, {}, linux_source(tree_root / "nowhere", "riscv"))
     assert "Kconfig tree not readable" in missing[0]
 
 
@@ -316,12 +318,12 @@ def test_real_tree_explains_list_kunit_test_and_other_architectures(tmp_path: Pa
     options = {"KUNIT": True, "LIST_KUNIT_TEST": True, "EFI": True, "ARM_LPAE": True}
     variant = replace(project.variants["nommu"], kconfig=options)
     with pytest.raises(UserError) as error:
-        kconfig.configure(
+        kernelconfig.configure(
             kernel_tree,
             tmp_path / "obj",
             variant,
             project.toolchain,
-            kconfig.render_fragment(variant, project.toolchain),
+            kernelconfig.render_fragment(variant, project.toolchain),
             tmp_path / "log",
         )
     lines = {line.split()[1].split("=")[0]: line for line in str(error.value).splitlines()[1:]}
@@ -334,22 +336,22 @@ def test_real_tree_explains_list_kunit_test_and_other_architectures(tmp_path: Pa
     assert "arch/arm" not in lines["CONFIG_EFI"] and "AUTO_ZRELADDR" not in lines["CONFIG_EFI"]
     assert "defined only for other architectures: arch/arm/mm/Kconfig:" in lines["CONFIG_ARM_LPAE"]
 
-    final = kconfig.parse_config((tmp_path / "obj" / ".config").read_text())
+    final = dotconfig.parse_config((tmp_path / "obj" / ".config").read_text())
     tree = linux_source(kernel_tree, "riscv").load()  # its speed: bench/bench_timings.py
     assert tree.missing == () and len(tree.files) > 1000
     assert [s for s in final if s not in tree.entries] == []
     assert explain(tree, "LIST_KUNIT_TEST", final, "y").startswith("; inside 'if RUNTIME_TESTING_MENU'")
 
     fixed = replace(variant, kconfig={"KUNIT": True, "LIST_KUNIT_TEST": True, "RUNTIME_TESTING_MENU": True})
-    text = kconfig.configure(
+    text = kernelconfig.configure(
         kernel_tree,
         tmp_path / "fixed",
         fixed,
         project.toolchain,
-        kconfig.render_fragment(fixed, project.toolchain),
+        kernelconfig.render_fragment(fixed, project.toolchain),
         tmp_path / "log2",
     )
-    values = kconfig.parse_config(text)
+    values = dotconfig.parse_config(text)
     assert values["LIST_KUNIT_TEST"] == "y" and values["KUNIT"] == "y" and values["MMU"] == "n"
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from conftest import DOIT
 
-from mmulab.lock import READ_ONLY_COMMANDS, doit_command
-from mmulab.run import DOIT_COMMANDS
-from mmulab.settings import PROJECT_ROOT
+from mmulab.core.lock import READ_ONLY_COMMANDS, doit_command
+from mmulab.core.settings import PROJECT_ROOT
+from mmulab.pipeline.run import DOIT_COMMANDS
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from mmulab.lock import BuildLock
+from mmulab.core.lock import BuildLock
 lock = BuildLock(Path(sys.argv[1]) / ".lock")
 lock.acquire()
 print("held", flush=True)

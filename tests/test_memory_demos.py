@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import LazyProject, checkout_configs, make_project, run_doit
 
-from mmulab import boot
-from mmulab.actions import layout_of
+from mmulab.boot import judge as boot_judge
+from mmulab.boot import qemu
+from mmulab.pipeline.actions import layout_of
 
 DATA = Path(__file__).parent / "data" / "boots"
 PROJECT = LazyProject()
@@ -18,8 +19,8 @@ CASES = sorted(case for demo in DEMOS for case in checkout_configs().demos[demo]
 RUNS = 5
 
 
-def judge(name: str, lines: list[str]) -> boot.Verdict:
-    return boot.judge(PROJECT.boots[name], lines, timed_out=False, exit_code=0, seconds=1)
+def judge(name: str, lines: list[str]) -> boot_judge.Verdict:
+    return boot_judge.judge(PROJECT.boots[name], lines, timed_out=False, exit_code=0, seconds=1)
 
 
 def recorded(name: str) -> list[str]:
@@ -115,10 +116,10 @@ def test_five_boots_in_a_row_all_pass(built: Path, tmp_path: Path, name: str) ->
     case = project.boots[name]
     variant = project.variants[case.variant]
     kernel = layout.kernel_output(case.variant, project.toolchain.kernel.image)
-    command = boot.qemu_command(
+    command = qemu.qemu_command(
         project.toolchain, variant, kernel, layout.image(case.variant, case.build), case, interactive=False
     )
-    verdicts = [boot.run_captured(command, case, tmp_path / f"{name}-{run}.log") for run in range(RUNS)]
+    verdicts = [qemu.run_captured(command, case, tmp_path / f"{name}-{run}.log") for run in range(RUNS)]
     failures = [v.summary() for v in verdicts if not v.passed]
     assert not failures, "\n".join(failures)
     print(name, "seconds:", [v.seconds for v in verdicts])

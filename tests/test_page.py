@@ -13,8 +13,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from conftest import same_bytes_in_two_processes
 
-from mmulab import page
-from mmulab.configdata import load_project
+from mmulab.project.loader import load_project
+from mmulab.release import page
 
 NOISE = "[    0.012345] Dentry cache hash table entries: 16384"
 ALPHA_MUST = {

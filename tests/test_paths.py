@@ -27,7 +27,8 @@ import conftest
 import pytest
 from checkout_copy import Result, copy_checkout, run_doit_in
 
-from mmulab.settings import MAKE_BREAKS, PROJECT_ROOT, unsafe_character
+from mmulab.boot import qemu
+from mmulab.core.settings import MAKE_BREAKS, PROJECT_ROOT, unsafe_character
 
 GREETING_HEADER = '#define GREETING "mmulab-paths: greeting {}"\n'
 HELLO_S = """#include "{rt}"
@@ -268,9 +269,9 @@ def test_interactive_boot_needs_a_terminal_and_runs_on_one(tmp_path: Path) -> No
     [["shell:nommu"], ["console:clone_vm-asm-nommu"], ["run", "shell:mmu"], ["-n", "2", "console"], ["shell:*"]],
 )
 def test_an_interactive_task_without_a_terminal_is_refused_up_front(argv: list[str]) -> None:
-    from mmulab.configdata import load_project
-    from mmulab.errors import ConfigError
-    from mmulab.run import refuse_interactive_without_terminal
+    from mmulab.core.errors import ConfigError
+    from mmulab.pipeline.run import refuse_interactive_without_terminal
+    from mmulab.project.loader import load_project
 
     project = load_project()
     refuse_interactive_without_terminal(project, argv, has_terminal=True)  # a terminal: nothing to refuse
@@ -280,8 +281,8 @@ def test_an_interactive_task_without_a_terminal_is_refused_up_front(argv: list[s
 
 @pytest.mark.parametrize("argv", [["list", "shell"], ["info", "console:nommu"], ["smoke:clone_vm-asm-nommu"], []])
 def test_reading_commands_and_other_tasks_need_no_terminal(argv: list[str]) -> None:
-    from mmulab.configdata import load_project
-    from mmulab.run import refuse_interactive_without_terminal
+    from mmulab.pipeline.run import refuse_interactive_without_terminal
+    from mmulab.project.loader import load_project
 
     refuse_interactive_without_terminal(load_project(), argv, has_terminal=False)
 
@@ -290,12 +291,12 @@ def test_the_console_action_itself_refuses_without_a_terminal(monkeypatch: pytes
     """Any other way into the task (not through dodo.py's check) meets the same line before QEMU starts."""
     from doit.exceptions import TaskError
 
-    from mmulab import actions, boot
-    from mmulab.configdata import load_project
+    from mmulab.pipeline import actions
+    from mmulab.project.loader import load_project
 
     started: list[list[str]] = []
     monkeypatch.setattr(actions, "stdin_is_terminal", lambda: False)
-    monkeypatch.setattr(boot, "run_interactive", lambda command: started.append(command) or 0)
+    monkeypatch.setattr(qemu, "run_interactive", lambda command: started.append(command) or 0)
     result = actions.console(load_project(), "clone_vm-asm-nommu", "", "smoke:clone_vm-asm-nommu")
     assert isinstance(result, TaskError), result
     message = result.get_msg()

@@ -17,7 +17,7 @@ import pytest
 from conftest import DOIT, run_doit
 from helpers_pipeline import executed
 
-from mmulab.settings import PROJECT_ROOT
+from mmulab.core.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 DOIT_RUN = [*DOIT, "run"]  # doit's sub-command after -f/-d is taken as a task name: name `run` first

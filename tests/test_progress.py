@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from mmulab.progress import HEARTBEAT_SECONDS, Progress, ProgressSpec
-from mmulab.tools import Runner
+from mmulab.core.progress import HEARTBEAT_SECONDS, Progress, ProgressSpec
+from mmulab.core.tools import Runner
 
 PATTERN = r"^\s+CC\s"
 

@@ -26,8 +26,8 @@ from in_toto_attestation.v1.statement import Statement
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from mmulab import provenance
-from mmulab import release as release_module
+from mmulab.release import provenance
+from mmulab.release import publish as release_module
 
 VARIANTS = ("nommu", "mmu")
 PROGRAMS = (

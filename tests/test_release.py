@@ -16,15 +16,17 @@ from pathlib import Path
 import pytest
 from conftest import make_project, run_doit, same_bytes_in_two_processes
 
-from mmulab import release, tasks
-from mmulab.boot import Outcome, Verdict
-from mmulab.configdata import Project
-from mmulab.errors import ConfigError, EnvError, UserError
-from mmulab.fsutil import sha256_of
-from mmulab.paths import Layout
-from mmulab.settings import PROJECT_ROOT, Settings
-from mmulab.sources import Fetched
-from mmulab.tools import RUNNER, Runner
+from mmulab.boot.judge import Outcome, Verdict
+from mmulab.build.download import Fetched
+from mmulab.core.errors import ConfigError, EnvError, UserError
+from mmulab.core.fsutil import sha256_of
+from mmulab.core.paths import Layout
+from mmulab.core.settings import PROJECT_ROOT, Settings
+from mmulab.core.tools import RUNNER, Runner
+from mmulab.pipeline import tasks
+from mmulab.project.model import Project
+from mmulab.release import archive as release_archive
+from mmulab.release import publish as release
 
 
 class FakeTools(Runner):
@@ -305,8 +307,6 @@ def test_a_large_source_gets_its_own_cached_xz_stream_and_readers_see_one_archiv
 ) -> None:
     import tarfile
 
-    from mmulab import verify
-
     monkeypatch.setattr(release, "CACHED_SEGMENT_BYTES", 1024)
     root = tmp_path / "rel"
     _write(root / "sources" / "big.tar.xz", "x" * 5000)
@@ -324,7 +324,7 @@ def test_a_large_source_gets_its_own_cached_xz_stream_and_readers_see_one_archiv
     with tarfile.open(cold) as archive:
         assert archive.extractfile("rel/sources/big.tar.xz").read() == b"x" * 5000  # type: ignore[union-attr]
     with cold.open("rb") as handle:
-        reader = verify._CappedXz(handle, 1 << 20, "cold.tar.xz")
+        reader = release_archive._CappedXz(handle, 1 << 20, "cold.tar.xz")
         data = b"".join(iter(lambda: reader.read(4096), b""))
     assert data == lzma_decompress_all(cold)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mmulab import repro
-from mmulab.configdata import load_project
-from mmulab.settings import PROJECT_ROOT, Settings
+from mmulab.core.settings import PROJECT_ROOT, Settings
+from mmulab.project.loader import load_project
+from mmulab.release import repro
 
 
 @pytest.fixture

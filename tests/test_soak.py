@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 from conftest import LazyProject
 
-from mmulab import boot, soak
-from mmulab.boot import Outcome, StallClock, TrapWatch, Verdict
+from mmulab.boot import qemu
+from mmulab.boot.judge import Outcome, Verdict
+from mmulab.boot.qemu import StallClock, TrapWatch
 from mmulab.cli import main
-from mmulab.errors import ConfigError, UserError
+from mmulab.core.errors import ConfigError, UserError
+from mmulab.pipeline import soak
 
 PROJECT = LazyProject()
 MEMORY_DEMOS = ("pagetables", "kspace", "slab", "oom", "swap", "buddy", "numa")
@@ -216,7 +218,7 @@ def test_load_workers_stop_when_the_soak_fails() -> None:
 def test_load_workers_stop_when_the_soak_is_killed(tmp_path: Path) -> None:
     """SIGKILL leaves no finally: a worker notices its soak is gone and ends by itself."""
     script = (
-        "from mmulab import soak\nimport time\n"
+        "from mmulab.pipeline import soak\nimport time\n"
         "with soak.host_load(2) as w:\n    print(*[p.pid for p in w], flush=True)\n    time.sleep(600)\n"
     )
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -354,7 +356,7 @@ def test_a_starved_live_boot_is_neither_stuck_nor_timed_out(busy_cpu: int, tmp_p
     trap_log = tmp_path / "run.traps"
     live = replace(PROJECT.boots["clone_vm-asm-nommu"], must=("start", "done"), timeout=2, traps=traps)
     command = [sys.executable, str(script), str(trap_log), str(busy_cpu)]
-    verdict = boot.run_captured(
+    verdict = qemu.run_captured(
         [command[0], command[1], "-D", *command[2:]], live, tmp_path / "l", None, trap_log if traps else None
     )
     assert verdict.passed, verdict.summary()
@@ -363,11 +365,11 @@ def test_a_starved_live_boot_is_neither_stuck_nor_timed_out(busy_cpu: int, tmp_p
 
 
 def test_a_real_process_reports_its_threads_and_their_wait() -> None:
-    states = boot.thread_states(os.getpid())
+    states = qemu.thread_states(os.getpid())
     assert states is not None and os.getpid() in states
     state, waited = states[os.getpid()]
     assert state == "R" and waited >= 0  # it is running: it is reading its own /proc
-    assert boot.thread_states(2**22 + 12345) is None
+    assert qemu.thread_states(2**22 + 12345) is None
 
 
 # --- slow: every memory demo, 10 times, on a loaded host ---

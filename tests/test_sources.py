@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import LocalServer, make_project
 
-from mmulab import fsutil, sources
-from mmulab.configdata import Origin, Project, Source
-from mmulab.errors import UserError
+from mmulab.build import debian, extract, fetch
+from mmulab.core import fsutil
+from mmulab.core.errors import UserError
+from mmulab.project.model import Origin, Project, Source
 
 PAYLOAD = os.urandom(300_000)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -46,11 +47,11 @@ def leftovers(tmp_path: Path) -> list[str]:
 def test_good_file_is_verified_and_cached(tmp_path: Path, http_server: LocalServer) -> None:
     (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD)
     project = project_with(tmp_path, [url_origin(f"{http_server.url}/demo-1.0.tar")])
-    fetched = sources.fetch(project, "demo")
+    fetched = fetch.fetch(project, "demo")
     assert Path(fetched.path).read_bytes() == PAYLOAD
     assert fetched.origin == f"{http_server.url}/demo-1.0.tar"
     assert leftovers(tmp_path) == ["demo-1.0.tar"]
-    again = sources.fetch(project, "demo")
+    again = fetch.fetch(project, "demo")
     # a cache hit still says where the file came from (its <file>.origin.json sidecar)
     assert (again.origin, again.origin_kind, again.sha256) == (fetched.origin, "url", PAYLOAD_SHA)
     assert http_server.hits == ["/demo-1.0.tar"]
@@ -59,29 +60,29 @@ def test_good_file_is_verified_and_cached(tmp_path: Path, http_server: LocalServ
 def test_a_cache_hit_without_origin_sidecar_says_download_cache(tmp_path: Path, http_server: LocalServer) -> None:
     (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD)
     project = project_with(tmp_path, [url_origin(f"{http_server.url}/demo-1.0.tar")])
-    fetched = sources.fetch(project, "demo")
+    fetched = fetch.fetch(project, "demo")
     sidecar = Path(fetched.path + ".origin.json")
     sidecar.write_text(sidecar.read_text().replace(PAYLOAD_SHA, "0" * 64))  # names other bytes: not trusted
-    assert (sources.fetch(project, "demo").origin, sources.fetch(project, "demo").origin_kind) == (
+    assert (fetch.fetch(project, "demo").origin, fetch.fetch(project, "demo").origin_kind) == (
         "download cache",
         "cache",
     )
     sidecar.unlink()  # a file cached before sidecars existed
-    assert sources.fetch(project, "demo").origin == "download cache"
+    assert fetch.fetch(project, "demo").origin == "download cache"
 
 
 def test_wrong_sha256_is_rejected_and_nothing_is_kept(tmp_path: Path, http_server: LocalServer) -> None:
     (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD + b"tampered")
     project = project_with(tmp_path, [url_origin(f"{http_server.url}/demo-1.0.tar")])
     with pytest.raises(UserError, match=r"sha256 mismatch: got [0-9a-f]{64}, pinned " + PAYLOAD_SHA):
-        sources.fetch(project, "demo")
+        fetch.fetch(project, "demo")
     assert leftovers(tmp_path) == []
 
 
 def test_404_names_the_origin(tmp_path: Path, http_server: LocalServer) -> None:
     project = project_with(tmp_path, [url_origin(f"{http_server.url}/missing.tar")])
     with pytest.raises(UserError) as error:
-        sources.fetch(project, "demo")
+        fetch.fetch(project, "demo")
     assert f"{http_server.url}/missing.tar: HTTP 404" in str(error.value)
     assert leftovers(tmp_path) == []
 
@@ -90,7 +91,7 @@ def test_truncated_transfer_is_retried_then_reported(tmp_path: Path, http_server
     (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD)
     project = project_with(tmp_path, [url_origin(f"{http_server.url}/truncated/demo-1.0.tar")])
     with pytest.raises(UserError, match=r"truncated.*after 2 attempts"):
-        sources.fetch(project, "demo")
+        fetch.fetch(project, "demo")
     assert http_server.hits == ["/truncated/demo-1.0.tar"] * 2
     assert leftovers(tmp_path) == []
 
@@ -103,7 +104,7 @@ def test_mirror_is_tried_before_upstream(tmp_path: Path, http_server: LocalServe
     project = project_with(
         tmp_path, [url_origin(f"{http_server.url}/demo-1.0.tar")], mirrors=(f"{http_server.url}/mirror/",)
     )
-    fetched = sources.fetch(project, "demo")
+    fetched = fetch.fetch(project, "demo")
     assert fetched.origin == f"{http_server.url}/mirror/demo-1.0.tar"
     assert http_server.hits == ["/mirror/demo-1.0.tar"]
 
@@ -124,7 +125,7 @@ def test_falls_through_to_the_next_origin_and_lists_every_failure(tmp_path: Path
     ]
     project = project_with(tmp_path, origins, mirrors=(f"{http_server.url}/mirror",))
     with pytest.raises(UserError) as error:
-        sources.fetch(project, "demo")
+        fetch.fetch(project, "demo")
     lines = str(error.value).splitlines()
     assert lines[0] == "source 'demo': every origin failed:"
     assert any("no-such-host.invalid/demo-1.0.tar: cannot resolve host" in line for line in lines)
@@ -133,7 +134,7 @@ def test_falls_through_to_the_next_origin_and_lists_every_failure(tmp_path: Path
     assert any("absent.tar: no such file; install demo-source (./setup.sh does)" in line for line in lines)
 
     (tmp_path / "absent.tar").write_bytes(PAYLOAD)
-    assert sources.fetch(project, "demo").origin_kind == "local-file"
+    assert fetch.fetch(project, "demo").origin_kind == "local-file"
 
 
 def warnings(capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -148,7 +149,7 @@ def test_bad_mirrors_are_told_once_each_and_only_the_good_file_stays(
     (http_server.root / "demo-1.0.tar").write_bytes(PAYLOAD)
     wrong, truncated = f"{http_server.url}/wrong", f"{http_server.url}/truncated"
     project = project_with(tmp_path, [url_origin(f"{http_server.url}/demo-1.0.tar")], mirrors=(wrong, truncated))
-    fetched = sources.fetch(project, "demo")
+    fetched = fetch.fetch(project, "demo")
     assert fetched.origin == f"{http_server.url}/demo-1.0.tar"
     assert Path(fetched.path).read_bytes() == PAYLOAD
     told = warnings(capsys)
@@ -170,7 +171,7 @@ def test_unreachable_or_missing_upstream_is_not_told(
         url_origin(f"{http_server.url}/gone.tar"),
         url_origin(f"{http_server.url}/demo-1.0.tar"),
     ]
-    assert sources.fetch(project_with(tmp_path, origins), "demo").origin == f"{http_server.url}/demo-1.0.tar"
+    assert fetch.fetch(project_with(tmp_path, origins), "demo").origin == f"{http_server.url}/demo-1.0.tar"
     assert capsys.readouterr().err == ""
 
 
@@ -181,7 +182,7 @@ def test_a_mirror_missing_the_file_is_told(
     project = project_with(
         tmp_path, [url_origin(f"{http_server.url}/demo-1.0.tar")], mirrors=(f"{http_server.url}/empty",)
     )
-    sources.fetch(project, "demo")
+    fetch.fetch(project, "demo")
     assert warnings(capsys) == [
         f"mmulab: warning: {http_server.url}/empty/demo-1.0.tar: HTTP 404 File not found: skipped; "
         "fix or remove this mirror"
@@ -200,7 +201,7 @@ def test_wrong_upstream_and_wrong_local_file_are_told_then_a_good_origin_wins(
         Origin(kind="local-file", path=str(local), sha256=PAYLOAD_SHA, version="1.0", filename="demo-1.0.tar"),
         url_origin(f"{http_server.url}/demo-1.0.tar"),
     ]
-    fetched = sources.fetch(project_with(tmp_path, origins), "demo")
+    fetched = fetch.fetch(project_with(tmp_path, origins), "demo")
     assert fetched.origin == f"{http_server.url}/demo-1.0.tar"
     told = warnings(capsys)
     assert len(told) == 2, told
@@ -231,7 +232,7 @@ def test_debian_source_package_from_the_machines_apt_archives(tmp_path: Path, ht
     project = project_with(
         tmp_path, [url_origin("http://no-such-host.invalid/demo-1.0.tar"), origin], apt_sources=(apt,)
     )
-    fetched = sources.fetch(project, "demo")
+    fetched = fetch.fetch(project, "demo")
     assert fetched.origin == f"{http_server.url}/debian/pool/main/d/demo/demo_1.0.orig.tar.gz"
     assert Path(fetched.path).name == "demo_1.0.orig.tar.gz"
 
@@ -243,15 +244,15 @@ def test_apt_archive_uris_reads_both_formats(tmp_path: Path) -> None:
     )
     (tmp_path / "b.sources").write_text("Types: deb\nURIs: https://two.example/debian\nSuites: bookworm\n")
     (tmp_path / "c.list.disabled").write_text("deb http://three.example/ x main\n")
-    assert sources.apt_archive_uris((tmp_path,)) == [
+    assert debian.apt_archive_uris((tmp_path,)) == [
         "http://one.example/debian",
         "https://two.example/debian",
     ]
 
 
 def test_pool_paths_follow_debians_layout() -> None:
-    assert sources.debian_pool_path("busybox", "main", "f") == "pool/main/b/busybox/f"
-    assert sources.debian_pool_path("libfoo", "main", "f") == "pool/main/libf/libfoo/f"
+    assert debian.debian_pool_path("busybox", "main", "f") == "pool/main/b/busybox/f"
+    assert debian.debian_pool_path("libfoo", "main", "f") == "pool/main/libf/libfoo/f"
 
 
 def _tarball(path: Path, members: dict[str, bytes]) -> Path:
@@ -265,7 +266,7 @@ def _tarball(path: Path, members: dict[str, bytes]) -> Path:
 
 def test_extraction_strips_the_top_directory(tmp_path: Path) -> None:
     archive = _tarball(tmp_path / "ok.tar.gz", {"pkg-1.0/README": b"hi", "pkg-1.0/src/a.c": b"int a;"})
-    sources.extract(archive, tmp_path / "out")
+    extract.extract(archive, tmp_path / "out")
     assert (tmp_path / "out" / "README").read_bytes() == b"hi"
     assert (tmp_path / "out" / "src" / "a.c").read_bytes() == b"int a;"
 
@@ -274,7 +275,7 @@ def test_extraction_strips_the_top_directory(tmp_path: Path) -> None:
 def test_extraction_refuses_paths_that_escape(tmp_path: Path, evil: str) -> None:
     archive = _tarball(tmp_path / "evil.tar.gz", {"pkg/fine": b"x", evil: b"owned"})
     with pytest.raises(UserError, match="escapes the target directory"):
-        sources.extract(archive, tmp_path / "work" / "out")
+        extract.extract(archive, tmp_path / "work" / "out")
     assert not (tmp_path / "work" / "out").exists()
     assert list((tmp_path / "work").iterdir()) == []
     assert not (tmp_path / "escaped").exists()
@@ -287,7 +288,7 @@ def test_extraction_refuses_symlinks_that_escape(tmp_path: Path) -> None:
         link.type, link.linkname = tarfile.SYMTYPE, "../../../etc/passwd"
         handle.addfile(link)
     with pytest.raises(UserError, match=r"its link .* escapes the target directory"):
-        sources.extract(archive, tmp_path / "out")
+        extract.extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -307,12 +308,12 @@ def test_patches_apply_in_order_and_one_that_does_not_fails_naming_it(tmp_path: 
     archive = _tarball(tmp_path / "pkg.tar.gz", {"pkg-1.0/a.c": b"int a = 1;\n"})
     good = tmp_path / "0001-good.patch"
     good.write_text("--- a/a.c\n+++ b/a.c\n@@ -1 +1 @@\n-int a = 1;\n+int a = 2;\n")
-    sources.extract(archive, tmp_path / "out", patches=(good,))
+    extract.extract(archive, tmp_path / "out", patches=(good,))
     assert (tmp_path / "out" / "a.c").read_text() == "int a = 2;\n"
     stale = tmp_path / "0002-stale.patch"
     stale.write_text("--- a/a.c\n+++ b/a.c\n@@ -1 +1 @@\n-int a = 7;\n+int a = 8;\n")
     with pytest.raises(UserError) as error:
-        sources.extract(archive, tmp_path / "again", patches=(good, stale))
+        extract.extract(archive, tmp_path / "again", patches=(good, stale))
     first = str(error.value).splitlines()[0]
     assert first.startswith("pkg.tar.gz: patch 0002-stale.patch failed (exit 1); full log: ")
     assert not (tmp_path / "again").exists(), "a tree whose patch failed is not left behind"

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import LazyProject
 
-from mmulab import kconfig, kernel
-from mmulab.errors import UserError
-from mmulab.tools import Runner
+from mmulab.build import kernel, kernelconfig
+from mmulab.core.errors import UserError
+from mmulab.core.tools import Runner
+from mmulab.kconfig import dotconfig
 
 PROJECT = LazyProject()
 
@@ -121,13 +122,13 @@ def test_kconfig_merges_the_fragment_and_verifies_what_make_left(tmp_path: Path)
     variant = PROJECT.variants["nommu"]
     runner = FakeRunner(fake_make)
     fragment = "# CONFIG_MMU is not set\nCONFIG_PRINTK=y\n"
-    final = kconfig.configure(
+    final = kernelconfig.configure(
         tmp_path / "linux", tmp_path / "obj", variant, PROJECT.toolchain, fragment, tmp_path / "log", runner
     )
     assert [c[-1] for c in runner.commands] == ["nommu_virt_defconfig", "olddefconfig"]
-    assert kconfig.parse_config(final)["MMU"] == "n"
+    assert dotconfig.parse_config(final)["MMU"] == "n"
     with pytest.raises(UserError, match=r"1 requested option\(s\) did not survive olddefconfig:\n  - CONFIG_SWAP=y"):
-        kconfig.configure(
+        kernelconfig.configure(
             tmp_path / "linux",
             tmp_path / "obj",
             variant,

@@ -6,8 +6,8 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from mmulab import summary
-from mmulab.boot import Outcome, Verdict
+from mmulab.boot import summary
+from mmulab.boot.judge import Outcome, Verdict
 
 VERDICTS = [
     Verdict("a-asm-nommu", "a", "a-asm", "nommu", "default", "pass", Outcome.PASS, True, 0.25),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mmulab import symbolize
-from mmulab.symbolize import SymbolTable, Trap
+from mmulab.boot import symbolize
+from mmulab.boot.symbolize import SymbolTable, Trap
 
 DATA = Path(__file__).parent / "data"
 RECORDED = DATA / "symbolize"

@@ -27,14 +27,16 @@ from doit.dependency import DbmDB, Dependency
 from doit.task import Task as DoitTask
 from doit.task import dict_to_task
 
-from mmulab import actions, tasks, toolchain
-from mmulab.actions import layout_of
-from mmulab.configdata import Project
-from mmulab.errors import UserError
-from mmulab.fsutil import digest_of, sha256_of
-from mmulab.settings import PROJECT_ROOT
-from mmulab.sources import Extracted, Fetched
-from mmulab.uptodate import Check, InputsUnchanged, RecordedPathExists
+from mmulab.build import toolchain
+from mmulab.build.download import Fetched
+from mmulab.build.extract import Extracted
+from mmulab.core.errors import UserError
+from mmulab.core.fsutil import digest_of, sha256_of
+from mmulab.core.settings import PROJECT_ROOT
+from mmulab.pipeline import actions, tasks
+from mmulab.pipeline.actions import layout_of
+from mmulab.pipeline.uptodate import Check, InputsUnchanged, RecordedPathExists
+from mmulab.project.model import Project
 
 VARIANTS = tuple(checkout_configs().variants)  # every kernel of configs/variants.toml
 
@@ -192,7 +194,7 @@ def build(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     cross compiler, make and QEMU (when installed), and with none of them found: the answer is the same,
     since a missing tool only gives a constant "missing" version."""
     if request.param == "tools-missing":
-        monkeypatch.setattr("mmulab.tools.shutil.which", lambda *args, **kwargs: None)
+        monkeypatch.setattr("mmulab.core.tools.shutil.which", lambda *args, **kwargs: None)
     return tmp_path / "build"
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import LazyProject
 
-from mmulab import toolchain
-from mmulab.errors import UserError
-from mmulab.settings import PROJECT_ROOT
+from mmulab.build import toolchain
+from mmulab.core.errors import UserError
+from mmulab.core.settings import PROJECT_ROOT
 
 PROJECT = LazyProject()
 pytestmark = pytest.mark.needs("riscv64-linux-gnu-gcc")
@@ -76,8 +76,8 @@ def test_bytes_name_no_path_with_or_without_the_compile_cache(tmp_path: Path) ->
     """A program built without ccache, through ccache with the checkout as its base_dir and through ccache with the
     build directory as its base_dir (each at another depth): the same bytes, holding neither the build
     directory's nor the checkout's path (ccache once rewrote the sysroot's path before the prefix maps matched)."""
-    from mmulab.ccache import CompileCache
-    from mmulab.tools import RUNNER
+    from mmulab.build.ccache import CompileCache
+    from mmulab.core.tools import RUNNER
 
     built = {}
     for name, base_dir in (("off", None), ("checkout", PROJECT_ROOT), ("build", tmp_path / "build" / "deeper")):

@@ -19,12 +19,15 @@ from pathlib import Path
 import pytest
 from checkout_copy import copy_checkout, run_doit_in
 
-import mmulab
-from mmulab import cli, verify
-from mmulab.boot import Outcome, Verdict
-from mmulab.configdata import load_project
-from mmulab.paths import Layout
-from mmulab.settings import PROJECT_ROOT, Settings
+import mmulab.release
+from mmulab import cli
+from mmulab.boot.judge import Outcome, Verdict
+from mmulab.core.paths import Layout
+from mmulab.core.settings import PROJECT_ROOT, Settings
+from mmulab.project.loader import load_project
+from mmulab.release import archive as release_archive
+from mmulab.release import format as release_format
+from mmulab.release import rebuild as release_rebuild
 
 VENV_BIN = Path(sys.executable).parent
 MUSL_PATCH = PROJECT_ROOT / "configs" / "patches" / "musl" / "0001-riscv64-add-vfork.patch"
@@ -300,9 +303,9 @@ HOSTILE: dict[str, Callable[[], list[tuple[tarfile.TarInfo, bytes | None]]]] = {
 def test_a_hostile_archive_is_refused_before_anything_is_written(
     kind: str, tmp_path: Path, scratch: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(verify, "MAX_TOTAL_BYTES", 1 << 20)
-    monkeypatch.setattr(verify, "MAX_MEMBERS", 50)
-    monkeypatch.setattr(verify, "MAX_HEADER_BYTES", 4096)
+    monkeypatch.setattr(release_archive, "MAX_TOTAL_BYTES", 1 << 20)
+    monkeypatch.setattr(release_archive, "MAX_MEMBERS", 50)
+    monkeypatch.setattr(release_archive, "MAX_HEADER_BYTES", 4096)
     target = tmp_path / "target"
     target.mkdir()
     good = [(member("r1/ok"), b"fine")]
@@ -324,8 +327,8 @@ def test_the_xz_stream_itself_is_capped(tmp_path: Path) -> None:
     bomb.write_bytes(lzma.compress(bytes(8 << 20), format=lzma.FORMAT_XZ))
     assert bomb.stat().st_size < 4096
     with bomb.open("rb") as handle:
-        stream = verify._CappedXz(handle, 1 << 20, bomb.name)
-        with pytest.raises(verify.UserError, match="decompresses to more than 1048576 bytes"):
+        stream = release_archive._CappedXz(handle, 1 << 20, bomb.name)
+        with pytest.raises(release_rebuild.UserError, match="decompresses to more than 1048576 bytes"):
             while stream.read(64 << 10):
                 pass
         assert stream.total <= (1 << 20) + (64 << 10)
@@ -352,7 +355,7 @@ def test_every_origin_pins_including_known_package_versions() -> None:
             {"name": "musl", "file": "sources/musl_1.2.3.orig.tar.gz", "sha256": PINNED["musl"]},
         ]
     }
-    seeds, refusals = verify.plan_seeds(manifest, checkout, ())
+    seeds, refusals = release_rebuild.plan_seeds(manifest, checkout, ())
     assert refusals == []
     assert [(s.name, s.cache_name, s.pinned) for s in seeds] == [
         ("busybox", "busybox_1.35.0.orig.tar.bz2", True),  # the origin the release's file came from
@@ -360,10 +363,10 @@ def test_every_origin_pins_including_known_package_versions() -> None:
         ("musl", "musl_1.2.3.orig.tar.gz", True),
     ]
     manifest["sources"][0] |= {"file": "sources/linux-6.12.80.tar.xz", "sha256": PINNED["linux-url"]}
-    seeds, refusals = verify.plan_seeds(manifest, checkout, ())
+    seeds, refusals = release_rebuild.plan_seeds(manifest, checkout, ())
     assert (refusals, seeds[1].cache_name) == ([], "linux-6.12.80.tar.xz")
     del manifest["sources"][2]
-    _, refusals = verify.plan_seeds(manifest, checkout, ())
+    _, refusals = release_rebuild.plan_seeds(manifest, checkout, ())
     assert refusals == ["missing: sources/musl-1.2.3.tar.gz: this checkout builds source musl"]
 
 
@@ -373,7 +376,7 @@ def test_rebuild_refuses_sources_this_checkout_does_not_pin(
     def no_build(env: dict[str, str]) -> int:
         raise AssertionError("the refusal must come before any build")
 
-    monkeypatch.setattr(verify, "run_pipeline", no_build)
+    monkeypatch.setattr(release_rebuild, "run_pipeline", no_build)
     code, out, err = run_verify(capsys, str(release), "--rebuild", "--accept-source", "musl")
     assert (code, err) == (1, [])
     refused = [line for line in out if line.startswith("refused:")]
@@ -386,12 +389,12 @@ def test_rebuild_refuses_sources_this_checkout_does_not_pin(
 
 
 def fake_publisher(monkeypatch: pytest.MonkeyPatch, files: Callable[[Path], dict[str, Path]]) -> None:
-    """A stand-in for mmulab.release (its real release_files needs a real build)."""
+    """A stand-in for mmulab.release.publish (its real release_files needs a real build)."""
     module = types.SimpleNamespace(
         VOLATILE=("run.json", "boots/"), release_files=lambda project, layout: files(layout.root)
     )
-    monkeypatch.setitem(sys.modules, "mmulab.release", module)
-    monkeypatch.setattr(mmulab, "release", module, raising=False)
+    monkeypatch.setitem(sys.modules, "mmulab.release.publish", module)
+    monkeypatch.setattr(mmulab.release, "publish", module, raising=False)
 
 
 BUILT = ("nommu/Image", "nommu/config", "programs/clone_vm-asm")  # what the stand-in pipeline builds
@@ -428,7 +431,7 @@ def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
     def pipeline(env: dict[str, str]) -> int:
         """Instead of doit all: fetch every source as the pipeline would (offline), then 'build' the outputs
         from the fetched tarballs' bytes (never from the release's own outputs)."""
-        from mmulab.sources import fetch
+        from mmulab.build.fetch import fetch
 
         monkeypatch.setattr(requests, "Session", lambda: pytest.fail("a network fetch was tried"))
         project = load_project(Settings.from_environment(env))
@@ -452,8 +455,8 @@ def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
         return files
 
     fake_publisher(monkeypatch, rebuilt)
-    monkeypatch.setattr(verify, "run_pipeline", pipeline)
-    monkeypatch.setattr(verify, "compare_facts", lambda manifest, project, layout: [])  # no boots here
+    monkeypatch.setattr(release_rebuild, "run_pipeline", pipeline)
+    monkeypatch.setattr(release_rebuild, "compare_facts", lambda manifest, project, layout: [])  # no boots here
     accept = [arg for name in ("linux", "busybox", "musl") for arg in ("--accept-source", name)]
     tarballs = fake_tarballs()
     write_built_release(release, tarballs, built_from(tarballs))
@@ -501,13 +504,13 @@ def test_the_checkout_patches_must_be_the_release_patches(
 ) -> None:
     manifest = json.loads((release / "manifest.json").read_text())
     manifest["sources"][2]["patches"][0]["sha256"] = "0" * 64
-    problems = verify.check_patches(manifest, load_project(Settings.from_environment({})))
+    problems = release_rebuild.check_patches(manifest, load_project(Settings.from_environment({})))
     assert [p.line() for p in problems] == [
         "mismatch: sources/patches/musl/0001-riscv64-add-vfork.patch: this checkout's "
         f"configs/patches/musl/0001-riscv64-add-vfork.patch is {sha(MUSL_PATCH.read_bytes())}"
     ]
     manifest["sources"][2]["patches"] = []
-    problems = verify.check_patches(manifest, load_project(Settings.from_environment({})))
+    problems = release_rebuild.check_patches(manifest, load_project(Settings.from_environment({})))
     assert [p.line() for p in problems] == [
         "missing: sources/patches/musl/0001-riscv64-add-vfork.patch: this checkout applies "
         "configs/patches/musl/0001-riscv64-add-vfork.patch to musl"
@@ -531,11 +534,11 @@ def test_the_manifest_boots_and_busybox_fragments_are_compared_with_the_rebuild(
         fragment.write_text(f"CONFIG_{variant.upper()}=y\n")
         configs[f"busybox-{variant}"] = {"fragment_sha256": sha(fragment.read_bytes())}
     manifest = {"boots": boots, "configs": configs}
-    assert verify.compare_facts(manifest, project, layout) == []
+    assert release_rebuild.compare_facts(manifest, project, layout) == []
     boots[0]["observed"] = "hang" if boots[0]["observed"] == "pass" else "pass"
     configs["busybox-nommu"]["fragment_sha256"] = "0" * 64
     del boots[1]
-    lines = [p.line() for p in verify.compare_facts(manifest, project, layout)]
+    lines = [p.line() for p in release_rebuild.compare_facts(manifest, project, layout)]
     assert len(lines) == 3 and all(line.startswith("mismatch: manifest.json: ") for line in lines)
     assert lines[0].startswith("mismatch: manifest.json: configs.busybox-nommu.fragment_sha256 0000")
     assert f"boots: {boots[0]['case']}: observed '{boots[0]['observed']}', the rebuild " in "\n".join(lines)
@@ -575,7 +578,7 @@ def test_published_release_rebuilds_bit_for_bit_elsewhere(tmp_path: Path) -> Non
     lines = rebuild.stdout.splitlines()  # verify's own lines only (the pipeline's output goes to stderr)
     assert rebuild.returncode == 0, "\n".join([*lines, "--- stderr (end) ---", *rebuild.stderr.splitlines()[-15:]])
     summed = [line.split("  ", 1)[1] for line in (elsewhere / "SHA256SUMS").read_text().splitlines()]
-    compared = [path for path in summed if path not in verify.DERIVED and not path.startswith("boots/")]
+    compared = [path for path in summed if path not in release_format.DERIVED and not path.startswith("boots/")]
     programs = [path for path in compared if path.startswith("programs/")]
     assert len(programs) >= 18 and sum(path.endswith(".cpio") for path in compared) >= 30
     assert lines[-1] == f"mmulab: verify: {elsewhere}: rebuilt bit for bit: {len(compared)} files identical"
@@ -587,13 +590,13 @@ def test_published_release_rebuilds_bit_for_bit_elsewhere(tmp_path: Path) -> Non
 
 def scanned(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> str:
     """What verify's per-archive rules say of these members, in order and then as a whole: '' when accepted."""
-    scan = verify._Scan("a.tar.xz")
+    scan = release_archive._Scan("a.tar.xz")
     try:
         for info, data in members:
             info.size = len(data) if data is not None else 0
             scan.check(info)
         scan.finish()
-    except verify.UserError as refused:
+    except release_rebuild.UserError as refused:
         return str(refused).removeprefix("a.tar.xz: ").removesuffix("; nothing was written")
     return ""
 
@@ -620,8 +623,8 @@ SCAN_REASONS = {
 
 @pytest.mark.parametrize("kind", list(SCAN_REASONS))
 def test_each_hostile_member_is_refused_for_its_own_reason(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(verify, "MAX_TOTAL_BYTES", 1 << 20)
-    monkeypatch.setattr(verify, "MAX_MEMBERS", 50)
+    monkeypatch.setattr(release_archive, "MAX_TOTAL_BYTES", 1 << 20)
+    monkeypatch.setattr(release_archive, "MAX_MEMBERS", 50)
     assert scanned([(member("r1/ok"), b"fine"), *HOSTILE[kind]()]) == SCAN_REASONS[kind]
 
 
@@ -646,10 +649,10 @@ def test_what_a_release_archive_may_hold_and_the_limits_exactly(monkeypatch: pyt
     )
     assert scanned([(member("."), b"x")]) == "refusing archive member '.': a file without a name"
     assert scanned([(member(".", tarfile.DIRTYPE), None)]) == ""
-    monkeypatch.setattr(verify, "MAX_MEMBERS", 2)
+    monkeypatch.setattr(release_archive, "MAX_MEMBERS", 2)
     assert scanned([(member("a"), b""), (member("b"), b"")]) == ""  # exactly the limit is allowed
     assert scanned([(member(n), b"") for n in "abc"]) == "refusing archive: more than 2 members"
-    monkeypatch.setattr(verify, "MAX_TOTAL_BYTES", 4)
+    monkeypatch.setattr(release_archive, "MAX_TOTAL_BYTES", 4)
     assert scanned([(member("a"), b"12"), (member("b"), b"34")]) == ""
     assert scanned([(member("a"), b"12"), (member("b"), b"345")]).startswith("refusing archive: its members hold")
 
@@ -667,7 +670,7 @@ def test_the_rebuilt_files_are_compared_one_by_one(tmp_path: Path) -> None:
     rebuilt = files("rebuild", {"a": b"same", "b": b"1235", "d": b"only rebuilt", "boots/x.log": b"two"})
     rebuilt["e"] = tmp_path / "rebuild" / "never made"
     released["e"] = released["a"]
-    lines = [problem.line() for problem in verify.compare_rebuilt(released, rebuilt, ("boots/",))]
+    lines = [problem.line() for problem in release_rebuild.compare_rebuilt(released, rebuilt, ("boots/",))]
     assert lines == [
         f"mismatch: b: the rebuild made {sha(b'1235')}, the release has {sha(b'1234')}",
         "unexpected: c: the rebuild does not make it",
@@ -675,20 +678,23 @@ def test_the_rebuilt_files_are_compared_one_by_one(tmp_path: Path) -> None:
         f"mismatch: e: the rebuild made nothing, the release has {sha(b'same')}",
     ]
     longer = files("longer", {"a": b"same and more"})
-    assert [p.line() for p in verify.compare_rebuilt({"a": released["a"]}, longer, ())] == [
+    assert [p.line() for p in release_rebuild.compare_rebuilt({"a": released["a"]}, longer, ())] == [
         f"mismatch: a: the rebuild made {sha(b'same and more')}, the release has {sha(b'same')}"
     ]
-    assert verify.compare_rebuilt({"a": released["a"]}, {"a": rebuilt["a"]}, ()) == []
+    assert release_rebuild.compare_rebuilt({"a": released["a"]}, {"a": rebuilt["a"]}, ()) == []
 
 
 def test_patches_the_release_has_and_the_checkout_does_not_or_in_another_order() -> None:
     project = load_project(Settings.from_environment({}))
     patch = {"name": MUSL_PATCH.name, "file": "sources/patches/musl/0001-riscv64-add-vfork.patch"}
     good = {"name": "musl", "patches": [patch | {"sha256": sha(MUSL_PATCH.read_bytes())}]}
-    assert verify.check_patches({"sources": [good, "not a source", {"name": "gcc", "patches": []}]}, project) == []
+    assert (
+        release_rebuild.check_patches({"sources": [good, "not a source", {"name": "gcc", "patches": []}]}, project)
+        == []
+    )
     extra = {"name": "0002-more.patch", "file": "sources/patches/musl/0002-more.patch", "sha256": "1" * 64}
     first = {**good, "patches": [extra, *good["patches"]]}
-    assert [p.line() for p in verify.check_patches({"sources": [first]}, project)] == [
+    assert [p.line() for p in release_rebuild.check_patches({"sources": [first]}, project)] == [
         "unexpected: sources/patches/musl/0002-more.patch: this checkout does not patch musl with it",
         "mismatch: manifest.json: source musl: patches in another order",
     ]

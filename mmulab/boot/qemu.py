@@ -1,0 +1,300 @@
+"""Boot smoke: run QEMU headless with a hard timeout, capture the console, judge it against expectations.
+
+The verdict always comes from the console, never from QEMU's exit code: with panic=-1 and -no-reboot a
+panicking kernel makes QEMU exit 0. A forbidden line (a panic, an oops) stops the boot at once; a boot
+that prints nothing more within the timeout is reported as hung, with the last lines it printed. A case
+that watches traps has QEMU log every trap (`-d int`) into a file read while it boots: a loop of one fault,
+or a fault followed by silence, ends the boot as hung at once, naming the symbol and the cause. Kernel
+oopses and user programs' faults are resolved to names (symbolize.py) in the verdict's notes.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmulab.boot.judge import Verdict, judge
+from mmulab.boot.symbolize import (
+    LOOP_REPEATS,
+    Resolver,
+    Trap,
+    TrapDiagnosis,
+    last_fault,
+    parse_traps,
+    trap_loop,
+    with_symbols,
+)
+from mmulab.project.model import PANIC_MARKER, BootCase, Toolchain, Variant
+
+PANIC_GRACE_SECONDS = 1.0
+# A case's timeout is counted like the stall below, in time QEMU could have run (a loaded host slows a boot
+# down without hanging it); in wall time a boot never lasts more than this many times its timeout.
+SLOW_HOST_LIMIT = 5
+# A hart whose last trap was a fault and that then takes no trap (not even a timer interrupt) and prints
+# nothing for this long is parked for good: a running kernel takes timer interrupts many times a second.
+# Counted on a StallClock: time QEMU could have run, not wall time (a busy host's wait does not count).
+STALL_SECONDS = 0.5
+TRAP_TAIL_BYTES = 1 << 16  # of a fast-growing trap log, only the end matters
+
+
+def qemu_command(
+    toolchain: Toolchain,
+    variant: Variant,
+    kernel: Path,
+    initrd: Path,
+    case: BootCase | None,
+    interactive: bool,
+    trap_log: Path | None = None,
+) -> list[str]:
+    """The QEMU command line: variant's machine, then the case's own options (e.g. -cpu rv64,mmu=off), and
+    with `trap_log` QEMU's log of every trap the CPU takes (-d int) into that file."""
+    spec = variant.qemu
+    command = [toolchain.qemu, "-M", spec.machine, "-m", spec.memory, "-smp", str(spec.smp)]
+    if spec.bios != "default":
+        command += ["-bios", spec.bios]
+    command += ["-kernel", str(kernel), "-initrd", str(initrd), "-no-reboot"]
+    command += ["-append", (case.cmdline if case and case.cmdline else variant.cmdline)]
+    command += ["-nographic"] if interactive else ["-display", "none", "-monitor", "none", "-serial", "stdio"]
+    command += [*spec.extra_args, *(case.qemu_args if case else ())]
+    if trap_log is not None:
+        command += ["-d", "int", "-D", str(trap_log)]
+    return command
+
+
+@dataclass(frozen=True)
+class BootFiles:
+    """One case's boot, wherever its kernel and image were built (the pipeline's tasks, `mmulab boot-images`):
+    what QEMU reads, where the console goes and, for a case that watches traps, QEMU's trap log."""
+
+    kernel: Path
+    initrd: Path
+    console_log: Path
+    trap_log: Path
+
+
+def case_command(
+    toolchain: Toolchain, variant: Variant, case: BootCase, files: BootFiles, interactive: bool = False
+) -> list[str]:
+    """The QEMU command of `case` (with the trap log when the case watches traps and nobody types)."""
+    trap_log = files.trap_log if case.traps and not interactive else None
+    return qemu_command(toolchain, variant, files.kernel, files.initrd, case, interactive, trap_log)
+
+
+def boot_case(
+    toolchain: Toolchain, variant: Variant, case: BootCase, files: BootFiles, resolver: Resolver | None = None
+) -> Verdict:
+    """The one way a case is booted and judged: its command, console capture, trap watch and fault notes."""
+    command = case_command(toolchain, variant, case, files)
+    return run_captured(command, case, files.console_log, resolver, files.trap_log if case.traps else None)
+
+
+def thread_states(pid: int) -> dict[int, tuple[str, int]] | None:
+    """Each thread of process `pid`: its state letter (R running or runnable, D blocked in the host kernel,
+    S asleep...) and the nanoseconds it has run on a CPU (schedstat's first field, exact where /proc/<pid>/stat's
+    ticks are not). None where /proc does not tell (no such process, a kernel without schedstat)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    states = {}
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            ran = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that just ended, or no schedstat
+        states[int(tid)] = (stat[stat.rindex(")") + 2 :][:1], ran)
+    return states or None
+
+
+class StallClock:
+    """How long a process has gone on in time it could have used, sampled by `advance`: of each interval between
+    two samples, one whose end finds threads runnable (R) counts only as long as the one that ran most really ran
+    (the rest they waited for a CPU), and one ending with a thread blocked in the host kernel (D: a log write to
+    a busy disk) not at all. On a loaded host QEMU waits its turn, and a vCPU that does not run takes no trap and prints
+    nothing: that wait says nothing about the guest. A hart parked in wfi leaves QEMU asleep (S), and one spinning
+    with interrupts off keeps it running: both count in full. Where /proc does not tell (no schedstat), wall time
+    counts."""
+
+    def __init__(
+        self,
+        pid: int | None,
+        clock: Callable[[], float] = time.monotonic,
+        states: Callable[[int], dict[int, tuple[str, int]] | None] = thread_states,
+    ) -> None:
+        self.pid, self.clock, self.states = pid, clock, states
+        self.restart()
+
+    def _sample(self) -> tuple[float, dict[int, tuple[str, int]] | None]:
+        return self.clock(), self.states(self.pid) if self.pid is not None else None
+
+    def restart(self) -> None:
+        """Something happened (a trap, console output): the count starts again now."""
+        self.counted = 0.0
+        self.last = self._sample()
+
+    def advance(self) -> float:
+        """The time so far, in seconds QEMU could have run."""
+        (then, before), (now, after) = self.last, self._sample()
+        self.last = (now, after)
+        elapsed = now - then
+        if before is not None and after is not None:
+            if any(state == "D" for state, _ in after.values()):
+                return self.counted
+            # a thread new since the last sample ran only within this interval; one thread that ran is enough
+            ran = [(r - before.get(tid, ("", 0))[1]) / 1e9 for tid, (state, r) in after.items() if state == "R"]
+            elapsed = max(0.0, min(elapsed, max(ran))) if ran else elapsed
+        self.counted += elapsed
+        return self.counted
+
+
+class TrapWatch:
+    """Reads QEMU's trap log while it grows and tells when the hart is certainly stuck.
+
+    Stuck means: the same fault `LOOP_REPEATS` times in a row (the handler faults on itself), or a fault
+    followed by `STALL_SECONDS` without any trap or console output (the hart parked with interrupts off),
+    counted by a StallClock on QEMU's process `pid`: a busy host that keeps QEMU off the CPU is not a stall."""
+
+    def __init__(self, path: Path, pid: int | None = None, clock: StallClock | None = None) -> None:
+        self.path = path
+        self.handle = None
+        self.partial = b""
+        self.recent: list[Trap] = []
+        self.quiet = clock or StallClock(pid)
+
+    def console_activity(self) -> None:
+        self.quiet.restart()
+
+    def poll(self) -> TrapDiagnosis | None:
+        # the silence is measured before the log is read: what QEMU wrote meanwhile is read below, so a
+        # watcher that was itself kept off the CPU between the two never mistakes a late read for silence
+        silent = self.quiet.advance()
+        if self.handle is None:
+            try:
+                self.handle = self.path.open("rb")
+            except FileNotFoundError:
+                return None
+        data = self.handle.read()
+        if data:
+            self.quiet.restart()
+            if len(data) > TRAP_TAIL_BYTES:  # a trap storm: only the last lines can prove a loop
+                data, self.partial = data[-TRAP_TAIL_BYTES:].split(b"\n", 1)[-1], b""
+            *complete, self.partial = (self.partial + data).split(b"\n")
+            self.recent = (self.recent + parse_traps(b"\n".join(complete).decode(errors="replace")))[
+                -LOOP_REPEATS * 4 :
+            ]
+            return trap_loop(self.recent)
+        if silent >= STALL_SECONDS:
+            return last_fault(self.recent)
+        return None
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def run_captured(
+    command: list[str],
+    case: BootCase,
+    log: Path,
+    resolver: Resolver | None = None,
+    trap_log: Path | None = None,
+) -> Verdict:
+    """Boot with the console captured to `log`; stop early on a forbidden line or a panic, kill at the timeout,
+    or as soon as `trap_log` (QEMU's -d int file, when the command writes one) proves the hart stuck."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if trap_log is not None:
+        trap_log.unlink(missing_ok=True)
+    stuck: TrapDiagnosis | None = None
+    started = time.monotonic()
+    deadline = started + case.timeout * SLOW_HOST_LIMIT  # wall time: only a host starving QEMU gets this far
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    watch = TrapWatch(trap_log, process.pid) if trap_log is not None else None
+    budget = StallClock(process.pid)  # the timeout, counted in time QEMU could have run
+    assert process.stdout is not None
+    os.set_blocking(process.stdout.fileno(), False)
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    buffer, lines, timed_out, stopping = b"", [], False, False
+    try:
+        with log.open("wb") as sink:
+            sink.write(("$ " + " ".join(command) + "\n").encode())
+
+            def take(chunk: bytes) -> None:
+                nonlocal buffer, lines, stopping, deadline
+                sink.write(chunk)
+                sink.flush()
+                if watch is not None:
+                    watch.console_activity()
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                fresh = [line.decode(errors="replace").rstrip("\r") for line in complete]
+                lines += fresh
+                if any(bad in line for line in fresh for bad in (*case.must_not, PANIC_MARKER)):
+                    stopping = True
+                    deadline = min(deadline, time.monotonic() + PANIC_GRACE_SECONDS)
+
+            while True:
+                now = time.monotonic()
+                if now >= deadline or (not stopping and budget.advance() >= case.timeout):
+                    timed_out = process.poll() is None
+                    break
+                if watch is not None and not stopping and (stuck := watch.poll()) is not None:
+                    timed_out = process.poll() is None
+                    if chunk := process.stdout.read():  # what it printed before it got stuck is in the pipe
+                        take(chunk)
+                    break
+                if not selector.select(timeout=min(0.1, deadline - now)):
+                    if process.poll() is not None:
+                        break
+                    continue
+                chunk = process.stdout.read()
+                if chunk is None:
+                    continue
+                if chunk == b"":
+                    break
+                take(chunk)
+            if buffer:
+                lines.append(buffer.decode(errors="replace").rstrip("\r"))
+        try:
+            process.wait(timeout=0 if timed_out else max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+    finally:
+        if process.poll() is None:  # timed out, or interrupted (Ctrl-C, an error): never leave a QEMU behind
+            os.killpg(process.pid, signal.SIGKILL)
+        exit_code = process.wait()
+        selector.close()
+        process.stdout.close()
+        if watch is not None:
+            watch.close()
+    if stuck is not None and resolver is not None:
+        stuck = with_symbols(stuck, resolver.symbols)
+    stopped = any(bad in line for line in lines for bad in (*case.must_not, PANIC_MARKER))
+    return judge(
+        case,
+        lines,
+        timed_out and not stopped,
+        None if timed_out else exit_code,
+        time.monotonic() - started,
+        log,
+        resolver,
+        None if stopped else stuck,
+    )
+
+
+def run_interactive(command: list[str]) -> int:
+    """Boot on this terminal (Ctrl-A X leaves QEMU); the exit code is QEMU's."""
+    return subprocess.call(command)

@@ -1,0 +1,257 @@
+"""External tools: which Debian package provides each, their versions (cache keys), and one narrow
+runner every external command goes through (tests replace it with a fake that records commands).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from mmulab.core.errors import ToolMissing, UserError
+from mmulab.core.fsutil import write_atomic
+from mmulab.core.progress import Progress
+from mmulab.core.settings import PROJECT_ROOT
+
+PACKAGES_FILE = PROJECT_ROOT / "configs" / "debian-packages.txt"
+_RELEVANT = re.compile(r"error|Error \d|\*\*\*|undefined reference|No rule to make|fatal|cannot|not found", re.I)
+INTERRUPT_GRACE_SECONDS = 10
+
+
+@functools.cache
+def package_of(command: str, packages_file: Path = PACKAGES_FILE) -> str:
+    """The Debian package that provides `command`, from configs/debian-packages.txt."""
+    try:
+        lines = packages_file.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        words = line.split("#", 1)[0].split()
+        if len(words) > 1 and command in words[1:]:
+            return words[0].split("=", 1)[0]
+    return ""
+
+
+def missing(command: str) -> UserError:
+    """The error for a command not on PATH: which Debian package to install, when the project knows it."""
+    package = package_of(command)
+    if package:
+        return ToolMissing(tool=command, package=package)
+    return UserError(f"{command}: not found on PATH (no package of configs/debian-packages.txt provides it)")
+
+
+def require(command: str) -> str:
+    """The path of `command`, or an error naming the Debian package to install."""
+    path = shutil.which(command)
+    if not path:
+        raise missing(command)
+    return path
+
+
+def relevant_lines(text: str, limit: int = 15) -> str:
+    """The error lines of a tool's output (or its tail when none stand out), for a short failure report."""
+    lines = [line for line in text.rstrip().splitlines() if not line.startswith("$ ")]
+    picked = [line for line in lines if _RELEVANT.search(line)]
+    return "\n".join((picked or lines)[-limit:])
+
+
+class ToolVersions:
+    """`tool --version` first lines, part of cache keys: a new compiler or QEMU rebuilds what it made.
+
+    Remembered in a small file keyed by the binary's path, size and mtime, so a no-op run starts no tool
+    (QEMU alone takes 60 ms to print its version).
+    """
+
+    def __init__(self, memo: Path) -> None:
+        self.memo = memo
+        self._known: dict[str, list] | None = None
+
+    def _load(self) -> dict[str, list]:
+        if self._known is None:
+            try:
+                self._known = json.loads(self.memo.read_text())
+            except (OSError, ValueError):
+                self._known = {}
+        return self._known
+
+    def version(self, command: str) -> str:
+        path = shutil.which(command)
+        if not path:
+            return f"{command}: missing"
+        real = os.path.realpath(path)
+        info = os.stat(real)
+        stamp = [info.st_size, info.st_mtime_ns]
+        known = self._load()
+        if known.get(real, [None])[:2] == stamp:
+            return known[real][2]
+        try:
+            result = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+            text = (result.stdout or result.stderr).strip()
+        except OSError as exc:
+            text = f"unusable ({exc.strerror})"
+        first = f"{command}: {text.splitlines()[0] if text else 'unknown'}"
+        known[real] = [*stamp, first]
+        with contextlib.suppress(OSError):
+            write_atomic(self.memo, json.dumps(known, indent=1, sort_keys=True) + "\n")
+        return first
+
+
+@dataclass(frozen=True)
+class Log:
+    """A stage's log: started fresh, then every command of the stage appends to it."""
+
+    runner: Runner
+    path: Path
+
+    def run(
+        self,
+        command: Sequence[str | Path],
+        what: str,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        feed: bytes | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.runner.run(command, self.path, what, cwd=cwd, env=env, feed=feed, progress=progress)
+
+
+class Runner:
+    """Runs external commands with their output in a log; a failure becomes one UserError with the lines
+    that matter. The one place the pipeline starts build tools (QEMU has its own in boot.py).
+
+    `env`: variables every command of this runner gets (a build stage's compile cache), under each call's own."""
+
+    env: Mapping[str, str] = MappingProxyType({})
+
+    def with_env(self, env: Mapping[str, str]) -> Runner:
+        """This runner (a test's fake too) with `env` added to every command it runs."""
+        runner = copy.copy(self)
+        runner.env = MappingProxyType({**self.env, **env})
+        return runner
+
+    def log(self, path: Path) -> Log:
+        """A fresh log at `path`: the previous run's is removed."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        return Log(self, path)
+
+    def run(
+        self,
+        command: Sequence[str | Path],
+        log: Path,
+        what: str,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        feed: bytes | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        argv = [str(part) for part in command]
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as sink:
+            sink.write(("$ " + " ".join(argv) + "\n").encode())
+            sink.flush()
+            code = self.execute(argv, sink, cwd, {**os.environ, **self.env, **(env or {})}, feed, progress)
+        if code == 127 or code is None:
+            raise UserError(f"{what}: cannot run {missing(argv[0])}")
+        if code != 0:
+            tail = log.read_text(errors="replace").rsplit("\n$ ", 1)[-1]
+            raise UserError(f"{what} failed (exit {code}); full log: {log}\n{relevant_lines(tail)}")
+
+    def execute(
+        self,
+        argv: list[str],
+        sink,
+        cwd: Path | None,
+        env: dict[str, str],
+        feed: bytes | None,
+        progress: Progress | None,
+    ) -> int | None:
+        """Run one command, its output into `sink`; None when it cannot be started. Never leaves it behind:
+        on an interrupt its whole process group gets SIGINT (make removes half-built targets), then SIGKILL."""
+        try:
+            process = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.PIPE if feed is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            return None
+        succeeded = False
+        try:
+            if feed is not None:
+                assert process.stdin is not None
+                try:
+                    process.stdin.write(feed)
+                    process.stdin.close()
+                except BrokenPipeError:
+                    pass
+            self._pump(process, sink, progress)
+            code = process.wait()
+            succeeded = code == 0
+            return code
+        finally:
+            if process.poll() is None:
+                _stop_group(process)
+            if progress:
+                progress.finish(succeeded)
+
+    @staticmethod
+    def _pump(process: subprocess.Popen, sink, progress: Progress | None) -> None:
+        assert process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            pending = b""
+            while True:
+                if not selector.select(timeout=1.0):
+                    if progress:
+                        progress.tick()
+                    continue
+                chunk = os.read(process.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                sink.write(chunk)
+                if progress:
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        progress.line(line.decode(errors="replace"))
+        process.stdout.close()
+
+    def query(self, command: Sequence[str], cwd: Path | None = None) -> str:
+        """The stdout of a quick query (gcc -print-file-name, git rev-parse); a failure is a UserError."""
+        try:
+            result = subprocess.run(list(command), cwd=cwd, capture_output=True, text=True, check=False)
+        except FileNotFoundError:
+            raise missing(command[0]) from None
+        if result.returncode != 0:
+            raise UserError(f"{' '.join(command)} failed (exit {result.returncode}): {result.stderr.strip()[:200]}")
+        return result.stdout.strip()
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=INTERRUPT_GRACE_SECONDS)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+RUNNER = Runner()

@@ -1,0 +1,95 @@
+"""doit reporter: a failed task is one short block naming the task and what to fix, not a traceback dump;
+after boots, the boot matrix summary (also written as JSON and JUnit XML)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import BaseFail
+from doit.reporter import ConsoleReporter
+
+from mmulab.boot import summary
+from mmulab.boot.judge import Verdict
+from mmulab.core.errors import UserError
+from mmulab.core.paths import Layout
+from mmulab.core.settings import Settings
+
+COMPILING = ("kconfig:", "kernel:", "libc:", "program:", "busybox:")
+
+
+class MmulabReporter(ConsoleReporter):
+    desc = "mmulab console output: one line per task, failures as short errors, a boot summary"
+
+    def __init__(self, outstream: Any, options: Any) -> None:
+        super().__init__(outstream, options)
+        self.boots: dict[str, tuple[Any, str]] = {}
+        self.compiled: list[str] = []  # the compiling tasks that ran: their compile cache counts are reported
+
+    def _note(self, task: Any, status: str) -> None:
+        if status in ("ran", "failed") and task.name.startswith(COMPILING):
+            self.compiled.append(task.name)
+        if task.name.startswith("smoke:"):
+            self.boots[task.name] = (task, status)
+
+    def get_status(self, task: Any) -> None:
+        self._note(task, "not-run")
+
+    def add_success(self, task: Any) -> None:
+        self._note(task, "ran")
+
+    def skip_uptodate(self, task: Any) -> None:
+        self._note(task, "cached")
+        super().skip_uptodate(task)
+
+    def add_failure(self, task: Any, fail: BaseFail) -> None:
+        self._note(task, "failed" if task.executed else "not-run")
+        if not fail.report:
+            return
+        self.failures.append({"task": task, "exception": fail})
+        message = fail.message if not fail.traceback else _one_line(fail)
+        if not task.actions:  # a group task (boot:, demo:, all): doit names the dependency that failed
+            message = f"incomplete: {message.strip()} failed"
+        sys.stderr.write(f"mmulab: error: {task.name}: {message.rstrip()}\n")
+        sys.stderr.flush()
+
+    def _verdicts(self) -> list[Verdict]:
+        verdicts = []
+        for name, (task, status) in sorted(self.boots.items()):
+            case = name.removeprefix("smoke:")
+            path = Path(task.targets[0])
+            try:
+                verdicts.append(Verdict.read(path) if status != "not-run" else Verdict.not_run(case))
+            except UserError:
+                verdicts.append(Verdict.not_run(case, f"no verdict: {path} is missing or damaged"))
+        return verdicts
+
+    def _cache_report(self) -> None:
+        """The compile cache's hits and misses of each compiling stage this run ran (when ccache was used)."""
+        try:
+            layout = Layout(Settings.from_environment().build_dir)
+        except UserError:
+            return
+        ran = set(self.compiled)
+        every = summary.cache_stats(layout.ccache_stats_dir())
+        if not (this_run := {name: stats for name, stats in every.items() if name in ran}):
+            return
+        path = summary.write_cache(every, layout.reports())
+        self.write("\n" + summary.cache_table(this_run) + f"\n(every stage's last run: {path})\n")
+
+    def complete_run(self) -> None:
+        self._cache_report()
+        if self.boots:
+            verdicts = self._verdicts()
+            folder = Path(next(iter(self.boots.values()))[0].targets[0]).parent.parent / "reports"
+            json_path, xml_path = summary.write(verdicts, folder)
+            self.write("\n" + summary.table(verdicts) + f"\n(summary: {json_path}, JUnit: {xml_path})\n")
+        if self.runtime_errors:
+            sys.stderr.write("mmulab: error: " + "\n".join(self.runtime_errors) + "\n")
+
+
+def _one_line(fail: BaseFail) -> str:
+    """An unexpected exception inside a task (a bug, or a check that raised): its last line, not the dump."""
+    text = fail.get_msg().strip().splitlines()
+    return text[-1] if text else type(fail).__name__

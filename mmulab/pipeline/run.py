@@ -1,0 +1,120 @@
+"""One doit run of the pipeline, as dodo.py starts it: load the project, hold the build directory, and
+turn every way it can end into one line and an honest exit code (2 bad configuration, 1 failed task,
+130 interrupted), never a traceback.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from mmulab.core.errors import ConfigError, EnvError
+from mmulab.core.lock import READ_ONLY_COMMANDS, BuildLock, doit_command
+
+if TYPE_CHECKING:
+    from mmulab.project.model import Project
+
+DOIT_COMMANDS = frozenset(
+    {"run", "list", "help", "info", "clean", "forget", "ignore", "reset-dep", "strace", "tabcompletion", "dumpdb"}
+)
+INTERRUPTED = "interrupted: rerun to continue"
+_HELD: list[BuildLock] = []
+
+
+def _on_uncaught(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+    """Ctrl-C ends the run with one line and 130; doit has already saved what finished (its database is
+    written in a `finally`), so the rerun goes on from there."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.stdout.flush()
+        sys.stderr.write(f"\nmmulab: {INTERRUPTED}\n")
+        sys.stderr.flush()
+        os._exit(130)
+    sys.__excepthook__(kind, error, trace)
+
+
+def _info_names_unknown_tasks() -> None:
+    """`doit info NAME` with no such task: doit 0.37 dies with a KeyError traceback; say it in one line (exit 3)."""
+    from doit.cmd_info import Info
+    from doit.exceptions import InvalidCommand
+
+    original = Info._execute
+
+    def execute(self: Info, pos_args: list[str], hide_status: bool = False) -> int:
+        names = {task.name for task in self.task_list}
+        if len(pos_args) == 1 and pos_args[0] not in names:
+            raise InvalidCommand(f"`info`: no task {pos_args[0]!r} (`doit list --all` lists them)")
+        return original(self, pos_args, hide_status=hide_status)
+
+    Info._execute = execute  # type: ignore[method-assign]
+
+
+def stdin_is_terminal() -> bool:
+    """Whether file descriptor 0 (what QEMU reads) is a terminal; a closed stdin is not."""
+    try:
+        return os.isatty(0)
+    except OSError:
+        return False
+
+
+def refuse_interactive_without_terminal(project: Project, argv: list[str], has_terminal: bool) -> None:
+    """Before anything builds: a run naming an interactive task (shell:nommu, console:<case>, the whole `shell` or
+    `console` group, or a pattern matching one) with no terminal on stdin stops with one line (exit 2)."""
+    if has_terminal or doit_command(argv, DOIT_COMMANDS) != "run":
+        return
+    from mmulab.pipeline.actions import needs_terminal
+    from mmulab.pipeline.tasks import interactive_boots
+
+    for boot in interactive_boots(project):
+        if any(arg in (boot.basename, boot.task) or fnmatch.fnmatchcase(boot.task, arg) for arg in argv):
+            raise ConfigError(f"{boot.task}: {needs_terminal(boot.scripted)}")
+
+
+def dodo_globals(argv: list[str]) -> dict[str, Any]:
+    """What dodo.py exposes to doit: the task creators and DOIT_CONFIG."""
+    sys.excepthook = _on_uncaught
+    try:
+        from mmulab.core.paths import Layout
+        from mmulab.pipeline.report import MmulabReporter
+        from mmulab.pipeline.tasks import doit_task_functions
+        from mmulab.project.loader import load_project
+
+        project = load_project()
+        layout = Layout(project.settings.build_dir)
+        command = doit_command(argv, DOIT_COMMANDS)
+        refuse_interactive_without_terminal(project, argv, stdin_is_terminal())
+        try:
+            layout.root.mkdir(parents=True, exist_ok=True)
+            if command not in READ_ONLY_COMMANDS:
+                _HELD.append(BuildLock(layout.lock()))  # held (open) until this process ends
+                _HELD[-1].acquire()
+        except OSError as error:
+            problem = f"cannot create or lock it ({error.filename}: {error.strerror})"
+            raise EnvError(
+                variable="MMULAB_BUILD_DIR",
+                value=str(layout.root),
+                problem=problem,
+                accepts="a directory you can write",
+            ) from None
+        if command == "info":
+            _info_names_unknown_tasks()
+        creators = doit_task_functions(project)
+    except ConfigError as error:
+        sys.stderr.write(f"mmulab: error: {error}\n")
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        _on_uncaught(KeyboardInterrupt, KeyboardInterrupt(), None)
+        raise
+    except OSError as error:
+        sys.stderr.write(f"mmulab: error: {error.filename or ''}: {error.strerror}\n")
+        sys.exit(2)
+    return {
+        **creators,
+        "DOIT_CONFIG": {
+            "default_tasks": ["boot"],
+            "reporter": MmulabReporter,
+            "dep_file": str(layout.doit_db()),
+            "verbosity": 2,
+        },
+    }

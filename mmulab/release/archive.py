@@ -1,0 +1,254 @@
+"""A stranger's release archive, read as a hostile stream: refuse before writing, then extract into a fresh folder.
+
+A `.tar.xz` is read twice: the first pass only looks at the members and refuses (one line, nothing written)
+absolute or `..` names, links that leave the release or pass through another link, device nodes and fifos,
+and decompression bombs (caps on the bytes coming out of xz, on the member count and on metadata headers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import lzma
+import posixpath
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from mmulab.core.errors import UserError
+from mmulab.core.fsutil import CHUNK
+from mmulab.release.format import SUMS
+
+# Caps for reading a stranger's archive; module constants so tests can lower them.
+MAX_TOTAL_BYTES = 2 << 30  # what may come out of xz in all (members' contents), 2 GiB
+MAX_MEMBERS = 10_000  # a release has about a hundred files
+MAX_HEADER_BYTES = 64 << 10  # one pax / GNU long-name header's body (tarfile reads it into memory)
+XZ_MEMLIMIT = 256 << 20  # the xz decoder's memory (a hostile header can ask for 1.5 GiB of dictionary)
+_SLACK_PER_MEMBER = 4096  # tar header, padding and a small pax header per member, on top of the contents
+_RECORD = 10240  # end-of-archive blocks and record padding
+_LONG_HEADERS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE, b"X")
+
+
+class _Refused(UserError):
+    """A hostile or broken archive: refused before (or instead of) writing anything."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading a stranger's .tar.xz
+
+
+class _CappedXz:
+    """The decompressed bytes of an .xz file, on demand; refuses once more than `cap` bytes came out (a bomb).
+
+    Decompressing ourselves (not lzma.open) bounds the decoder's memory too and lets the cap bite while
+    streaming, before a bomb's bytes are ever held or written.
+    """
+
+    def __init__(self, handle: IO[bytes], cap: int, label: str) -> None:
+        self._handle, self._cap, self._label = handle, cap, label
+        self._decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
+        self._carried = b""  # what a finished stream's decoder read past its end: the next stream's start
+        self.total = 0
+
+    def _input(self) -> bytes:
+        data, self._carried = self._carried or self._handle.read(CHUNK), b""
+        return data
+
+    def _next_stream(self) -> bool:
+        """An .xz file may hold several streams one after another (zero padding between them, which xz allows):
+        start the next one; False at the end of the file."""
+        rest = self._decoder.unused_data
+        while not rest.strip(b"\0"):
+            more = self._input()
+            if not more:
+                return False
+            rest += more
+        self._decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
+        self._carried = rest.lstrip(b"\0")
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = CHUNK if size is None or size < 0 else size
+        out = b""
+        try:
+            while not out:
+                if self._decoder.eof and not self._next_stream():
+                    break
+                data = b""
+                if self._decoder.needs_input:
+                    data = self._input()
+                    if not data:
+                        raise _Refused(f"{self._label}: refusing archive: truncated xz data")
+                out = self._decoder.decompress(data, max_length=size)
+        except lzma.LZMAError as exc:
+            raise _Refused(f"{self._label}: refusing archive: not valid xz data ({exc})") from None
+        self.total += len(out)
+        if self.total > self._cap:
+            raise _Refused(
+                f"{self._label}: refusing archive: it decompresses to more than {self._cap} bytes (a decompression "
+                "bomb?); nothing was written"
+            )
+        return out
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses oversized pax / GNU long-name headers before tarfile reads them into memory."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        if self.type in _LONG_HEADERS and self.size > MAX_HEADER_BYTES:
+            raise _Refused(
+                f"{Path(str(archive.name or 'archive')).name}: refusing archive: a {self.size}-byte metadata header "
+                f"(more than {MAX_HEADER_BYTES}); nothing was written"
+            )
+        return super()._proc_member(archive)  # type: ignore[misc]
+
+
+@contextlib.contextmanager
+def _open_stream(path: Path) -> Iterator[tarfile.TarFile]:
+    """The archive as a forward-only tar stream behind the xz caps."""
+    cap = MAX_TOTAL_BYTES + _SLACK_PER_MEMBER * MAX_MEMBERS + _RECORD
+    with path.open("rb") as handle:
+        stream = _CappedXz(handle, cap, path.name)
+        try:
+            with tarfile.open(str(path), "r|", fileobj=stream, tarinfo=_BoundedTarInfo) as archive:  # type: ignore
+                yield archive
+        except tarfile.TarError as exc:
+            raise _Refused(f"{path.name}: refusing archive: not a readable tar archive ({exc})") from None
+
+
+class _Scan:
+    """The per-member rules of a stranger's archive, applied as members stream by (both passes)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.names: set[str] = set()
+        self.regular: set[str] = set()
+        self.symlinks: dict[str, str] = {}  # symlink name -> its link text
+        self.members = 0
+        self.total = 0
+
+    def refuse(self, name: str, why: str) -> _Refused:
+        return _Refused(f"{self.label}: refusing archive member {name!r}: {why}; nothing was written")
+
+    def check(self, member: tarfile.TarInfo) -> tarfile.TarInfo:
+        self.members += 1
+        if self.members > MAX_MEMBERS:
+            raise _Refused(f"{self.label}: refusing archive: more than {MAX_MEMBERS} members; nothing was written")
+        self.total += member.size
+        if self.total > MAX_TOTAL_BYTES:
+            raise _Refused(
+                f"{self.label}: refusing archive: its members hold more than {MAX_TOTAL_BYTES} bytes (a "
+                "decompression bomb?); nothing was written"
+            )
+        parts = PurePosixPath(member.name).parts
+        if member.name.startswith("/") or ".." in parts:
+            raise self.refuse(member.name, "it escapes the release (absolute or `..` path)")
+        name = "/".join(parts)
+        if not name and not member.isdir():
+            raise self.refuse(member.name, "a file without a name")
+        if name in self.names:
+            raise self.refuse(member.name, "it appears twice")
+        if member.isreg() and member.issparse():
+            raise self.refuse(member.name, "a sparse file")
+        if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+            raise self.refuse(member.name, "a device node, fifo or other special file (a release holds files)")
+        if member.issym():
+            if _resolve(posixpath.join(posixpath.dirname(name), member.linkname)) is None:
+                raise self.refuse(member.name, f"its symlink to {member.linkname!r} points out of the release")
+            self.symlinks[name] = member.linkname
+        if member.islnk():
+            target = _resolve(member.linkname)
+            if target is None or ".." in PurePosixPath(member.linkname).parts:
+                raise self.refuse(member.name, f"its hard link to {member.linkname!r} points out of the release")
+            if "/".join(target) not in self.regular:
+                raise self.refuse(member.name, f"its hard link to {member.linkname!r} is not to a file before it")
+        if member.isreg() or member.islnk():
+            self.regular.add(name)
+        self.names.add(name)
+        return member
+
+    def finish(self) -> None:
+        """Rules needing every member: nothing is reached through a symlink, neither a member nor a link's
+        target (a link through `x -> .` and then `..` is how a lexically inside link escapes)."""
+        for name in sorted(self.names):
+            parts = PurePosixPath(name).parts
+            for index in range(1, len(parts)):
+                if "/".join(parts[:index]) in self.symlinks:
+                    raise self.refuse(name, f"it lies behind the symlink {'/'.join(parts[:index])!r}")
+        for name, linkname in sorted(self.symlinks.items()):
+            parts = PurePosixPath(posixpath.join(posixpath.dirname(name), linkname)).parts
+            stack: list[str] = []
+            for index, part in enumerate(parts):
+                if part == "..":
+                    stack.pop()
+                    continue
+                stack.append(part)
+                if index < len(parts) - 1 and "/".join(stack) in self.symlinks:
+                    raise self.refuse(name, f"its target {linkname!r} goes through the symlink {'/'.join(stack)!r}")
+
+
+def _resolve(path: str) -> list[str] | None:
+    """The components of relative `path`, `..` resolved lexically; None when absolute or it leaves the root."""
+    if path.startswith("/"):
+        return None
+    stack: list[str] = []
+    for part in PurePosixPath(path).parts:
+        if part != "..":
+            stack.append(part)
+        elif stack:
+            stack.pop()
+        else:
+            return None
+    return stack
+
+
+def _inside(path: str) -> str | None:
+    """A path named in a release's own files, normalized, when it is relative and stays inside; else None."""
+    parts = _resolve(path)
+    return "/".join(parts) if parts else None
+
+
+def scan_archive(path: Path) -> int:
+    """First pass: every member checked, nothing written; the number of members, or _Refused."""
+    scan = _Scan(path.name)
+    with _open_stream(path) as archive:
+        for member in archive:
+            scan.check(member)
+    scan.finish()
+    return scan.members
+
+
+def _members(archive: tarfile.TarFile, scan: _Scan) -> Iterator[tarfile.TarInfo]:
+    for member in archive:
+        yield scan.check(member).replace(uid=0, gid=0, uname="", gname="", deep=False)
+
+
+@contextlib.contextmanager
+def unpacked(path: Path) -> Iterator[Path]:
+    """The release inside archive `path`, scanned first, then extracted into a fresh temporary directory
+    that is removed afterwards (also when refused half-way)."""
+    scan_archive(path)
+    tmp = Path(tempfile.mkdtemp(prefix="mmulab-verify-"))
+    try:
+        scan = _Scan(path.name)  # the same rules again: the file may have changed since the first pass
+        with _open_stream(path) as archive:
+            try:
+                archive.extractall(tmp / "release", members=_members(archive, scan), filter="data")
+            except tarfile.FilterError as exc:
+                raise _Refused(f"{path.name}: refusing archive: {exc}") from None
+        scan.finish()
+        yield _release_root(tmp / "release")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _release_root(top: Path) -> Path:
+    """The release root inside an extracted archive: the top itself, or its one directory (`<release>/...`)."""
+    if top.is_dir() and not (top / SUMS).exists():
+        entries = list(top.iterdir())
+        if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+            return entries[0]
+    top.mkdir(exist_ok=True)
+    return top

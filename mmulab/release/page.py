@@ -1,0 +1,280 @@
+"""The release page (index.html): the boot matrix, each demo's consoles side by side, and the manifest's facts.
+
+`render()` turns a release's manifest (and its boots/<case>.log consoles) into one static HTML page: no
+JavaScript, inline CSS, relative links only. The layout and wording live in configs/release/index.html.j2;
+autoescaping is on there, because console logs are untrusted text. The publisher calls
+`render(release_root, manifest, demo_notes(project))` and writes the result as index.html.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from mmulab.core.settings import PROJECT_ROOT
+from mmulab.project.model import Project
+
+TEMPLATE = PROJECT_ROOT / "configs" / "release" / "index.html.j2"
+# The build shown side by side for each demo: the first language of this list the demo has (else the first).
+PREFERRED_LANGUAGES = ("c", "asm")
+# Variant columns in this order when the caller gives no case order (then the project's order is used).
+PREFERRED_VARIANTS = ("nommu", "mmu")
+MARKER_PREFIX = "mmulab:"
+MAX_CONSOLE_LINES = 5000  # the page shows at most this many lines of a console; the log file has them all
+FAILED_TAIL_LINES = 12  # a failed case also shows its last lines: where it stopped
+SHORT_HASH = 12
+METADATA_FILES = ("manifest.json", "run.json", "SHA256SUMS", "sbom.spdx.json", "provenance.intoto.json")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class DemoNotes:
+    """What the project says about a demo: its description and, per boot case, the lines its console must show."""
+
+    description: str
+    must: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # case -> must lines, in the project's order
+
+
+def demo_notes(project: Project) -> dict[str, DemoNotes]:
+    """The page's notes from the project's demos.toml: demo -> description and the must lines of its cases."""
+    return {
+        name: DemoNotes(demo.description, {case: project.boots[case].must for case in demo.cases})
+        for name, demo in project.demos.items()
+    }
+
+
+@dataclass(frozen=True)
+class Line:
+    """One console line on the page: its text, whether it is a line the case needed, the lines folded before it."""
+
+    text: str
+    marked: bool = False
+    gap: int = 0  # lines left out just before this one (shown as a fold)
+
+
+@dataclass(frozen=True)
+class Console:
+    """One boot case as the page shows it: the verdict, the lines that matter and the full console."""
+
+    case: str
+    demo: str
+    language: str
+    variant: str
+    qemu: str
+    expected: str
+    observed: str
+    passed: bool
+    log: str  # relative link to boots/<case>.log, or "" when the release has no such log
+    key_lines: tuple[Line, ...] = ()
+    full_lines: tuple[Line, ...] = ()
+    total_lines: int = 0
+    trailing_gap: int = 0
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DemoSection:
+    """A demo on the page: its description, the chosen build's runs side by side, the other builds' verdicts."""
+
+    name: str
+    anchor: str
+    description: str
+    language: str  # the build shown side by side
+    rows: tuple[tuple[Console, ...], ...]  # one row per QEMU option set, one column per variant run
+    others: tuple[Console, ...]  # the other builds' verdicts
+
+
+def render(
+    release_root: Path,
+    manifest: Mapping[str, Any],
+    demos: Mapping[str, DemoNotes] | None = None,
+    template: Path = TEMPLATE,
+) -> str:
+    """The release page as HTML. Reads only the release's boots/<case>.log files; `demos` gives the descriptions
+    and must lines (without it only `mmulab:` lines are picked out of the consoles)."""
+    import jinja2  # only when a page is rendered
+
+    notes = dict(demos or {})
+    boots = [dict(entry) for entry in manifest.get("boots", ())]
+    must = {case: tuple(lines) for note in notes.values() for case, lines in note.must.items()}
+    consoles = {entry["case"]: _console(release_root, entry, must.get(entry["case"])) for entry in boots}
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template.parent),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["short"] = lambda text: str(text)[:SHORT_HASH]
+    env.filters["anchor"] = _anchor
+    epoch = int(manifest.get("source_date_epoch", 0))
+    files = manifest.get("files", {})
+    return env.get_template(template.name).render(
+        release=manifest.get("release", ""),
+        format=manifest.get("format", ""),
+        project=manifest.get("project", {}),
+        epoch=epoch,
+        epoch_utc=datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        matrix=list(consoles.values()),
+        passed=sum(1 for c in consoles.values() if c.passed),
+        demos=_sections(consoles, notes),
+        sources=manifest.get("sources", []),
+        tools=sorted(manifest.get("tools", {}).items()),
+        configs=[
+            (name, facts, _config_links(name, files)) for name, facts in sorted(manifest.get("configs", {}).items())
+        ],
+        files=sorted(files.items()),
+        metadata=METADATA_FILES,
+        href=_href,
+    )
+
+
+def _href(path: str) -> str:
+    """A relative link to a file of the release (each path segment percent-encoded)."""
+    return quote(path, safe="/")
+
+
+def _anchor(demo: str) -> str:
+    """The id of a demo's section."""
+    return f"demo-{quote(demo, safe='')}"
+
+
+def _config_links(name: str, files: Mapping[str, str]) -> list[str]:
+    """The published files behind a configs entry (kernel-<v>, busybox-<v>), those the release has."""
+    kind, _, variant = name.partition("-")
+    wanted = {
+        "kernel": [f"{variant}/config", f"{variant}/fragment.config"],
+        "busybox": [f"{variant}/busybox.config"],
+    }.get(kind, [])
+    return [path for path in wanted if path in files]
+
+
+def _language(entry: Mapping[str, Any]) -> str:
+    """The build language of a case: from its build (<demo>-<language>) or its name (<demo>-<language>-<run>)."""
+    demo, build = entry.get("demo", ""), entry.get("build", "")
+    if build and build.startswith(f"{demo}-"):
+        return build[len(demo) + 1 :]
+    return str(entry["case"]).removeprefix(f"{demo}-").split("-", 1)[0]
+
+
+def _log_path(release_root: Path, case: str) -> Path | None:
+    """boots/<case>.log when it is a plain file name inside the release and exists."""
+    if not case or case.startswith(".") or "/" in case or "\\" in case:
+        return None
+    path = release_root / "boots" / f"{case}.log"
+    return path if path.is_file() else None
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The console's lines: undecodable bytes and control characters (but tabs) become U+FFFD."""
+    text = path.read_bytes().decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    lines = [_CONTROL.sub("\N{REPLACEMENT CHARACTER}", line) for line in text.split("\n")]
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+def marked_lines(lines: Sequence[str], must: Iterable[str]) -> tuple[set[int], tuple[str, ...]]:
+    """The indexes of the lines that satisfied the must strings, matched in order as boot.judge does,
+    and the must strings never seen."""
+    marked: set[int] = set()
+    missing: list[str] = []
+    position = 0
+    for wanted in must:
+        found = next((i for i in range(position, len(lines)) if wanted in lines[i]), None)
+        if found is None:
+            missing.append(wanted)
+        else:
+            marked.add(found)
+            position = found + 1
+    return marked, tuple(missing)
+
+
+def _console(release_root: Path, entry: Mapping[str, Any], must: tuple[str, ...] | None) -> Console:
+    """A case's verdict and console; its must lines are marked (without them, its `mmulab:` lines are)."""
+    case = str(entry["case"])
+    passed = bool(entry.get("passed", False))
+    facts = {
+        "case": case,
+        "demo": str(entry.get("demo", "")),
+        "language": _language(entry),
+        "variant": str(entry.get("variant", "")),
+        "qemu": str(entry.get("qemu", "default")),
+        "expected": str(entry.get("expected", "")),
+        "observed": str(entry.get("observed", "")),
+        "passed": passed,
+    }
+    path = _log_path(release_root, case)
+    if path is None:
+        return Console(**facts, log="")
+    lines = _read_lines(path)
+    own = {i for i, line in enumerate(lines) if line.lstrip().startswith(MARKER_PREFIX)}
+    marked, missing = marked_lines(lines, must) if must is not None else (own, ())
+    tail = set(range(max(0, len(lines) - FAILED_TAIL_LINES), len(lines))) if not passed else set()
+    shown = sorted(marked | own | tail)
+    key, previous = [], -1
+    for index in shown:
+        key.append(Line(lines[index], index in marked, gap=index - previous - 1))
+        previous = index
+    full = tuple(Line(line, i in marked) for i, line in enumerate(lines[:MAX_CONSOLE_LINES]))
+    return Console(
+        **facts,
+        log=_href(f"boots/{case}.log"),
+        key_lines=tuple(key),
+        full_lines=full,
+        total_lines=len(lines),
+        trailing_gap=len(lines) - previous - 1,
+        missing=missing,
+    )
+
+
+def _language_rank(language: str) -> tuple[int, str]:
+    """Sort key of a build language: the preferred ones first."""
+    rank = PREFERRED_LANGUAGES.index(language) if language in PREFERRED_LANGUAGES else len(PREFERRED_LANGUAGES)
+    return rank, language
+
+
+def _column_key(order: Mapping[str, int]) -> Callable[[Console], tuple[int, bool, int, str]]:
+    """Columns in the project's case order; else default QEMU options first, then nommu before mmu."""
+
+    def key(c: Console) -> tuple[int, bool, int, str]:
+        variant = PREFERRED_VARIANTS.index(c.variant) if c.variant in PREFERRED_VARIANTS else len(PREFERRED_VARIANTS)
+        return order.get(c.case, len(order)), c.qemu != "default", variant, c.case
+
+    return key
+
+
+def _sections(consoles: Mapping[str, Console], notes: Mapping[str, DemoNotes]) -> list[DemoSection]:
+    """One section per demo (the project's order, then any other demo of the manifest in order of appearance)."""
+    names = [name for name in notes if any(c.demo == name for c in consoles.values())]
+    names += [c.demo for c in consoles.values() if c.demo not in names]
+    names = list(dict.fromkeys(names))
+    order = {case: i for i, case in enumerate(case for note in notes.values() for case in note.must)}
+    sections = []
+    for name in names:
+        cases = [c for c in consoles.values() if c.demo == name]
+        language = min((c.language for c in cases), key=_language_rank)
+        column_key = _column_key(order)
+        chosen = sorted((c for c in cases if c.language == language), key=column_key)
+        rows: dict[str, list[Console]] = {}
+        for console in chosen:
+            rows.setdefault(console.qemu, []).append(console)
+        others = sorted(
+            (c for c in cases if c.language != language), key=lambda c: (_language_rank(c.language), column_key(c))
+        )
+        note = notes.get(name)
+        sections.append(
+            DemoSection(
+                name=name,
+                anchor=_anchor(name),
+                description=note.description if note else "",
+                language=language,
+                rows=tuple(tuple(row) for row in rows.values()),
+                others=tuple(others),
+            )
+        )
+    return sections

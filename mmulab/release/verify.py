@@ -1,0 +1,47 @@
+"""`mmulab verify`: check a release someone handed you from its own bytes, then optionally rebuild it offline."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from mmulab.release.archive import unpacked
+from mmulab.release.check import check_release
+from mmulab.release.format import MANIFEST, PROVENANCE, SBOM, SUMS
+from mmulab.release.rebuild import rebuild
+
+# ---------------------------------------------------------------------------------------------------------------
+# The command
+
+
+def verify(target: Path, rebuild_it: bool = False, accepted: tuple[str, ...] = (), out: TextIO | None = None) -> int:
+    """Verify the release directory or `.tar.xz` at `target`; one line per problem on `out` (stdout); 0 or 1."""
+    out = out or sys.stdout
+    with contextlib.ExitStack() as stack:
+        root = target if target.is_dir() else stack.enter_context(unpacked(target))
+        outcome, manifest = check_release(root)
+        for problem in outcome.problems:
+            print(problem.line(), file=out)
+        if outcome.problems:
+            print(f"mmulab: verify: {target}: {len(outcome.problems)} problem(s) in {outcome.files} files", file=out)
+            if rebuild_it:
+                print("mmulab: verify: rebuild not attempted: the release does not agree with itself", file=out)
+            return 1
+        print(
+            f"mmulab: verify: {target}: {outcome.files} files agree with {SUMS}, {MANIFEST}, {SBOM}, {PROVENANCE}",
+            file=out,
+        )
+        if not rebuild_it or manifest is None:
+            return 0
+        lines, compared = rebuild(root, manifest, accepted, out)
+        for line in lines:
+            print(line, file=out)
+        if lines:
+            what = "does not match" if compared else "not attempted"
+            print(f"mmulab: verify: {target}: rebuild {what}: {len(lines)} problem(s)", file=out)
+            return 1
+        print(f"mmulab: verify: {target}: rebuilt bit for bit: {compared} files identical", file=out)
+        return 0
+    raise AssertionError("unreachable")
