@@ -295,6 +295,14 @@ def run_captured(
     )
 
 
+def stdin_is_terminal() -> bool:
+    """Whether file descriptor 0 (what QEMU reads) is a terminal; a closed stdin is not."""
+    try:
+        return os.isatty(0)
+    except OSError:
+        return False
+
+
 def run_interactive(command: list[str]) -> int:
     """Boot on this terminal (Ctrl-A X leaves QEMU); the exit code is QEMU's."""
     return subprocess.call(command)

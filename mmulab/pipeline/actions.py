@@ -14,6 +14,7 @@ from typing import Any
 from doit.exceptions import TaskError, TaskFailed
 
 from mmulab.boot import qemu
+from mmulab.boot.qemu import stdin_is_terminal
 from mmulab.boot.symbolize import Resolver, SymbolTable
 from mmulab.build import busybox, ccache, download, initramfs, kernel, kernelconfig, toolchain
 from mmulab.build import extract as build_extract
@@ -22,7 +23,6 @@ from mmulab.core.errors import ConfigError, UserError
 from mmulab.core.fsutil import JsonRecord, sha256_of, tree_digest, write_atomic
 from mmulab.core.paths import Layout
 from mmulab.core.tools import RUNNER, Runner, require
-from mmulab.pipeline.run import stdin_is_terminal
 from mmulab.project.model import BootCase, Project
 
 INTERRUPTED = "interrupted: rerun to continue"

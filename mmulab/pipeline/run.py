@@ -10,6 +10,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from mmulab.boot.qemu import stdin_is_terminal
 from mmulab.core.errors import ConfigError, EnvError
 from mmulab.core.lock import READ_ONLY_COMMANDS, BuildLock, doit_command
 
@@ -48,14 +49,6 @@ def _info_names_unknown_tasks() -> None:
         return original(self, pos_args, hide_status=hide_status)
 
     Info._execute = execute  # type: ignore[method-assign]
-
-
-def stdin_is_terminal() -> bool:
-    """Whether file descriptor 0 (what QEMU reads) is a terminal; a closed stdin is not."""
-    try:
-        return os.isatty(0)
-    except OSError:
-        return False
 
 
 def refuse_interactive_without_terminal(project: Project, argv: list[str], has_terminal: bool) -> None:
