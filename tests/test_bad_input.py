@@ -251,7 +251,7 @@ ROWS: dict[str, Row] = {
     "MMULAB_CONFIGS=<missing dir> -> exit 2 naming MMULAB_CONFIGS": Row(
         ("list",), with_paths(lambda t: {"MMULAB_CONFIGS": str(t / "nowhere")}), 2, ("MMULAB_CONFIGS=", "no such")
     ),
-    # --- paths make or gcc cannot handle (README: which characters, found by real builds), refused before any build
+    # --- paths make or gcc cannot handle (docs/environment.md, Paths: found by real builds), refused before any build
     "MMULAB_BUILD_DIR=<path with a space> -> exit 2 naming the path and why": Row(
         ("kconfig:nommu",),
         with_paths(lambda t: {"MMULAB_BUILD_DIR": str(t / "my build")}),

@@ -65,7 +65,8 @@ def test_applet_links_are_relative_paths(tmp_path: Path) -> None:
 # busybox generates its Config.in files and include/applets.h from the //config: and //applet: lines of
 # its sources (scripts/gen_build_files.sh, run by every make); the tests run that script on the real tree.
 APPLET_LINE = re.compile(r"^IF_([A-Z0-9_]+)\(\s*APPLET[A-Z_]*\(([^,]+),", re.M)
-README_LEFT_OUT = "#### Left out on NOMMU"
+BUSYBOX_DOC = PROJECT_ROOT / "docs" / "busybox.md"
+DOC_LEFT_OUT = "## Left out on NOMMU"
 
 
 @dataclass(frozen=True)
@@ -128,11 +129,11 @@ def applets_of(symbols: set[str], table: dict[str, frozenset[str]]) -> set[str]:
     return {name for symbol in symbols for name in table.get(symbol, ())}
 
 
-def readme_left_out_rows() -> dict[str, str]:
-    """The README's table of applets left out on NOMMU: applet name (first column) -> the whole row."""
-    text = (PROJECT_ROOT / "README.md").read_text()
-    assert README_LEFT_OUT in text, f"README.md has no section {README_LEFT_OUT!r}"
-    section = text.split(README_LEFT_OUT, 1)[1].split("\n#", 1)[0]
+def doc_left_out_rows() -> dict[str, str]:
+    """docs/busybox.md's table of applets left out on NOMMU: applet name (first column) -> the whole row."""
+    text = BUSYBOX_DOC.read_text()
+    assert DOC_LEFT_OUT in text, f"docs/busybox.md has no section {DOC_LEFT_OUT!r}"
+    section = text.split(DOC_LEFT_OUT, 1)[1].split("\n#", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     return {name: row for row in rows for name in re.findall(r"`([^`]+)`", row.split("|")[1])}
 
@@ -146,12 +147,14 @@ def test_nommu_busybox_requests_nothing_busybox_marks_as_needing_an_mmu(busybox_
     assert "SH_IS_HUSH" in requested("nommu") and "SH_IS_HUSH" not in mmu_only
 
 
-def test_readme_lists_what_nommu_leaves_out_and_why(busybox_kconfig: BusyboxKconfig) -> None:
+def test_busybox_doc_lists_what_nommu_leaves_out_and_why(busybox_kconfig: BusyboxKconfig) -> None:
     table, mmu_only = busybox_kconfig.applets, mmu_only_symbols(busybox_kconfig.tree)
     nommu_applets = applets_of(requested("nommu"), table)
     left_out = applets_of(requested("mmu"), table) - nommu_applets
-    rows = readme_left_out_rows()
-    assert set(rows) == left_out, "README.md's table must list exactly the applets the MMU shell has and NOMMU lacks"
+    rows = doc_left_out_rows()
+    assert set(rows) == left_out, (
+        "docs/busybox.md's table must list exactly the applets the MMU shell has and NOMMU lacks"
+    )
     busybox_marked = applets_of(set(mmu_only), table) - nommu_applets
     for name, row in rows.items():
         assert ("`depends on !NOMMU`" in row) == (name in busybox_marked), row

@@ -1,6 +1,6 @@
 """Any path works, or is refused in one line before anything builds.
 
-Which characters break which tool was found by real builds (README, *Bad input and faults*): kbuild, musl's and
+Which characters break which tool was found by real builds (docs/environment.md, *Paths*): kbuild, musl's and
 busybox's make rules and the compilers' PATH cannot take whitespace, `:`, `%`, `$` or shell quoting in the build
 directory or LINUX_SRC; gcc escapes whitespace, `#` and `$` in the header lists the program tasks read back. The
 slow tests build and boot for real from a checkout reached through a symlink (its own default build directory),
