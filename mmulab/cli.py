@@ -181,4 +181,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         print("\nmmulab: interrupted", file=sys.stderr)
         return INTERRUPTED
-    return 2

@@ -56,7 +56,7 @@ class Verdict(JsonRecord):
     def __post_init__(self) -> None:
         object.__setattr__(self, "observed", Outcome(self.observed))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             **asdict(self),
             "observed": self.observed.value,

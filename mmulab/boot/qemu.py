@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from mmulab.boot.judge import Verdict, judge
 from mmulab.boot.symbolize import (
@@ -163,7 +164,7 @@ class TrapWatch:
 
     def __init__(self, path: Path, pid: int | None = None, clock: StallClock | None = None) -> None:
         self.path = path
-        self.handle = None
+        self.handle: BinaryIO | None = None
         self.partial = b""
         self.recent: list[Trap] = []
         self.quiet = clock or StallClock(pid)
@@ -253,14 +254,15 @@ def run_captured(
                     break
                 if watch is not None and not stopping and (stuck := watch.poll()) is not None:
                     timed_out = process.poll() is None
-                    if chunk := process.stdout.read():  # what it printed before it got stuck is in the pipe
+                    # what it printed before it got stuck is in the pipe (non-blocking: None when it is empty)
+                    if chunk := cast("bytes | None", process.stdout.read()):
                         take(chunk)
                     break
                 if not selector.select(timeout=min(0.1, deadline - now)):
                     if process.poll() is not None:
                         break
                     continue
-                chunk = process.stdout.read()
+                chunk = cast("bytes | None", process.stdout.read())  # non-blocking; typeshed says bytes only
                 if chunk is None:
                     continue
                 if chunk == b"":

@@ -91,8 +91,14 @@ def cache_stats(folder: Path) -> dict[str, CacheStats]:
 
 def cache_table(stages: dict[str, CacheStats]) -> str:
     """Hits (of which from the remote store) and misses per stage, and the run's totals."""
-    rows = [(name, s.hits, s.remote_hits, s.misses, s.uncacheable) for name, s in stages.items()]
-    rows.append(("total", *(sum(row[i] for row in rows) for i in range(1, 5))))  # type: ignore[arg-type]
+    every = stages.values()
+    total = CacheStats(
+        calls=sum(s.calls for s in every),
+        hits=sum(s.hits for s in every),
+        remote_hits=sum(s.remote_hits for s in every),
+        misses=sum(s.misses for s in every),
+    )
+    rows = [(name, s.hits, s.remote_hits, s.misses, s.uncacheable) for name, s in [*stages.items(), ("total", total)]]
     cells = [CACHE_COLUMNS, *[tuple(str(c) for c in row) for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(CACHE_COLUMNS))]
     lines = [

@@ -12,9 +12,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from elftools.common.exceptions import ELFError
+from elftools.dwarf.compileunit import CompileUnit
+from elftools.dwarf.lineprogram import LineProgram
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 
 from mmulab.core.settings import PROJECT_ROOT
 from mmulab.project.model import PANIC_MARKER
@@ -157,7 +161,7 @@ def _name(printed: str, symbols: SymbolTable | None) -> str:
     return f"{resolved} ({address:#x})" if resolved else f"{address:#x}"
 
 
-def _fresh(headline: str) -> dict:
+def _fresh(headline: str) -> dict[str, Any]:
     return {"headline": headline, "task": "", "epc": "", "ra": "", "cause": None, "badaddr": None, "trace": []}
 
 
@@ -165,7 +169,7 @@ def kernel_faults(lines: Iterable[str], symbols: SymbolTable | None) -> list[Ker
     """Every oops or panic in a console, its epc/ra and call trace named (the kernel's names where KALLSYMS
     printed them, System.map's where it printed bare addresses)."""
     faults: list[KernelFault] = []
-    current: dict | None = None
+    current: dict[str, Any] | None = None
 
     def close() -> None:
         if current is not None:
@@ -264,7 +268,7 @@ def locate(elf_path: Path, address: int, roots: Sequence[Path] = (PROJECT_ROOT,)
 
 def _function_at(elf: ELFFile, address: int) -> str:
     table = elf.get_section_by_name(".symtab")
-    if table is None:
+    if not isinstance(table, SymbolTableSection):
         return ""
     best: tuple[int, int, str] | None = None  # (start, preference, name)
     for symbol in table.iter_symbols():
@@ -300,11 +304,11 @@ def _line_at(elf: ELFFile, address: int) -> tuple[str, int]:
     return "", 0
 
 
-def _file_name(program, unit, index: int) -> str:
+def _file_name(program: LineProgram, unit: CompileUnit, index: int) -> str:
     entries = program["file_entry"]
     version = unit["version"]
     entry = entries[index if version >= 5 else index - 1]
-    name = entry.name.decode(errors="replace")
+    name: str = entry.name.decode(errors="replace")  # pyelftools' parsed structs are untyped (Any)
     directories = program["include_directory"]
     directory_index = entry.dir_index
     if (version < 5 and directory_index == 0) or not directories:

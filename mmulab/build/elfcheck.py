@@ -50,7 +50,8 @@ def _problems(elf: Any, rules: str) -> list[str]:
             found.append(f"has PT_INTERP {interp!r}: a static binary needs none (link with -Wl,--no-dynamic-linker)")
     for section in elf.iter_sections():
         if isinstance(section, DynamicSection):
-            needed = [tag.needed for tag in section.iter_tags() if tag.entry.d_tag == "DT_NEEDED"]
+            # pyelftools sets DT_NEEDED's .needed with setattr, out of its type hints' sight
+            needed = [tag.needed for tag in section.iter_tags() if tag.entry.d_tag == "DT_NEEDED"]  # type: ignore[attr-defined]
             if needed:
                 found.append(f"needs shared libraries {', '.join(needed)} (link statically)")
         if isinstance(section, RelocationSection) and section["sh_flags"] & SH_FLAGS.SHF_ALLOC:

@@ -8,6 +8,7 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -27,7 +28,9 @@ class Extracted(JsonRecord):
     patches: tuple[tuple[str, str], ...]
 
 
-def _safe_members(archive: tarfile.TarFile, strip: int, label: str, absolute_links: bool = False):
+def _safe_members(
+    archive: tarfile.TarFile, strip: int, label: str, absolute_links: bool = False
+) -> Iterator[tarfile.TarInfo]:
     """Members with `strip` leading components removed; anything that could land outside is refused.
 
     Checked lexically (no realpath per member, which made extraction twice as slow): no absolute or

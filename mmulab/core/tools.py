@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any, BinaryIO
 
 from mmulab.core.errors import ToolMissing, UserError
 from mmulab.core.fsutil import write_atomic
@@ -75,9 +76,9 @@ class ToolVersions:
 
     def __init__(self, memo: Path) -> None:
         self.memo = memo
-        self._known: dict[str, list] | None = None
+        self._known: dict[str, list[Any]] | None = None  # real path: [size, mtime_ns, version line]
 
-    def _load(self) -> dict[str, list]:
+    def _load(self) -> dict[str, list[Any]]:
         if self._known is None:
             try:
                 self._known = json.loads(self.memo.read_text())
@@ -94,7 +95,7 @@ class ToolVersions:
         stamp = [info.st_size, info.st_mtime_ns]
         known = self._load()
         if known.get(real, [None])[:2] == stamp:
-            return known[real][2]
+            return str(known[real][2])
         try:
             result = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
             text = (result.stdout or result.stderr).strip()
@@ -171,7 +172,7 @@ class Runner:
     def execute(
         self,
         argv: list[str],
-        sink,
+        sink: BinaryIO,
         cwd: Path | None,
         env: dict[str, str],
         feed: bytes | None,
@@ -211,7 +212,7 @@ class Runner:
                 progress.finish(succeeded)
 
     @staticmethod
-    def _pump(process: subprocess.Popen, sink, progress: Progress | None) -> None:
+    def _pump(process: subprocess.Popen[bytes], sink: BinaryIO, progress: Progress | None) -> None:
         assert process.stdout is not None
         with selectors.DefaultSelector() as selector:
             selector.register(process.stdout, selectors.EVENT_READ)
@@ -242,7 +243,7 @@ class Runner:
         return result.stdout.strip()
 
 
-def _stop_group(process: subprocess.Popen) -> None:
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=INTERRUPT_GRACE_SECONDS)

@@ -506,14 +506,15 @@ def evaluate(expression: str, values: Mapping[str, str]) -> int:
         if left is None or right is None:
             return 2
         a, b = _number(left), _number(right)
-        pair: tuple = (a, b) if a is not None and b is not None else (left, right)
+        # two numbers compare as numbers, anything else as strings: -1, 0 or 1
+        order = (a > b) - (a < b) if a is not None and b is not None else (left > right) - (left < right)
         result = {
-            "=": pair[0] == pair[1],
-            "!=": pair[0] != pair[1],
-            "<": pair[0] < pair[1],
-            ">": pair[0] > pair[1],
-            "<=": pair[0] <= pair[1],
-            ">=": pair[0] >= pair[1],
+            "=": order == 0,
+            "!=": order != 0,
+            "<": order < 0,
+            ">": order > 0,
+            "<=": order <= 0,
+            ">=": order >= 0,
         }[operator]
         return 2 if result else 0
 

@@ -19,7 +19,7 @@ from mmulab.core.settings import Settings
 COMPILING = ("kconfig:", "kernel:", "libc:", "program:", "busybox:")
 
 
-class MmulabReporter(ConsoleReporter):
+class MmulabReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no type hints: its classes are Any
     desc = "mmulab console output: one line per task, failures as short errors, a boot summary"
 
     def __init__(self, outstream: Any, options: Any) -> None:

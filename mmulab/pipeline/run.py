@@ -46,9 +46,10 @@ def _info_names_unknown_tasks() -> None:
         names = {task.name for task in self.task_list}
         if len(pos_args) == 1 and pos_args[0] not in names:
             raise InvalidCommand(f"`info`: no task {pos_args[0]!r} (`doit list --all` lists them)")
-        return original(self, pos_args, hide_status=hide_status)
+        code: int = original(self, pos_args, hide_status=hide_status)
+        return code
 
-    Info._execute = execute  # type: ignore[method-assign]
+    Info._execute = execute
 
 
 def refuse_interactive_without_terminal(project: Project, argv: list[str], has_terminal: bool) -> None:

@@ -215,7 +215,7 @@ def _busy(parent: int) -> None:
 
 
 @contextmanager
-def host_load(workers: int) -> Iterator[list[multiprocessing.Process]]:
+def host_load(workers: int) -> Iterator[list[multiprocessing.context.SpawnProcess]]:
     """`workers` busy processes (one per core for --load), stopped however the block ends (an error, Ctrl-C);
     a worker whose soak was killed outright notices its parent is gone within 0.1 s and ends too."""
     context = multiprocessing.get_context("spawn")  # nothing of this process (threads, QEMU pipes) inherited

@@ -471,16 +471,21 @@ def doit_task_functions(project: Project) -> dict[str, Callable[[], Any]]:
     grouped: dict[str, list[Task]] = {}
     for task in all_tasks(project):
         grouped.setdefault(task.pop("basename"), []).append(task)
-    creators = {}
+    creators: dict[str, Callable[[], Any]] = {}
     for basename, bodies in grouped.items():
+        create: Callable[[], Any]
         if len(bodies) == 1 and "name" not in bodies[0]:
 
-            def create(body: Task = bodies[0]) -> Task:
+            def create_task(body: Task = bodies[0]) -> Task:
                 return body
+
+            create = create_task
         else:
 
-            def create(bodies: list[Task] = bodies) -> Iterator[Task]:
+            def create_group(bodies: list[Task] = bodies) -> Iterator[Task]:
                 yield from bodies
+
+            create = create_group
 
         create.__doc__ = _GROUP_DOCS.get(basename, basename)
         creators[f"task_{basename}"] = create

@@ -283,15 +283,6 @@ class _Demos:
     builds: dict[str, Build] = field(default_factory=dict)
     boots: dict[str, BootCase] = field(default_factory=dict)
     demos: dict[str, Demo] = field(default_factory=dict)
-    # Pinned sources outside the pipeline's builds and releases (pipeline = false in sources.toml).
-    external_sources: dict[str, Source] = field(default_factory=dict)
-
-    def source(self, name: str) -> Source:
-        """A pinned source by name, whether the pipeline builds it or not."""
-        return self.sources.get(name) or self.external_sources[name]
-
-    def all_sources(self) -> dict[str, Source]:
-        return {**self.sources, **self.external_sources}
 
 
 def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) -> _Demos:

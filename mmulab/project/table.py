@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 import typing
 from pathlib import Path
+from types import UnionType
 from typing import Any
 
 from mmulab.core.errors import ConfigError
@@ -31,7 +32,7 @@ class _Table:
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{_display(self._file_of(key))}: {self._field(key)}: {problem}")
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., hint: str = "") -> Any:
+    def get(self, key: str, kind: type | UnionType | tuple[type, ...], default: Any = ..., hint: str = "") -> Any:
         if key not in self.data:
             if default is ...:
                 raise self.fail(key, f"missing{f' ({hint})' if hint else ''}")
@@ -54,7 +55,7 @@ class _Table:
         return _Table(self.get(key, dict, default), self._file_of(key), self._field(key), self.base_dir, origins)
 
     def choice(self, key: str, choices: tuple[str, ...], default: Any = ...) -> str:
-        value = self.get(key, str, default)
+        value: str = self.get(key, str, default)
         if value not in choices:
             raise self.fail(key, f"{value!r} is not one of {', '.join(choices)}")
         return value

@@ -96,13 +96,14 @@ class _CappedXz:
 class _BoundedTarInfo(tarfile.TarInfo):
     """A TarInfo that refuses oversized pax / GNU long-name headers before tarfile reads them into memory."""
 
-    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in _LONG_HEADERS and self.size > MAX_HEADER_BYTES:
             raise _Refused(
                 f"{Path(str(archive.name or 'archive')).name}: refusing archive: a {self.size}-byte metadata header "
                 f"(more than {MAX_HEADER_BYTES}); nothing was written"
             )
-        return super()._proc_member(archive)  # type: ignore[misc]
+        member: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]  # private hook, not in typeshed
+        return member
 
 
 @contextlib.contextmanager
@@ -112,7 +113,8 @@ def _open_stream(path: Path) -> Iterator[tarfile.TarFile]:
     with path.open("rb") as handle:
         stream = _CappedXz(handle, cap, path.name)
         try:
-            with tarfile.open(str(path), "r|", fileobj=stream, tarinfo=_BoundedTarInfo) as archive:  # type: ignore
+            # "r|" only ever reads the stream; typeshed's file protocol also wants write, tell, seek and close
+            with tarfile.open(str(path), "r|", fileobj=stream, tarinfo=_BoundedTarInfo) as archive:  # type: ignore[call-overload]
                 yield archive
         except tarfile.TarError as exc:
             raise _Refused(f"{path.name}: refusing archive: not a readable tar archive ({exc})") from None

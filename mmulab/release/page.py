@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -158,7 +158,7 @@ def _config_links(name: str, files: Mapping[str, str]) -> list[str]:
 def _language(entry: Mapping[str, Any]) -> str:
     """The build language of a case: from its build (<demo>-<language>) or its name (<demo>-<language>-<run>)."""
     demo, build = entry.get("demo", ""), entry.get("build", "")
-    if build and build.startswith(f"{demo}-"):
+    if isinstance(build, str) and build.startswith(f"{demo}-"):
         return build[len(demo) + 1 :]
     return str(entry["case"]).removeprefix(f"{demo}-").split("-", 1)[0]
 
@@ -198,19 +198,20 @@ def _console(release_root: Path, entry: Mapping[str, Any], must: tuple[str, ...]
     """A case's verdict and console; its must lines are marked (without them, its `mmulab:` lines are)."""
     case = str(entry["case"])
     passed = bool(entry.get("passed", False))
-    facts = {
-        "case": case,
-        "demo": str(entry.get("demo", "")),
-        "language": _language(entry),
-        "variant": str(entry.get("variant", "")),
-        "qemu": str(entry.get("qemu", "default")),
-        "expected": str(entry.get("expected", "")),
-        "observed": str(entry.get("observed", "")),
-        "passed": passed,
-    }
+    facts = Console(
+        case=case,
+        demo=str(entry.get("demo", "")),
+        language=_language(entry),
+        variant=str(entry.get("variant", "")),
+        qemu=str(entry.get("qemu", "default")),
+        expected=str(entry.get("expected", "")),
+        observed=str(entry.get("observed", "")),
+        passed=passed,
+        log="",
+    )
     path = _log_path(release_root, case)
     if path is None:
-        return Console(**facts, log="")
+        return facts
     lines = _read_lines(path)
     own = {i for i, line in enumerate(lines) if line.lstrip().startswith(MARKER_PREFIX)}
     marked, missing = marked_lines(lines, must) if must is not None else (own, ())
@@ -221,8 +222,8 @@ def _console(release_root: Path, entry: Mapping[str, Any], must: tuple[str, ...]
         key.append(Line(lines[index], index in marked, gap=index - previous - 1))
         previous = index
     full = tuple(Line(line, i in marked) for i, line in enumerate(lines[:MAX_CONSOLE_LINES]))
-    return Console(
-        **facts,
+    return replace(
+        facts,
         log=_href(f"boots/{case}.log"),
         key_lines=tuple(key),
         full_lines=full,

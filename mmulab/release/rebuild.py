@@ -91,7 +91,8 @@ def check_patches(manifest: dict[str, Any], project: Project) -> list[Problem]:
     """The checkout's patches (what the rebuild applies) must be the release's, name by name and byte for byte."""
     problems: list[Problem] = []
     for entry in manifest.get("sources", []):
-        source = project.sources.get(entry.get("name")) if isinstance(entry, dict) else None
+        stated = entry.get("name") if isinstance(entry, dict) else None
+        source = project.sources.get(stated) if isinstance(stated, str) else None
         if source is None:
             continue
         released = {str(p.get("name")): p for p in entry.get("patches", []) if isinstance(p, dict)}
@@ -204,7 +205,9 @@ def compare_facts(manifest: dict[str, Any], project: Project, layout: Layout) ->
     from mmulab.boot.judge import Verdict
 
     problems: list[Problem] = []
-    configs = manifest.get("configs") if isinstance(manifest.get("configs"), dict) else {}
+    configs = manifest.get("configs")
+    if not isinstance(configs, dict):
+        configs = {}
     for variant in sorted(project.variants):
         fragment = layout.busybox_dir(variant) / "fragment.config"
         stated = configs.get(f"busybox-{variant}", {})
@@ -294,5 +297,5 @@ def rebuild(root: Path, manifest: dict[str, Any], accepted: tuple[str, ...], out
         rebuilt = release.release_files(project, Layout(work / "build"))
         volatile = tuple(release.VOLATILE)
         compared = [p for p in rebuilt if not p.startswith(volatile) and p not in DERIVED]
-        problems = compare_rebuilt(files, rebuilt, volatile) + compare_facts(manifest, project, Layout(work / "build"))
-        return [problem.line() for problem in problems], len(compared)
+        found = compare_rebuilt(files, rebuilt, volatile) + compare_facts(manifest, project, Layout(work / "build"))
+        return [problem.line() for problem in found], len(compared)
