@@ -22,6 +22,8 @@ from pathlib import Path
 
 from benchlib import ROOT, report, timed
 
+from mmulab.core.doitcli import doit_argv
+
 sys.path.insert(0, str(ROOT / "tests"))
 from redis_server import RedisServer
 
@@ -38,7 +40,7 @@ def checkout(at: Path) -> Path:
 
 
 def doit(root: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "doit", *args[:1], "-f", str(root / "dodo.py"), "-d", str(root), *args[1:]]
+    return doit_argv(args, root)
 
 
 def in_checkout(root: Path, env: dict[str, str] | None = None) -> dict[str, str]:

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mmulab.core.doitcli import doit_argv
+
 ROOT = Path(__file__).resolve().parent.parent
-DOIT_FILE = ["-f", str(ROOT / "dodo.py"), "-d", str(ROOT)]
-DOIT = [sys.executable, "-m", "doit", "run", *DOIT_FILE]  # doit's sub-command must come first
+DOIT = doit_argv(["run"], ROOT)  # the pipeline's own doit command line (mmulab.core.doitcli)
 
 
 def doit_command(command: str) -> list[str]:
-    return [sys.executable, "-m", "doit", command, *DOIT_FILE]
+    return doit_argv([command], ROOT)
 
 
 def timed(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> float:

@@ -11,11 +11,11 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from mmulab.core.doitcli import doit_argv
 from mmulab.core.settings import PROJECT_ROOT
 
 LEFT_OUT = (".git", "build", ".venv", "artifacts", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache")
@@ -53,5 +53,5 @@ def run_bounded(argv: list[str], env: dict[str, str], timeout: float, cwd: Path 
 
 def run_doit_in(checkout: Path, args: list[str], env: dict[str, str], timeout: float = 3600) -> Result:
     """doit with `checkout`'s dodo.py and mmulab (`checkout` as given: maybe through a symlink), from inside it."""
-    argv = [sys.executable, "-m", "doit", "-f", str(checkout / "dodo.py"), "-d", str(checkout), *args]
+    argv = doit_argv(args, checkout)
     return run_bounded(argv, {**os.environ, **env, "PYTHONPATH": str(checkout)}, timeout, cwd=checkout)

@@ -26,7 +26,8 @@ from typing import Any, ClassVar, NoReturn
 
 import pytest
 
-from mmulab.core.settings import PROJECT_ROOT, Settings
+from mmulab.core.doitcli import doit_argv
+from mmulab.core.settings import Settings
 from mmulab.project.loader import load_project
 from mmulab.project.model import Project
 
@@ -132,22 +133,8 @@ def needs_module(name: str, how: str) -> ModuleType:
         missing(f"the Python module {name}", how)
 
 
-DOIT = [sys.executable, "-m", "doit", "-f", str(PROJECT_ROOT / "dodo.py"), "-d", str(PROJECT_ROOT)]
-# doit reads its sub-command only from its first argument: these must come before -f/-d.
-DOIT_SUBCOMMANDS = frozenset(
-    {"run", "list", "help", "info", "clean", "forget", "ignore", "reset-dep", "strace", "dumpdb", "tabcompletion"}
-)
-
-
-def doit_argv(args: list[str]) -> list[str]:
-    """The doit command line for `args`: a sub-command (list, info, forget...) first, then -f/-d, then the rest.
-    dumpdb reads no dodo.py and refuses -f/-d: give it --db-file."""
-    head, options = DOIT[:3], DOIT[3:]
-    if args and args[0] == "dumpdb":
-        return [*head, *args]
-    if args and args[0] in DOIT_SUBCOMMANDS:
-        return [*head, args[0], *options, *args[1:]]
-    return [*head, *options, *args]
+# doit on this checkout, as the pipeline itself starts it (mmulab.core.doitcli): `python -m doit -f dodo.py -d .`
+DOIT = doit_argv([])
 
 
 TEST_PACKAGES = Path(__file__).parent / "debian-packages.txt"

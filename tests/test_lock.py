@@ -8,11 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import DOIT
-
-from mmulab.core.lock import READ_ONLY_COMMANDS, doit_command
+from mmulab.core.doitcli import COMMANDS, READ_ONLY_COMMANDS, doit_argv, read
 from mmulab.core.settings import PROJECT_ROOT
-from mmulab.pipeline.run import DOIT_COMMANDS
 
 HOLD = """
 import sys, time
@@ -35,9 +32,8 @@ def hold(build: Path, release: Path) -> subprocess.Popen[str]:
 
 
 def doit(args: list[str], build: Path) -> subprocess.Popen[str]:
-    command, *rest = args
     return subprocess.Popen(
-        [sys.executable, "-m", "doit", command, *DOIT[3:], *rest],
+        doit_argv(args),
         env={"MMULAB_BUILD_DIR": str(build), "PATH": "/usr/bin:/bin"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -103,8 +99,8 @@ def test_other_build_directories_and_read_only_commands_do_not_wait(tmp_path: Pa
 
 
 def test_the_doit_command_is_its_first_argument_or_run() -> None:
-    assert doit_command(["list", "--all"], DOIT_COMMANDS) == "list"
-    assert doit_command(["boot:nommu"], DOIT_COMMANDS) == "run"
-    assert doit_command([], DOIT_COMMANDS) == "run"
-    assert doit_command(["-n", "2", "all"], DOIT_COMMANDS) == "run"
-    assert READ_ONLY_COMMANDS < DOIT_COMMANDS
+    assert read(["list", "--all"]).command == "list"
+    assert read(["boot:nommu"]).command == "run"
+    assert read([]).command == "run"
+    assert read(["-n", "2", "all"]).command == "run"
+    assert READ_ONLY_COMMANDS < COMMANDS

@@ -17,7 +17,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import pytest
 from checkout_copy import Result, copy_checkout, run_doit_in
 
 from mmulab.boot import qemu
+from mmulab.core.doitcli import doit_argv
 from mmulab.core.settings import MAKE_BREAKS, PROJECT_ROOT, unsafe_character
 
 GREETING_HEADER = '#define GREETING "mmulab-paths: greeting {}"\n'
@@ -241,9 +241,8 @@ def test_interactive_boot_needs_a_terminal_and_runs_on_one(tmp_path: Path) -> No
     assert "doit smoke:hello-asm-nommu" in lines[0], lines[0]
 
     master, slave = pty.openpty()
-    argv = [sys.executable, "-m", "doit", "-f", str(PROJECT_ROOT / "dodo.py"), "-d", str(PROJECT_ROOT)]
     process = subprocess.Popen(
-        [*argv, "console:hello-asm-nommu"],
+        doit_argv(["console:hello-asm-nommu"]),
         env=env,
         stdin=slave,
         stdout=slave,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mmulab.core.doitcli import doit_argv
 from mmulab.core.settings import PROJECT_ROOT, Settings
 from mmulab.project.loader import load_project
 from mmulab.release import repro
@@ -83,6 +84,7 @@ def test_each_build_runs_doit_all_with_its_cache_setting(project, monkeypatch: p
         repro._build(project, env, root)
     assert [c[1]["MMULAB_CCACHE"] for c in calls] == ["0", "1"]
     assert [c[0][-1] for c in calls] == ["all", "all"]
+    assert [c[0] for c in calls] == [doit_argv(["run", "all"])] * 2  # the pipeline's one doit command line
     assert [c[2] for c in calls] == [0o022, 0o077]
     assert [Path(c[1]["MMULAB_BUILD_DIR"]) for c in calls] == [
         env.build_dir for env in repro.environments(root, repro.outside_folder(root))

@@ -16,14 +16,14 @@ from __future__ import annotations
 import pickle
 import shutil
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import checkout_configs, make_project
 from doit.dependency import DbmDB, Dependency
+from doit.loader import load_tasks
 from doit.task import Task as DoitTask
 from doit.task import dict_to_task
 
@@ -49,9 +49,12 @@ def task_name(task: dict[str, Any]) -> str:
 
 
 def doit_tasks(project: Project) -> dict[str, DoitTask]:
-    """The project's task declarations as doit's own Task objects (what doit's loader makes of them)."""
+    """The project's task declarations as doit's own Task objects (what doit's loader makes of them), groups'
+    own entries (their docs) left out: the tasks that run."""
     result = {}
     for declared in tasks.all_tasks(project):
+        if tasks.is_group(declared):
+            continue
         body = {key: value for key, value in declared.items() if key not in ("basename", "name")}
         result[task_name(declared)] = dict_to_task({**body, "name": task_name(declared)})
     return result
@@ -258,16 +261,49 @@ def test_declaring_every_task_starts_no_process_and_writes_nothing(
         monkeypatch.setattr(subprocess, name, refuse)
     build = tmp_path / "build"
     project = project_of(build)
-    declared = list(tasks.all_tasks(project))
-    creators = tasks.doit_task_functions(project)
-    bodies = []
-    for create in creators.values():
-        made = create()
-        bodies += list(made) if isinstance(made, Iterator) else [made]
-    assert len(bodies) == len(declared) > 0
-    assert {"task_kconfig", "task_kernel", "task_program", "task_initramfs", "task_smoke"} <= set(creators)
+    declared = tasks.all_tasks(project)
+    loaded = {task.name: task for task in load_tasks(tasks.doit_task_functions(project))}  # doit's own loader
+    assert set(loaded) == tasks.task_names(declared) and len(declared) > 0
+    assert {"kconfig", "kernel", "program", "initramfs", "smoke"} <= {t.name for t in loaded.values() if t.has_subtask}
     # Not even the tool-version memo: versions are read when doit checks a task, not when it lists one.
     assert not build.exists() or not any(build.iterdir())
+
+
+def test_doit_makes_every_group_with_its_own_doc_and_all_its_sub_tasks(tmp_path: Path) -> None:
+    """What `doit list` shows: each group (a basename with sub-tasks) carries the doc its declaration gave it, not
+    the task creator's, and doit's loader puts every declared sub-task under it, in the order declared (a group's
+    entry declared after a sub-task of its own would lose the sub-tasks before it)."""
+    project = project_of(tmp_path / "build")
+    declared = tasks.all_tasks(project)
+    creator = tasks.doit_task_functions(project)
+    loaded = {task.name: task for task in load_tasks(creator)}
+    docs = {task["basename"]: task["doc"] for task in declared if tasks.is_group(task)}
+    groups = {name: task for name, task in loaded.items() if task.has_subtask}
+    assert set(groups) == set(docs) and len(groups) >= 13
+    for name, group in groups.items():
+        subtasks = [f"{name}:{t['name']}" for t in declared if t["basename"] == name and not tasks.is_group(t)]
+        assert group.doc == docs[name] and group.doc not in ("", name), name
+        assert group.task_dep == subtasks and subtasks, name
+        assert not group.actions, name
+    creator_docs = {(create.__doc__ or "").strip() for create in creator.values()}
+    for name, task in loaded.items():
+        assert task.doc and task.doc not in creator_docs, f"{name}: no doc of its own in doit list"
+    singles = {task["basename"]: task["doc"] for task in declared if "name" not in task}
+    assert {name: loaded[name].doc for name in singles} == singles
+    assert {"all", "publish", "catalog", "repro", "buildroot-ext"} <= set(singles)
+
+
+def test_a_group_the_project_gives_no_sub_task_is_not_declared(tmp_path: Path) -> None:
+    """A project without demos has no `demo` group, and without busybox no `busybox` or `shell` group: doit would
+    list them with their docs and nothing to run (`doit demo` would do nothing instead of naming no such task)."""
+    project = project_of(tmp_path / "build")
+    full = {task.name for task in load_tasks(tasks.doit_task_functions(project))}
+    assert {"demo", "busybox", "shell"} <= full
+    bare = replace(project, demos={}, toolchain=replace(project.toolchain, busybox=None))
+    declared = tasks.all_tasks(bare)
+    loaded = {task.name for task in load_tasks(tasks.doit_task_functions(bare))}
+    assert not {"demo", "busybox", "shell"} & (loaded | {task["basename"] for task in declared})
+    assert {"fetch", "kernel", "smoke", "console"} <= loaded
 
 
 def _outcome(inputs: Any) -> str:

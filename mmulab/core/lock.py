@@ -11,9 +11,6 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-# doit commands that only read: they never wait for a running build.
-READ_ONLY_COMMANDS = frozenset({"list", "help", "info", "tabcompletion", "dumpdb"})
-
 
 class BuildLock:
     """An exclusive flock on <build dir>/.lock, held for the life of the process, with the holder's pid in it."""
@@ -44,8 +41,3 @@ class BuildLock:
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         self.handle = handle
-
-
-def doit_command(argv: list[str], commands: frozenset[str] | set[str]) -> str:
-    """The doit sub-command of a command line (doit's own rule: the first argument, if it names one; else run)."""
-    return argv[0] if argv and argv[0] in commands else "run"

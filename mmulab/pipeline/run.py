@@ -10,16 +10,16 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from doit.exceptions import InvalidCommand
+
 from mmulab.boot.qemu import stdin_is_terminal
+from mmulab.core import doitcli
 from mmulab.core.errors import ConfigError, EnvError
-from mmulab.core.lock import READ_ONLY_COMMANDS, BuildLock, doit_command
+from mmulab.core.lock import BuildLock
 
 if TYPE_CHECKING:
     from mmulab.project.model import Project
 
-DOIT_COMMANDS = frozenset(
-    {"run", "list", "help", "info", "clean", "forget", "ignore", "reset-dep", "strace", "tabcompletion", "dumpdb"}
-)
 INTERRUPTED = "interrupted: rerun to continue"
 _HELD: list[BuildLock] = []
 
@@ -35,27 +35,19 @@ def _on_uncaught(kind: type[BaseException], error: BaseException, trace: Any) ->
     sys.__excepthook__(kind, error, trace)
 
 
-def _info_names_unknown_tasks() -> None:
-    """`doit info NAME` with no such task: doit 0.37 dies with a KeyError traceback; say it in one line (exit 3)."""
-    from doit.cmd_info import Info
-    from doit.exceptions import InvalidCommand
-
-    original = Info._execute
-
-    def execute(self: Info, pos_args: list[str], hide_status: bool = False) -> int:
-        names = {task.name for task in self.task_list}
-        if len(pos_args) == 1 and pos_args[0] not in names:
-            raise InvalidCommand(f"`info`: no task {pos_args[0]!r} (`doit list --all` lists them)")
-        code: int = original(self, pos_args, hide_status=hide_status)
-        return code
-
-    Info._execute = execute
+def refuse_info_of_an_unknown_task(invocation: doitcli.Invocation, names: frozenset[str]) -> None:
+    """`doit info NAME` with no such task: doit (0.36, 0.37) dies with a KeyError traceback in its info command.
+    Say it first, in doit's own way: an InvalidCommand raised while doit loads dodo.py is doit's one ERROR line
+    and exit 3, as for its other usage errors."""
+    named = invocation.positional()
+    if len(named) == 1 and named[0] not in names:
+        raise InvalidCommand(f"`info`: no task {named[0]!r} (`doit list --all` lists them)")
 
 
 def refuse_interactive_without_terminal(project: Project, argv: list[str], has_terminal: bool) -> None:
     """Before anything builds: a run naming an interactive task (shell:nommu, console:<case>, the whole `shell` or
     `console` group, or a pattern matching one) with no terminal on stdin stops with one line (exit 2)."""
-    if has_terminal or doit_command(argv, DOIT_COMMANDS) != "run":
+    if has_terminal or doitcli.read(argv).command != "run":
         return
     from mmulab.pipeline.actions import needs_terminal
     from mmulab.pipeline.tasks import interactive_boots
@@ -71,16 +63,16 @@ def dodo_globals(argv: list[str]) -> dict[str, Any]:
     try:
         from mmulab.core.paths import Layout
         from mmulab.pipeline.report import MmulabReporter
-        from mmulab.pipeline.tasks import doit_task_functions
+        from mmulab.pipeline.tasks import all_tasks, doit_task_functions, task_names
         from mmulab.project.loader import load_project
 
         project = load_project()
         layout = Layout(project.settings.build_dir)
-        command = doit_command(argv, DOIT_COMMANDS)
+        invocation = doitcli.read(argv)
         refuse_interactive_without_terminal(project, argv, stdin_is_terminal())
         try:
             layout.root.mkdir(parents=True, exist_ok=True)
-            if command not in READ_ONLY_COMMANDS:
+            if invocation.command not in doitcli.READ_ONLY_COMMANDS:
                 _HELD.append(BuildLock(layout.lock()))  # held (open) until this process ends
                 _HELD[-1].acquire()
         except OSError as error:
@@ -91,8 +83,8 @@ def dodo_globals(argv: list[str]) -> dict[str, Any]:
                 problem=problem,
                 accepts="a directory you can write",
             ) from None
-        if command == "info":
-            _info_names_unknown_tasks()
+        if invocation.command == "info":
+            refuse_info_of_an_unknown_task(invocation, task_names(all_tasks(project)))
         creators = doit_task_functions(project)
     except ConfigError as error:
         sys.stderr.write(f"mmulab: error: {error}\n")

@@ -17,7 +17,6 @@ import multiprocessing
 import os
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -310,10 +309,9 @@ def pipeline_boot(project: Project, layout: Layout, keep: bool, name: str, round
 
 def build_first(project: Project, cases: Sequence[str], jobs: int) -> None:
     """Build (or find built) what the cases boot, through doit: the pipeline's own stages and cache."""
-    from mmulab.core.settings import PROJECT_ROOT
+    from mmulab.core.doitcli import doit_argv
 
-    command = [sys.executable, "-m", "doit", "-f", str(PROJECT_ROOT / "dodo.py"), "-d", str(PROJECT_ROOT)]
-    command += ["-n", str(jobs), *build_tasks(project, cases)]
+    command = doit_argv(["-n", str(jobs), *build_tasks(project, cases)])
     result = subprocess.run(command, check=False)
     if result.returncode != 0:
         raise UserError(

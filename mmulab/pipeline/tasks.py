@@ -8,7 +8,7 @@ stage reruns exactly when something it consumes changed; a no-op run starts no m
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,7 +176,20 @@ def _unchanged(inputs: Callable[..., Any], *args: Any) -> InputsUnchanged:
 # --- task declarations ---
 
 
+def _group(basename: str, doc: str) -> Task:
+    """A task group's doc, doit's own way: an entry named None, ahead of the group's sub-tasks (doit makes the
+    group task from it and adds the sub-tasks to it). `all_tasks` leaves it out when the group has none."""
+    return {"basename": basename, "name": None, "doc": doc}
+
+
+def is_group(task: Task) -> bool:
+    """Whether a declaration is a group's own entry (see `_group`), not a task that runs."""
+    return "name" in task and task["name"] is None
+
+
 def _source_tasks(project: Project, layout: Layout) -> Iterator[Task]:
+    yield _group("fetch", "download pinned sources")
+    yield _group("extract", "unpack (and patch) sources")
     for name, source in project.all_sources().items():
         yield {
             "basename": "fetch",
@@ -208,6 +221,8 @@ def _kernel_dep(project: Project, layout: Layout) -> list[Path]:
 
 
 def _kernel_tasks(project: Project, layout: Layout) -> Iterator[Task]:
+    yield _group("kconfig", "kernel configs")
+    yield _group("kernel", "kernel builds")
     tree_dep = _kernel_dep(project, layout)
     for name in project.variants:
         verified = layout.kernel_dir(name) / "config"
@@ -235,6 +250,10 @@ def _kernel_tasks(project: Project, layout: Layout) -> Iterator[Task]:
 
 
 def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
+    yield _group("libc", "the C library and kernel headers (sysroot)")
+    yield _group("program", "init programs")
+    yield _group("busybox", "busybox builds (verified config)")
+    yield _group("initramfs", "initramfs images")
     tree_dep = _kernel_dep(project, layout)
     for name, libc in project.toolchain.libcs.items():
         yield {
@@ -343,6 +362,11 @@ def _interactive(project: Project, layout: Layout, boot: InteractiveBoot) -> Tas
 
 
 def _boot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
+    yield _group("smoke", "boot smoke cases (cached)")
+    yield _group("console", "interactive boots")
+    yield _group("shell", "interactive busybox shells")
+    yield _group("boot", "boot a variant's cases")
+    yield _group("demo", "boot a demo's cases")
     for name, case in project.boots.items():
         yield {
             "basename": "smoke",
@@ -438,55 +462,38 @@ def _buildroot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     }
 
 
-def all_tasks(project: Project) -> Iterator[Task]:
+def all_tasks(project: Project) -> list[Task]:
+    """Every task doit is given, in the pipeline's order: each group's own entry (its doc) ahead of its sub-tasks,
+    and none for a group the project gives no sub-task (a project without demos has no `demo`)."""
     layout = layout_of(project)
-    for declare in (_source_tasks, _kernel_tasks, _userspace_tasks, _boot_tasks, _release_tasks, _buildroot_tasks):
-        yield from declare(project, layout)
+    declared = [
+        task
+        for declare in (_source_tasks, _kernel_tasks, _userspace_tasks, _boot_tasks, _release_tasks, _buildroot_tasks)
+        for task in declare(project, layout)
+    ]
+    grouping = {task["basename"] for task in declared if "name" in task and not is_group(task)}
+    return [task for task in declared if not is_group(task) or task["basename"] in grouping]
 
 
-_GROUP_DOCS = {
-    "fetch": "download pinned sources",
-    "extract": "unpack (and patch) sources",
-    "kconfig": "kernel configs",
-    "kernel": "kernel builds",
-    "libc": "the C library and kernel headers (sysroot)",
-    "program": "init programs",
-    "initramfs": "initramfs images",
-    "smoke": "boot smoke cases (cached)",
-    "console": "interactive boots",
-    "boot": "boot a variant's cases",
-    "demo": "boot a demo's cases",
-    "busybox": "busybox builds (verified config)",
-    "shell": "interactive busybox shells",
-    "all": "everything",
-    "publish": "publish a release (artifacts/)",
-    "repro": "prove the build reproducible",
-    "catalog": "the demo catalogue (docs/demos.md)",
-    "buildroot-ext": "the Buildroot external tree",
-}
+def task_names(declared: Iterable[Task]) -> frozenset[str]:
+    """Every name doit knows the declared tasks by: each group and single task, and each sub-task as group:name."""
+    names = set()
+    for task in declared:
+        names.add(task["basename"])
+        if "name" in task and not is_group(task):
+            names.add(f"{task['basename']}:{task['name']}")
+    return frozenset(names)
 
 
-def doit_task_functions(project: Project) -> dict[str, Callable[[], Any]]:
-    """`task_<basename>` callables for doit's loader, one per kind of task."""
-    grouped: dict[str, list[Task]] = {}
-    for task in all_tasks(project):
-        grouped.setdefault(task.pop("basename"), []).append(task)
-    creators: dict[str, Callable[[], Any]] = {}
-    for basename, bodies in grouped.items():
-        create: Callable[[], Any]
-        if len(bodies) == 1 and "name" not in bodies[0]:
+def doit_task_functions(project: Project) -> dict[str, Callable[[], Iterator[Task]]]:
+    """The one task creator doit's loader is given: every declaration carries its basename, so doit itself makes
+    the groups and their sub-tasks. It yields them group by group, in the pipeline's order of the groups: that is
+    the order of `doit list --sort definition`."""
 
-            def create_task(body: Task = bodies[0]) -> Task:
-                return body
+    def task_mmulab() -> Iterator[Task]:
+        """the mmulab pipeline"""  # doit's doc for a task without one: every task has its own
+        declared = all_tasks(project)
+        order = {basename: index for index, basename in enumerate(dict.fromkeys(t["basename"] for t in declared))}
+        yield from sorted(declared, key=lambda task: order[task["basename"]])
 
-            create = create_task
-        else:
-
-            def create_group(bodies: list[Task] = bodies) -> Iterator[Task]:
-                yield from bodies
-
-            create = create_group
-
-        create.__doc__ = _GROUP_DOCS.get(basename, basename)
-        creators[f"task_{basename}"] = create
-    return creators
+    return {"task_mmulab": task_mmulab}

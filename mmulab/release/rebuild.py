@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TextIO
 
+from mmulab.core.doitcli import doit_argv
 from mmulab.core.errors import UserError
 from mmulab.core.fsutil import CHUNK, sha256_of
 from mmulab.core.settings import PROJECT_ROOT
@@ -170,14 +171,13 @@ def rebuild_environment(work: Path, epoch: int, overlay: Path | None) -> dict[st
 def run_pipeline(env: dict[str, str]) -> int:
     """`doit all` of this checkout in a separate process (its own lock and database), its output on our
     stderr so that stdout keeps only verify's own lines; its exit code."""
-    command = [sys.executable, "-m", "doit", "run", "-f", str(PROJECT_ROOT / "dodo.py"), "-d", str(PROJECT_ROOT)]
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         sink: int | None = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # a captured stderr (tests): inherit the process's own
         sink = None
-    return subprocess.call([*command, "all"], env=env, stdout=sink, stderr=sink)
+    return subprocess.call(doit_argv(["run", "all"]), env=env, stdout=sink, stderr=sink)
 
 
 def compare_rebuilt(files: dict[str, Path], rebuilt: dict[str, Path], volatile: tuple[str, ...]) -> list[Problem]:

@@ -16,17 +16,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from mmulab.core.doitcli import doit_argv
 from mmulab.core.errors import UserError
 from mmulab.core.fsutil import sha256_of, write_atomic
 from mmulab.core.paths import Layout
-from mmulab.core.settings import PROJECT_ROOT
 from mmulab.project.loader import load_project
 from mmulab.project.model import Project
 from mmulab.release.publish import VOLATILE, release_files
@@ -81,8 +80,7 @@ def _build(project: Project, env: Environment, log_dir: Path) -> str:
     if env.build_dir.exists():
         shutil.rmtree(env.build_dir)
     env.build_dir.mkdir(parents=True)
-    command = [sys.executable, "-m", "doit", "run", "-f", str(PROJECT_ROOT / "dodo.py"), "-d", str(PROJECT_ROOT)]
-    command.append("all")
+    command = doit_argv(["run", "all"])
     variables = {
         **os.environ,
         "MMULAB_BUILD_DIR": str(env.build_dir),
