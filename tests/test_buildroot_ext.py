@@ -20,6 +20,7 @@ from conftest import caller_variable, checkout_configs, make_project, missing, n
 from mmulab.boot.images import ConfigCheck, config_problems
 from mmulab.buildroot import generate as buildroot_ext
 from mmulab.buildroot.spec import load_buildroot
+from mmulab.core.errors import ConfigError
 from mmulab.core.settings import PROJECT_ROOT, Settings
 from mmulab.project.loader import load_project
 from mmulab.project.model import Project
@@ -88,6 +89,27 @@ def test_generator_follows_the_configs(tmp_path: Path) -> None:
         files["board/mmulab/nommu/linux.fragment"]
         != buildroot_ext.generate(load_project())["board/mmulab/nommu/linux.fragment"]
     )
+
+
+def test_files_render_from_the_templates_in_configs(tmp_path: Path) -> None:
+    """external.mk and every package's files come from configs/buildroot/*.j2: an edit there shows up in the tree,
+    and a missing template is named, with the fix, not a traceback."""
+    configs = tmp_path / "configs"
+    shutil.copytree(PROJECT_ROOT / "configs", configs)
+    shutil.copytree(PROJECT_ROOT / "initsrc", tmp_path / "initsrc")
+    templates = configs / "buildroot"
+    for name, line in (("external.mk.j2", "# engine edited"), ("package.mk.j2", "{{ package.var }}_EDITED = yes")):
+        (templates / name).write_text((templates / name).read_text() + line + "\n")
+    project = make_project(tmp_path / "build", configs_dir=configs)
+    files = buildroot_ext.generate(project)
+    assert files["external.mk"].text.endswith("/package/*/*.mk))\n# engine edited\n")
+    packages = {name: f.text for name, f in files.items() if name.endswith(".mk") and name.startswith("package/")}
+    assert packages and all(
+        text.endswith(f"{buildroot_ext._upper(Path(name).stem)}_EDITED = yes\n") for name, text in packages.items()
+    )
+    (templates / "package.hash.j2").unlink()
+    with pytest.raises(ConfigError, match=r"^\S*configs/buildroot/package\.hash\.j2: missing \(restore it from git"):
+        buildroot_ext.generate(project)
 
 
 def test_kernel_fragments_are_the_pipelines() -> None:
