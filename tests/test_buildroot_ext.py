@@ -4,6 +4,7 @@ boots real images with the pipeline's verdicts."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -265,7 +266,46 @@ def test_show_info_lists_the_demo_packages(buildroot: Path, tmp_path: Path) -> N
         version = re.search(r"_VERSION = (\S+)", mk).group(1)
         assert info[package]["version"] == version
         assert info[package]["type"] == "target"
+        assert info[package]["licenses"] == spec.license.spdx != "unknown"
+        assert info[package]["license_files"] == re.search(r"_LICENSE_FILES = (.+)", mk).group(1).split() != []
     assert info["linux"]["version"] == project.sources["linux"].version
+
+
+@pytest.mark.slow
+@pytest.mark.needs("make", "gcc", "rsync")
+def test_legal_info_finds_every_license(buildroot: Path, tmp_path: Path) -> None:
+    """Buildroot's own legal-info, run for every mmulab package: each has the license configs/buildroot.toml
+    declares (never Buildroot's "unknown"), and its license texts are saved, byte for byte the checkout's, after
+    Buildroot checked them against the package's .hash file. Buildroot archives a local package's sources with
+    its own host-tar unless the host's is 1.35 or newer; building that is a download, so the host's tar is used."""
+    project = load_project()
+    spec = load_buildroot(project)
+    packages = _packages(project)
+    variant = next(iter(project.variants))
+    assert _make(buildroot, f"O={tmp_path}", spec.defconfig_name(variant)).returncode == 0
+    host_tar = ["TAR=tar", "BR2_TAR_HOST_DEPENDENCY="]
+    targets = ["legal-info-clean", "legal-info-prepare", *(f"{package}-legal-info" for package in packages)]
+    result = _make(buildroot, f"O={tmp_path}", *host_tar, *targets)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    legal = tmp_path / "legal-info"
+    with (legal / "manifest.csv").open(newline="") as handle:
+        manifest = {row["PACKAGE"]: row for row in csv.DictReader(handle)}
+    texts = {path.relative_to(PROJECT_ROOT).as_posix(): path.read_bytes() for path in spec.license.files}
+    for package in packages:
+        mk = (TREE / "package" / package / f"{package}.mk").read_text()
+        version = re.search(r"_VERSION = (\S+)", mk).group(1)
+        files = re.search(r"_LICENSE_FILES = (.+)", mk).group(1).split()
+        site = re.search(r"_SITE = \$\(BR2_EXTERNAL_MMULAB_PATH\)/\.\./(\S+)", mk).group(1)
+        assert manifest[package]["LICENSE"] == spec.license.spdx != "unknown", package
+        assert manifest[package]["LICENSE FILES"].split() == files != [], package
+        saved = {f"{site}/{name}": (legal / "licenses" / f"{package}-{version}" / name).read_bytes() for name in files}
+        assert saved == texts, package
+    for name in {name for package in packages for name in manifest[package]["LICENSE FILES"].split()}:
+        checked = re.findall(rf"^{re.escape(name)}: OK \(sha256: ", result.stdout, re.M)
+        assert len(checked) == sum(name in manifest[p]["LICENSE FILES"].split() for p in packages), name
+    assert "No hash found" not in result.stdout + result.stderr
+    warnings = (legal / ".warnings").read_text() if (legal / ".warnings").exists() else ""
+    assert not [line for line in warnings.splitlines() if any(package in line for package in packages)], warnings
 
 
 @pytest.mark.slow

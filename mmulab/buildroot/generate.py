@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path, PurePosixPath
@@ -109,9 +110,12 @@ class _Package:
     var: str
     demo: str
     builds: tuple[Build, ...]
-    site: str  # relative to the checkout
+    site: str  # relative to the checkout: the folder holding the sources and the license files
     files: tuple[str, ...]  # relative to the site
-    hashes: tuple[tuple[str, str], ...]
+    hashes: tuple[tuple[str, str], ...]  # (file, sha256) of each of `files`
+    license: str  # SPDX ids
+    license_files: tuple[str, ...]  # relative to the site
+    license_hashes: tuple[tuple[str, str], ...]  # (file, sha256) of each of `license_files`
 
     @property
     def busybox(self) -> bool:
@@ -130,14 +134,31 @@ def _packages(project: Project, spec: BuildrootSpec) -> list[_Package]:
             sources += [path for _path, path in build.files]
             for program in build.programs():
                 sources += project.programs[program].sources
-        files = _with_includes(sources)
-        relative = [_relative(path, root, f"demos.{demo_name}") for path in files]
-        site = PurePosixPath(*_common_parts([PurePosixPath(r).parent.parts for r in relative]))
+        relative = [_relative(path, root, f"demos.{demo_name}") for path in _with_includes(sources)]
+        licenses = [_relative(path, root, "configs/buildroot.toml: license.files") for path in spec.license.files]
+        site = PurePosixPath(*_common_parts([PurePosixPath(r).parent.parts for r in relative + licenses]))
         in_site = sorted(PurePosixPath(r).relative_to(site).as_posix() for r in relative)
-        hashes = tuple((name, hashlib.sha256((root / site / name).read_bytes()).hexdigest()) for name in in_site)
+        license_files = tuple(PurePosixPath(r).relative_to(site).as_posix() for r in licenses)
         name = spec.package_name(demo_name)
-        packages.append(_Package(name, _upper(name), demo_name, builds, site.as_posix(), tuple(in_site), hashes))
+        packages.append(
+            _Package(
+                name,
+                _upper(name),
+                demo_name,
+                builds,
+                site.as_posix(),
+                tuple(in_site),
+                _hashes(root / site, in_site),
+                spec.license.spdx,
+                license_files,
+                _hashes(root / site, license_files),
+            )
+        )
     return packages
+
+
+def _hashes(site: Path, names: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, hashlib.sha256((site / name).read_bytes()).hexdigest()) for name in names)
 
 
 def _common_parts(parts: list[tuple[str, ...]]) -> tuple[str, ...]:
@@ -153,7 +174,8 @@ def _common_parts(parts: list[tuple[str, ...]]) -> tuple[str, ...]:
 
 
 def _version(package: _Package) -> str:
-    """The sources' digest: a changed source is a new version of the package (show-info tells which)."""
+    """The sources' digest: a changed source is a new version of the package (show-info tells which). The license
+    text is not a source: it changes what legal-info saves, not what is built."""
     digest = hashlib.sha256("".join(f"{h}  {n}\n" for n, h in package.hashes).encode()).hexdigest()
     return digest[:12]
 
