@@ -113,6 +113,37 @@ def test_files_render_from_the_templates_in_configs(tmp_path: Path) -> None:
         buildroot_ext.generate(project)
 
 
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        (
+            ('spdx = "MIT"', 'spdx = "unknown"'),
+            r"configs/buildroot\.toml: license\.spdx: 'unknown': write SPDX license ids",
+        ),
+        (('spdx = "MIT"', 'spdx = "MIT # or so"'), r"license\.spdx: 'MIT # or so': write SPDX license ids"),
+        (
+            ('files = ["initsrc/LICENSE"]', 'files = ["initsrc/COPYING"]'),
+            r"configs/buildroot\.toml: license\.files: initsrc/COPYING: no such file",
+        ),
+        (('files = ["initsrc/LICENSE"]', "files = []"), r"license\.files: empty: name the license text"),
+        (("[license]", "[licence]"), r"configs/buildroot\.toml: license: missing: the demo programs' license"),
+    ],
+)
+def test_a_license_mistake_is_named(tmp_path: Path, edit: tuple[str, str], error: str) -> None:
+    """configs/buildroot.toml's [license]: a license Buildroot would report unknown, or a text that is not there,
+    stops the generator with one line naming the field (never a tree whose legal-info has no license)."""
+    configs = tmp_path / "configs"
+    shutil.copytree(PROJECT_ROOT / "configs", configs)
+    shutil.copytree(PROJECT_ROOT / "initsrc", tmp_path / "initsrc")
+    project = make_project(tmp_path / "build", configs_dir=configs)
+    assert load_buildroot(project).license.files == ((tmp_path / "initsrc" / "LICENSE").resolve(),)
+    text = (configs / "buildroot.toml").read_text()
+    assert edit[0] in text
+    (configs / "buildroot.toml").write_text(text.replace(edit[0], edit[1]))
+    with pytest.raises(ConfigError, match=error):
+        buildroot_ext.generate(project)
+
+
 def test_kernel_fragments_are_the_pipelines() -> None:
     from mmulab.build.kernelconfig import render_fragment
 
@@ -261,13 +292,14 @@ def test_show_info_lists_the_demo_packages(buildroot: Path, tmp_path: Path) -> N
     result = _make(buildroot, f"O={tmp_path}", "show-info", timeout=900)
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
+    license_files = {p.name: p.license_files for p in buildroot_ext._packages(project, spec)}
     for package in _packages(project):
         mk = (TREE / "package" / package / f"{package}.mk").read_text()
         version = re.search(r"_VERSION = (\S+)", mk).group(1)
         assert info[package]["version"] == version
         assert info[package]["type"] == "target"
         assert info[package]["licenses"] == spec.license.spdx != "unknown"
-        assert info[package]["license_files"] == re.search(r"_LICENSE_FILES = (.+)", mk).group(1).split() != []
+        assert info[package]["license_files"] == list(license_files[package]) != []
     assert info["linux"]["version"] == project.sources["linux"].version
 
 
@@ -291,18 +323,22 @@ def test_legal_info_finds_every_license(buildroot: Path, tmp_path: Path) -> None
     with (legal / "manifest.csv").open(newline="") as handle:
         manifest = {row["PACKAGE"]: row for row in csv.DictReader(handle)}
     texts = {path.relative_to(PROJECT_ROOT).as_posix(): path.read_bytes() for path in spec.license.files}
+    expected = {p.name: p for p in buildroot_ext._packages(project, spec)}
+    assert set(expected) == set(packages)
     for package in packages:
-        mk = (TREE / "package" / package / f"{package}.mk").read_text()
-        version = re.search(r"_VERSION = (\S+)", mk).group(1)
-        files = re.search(r"_LICENSE_FILES = (.+)", mk).group(1).split()
-        site = re.search(r"_SITE = \$\(BR2_EXTERNAL_MMULAB_PATH\)/\.\./(\S+)", mk).group(1)
+        files = list(expected[package].license_files)
         assert manifest[package]["LICENSE"] == spec.license.spdx != "unknown", package
         assert manifest[package]["LICENSE FILES"].split() == files != [], package
-        saved = {f"{site}/{name}": (legal / "licenses" / f"{package}-{version}" / name).read_bytes() for name in files}
+        version = manifest[package]["VERSION"]
+        saved = {
+            f"{expected[package].site}/{name}": (legal / "licenses" / f"{package}-{version}" / name).read_bytes()
+            for name in files
+            if (legal / "licenses" / f"{package}-{version}" / name).is_file()
+        }
         assert saved == texts, package
-    for name in {name for package in packages for name in manifest[package]["LICENSE FILES"].split()}:
+    for name in {name for package in expected.values() for name in package.license_files}:
         checked = re.findall(rf"^{re.escape(name)}: OK \(sha256: ", result.stdout, re.M)
-        assert len(checked) == sum(name in manifest[p]["LICENSE FILES"].split() for p in packages), name
+        assert len(checked) == sum(name in p.license_files for p in expected.values()), f"{name}: {result.stderr}"
     assert "No hash found" not in result.stdout + result.stderr
     warnings = (legal / ".warnings").read_text() if (legal / ".warnings").exists() else ""
     assert not [line for line in warnings.splitlines() if any(package in line for package in packages)], warnings
