@@ -4,6 +4,7 @@ boots real images with the pipeline's verdicts."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ from conftest import caller_variable, checkout_configs, make_project, missing, n
 from mmulab.boot.images import ConfigCheck, config_problems
 from mmulab.buildroot import generate as buildroot_ext
 from mmulab.buildroot.spec import load_buildroot
+from mmulab.core.errors import ConfigError
 from mmulab.core.settings import PROJECT_ROOT, Settings
 from mmulab.project.loader import load_project
 from mmulab.project.model import Project
@@ -88,6 +90,58 @@ def test_generator_follows_the_configs(tmp_path: Path) -> None:
         files["board/mmulab/nommu/linux.fragment"]
         != buildroot_ext.generate(load_project())["board/mmulab/nommu/linux.fragment"]
     )
+
+
+def test_files_render_from_the_templates_in_configs(tmp_path: Path) -> None:
+    """external.mk and every package's files come from configs/buildroot/*.j2: an edit there shows up in the tree,
+    and a missing template is named, with the fix, not a traceback."""
+    configs = tmp_path / "configs"
+    shutil.copytree(PROJECT_ROOT / "configs", configs)
+    shutil.copytree(PROJECT_ROOT / "initsrc", tmp_path / "initsrc")
+    templates = configs / "buildroot"
+    for name, line in (("external.mk.j2", "# engine edited"), ("package.mk.j2", "{{ package.var }}_EDITED = yes")):
+        (templates / name).write_text((templates / name).read_text() + line + "\n")
+    project = make_project(tmp_path / "build", configs_dir=configs)
+    files = buildroot_ext.generate(project)
+    assert files["external.mk"].text.endswith("/package/*/*.mk))\n# engine edited\n")
+    packages = {name: f.text for name, f in files.items() if name.endswith(".mk") and name.startswith("package/")}
+    assert packages and all(
+        text.endswith(f"{buildroot_ext._upper(Path(name).stem)}_EDITED = yes\n") for name, text in packages.items()
+    )
+    (templates / "package.hash.j2").unlink()
+    with pytest.raises(ConfigError, match=r"^\S*configs/buildroot/package\.hash\.j2: missing \(restore it from git"):
+        buildroot_ext.generate(project)
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        (
+            ('spdx = "MIT"', 'spdx = "unknown"'),
+            r"configs/buildroot\.toml: license\.spdx: 'unknown': write SPDX license ids",
+        ),
+        (('spdx = "MIT"', 'spdx = "MIT # or so"'), r"license\.spdx: 'MIT # or so': write SPDX license ids"),
+        (
+            ('files = ["initsrc/LICENSE"]', 'files = ["initsrc/COPYING"]'),
+            r"configs/buildroot\.toml: license\.files: initsrc/COPYING: no such file",
+        ),
+        (('files = ["initsrc/LICENSE"]', "files = []"), r"license\.files: empty: name the license text"),
+        (("[license]", "[licence]"), r"configs/buildroot\.toml: license: missing: the demo programs' license"),
+    ],
+)
+def test_a_license_mistake_is_named(tmp_path: Path, edit: tuple[str, str], error: str) -> None:
+    """configs/buildroot.toml's [license]: a license Buildroot would report unknown, or a text that is not there,
+    stops the generator with one line naming the field (never a tree whose legal-info has no license)."""
+    configs = tmp_path / "configs"
+    shutil.copytree(PROJECT_ROOT / "configs", configs)
+    shutil.copytree(PROJECT_ROOT / "initsrc", tmp_path / "initsrc")
+    project = make_project(tmp_path / "build", configs_dir=configs)
+    assert load_buildroot(project).license.files == ((tmp_path / "initsrc" / "LICENSE").resolve(),)
+    text = (configs / "buildroot.toml").read_text()
+    assert edit[0] in text
+    (configs / "buildroot.toml").write_text(text.replace(edit[0], edit[1]))
+    with pytest.raises(ConfigError, match=error):
+        buildroot_ext.generate(project)
 
 
 def test_kernel_fragments_are_the_pipelines() -> None:
@@ -238,12 +292,56 @@ def test_show_info_lists_the_demo_packages(buildroot: Path, tmp_path: Path) -> N
     result = _make(buildroot, f"O={tmp_path}", "show-info", timeout=900)
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
+    license_files = {p.name: p.license_files for p in buildroot_ext._packages(project, spec)}
     for package in _packages(project):
         mk = (TREE / "package" / package / f"{package}.mk").read_text()
         version = re.search(r"_VERSION = (\S+)", mk).group(1)
         assert info[package]["version"] == version
         assert info[package]["type"] == "target"
+        assert info[package]["licenses"] == spec.license.spdx != "unknown"
+        assert info[package]["license_files"] == list(license_files[package]) != []
     assert info["linux"]["version"] == project.sources["linux"].version
+
+
+@pytest.mark.slow
+@pytest.mark.needs("make", "gcc", "rsync")
+def test_legal_info_finds_every_license(buildroot: Path, tmp_path: Path) -> None:
+    """Buildroot's own legal-info, run for every mmulab package: each has the license configs/buildroot.toml
+    declares (never Buildroot's "unknown"), and its license texts are saved, byte for byte the checkout's, after
+    Buildroot checked them against the package's .hash file. Buildroot archives a local package's sources with
+    its own host-tar unless the host's is 1.35 or newer; building that is a download, so the host's tar is used."""
+    project = load_project()
+    spec = load_buildroot(project)
+    packages = _packages(project)
+    variant = next(iter(project.variants))
+    assert _make(buildroot, f"O={tmp_path}", spec.defconfig_name(variant)).returncode == 0
+    host_tar = ["TAR=tar", "BR2_TAR_HOST_DEPENDENCY="]
+    targets = ["legal-info-clean", "legal-info-prepare", *(f"{package}-legal-info" for package in packages)]
+    result = _make(buildroot, f"O={tmp_path}", *host_tar, *targets)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    legal = tmp_path / "legal-info"
+    with (legal / "manifest.csv").open(newline="") as handle:
+        manifest = {row["PACKAGE"]: row for row in csv.DictReader(handle)}
+    texts = {path.relative_to(PROJECT_ROOT).as_posix(): path.read_bytes() for path in spec.license.files}
+    expected = {p.name: p for p in buildroot_ext._packages(project, spec)}
+    assert set(expected) == set(packages)
+    for package in packages:
+        files = list(expected[package].license_files)
+        assert manifest[package]["LICENSE"] == spec.license.spdx != "unknown", package
+        assert manifest[package]["LICENSE FILES"].split() == files != [], package
+        version = manifest[package]["VERSION"]
+        saved = {
+            f"{expected[package].site}/{name}": (legal / "licenses" / f"{package}-{version}" / name).read_bytes()
+            for name in files
+            if (legal / "licenses" / f"{package}-{version}" / name).is_file()
+        }
+        assert saved == texts, package
+    for name in {name for package in expected.values() for name in package.license_files}:
+        checked = re.findall(rf"^{re.escape(name)}: OK \(sha256: ", result.stdout, re.M)
+        assert len(checked) == sum(name in p.license_files for p in expected.values()), f"{name}: {result.stderr}"
+    assert "No hash found" not in result.stdout + result.stderr
+    warnings = (legal / ".warnings").read_text() if (legal / ".warnings").exists() else ""
+    assert not [line for line in warnings.splitlines() if any(package in line for package in packages)], warnings
 
 
 @pytest.mark.slow

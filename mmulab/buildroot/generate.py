@@ -2,8 +2,11 @@
 same two systems: the kernel fragments the pipeline verifies, the demo programs of demos.toml as packages, and
 a post-image script that boots Buildroot's images with mmulab's own QEMU command and verdicts.
 
-`generate` is pure: project data in, {relative path: file} out. The committed tree is exactly that output
-(`doit buildroot-ext` writes it; tests/test_buildroot_ext.py fails when they differ).
+`generate` is pure: project data in, {relative path: file} out. The text of each file is a Jinja2 template in
+configs/buildroot/ (as every generated file of the project is); this module only works out what they say: which
+demo becomes which package, from which site and sources, filled by which engine calls. The defconfigs and
+fragments are option lines taken from the data, so they are joined here. The committed tree is exactly that
+output (`doit buildroot-ext` writes it; tests/test_buildroot_ext.py fails when they differ).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import re
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path, PurePosixPath
 
 from mmulab.buildroot.spec import BuildrootSpec, load_buildroot
@@ -66,12 +71,32 @@ def _with_includes(sources: list[Path]) -> list[Path]:
     return list(seen)
 
 
-def _help(text: str) -> str:
+def _kconfig_help(text: str) -> str:
     """A Kconfig help body: tab + two spaces, at most 72 columns with a tab counted as 8 (check-package)."""
     lines = []
     for paragraph in text.split("\n\n"):
         lines += ["\t  " + line for line in textwrap.wrap(paragraph, 62)] + [""]
     return "\n".join(lines[:-1])
+
+
+def _render(project: Project, template: str, **context: object) -> str:
+    """configs/buildroot/<template>.j2 rendered; every template gets the generated-file notice."""
+    import jinja2  # only when the tree is generated
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(project.settings.configs_dir / "buildroot"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["var"] = _upper
+    env.filters["kconfig_help"] = _kconfig_help
+    try:
+        return env.get_template(f"{template}.j2").render(generated=GENERATED, **context)
+    except jinja2.TemplateNotFound:
+        path = project.settings.configs_dir / "buildroot" / f"{template}.j2"
+        raise ConfigError(f"{path}: missing (restore it from git, or fix MMULAB_CONFIGS)") from None
 
 
 def _mode(path: str, source: Path) -> str:
@@ -85,9 +110,12 @@ class _Package:
     var: str
     demo: str
     builds: tuple[Build, ...]
-    site: str  # relative to the checkout
+    site: str  # relative to the checkout: the folder holding the sources and the license files
     files: tuple[str, ...]  # relative to the site
-    hashes: tuple[tuple[str, str], ...]
+    hashes: tuple[tuple[str, str], ...]  # (file, sha256) of each of `files`
+    license: str  # SPDX ids
+    license_files: tuple[str, ...]  # relative to the site
+    license_hashes: tuple[tuple[str, str], ...]  # (file, sha256) of each of `license_files`
 
     @property
     def busybox(self) -> bool:
@@ -106,14 +134,31 @@ def _packages(project: Project, spec: BuildrootSpec) -> list[_Package]:
             sources += [path for _path, path in build.files]
             for program in build.programs():
                 sources += project.programs[program].sources
-        files = _with_includes(sources)
-        relative = [_relative(path, root, f"demos.{demo_name}") for path in files]
-        site = PurePosixPath(*_common_parts([PurePosixPath(r).parent.parts for r in relative]))
+        relative = [_relative(path, root, f"demos.{demo_name}") for path in _with_includes(sources)]
+        licenses = [_relative(path, root, "configs/buildroot.toml: license.files") for path in spec.license.files]
+        site = PurePosixPath(*_common_parts([PurePosixPath(r).parent.parts for r in relative + licenses]))
         in_site = sorted(PurePosixPath(r).relative_to(site).as_posix() for r in relative)
-        hashes = tuple((name, hashlib.sha256((root / site / name).read_bytes()).hexdigest()) for name in in_site)
+        license_files = tuple(PurePosixPath(r).relative_to(site).as_posix() for r in licenses)
         name = spec.package_name(demo_name)
-        packages.append(_Package(name, _upper(name), demo_name, builds, site.as_posix(), tuple(in_site), hashes))
+        packages.append(
+            _Package(
+                name,
+                _upper(name),
+                demo_name,
+                builds,
+                site.as_posix(),
+                tuple(in_site),
+                _hashes(root / site, in_site),
+                spec.license.spdx,
+                license_files,
+                _hashes(root / site, license_files),
+            )
+        )
     return packages
+
+
+def _hashes(site: Path, names: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, hashlib.sha256((site / name).read_bytes()).hexdigest()) for name in names)
 
 
 def _common_parts(parts: list[tuple[str, ...]]) -> tuple[str, ...]:
@@ -129,7 +174,8 @@ def _common_parts(parts: list[tuple[str, ...]]) -> tuple[str, ...]:
 
 
 def _version(package: _Package) -> str:
-    """The sources' digest: a changed source is a new version of the package (show-info tells which)."""
+    """The sources' digest: a changed source is a new version of the package (show-info tells which). The license
+    text is not a source: it changes what legal-info saves, not what is built."""
     digest = hashlib.sha256("".join(f"{h}  {n}\n" for n, h in package.hashes).encode()).hexdigest()
     return digest[:12]
 
@@ -137,176 +183,73 @@ def _version(package: _Package) -> str:
 def _package_config_in(project: Project, package: _Package) -> str:
     description = project.demos[package.demo].description or f"the {package.demo} demo of mmulab"
     builds = ", ".join(build.name for build in package.builds)
-    lines = [f"config BR2_PACKAGE_{package.var}", f'\tbool "{package.name}"']
-    if package.busybox:
-        lines.append("\tselect BR2_PACKAGE_BUSYBOX")
-    lines.append("\thelp")
-    lines.append(
-        _help(
-            f"mmulab demo {package.demo}: {description}.\n\nBuilds {builds}, each a root of its own in "
-            "$(BINARIES_DIR) that the post-image script boots and judges."
-        )
+    help_text = (
+        f"mmulab demo {package.demo}: {description}.\n\nBuilds {builds}, each a root of its own in "
+        "$(BINARIES_DIR) that the post-image script boots and judges."
     )
-    return f"# {GENERATED}\n" + "\n".join(lines) + "\n"
+    return _render(project, "package.Config.in", package=package, help=help_text)
 
 
-def _fill_lines(project: Project, package: _Package, build: Build) -> list[str]:
+class _FillKind(Enum):
+    """The engine's two ways to fill a root (external.mk.j2 defines mmulab-program and mmulab-file)."""
+
+    PROGRAM = "program"  # how: the language, compiled and linked from the sources
+    FILE = "file"  # how: the mode of the one source installed
+
+
+@dataclass(frozen=True)
+class _Fill:
+    """One call of the engine that fills $(@D)/root/<root>: $(call mmulab-<kind>,ROOT,PATH,<how>,<sources>)."""
+
+    kind: _FillKind
+    root: str
+    path: str
+    how: str
+    sources: str  # paths in the site, space-separated
+
+
+def _fills(project: Project, package: _Package, build: Build) -> list[_Fill]:
     """The engine's calls that fill $(@D)/root/<build>: compiled programs at their paths, then files."""
     root = project.settings.configs_dir.parent / package.site
-    lines = []
+    fills = []
     paths = ([("init", build.init)] if build.init else []) + list(build.helpers)
     for path, program_name in paths:
         program = project.programs[program_name]
         sources = " ".join(source.relative_to(root).as_posix() for source in program.sources)
-        lines.append(f"\t$(call mmulab-program,{build.name},{path},{_upper(program.language)},{sources})")
+        fills.append(_Fill(_FillKind.PROGRAM, build.name, path, _upper(program.language), sources))
     for path, source in build.files:
-        relative = source.relative_to(root).as_posix()
-        lines.append(f"\t$(call mmulab-file,{build.name},{path},{_mode(path, source)},{relative})")
-    return lines
+        fills.append(_Fill(_FillKind.FILE, build.name, path, _mode(path, source), source.relative_to(root).as_posix()))
+    return fills
 
 
 def _package_mk(project: Project, spec: BuildrootSpec, package: _Package) -> str:
     """What one demo package says: its version, site, sources, roots and how each is filled; the rest is the
     engine's (external.mk)."""
-    var = package.var
-    head = "#" * 80
-    lines = [head, "#", f"# {package.name}", "#", head, "", f"# {GENERATED}", ""]
-    lines += [
-        f"{var}_VERSION = {_version(package)}",
-        f"{var}_SITE = $(BR2_EXTERNAL_{spec.name}_PATH)/../{package.site}",
-    ]
-    if package.busybox:
-        lines.append(f"{var}_DEPENDENCIES = busybox")
     languages = sorted({b.language for b in package.builds if not b.busybox})
     stacks = {r.flat_stacksize for lang in languages for r in spec.languages[lang].values() if r.flat_stacksize}
-    if stacks:
-        lines.append(f"{var}_FLAT_STACKSIZE = {max(stacks, key=lambda s: int(s, 0))}")
-    lines += ["", f"{var}_SOURCE_FILES = \\"]
-    lines += [f"\t{name} \\" for name in package.files[:-1]] + [f"\t{package.files[-1]}", ""]
-    lines.append(f"{var}_ROOTS = {' '.join(build.name for build in package.builds)}")
-    with_busybox = [build.name for build in package.builds if build.busybox]
-    if with_busybox:
-        lines.append(f"{var}_BUSYBOX_ROOTS = {' '.join(with_busybox)}")
-    lines += ["", f"define {var}_FILL_ROOTS"]
-    for build in package.builds:
-        lines += _fill_lines(project, package, build)
-    lines += ["endef", "", "$(eval $(mmulab-package))"]
-    return "\n".join(lines) + "\n"
+    return _render(
+        project,
+        "package.mk",
+        spec=spec,
+        package=package,
+        version=_version(package),
+        flat_stacksize=max(stacks, key=lambda s: int(s, 0)) if stacks else "",
+        busybox_roots=[build.name for build in package.builds if build.busybox],
+        fills=[fill for build in package.builds for fill in _fills(project, package, build)],
+    )
 
 
 def _external_mk(project: Project, spec: BuildrootSpec) -> str:
-    """The engine every demo package shares (Buildroot's habit: one infrastructure, packages say what differs)."""
-    ext = f"$(BR2_EXTERNAL_{spec.name}_PATH)"
-    infra, prefix = "mmulab-package", spec.name
-    lines = [
-        f"# {GENERATED}",
-        "#",
-        f"# {infra}: the engine of every demo package. A package names its sources (<PKG>_SOURCE_FILES,",
-        "# checked against its .hash file), its roots (<PKG>_ROOTS: one per build of the demo; <PKG>_BUSYBOX_ROOTS",
-        "# also get busybox and its applet links) and the calls that fill $(@D)/root/<root> (<PKG>_FILL_ROOTS),",
-        f"# then ends with $(eval $({infra})). Each root lands in $(TARGET_DIR)/{spec.target_dir}/ and in",
-        f"# $(BINARIES_DIR)/{spec.images_dir}/, where the post-image script packs and boots it.",
-        "",
-        "# How each language is compiled (<compile> -c -o OBJ SRC) and linked (<link> -o OUT OBJS), for the binary",
-        "# format the toolchain makes.",
-    ]
-    languages = sorted(spec.languages)
+    """The engine every demo package shares (Buildroot's habit: one infrastructure, packages say what differs):
+    per binary format of the toolchains (FLAT first: the one a make conditional names), each language's rule."""
     binfmts = sorted({chain.binfmt for chain in spec.toolchains.values()}, key=lambda b: b != "flat")
-    for index, binfmt in enumerate(binfmts):
-        if len(binfmts) > 1:
-            lines.append("ifeq ($(BR2_BINFMT_FLAT),y)" if index == 0 else "else")
-        for language in languages:
-            rule = spec.languages[language].get(binfmt)
-            if rule is None:
-                continue
-            lines.append(f"# {language} ({binfmt} toolchain): {rule.format}")
-            lines.append(f"{prefix}_{_upper(language)}_COMPILE = {rule.compile}")
-            lines.append(f"{prefix}_{_upper(language)}_LINK = {rule.link}")
-    if len(binfmts) > 1:
-        lines.append("endif")
-    objects = "$(patsubst %,$(@D)/obj/$(1)/$(2)/%.o,$(subst /,-,$(basename $(4))))"
-    busybox = project.toolchain.busybox
-    lines += [
-        "",
-        "# $(call mmulab-program,ROOT,PATH,LANGUAGE,SOURCES): the SOURCES (paths in the site) compiled one by one",
-        "# and linked, in their order, into $(@D)/root/ROOT/PATH (elf2flt's ELF copy beside a FLAT program removed).",
-        "define mmulab-program",
-        "\tmkdir -p $(@D)/obj/$(1)/$(2) $(dir $(@D)/root/$(1)/$(2))",
-        "\t$(foreach s,$(4),\\",
-        f"\t\t$({prefix}_$(3)_COMPILE) -c -o $(@D)/obj/$(1)/$(2)/$(subst /,-,$(basename $(s))).o $(@D)/$(s)$(sep))",
-        f"\t$({prefix}_$(3)_LINK) -o $(@D)/root/$(1)/$(2) {objects}",
-        "\trm -f $(@D)/root/$(1)/$(2).gdb",
-        "endef",
-        "",
-        "# $(call mmulab-file,ROOT,PATH,MODE,SOURCE): a file of the site installed as $(@D)/root/ROOT/PATH.",
-        "define mmulab-file",
-        "\t$(INSTALL) -D -m $(3) $(@D)/$(4) $(@D)/root/$(1)/$(2)",
-        "endef",
-        "",
-        "# The sources are the checkout's own (local site): the package's .hash file says which bytes this tree",
-        "# was generated from, and a source changed since is refused here (run `doit buildroot-ext`).",
-        f"define {prefix}_CHECK_SOURCES",
-        "\t$(foreach f,$($(PKG)_SOURCE_FILES),\\",
-        "\t\t$(TOPDIR)/support/download/check-hash $(@D)/$(f) $(f) $($(PKG)_PKGDIR)/$($(PKG)_NAME).hash$(sep))",
-        "endef",
-        "",
-        f"define {prefix}_BUILD_ROOTS",
-        "\trm -rf $(@D)/root $(@D)/obj",
-        "\t$($(PKG)_FILL_ROOTS)",
-        "endef",
-        "",
-        f"define {prefix}_INSTALL_ROOTS_TARGET",
-        f"\tmkdir -p $(TARGET_DIR)/{spec.target_dir}",
-        "\t$(foreach r,$($(PKG)_ROOTS),\\",
-        f"\t\trm -rf $(TARGET_DIR)/{spec.target_dir}/$(r)$(sep)\\",
-        f"\t\tcp -a $(@D)/root/$(r) $(TARGET_DIR)/{spec.target_dir}/$(r)$(sep))",
-        "endef",
-        "",
+    compilers = [
+        (binfmt, [(name, rules[binfmt]) for name, rules in sorted(spec.languages.items()) if binfmt in rules])
+        for binfmt in binfmts
     ]
-    images = f"$(BINARIES_DIR)/{spec.images_dir}"
-    lines += [
-        f"define {prefix}_INSTALL_ROOTS_IMAGES",
-        f"\tmkdir -p {images}",
-        "\t$(foreach r,$($(PKG)_ROOTS),\\",
-        f"\t\trm -rf {images}/$(r)$(sep)\\",
-        f"\t\tcp -a $(@D)/root/$(r) {images}/$(r)$(sep))",
-    ]
-    if busybox is not None:
-        lines += [
-            "\t$(foreach r,$($(PKG)_BUSYBOX_ROOTS),\\",
-            f"\t\t$(INSTALL) -D -m 0755 $(TARGET_DIR)/{busybox.path} {images}/$(r)/{busybox.path}$(sep)\\",
-            "\t\tsed -e 's|^/||' $(BUSYBOX_DIR)/busybox.links | while read -r link; do \\",
-            f'\t\t\tmkdir -p "{images}/$(r)/$$(dirname $$link)"; \\',
-            f'\t\t\tln -sf /{busybox.path} "{images}/$(r)/$$link"; \\',
-            "\t\tdone$(sep))",
-        ]
-    lines += [
-        "endef",
-        "",
-        "define inner-mmulab-package",
-        "$(2)_SITE_METHOD = local",
-        "$(2)_INSTALL_IMAGES = YES",
-        f"$(2)_POST_RSYNC_HOOKS += {prefix}_CHECK_SOURCES",
-        f"$(2)_BUILD_CMDS = $$({prefix}_BUILD_ROOTS)",
-        f"$(2)_INSTALL_TARGET_CMDS = $$({prefix}_INSTALL_ROOTS_TARGET)",
-        f"$(2)_INSTALL_IMAGES_CMDS = $$({prefix}_INSTALL_ROOTS_IMAGES)",
-        "$(call inner-generic-package,$(1),$(2),$(2),target)",
-        "endef",
-        "",
-        f"{infra} = $(call inner-mmulab-package,$(pkgname),$(call UPPERCASE,$(pkgname)))",
-        "",
-        f"include $(sort $(wildcard {ext}/package/*/*.mk))",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _package_hash(package: _Package) -> str:
-    lines = [
-        f"# {GENERATED}",
-        f"# The files {package.name} builds, as found in the checkout's {package.site}/ (checked after rsync).",
-    ]
-    lines += [f"sha256  {digest}  {name}" for name, digest in package.hashes]
-    return "\n".join(lines) + "\n"
+    return _render(
+        project, "external.mk", spec=spec, prefix=spec.name, compilers=compilers, busybox=project.toolchain.busybox
+    )
 
 
 def _busybox_fragment(project: Project, spec: BuildrootSpec, variant: str) -> str:
@@ -362,60 +305,11 @@ def _defconfig(project: Project, spec: BuildrootSpec, variant: str, packages: li
     return "\n".join(lines) + "\n"
 
 
-def _post_image(spec: BuildrootSpec) -> str:
-    return f"""#!/bin/sh
-# {GENERATED}
-# Buildroot runs it after the images: $1 is BINARIES_DIR, then BR2_ROOTFS_POST_IMAGE_SCRIPT_ARGS: the variant,
-# the kernel's and busybox's build directories. mmulab's own code (the checkout this tree belongs to) checks
-# that every kernel and busybox option the fragments asked for survived, packs each demo root in
-# $BINARIES_DIR/{spec.images_dir}/ into an initramfs, boots every case of the variant as the pipeline does (its
-# QEMU command, trap watch, faults named from System.map and the root's programs), judges the consoles and
-# prints the boot matrix; a failed check or boot fails the Buildroot build.
-set -eu
-binaries=$1 variant=$2 linux_dir=${{3:-}} busybox_dir=${{4:-}}
-board=$(cd "$(dirname "$0")" && pwd)
-checkout=$(cd "$board/../../.." && pwd)
-python=$checkout/.venv/bin/python
-[ -x "$python" ] || python=python3
-set -- --variant "$variant" --kernel "$binaries/Image" --roots "$binaries/{spec.images_dir}"
-if [ -n "$linux_dir" ] && [ -f "$linux_dir/.config" ]; then
-    set -- "$@" --kernel-config "$linux_dir/.config" --kernel-tree "$linux_dir" \\
-        --kernel-fragment "$board/$variant/linux.fragment"
-fi
-if [ -n "$linux_dir" ] && [ -f "$linux_dir/System.map" ]; then
-    set -- "$@" --system-map "$linux_dir/System.map"
-fi
-if [ -n "$busybox_dir" ] && [ -f "$busybox_dir/.config" ] && [ -f "$board/$variant/busybox.fragment" ]; then
-    set -- "$@" --busybox-config "$busybox_dir/.config" --busybox-fragment "$board/$variant/busybox.fragment"
-fi
-PYTHONPATH=$checkout${{PYTHONPATH:+:$PYTHONPATH}} exec "$python" -m mmulab boot-images "$@"
-"""
-
-
 def _readme(project: Project, spec: BuildrootSpec, packages: list[_Package]) -> str:
-    defconfigs = "\n".join(f"- `{spec.defconfig_name(v)}`: {project.variants[v].description}" for v in project.variants)
-    example = spec.defconfig_name(next(iter(project.variants)))
-    names = "\n".join(f"- `{p.name}` ({p.demo}): {', '.join(b.name for b in p.builds)}" for p in packages)
-    return f"""# buildroot_ext/
-
-<!-- {GENERATED} -->
-
-A Buildroot external tree: the same systems as mmulab's pipeline, for Buildroot users. See the section
-"Buildroot users" of the project's README.md.
-
-```sh
-make -C /path/to/buildroot BR2_EXTERNAL=$PWD/buildroot_ext O=$PWD/output {example}
-make -C $PWD/output
-```
-
-Defconfigs (`configs/`):
-
-{defconfigs}
-
-Packages (`package/`), one per demo of `configs/demos.toml`:
-
-{names}
-"""
+    defconfigs = [
+        {"name": spec.defconfig_name(v), "description": project.variants[v].description} for v in project.variants
+    ]
+    return _render(project, "README.md", defconfigs=defconfigs, packages=packages)
 
 
 def generate(project: Project) -> dict[str, File]:
@@ -434,15 +328,10 @@ def generate(project: Project) -> dict[str, File]:
     hash_lines += f"sha256  {linux.sha256}  {linux.filename}\n"
     files: dict[str, File] = {
         "README.md": File(_readme(project, spec, packages)),
-        "external.desc": File(f"name: {spec.name}\ndesc: {spec.description}\n"),
+        "external.desc": File(_render(project, "external.desc", spec=spec)),
         "external.mk": File(_external_mk(project, spec)),
-        "Config.in": File(
-            f"# {GENERATED}\n"
-            + 'menu "mmulab demo programs"\n\n'
-            + "".join(f'source "$BR2_EXTERNAL_{spec.name}_PATH/package/{p.name}/Config.in"\n' for p in packages)
-            + "\nendmenu\n"
-        ),
-        f"{board}/post-image.sh": File(_post_image(spec), 0o755),
+        "Config.in": File(_render(project, "Config.in", spec=spec, packages=packages)),
+        f"{board}/post-image.sh": File(_render(project, "post-image.sh", spec=spec), 0o755),
         f"{board}/patches/linux/linux.hash": File(hash_lines),
         f"{board}/patches/linux-headers/linux-headers.hash": File(hash_lines),
     }
@@ -457,7 +346,7 @@ def generate(project: Project) -> dict[str, File]:
         folder = f"package/{package.name}"
         files[f"{folder}/Config.in"] = File(_package_config_in(project, package))
         files[f"{folder}/{package.name}.mk"] = File(_package_mk(project, spec, package))
-        files[f"{folder}/{package.name}.hash"] = File(_package_hash(package))
+        files[f"{folder}/{package.name}.hash"] = File(_render(project, "package.hash", package=package))
     return files
 
 

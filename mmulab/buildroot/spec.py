@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from mmulab.project.model import Project
-from mmulab.project.table import _load
+from mmulab.project.table import _load, _Table
 
 # --- configs/buildroot.toml: what buildroot_ext/ needs beyond the pipeline's data (loaded only by its tasks) ---
 
@@ -37,6 +38,15 @@ class BuildrootToolchain:
 
 
 @dataclass(frozen=True)
+class BuildrootLicense:
+    """The demo programs' license as every package declares it (<PKG>_LICENSE, <PKG>_LICENSE_FILES), so that
+    Buildroot's legal-info names it and saves its text instead of reporting it unknown."""
+
+    spdx: str  # Buildroot's _LICENSE: SPDX ids, several joined by ", "
+    files: tuple[Path, ...]  # the license texts, in the checkout
+
+
+@dataclass(frozen=True)
 class BuildrootSpec:
     source: str
     name: str
@@ -51,6 +61,7 @@ class BuildrootSpec:
     base_configs: dict[str, str]
     busybox_drop: tuple[str, ...]
     languages: dict[str, dict[str, BuildrootLanguage]]
+    license: BuildrootLicense
 
     def toolchain(self, mmu: bool) -> BuildrootToolchain:
         return self.toolchains["mmu" if mmu else "nommu"]
@@ -63,6 +74,25 @@ class BuildrootSpec:
 
 
 _BR2_LINE = re.compile(r"(BR2_[A-Za-z0-9_]+=.*|# BR2_[A-Za-z0-9_]+ is not set)")
+_SPDX_ID = r"[A-Za-z0-9.+-]+"
+_LICENSE = re.compile(rf"{_SPDX_ID}(?:(?:, | AND | OR | WITH ){_SPDX_ID})*")
+
+
+def _license(table: _Table) -> BuildrootLicense:
+    """[license]: an SPDX id Buildroot can print (not its "unknown") and license files that exist."""
+    if "license" not in table.data:
+        raise table.fail("license", 'missing: the demo programs\' license, spdx = "<SPDX id>" and files = [...]')
+    entry = table.table("license")
+    spdx = entry.get("spdx", str)
+    if not _LICENSE.fullmatch(spdx) or spdx.lower() == "unknown":
+        raise entry.fail("spdx", f"{spdx!r}: write SPDX license ids (several joined by ', '), e.g. \"MIT\"")
+    files = entry.strings("files")
+    if not files:
+        raise entry.fail("files", 'empty: name the license text(s) in the checkout, e.g. ["initsrc/LICENSE"]')
+    for name in files:
+        if not entry.path(name).is_file():
+            raise entry.fail("files", f"{name}: no such file (paths are relative to the checkout)")
+    return BuildrootLicense(spdx, tuple(entry.path(name) for name in files))
 
 
 def load_buildroot(project: Project) -> BuildrootSpec:
@@ -123,4 +153,5 @@ def load_buildroot(project: Project) -> BuildrootSpec:
         {name: base_configs.get(name, str) for name in base_configs.data},
         table.table("busybox", {}).strings("drop", ()),
         languages,
+        _license(table),
     )
