@@ -26,7 +26,7 @@ _URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:[^|]")  # scheme:rest, as ccache's 
 
 T = TypeVar("T")
 
-# Characters a path must not hold, each with the reason, found by real builds (README, Bad input and faults).
+# Characters a path must not hold, each with the reason, found by real builds (docs/environment.md, Paths).
 # A path reaching make (the build directory, LINUX_SRC): O=, -C, srctree, musl's DESTDIR, the compilers' PATH.
 _SHELL_UNQUOTED = "kbuild's shell commands do not quote it"
 MAKE_BREAKS = {
