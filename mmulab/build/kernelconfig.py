@@ -23,9 +23,9 @@ from mmulab.project.model import Toolchain, Variant
 def fragment_context(
     variant: Variant, toolchain: Toolchain, base_config: str, kconfig: Mapping[str, Any], cmdline: str = ""
 ) -> dict[str, Any]:
-    """The names every fragment template sees, kernel's and busybox's alike. The sysroot and the compiler's
-    own header directory stay placeholders ({sysroot}, {gcc_include}): they are filled in when the build
-    runs, so declaring tasks runs no compiler and cache keys do not depend on the checkout's path."""
+    """The names a kernel fragment template sees (busybox's are busybox.template_context). The sysroot and the
+    compiler's own header directory stay placeholders ({sysroot}, {gcc_include}): they are filled in when the
+    build runs, so declaring tasks runs no compiler and cache keys do not depend on the checkout's path."""
     return {
         "variant": variant.name,
         "mmu": variant.mmu,
