@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DOIT, LazyProject, make_project, run_doit
+from helpers_pipeline import executed
 
 from mmulab.build import busybox, extract, kernelconfig, toolchain
 from mmulab.core.errors import UserError
@@ -105,6 +106,29 @@ def test_one_busybox_task_per_build_and_each_variant_names_the_one_its_images_ta
     for variant in ("mmu", "mmu-full"):
         assert shared in declared[f"initramfs:shell-busybox-{variant}"]["file_dep"], variant
     assert busybox.output(layout, project.variants["nommu"]) in declared["initramfs:shell-busybox-nommu"]["file_dep"]
+
+
+@pytest.mark.slow
+@pytest.mark.needs("make", "riscv64-linux-gnu-gcc", "cpio")
+def test_the_mmu_and_mmu_full_images_hold_the_one_busybox_compiled_for_both(tmp_path: Path, kernel_tree: Path) -> None:
+    """Both images from a fresh build directory: doit runs one busybox build, the build directory holds that
+    build only, and both images carry its binary byte for byte."""
+    build = tmp_path / "build"
+    env = {"MMULAB_BUILD_DIR": str(build), "LINUX_SRC": str(kernel_tree), "MMULAB_PROGRESS": "off"}
+    result = run_doit(["initramfs:shell-busybox-mmu", "initramfs:shell-busybox-mmu-full"], env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    compiled = [name for name in executed(result.stdout) if name.startswith("busybox:")]
+    assert len(compiled) == 1 and result.stdout.count(": configure and build (log: ") == 1, result.stdout
+    layout = Layout(build)
+    assert [folder.name for folder in (build / "busybox").iterdir()] == [compiled[0].removeprefix("busybox:")]
+    binary = busybox.output(layout, PROJECT.variants["mmu"]).read_bytes()
+    assert binary.startswith(b"\x7fELF") and len(binary) > 100_000
+    for variant in ("mmu", "mmu-full"):
+        unpacked = tmp_path / variant
+        unpacked.mkdir()
+        with layout.image(variant, "shell-busybox").open("rb") as image:
+            subprocess.run(["cpio", "-id", "--quiet", "bin/busybox"], stdin=image, cwd=unpacked, check=True)
+        assert (unpacked / "bin" / "busybox").read_bytes() == binary, variant
 
 
 def test_merge_replaces_rather_than_appends() -> None:
