@@ -17,7 +17,7 @@ from conftest import DOIT, LazyProject, make_project, run_doit
 from helpers_pipeline import executed
 
 from mmulab.build import busybox, extract, kernelconfig, toolchain
-from mmulab.core.errors import UserError
+from mmulab.core.errors import ConfigError, UserError
 from mmulab.core.paths import Layout
 from mmulab.core.settings import PROJECT_ROOT
 from mmulab.kconfig import dotconfig
@@ -106,6 +106,19 @@ def test_one_busybox_task_per_build_and_each_variant_names_the_one_its_images_ta
     for variant in ("mmu", "mmu-full"):
         assert shared in declared[f"initramfs:shell-busybox-{variant}"]["file_dep"], variant
     assert busybox.output(layout, project.variants["nommu"]) in declared["initramfs:shell-busybox-nommu"]["file_dep"]
+
+
+def test_a_busybox_template_naming_the_variant_fails_in_one_line_naming_file_and_name(tmp_path: Path) -> None:
+    """A build serves several variants, so its template sees no variant's name (nor its kernel features)."""
+    assert PROJECT.toolchain.busybox is not None
+    template = tmp_path / "busybox.config.j2"
+    template.write_text("CONFIG_ASH=y\n# for {{ variant }}\n")
+    spec = replace(PROJECT.toolchain.busybox, template=template)
+    with pytest.raises(ConfigError) as error:
+        busybox.render_fragment(spec, PROJECT.variants["mmu"], PROJECT.toolchain)
+    message = str(error.value)
+    assert message.startswith(f"{template}:") and message.endswith(": template error: 'variant' is undefined")
+    assert "\n" not in message
 
 
 @pytest.mark.slow

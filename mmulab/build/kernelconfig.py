@@ -55,7 +55,8 @@ def render_template(template: Path, context: Mapping[str, Any]) -> str:
         text = env.get_template(template.name).render(**context)
     except jinja2.TemplateError as exc:
         where = f"{template}:{getattr(exc, 'lineno', None) or '?'}"
-        raise ConfigError(f"{where}: template error: {exc} (variant {context.get('variant')})") from None
+        about = f" (variant {context['variant']})" if "variant" in context else ""  # busybox's sees no variant
+        raise ConfigError(f"{where}: template error: {exc}{about}") from None
     parse_config(text, str(template))
     return text
 
