@@ -19,6 +19,7 @@ import pytest
 from conftest import caller_variable, checkout_configs, make_project, missing, needs_module, run_doit
 
 from mmulab.boot.images import ConfigCheck, config_problems
+from mmulab.build import busybox as busybox_build
 from mmulab.buildroot import generate as buildroot_ext
 from mmulab.buildroot.spec import load_buildroot
 from mmulab.core.errors import ConfigError
@@ -422,9 +423,10 @@ def test_post_image_boots_the_matrix(tmp_path: Path, session_build: Path, buildr
     shutil.copy(layout.kernel_output("nommu", "Image"), images / "Image")
     shutil.copy(layout.kernel_output("nommu", "config"), linux / ".config")
     shutil.copy(layout.kernel_output("nommu", "System.map"), linux / "System.map")
-    shutil.copy(layout.busybox_output("nommu", "config"), busybox / ".config")
-    shutil.copy(layout.busybox_output("nommu"), work / "target" / "bin" / "busybox")
-    shutil.copy(layout.busybox_output("nommu", "busybox.links"), work / "busybox-build" / "busybox.links")
+    nommu = project.variants["nommu"]
+    shutil.copy(busybox_build.output(layout, nommu, "config"), busybox / ".config")
+    shutil.copy(busybox_build.output(layout, nommu), work / "target" / "bin" / "busybox")
+    shutil.copy(busybox_build.output(layout, nommu, "busybox.links"), work / "busybox-build" / "busybox.links")
     cross = compiler(project.toolchain)
     specs = tmp_path / "musl.specs"
     specs.write_text(_musl_specs(layout.sysroot(), cross))

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 from conftest import DOIT, LazyProject, make_project, run_doit
+from helpers_pipeline import executed
 
 from mmulab.build import busybox, extract, kernelconfig, toolchain
-from mmulab.core.errors import UserError
+from mmulab.core.errors import ConfigError, UserError
 from mmulab.core.paths import Layout
 from mmulab.core.settings import PROJECT_ROOT
 from mmulab.kconfig import dotconfig
@@ -47,6 +48,100 @@ def test_mmu_busybox_uses_ash_and_both_link_static_pie_against_the_sysroot() -> 
     for variant in ("mmu", "nommu"):
         ldflags = fragment(variant)["EXTRA_LDFLAGS"]
         assert "-static-pie" in ldflags and "--no-dynamic-linker" in ldflags and "-B{sysroot}/lib/" in ldflags
+
+
+# --- one build per flavour ----------------------------------------------------------------------------------
+
+
+def test_variants_with_the_same_busybox_inputs_share_one_build_and_others_get_their_own() -> None:
+    """mmu and mmu-full differ in kernel options only: one busybox build; nommu's inputs differ: a build of its
+    own. A variant whose flavour changes moves to the build of its new flavour."""
+    builds = busybox.shared_builds(PROJECT.variants)
+    assert sorted(build.variants for build in builds.values()) == [("mmu", "mmu-full"), ("nommu",)]
+    assert all(key == build.flavour.key for key, build in builds.items()) and len(set(builds)) == 2
+    without_mmu = {**PROJECT.variants, "mmu-full": replace(PROJECT.variants["mmu-full"], mmu=False)}
+    moved = busybox.shared_builds(without_mmu)
+    assert sorted(build.variants for build in moved.values()) == [("mmu",), ("nommu", "mmu-full")]
+    assert set(moved) == set(builds)  # named by what they are made from, not by who takes them
+
+
+def test_variants_share_a_build_exactly_when_their_rendered_fragments_are_the_same() -> None:
+    """The key is computed from declared data without rendering: it must still split the builds exactly where
+    the rendered fragments differ (a name the template sees but the flavour lacks would show here)."""
+    spec = PROJECT.toolchain.busybox
+    assert spec is not None
+    variants = [
+        *PROJECT.variants.values(),
+        replace(PROJECT.variants["mmu"], name="mmu-other", features=("swap",), kconfig={"SWAP": True}, cmdline="x"),
+    ]
+    for first in variants:
+        for second in variants:
+            same_key = busybox.Flavour.of(first).key == busybox.Flavour.of(second).key
+            same_text = busybox.render_fragment(spec, first, PROJECT.toolchain) == busybox.render_fragment(
+                spec, second, PROJECT.toolchain
+            )
+            assert same_key == same_text, (first.name, second.name)
+
+
+def test_one_busybox_task_per_build_and_each_variant_names_the_one_its_images_take(tmp_path: Path) -> None:
+    from mmulab.pipeline import tasks
+
+    project = make_project(tmp_path / "build")
+    layout = Layout(project.settings.build_dir)
+    declared = {f"{t['basename']}:{t['name']}": t for t in tasks.all_tasks(project) if "name" in t}
+    builds = busybox.shared_builds(project.variants)
+    compiling = {name for name, task in declared.items() if name.startswith("busybox:") and task["actions"]}
+    assert compiling == {f"busybox:{key}" for key in builds}
+    for key in builds:
+        assert declared[f"busybox:{key}"]["targets"] == [layout.busybox_output(key, o) for o in busybox.OUTPUTS]
+    for name, variant in project.variants.items():
+        alias = declared[f"busybox:{name}"]
+        assert alias["actions"] is None and alias["task_dep"] == [f"busybox:{busybox.Flavour.of(variant).key}"]
+    shared = busybox.output(layout, project.variants["mmu"])
+    assert (
+        shared
+        == busybox.output(layout, project.variants["mmu-full"])
+        != busybox.output(layout, project.variants["nommu"])
+    )
+    for variant in ("mmu", "mmu-full"):
+        assert shared in declared[f"initramfs:shell-busybox-{variant}"]["file_dep"], variant
+    assert busybox.output(layout, project.variants["nommu"]) in declared["initramfs:shell-busybox-nommu"]["file_dep"]
+
+
+def test_a_busybox_template_naming_the_variant_fails_in_one_line_naming_file_and_name(tmp_path: Path) -> None:
+    """A build serves several variants, so its template sees no variant's name (nor its kernel features)."""
+    assert PROJECT.toolchain.busybox is not None
+    template = tmp_path / "busybox.config.j2"
+    template.write_text("CONFIG_ASH=y\n# for {{ variant }}\n")
+    spec = replace(PROJECT.toolchain.busybox, template=template)
+    with pytest.raises(ConfigError) as error:
+        busybox.render_fragment(spec, PROJECT.variants["mmu"], PROJECT.toolchain)
+    message = str(error.value)
+    assert message.startswith(f"{template}:") and message.endswith(": template error: 'variant' is undefined")
+    assert "\n" not in message
+
+
+@pytest.mark.slow
+@pytest.mark.needs("make", "riscv64-linux-gnu-gcc", "cpio")
+def test_the_mmu_and_mmu_full_images_hold_the_one_busybox_compiled_for_both(tmp_path: Path, kernel_tree: Path) -> None:
+    """Both images from a fresh build directory: doit runs one busybox build, the build directory holds that
+    build only, and both images carry its binary byte for byte."""
+    build = tmp_path / "build"
+    env = {"MMULAB_BUILD_DIR": str(build), "LINUX_SRC": str(kernel_tree), "MMULAB_PROGRESS": "off"}
+    result = run_doit(["initramfs:shell-busybox-mmu", "initramfs:shell-busybox-mmu-full"], env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    compiled = [name for name in executed(result.stdout) if name.startswith("busybox:")]
+    assert len(compiled) == 1 and result.stdout.count(": configure and build (log: ") == 1, result.stdout
+    layout = Layout(build)
+    assert [folder.name for folder in (build / "busybox").iterdir()] == [compiled[0].removeprefix("busybox:")]
+    binary = busybox.output(layout, PROJECT.variants["mmu"]).read_bytes()
+    assert binary.startswith(b"\x7fELF") and len(binary) > 100_000
+    for variant in ("mmu", "mmu-full"):
+        unpacked = tmp_path / variant
+        unpacked.mkdir()
+        with layout.image(variant, "shell-busybox").open("rb") as image:
+            subprocess.run(["cpio", "-id", "--quiet", "bin/busybox"], stdin=image, cwd=unpacked, check=True)
+        assert (unpacked / "bin" / "busybox").read_bytes() == binary, variant
 
 
 def test_merge_replaces_rather_than_appends() -> None:

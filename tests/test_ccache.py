@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 from checkout_copy import copy_checkout, run_doit_in
-from conftest import make_project, run_doit
+from conftest import checkout_configs, make_project, run_doit
 from redis_server import RedisServer, ask
 
 from mmulab.boot import summary
-from mmulab.build import ccache
+from mmulab.build import busybox, ccache
 from mmulab.core.errors import EnvError
 from mmulab.core.settings import PROJECT_ROOT, Settings
 
@@ -208,7 +208,7 @@ def test_redis_shares_the_cache_between_build_dirs(tmp_path: Path, kernel_tree: 
         "sysroot/lib/libc.a",
         "sysroot/lib/rcrt1.o",
         "programs/fork-c/fork-c",
-        "busybox/mmu/out/busybox",
+        f"busybox/{busybox.Flavour.of(checkout_configs().variants['mmu']).key}/out/busybox",
     ]
     common = {"LINUX_SRC": str(kernel_tree), "MMULAB_PROGRESS": "off", "MMULAB_JOBS": "2"}
     tmpfs = Path("/dev/shm")

@@ -27,6 +27,7 @@ import pytest
 from checkout_copy import Result, copy_checkout, run_doit_in
 
 from mmulab.boot import qemu
+from mmulab.build import busybox
 from mmulab.core.doitcli import doit_argv
 from mmulab.core.settings import MAKE_BREAKS, PROJECT_ROOT, unsafe_character
 
@@ -197,7 +198,8 @@ def test_build_dir_on_tmpfs_outside_the_checkout_builds_and_boots(tmp_path: Path
     assert_boots_and_sees_header_edits(
         PROJECT_ROOT, tmpfs_build, overlay, env, also=("smoke:clone_vm-c-nommu", "busybox:nommu")
     )
-    for built in ("nommu/kernel/out/Image", "busybox/nommu/out/busybox", "programs/clone_vm-c/clone_vm-c"):
+    nommu_busybox = f"busybox/{busybox.Flavour.of(conftest.checkout_configs().variants['nommu']).key}/out/busybox"
+    for built in ("nommu/kernel/out/Image", nommu_busybox, "programs/clone_vm-c/clone_vm-c"):
         assert (tmpfs_build / built).stat().st_size > 0, built
 
 

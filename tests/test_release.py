@@ -17,6 +17,7 @@ import pytest
 from conftest import make_project, run_doit, same_bytes_in_two_processes
 
 from mmulab.boot.judge import Outcome, Verdict
+from mmulab.build import busybox
 from mmulab.build.download import Fetched
 from mmulab.core.errors import ConfigError, EnvError, UserError
 from mmulab.core.fsutil import sha256_of
@@ -78,9 +79,10 @@ def synthetic(tmp_path: Path) -> Synthetic:
         for name in (project.toolchain.kernel.image, "System.map", "config"):
             _write(layout.kernel_output(variant, name), f"{variant} {name}\n", 0o600)  # the kernel's are 0600
         _write(layout.kernel_dir(variant) / "fragment.config", f"CONFIG_{variant.upper()}=y\n")
-        _write(layout.busybox_output(variant, "busybox"), f"busybox for {variant}\n", 0o755)
-        _write(layout.busybox_output(variant, "config"), f"CONFIG_BUSYBOX_{variant.upper()}=y\n")
-        _write(layout.busybox_dir(variant) / "fragment.config", f"CONFIG_BB_{variant.upper()}=y\n")
+        info = project.variants[variant]  # the variants of one flavour share their busybox build
+        _write(busybox.output(layout, info, "busybox"), f"busybox for {variant}\n", 0o755)
+        _write(busybox.output(layout, info, "config"), f"CONFIG_BUSYBOX_{variant.upper()}=y\n")
+        _write(busybox.build_dir(layout, info) / "fragment.config", f"CONFIG_BB_{variant.upper()}=y\n")
     for case in project.boots.values():
         _write(layout.image(case.variant, case.build), f"cpio {case.build}\n")
         _write(layout.console_log(case.name), f"console of {case.name}\nreboot: Power down\n")
@@ -130,7 +132,7 @@ def test_release_files_lists_every_published_file_sorted(synthetic: Synthetic) -
     expected |= {f"sources/patches/musl/{patch.name}" for patch in project.sources["musl"].patches}
     assert set(files) == expected
     assert files["nommu/Image"] == layout.kernel_output("nommu", "Image")
-    assert files["mmu/busybox.config"] == layout.busybox_output("mmu", "config")
+    assert files["mmu/busybox.config"] == busybox.output(layout, project.variants["mmu"], "config")
     assert files["boots/summary.json"] == layout.root / "reports" / "summary.json"
 
 
@@ -212,7 +214,7 @@ def test_manifest_is_deterministic_and_holds_no_path_host_or_date(synthetic: Syn
     assert set(first["configs"]) == {f"{kind}-{v}" for kind in ("kernel", "busybox") for v in project.variants}
     assert first["configs"]["kernel-nommu"]["config_sha256"] == first["files"]["nommu/config"]
     assert first["configs"]["busybox-mmu"]["fragment_sha256"] == sha256_of(
-        layout.busybox_dir("mmu") / "fragment.config"
+        busybox.build_dir(layout, project.variants["mmu"]) / "fragment.config"
     )
     assert [b["case"] for b in first["boots"]] == sorted(project.boots)
     assert set(first["boots"][0]) == {"case", "demo", "variant", "qemu", "expected", "observed", "passed"}

@@ -22,6 +22,7 @@ from checkout_copy import copy_checkout, run_doit_in
 import mmulab.release
 from mmulab import cli
 from mmulab.boot.judge import Outcome, Verdict
+from mmulab.build import busybox
 from mmulab.core.paths import Layout
 from mmulab.core.settings import PROJECT_ROOT, Settings
 from mmulab.project.loader import load_project
@@ -529,9 +530,10 @@ def test_the_manifest_boots_and_busybox_fragments_are_compared_with_the_rebuild(
         boots.append({"case": case.name, "observed": observed.value, "passed": True})
     configs = {}
     for variant in project.variants:
-        fragment = layout.busybox_dir(variant) / "fragment.config"
-        fragment.parent.mkdir(parents=True)
-        fragment.write_text(f"CONFIG_{variant.upper()}=y\n")
+        fragment = busybox.build_dir(layout, project.variants[variant]) / "fragment.config"
+        if not fragment.is_file():  # one per busybox build: the variants of one flavour share it
+            fragment.parent.mkdir(parents=True)
+            fragment.write_text(f"CONFIG_{variant.upper()}=y\n")
         configs[f"busybox-{variant}"] = {"fragment_sha256": sha(fragment.read_bytes())}
     manifest = {"boots": boots, "configs": configs}
     assert release_rebuild.compare_facts(manifest, project, layout) == []

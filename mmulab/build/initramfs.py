@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from mmulab.build import elfcheck as build_elfcheck
-from mmulab.build.busybox import applet_links
+from mmulab.build.busybox import applet_links, output
 from mmulab.core.fsutil import write_atomic
 from mmulab.core.paths import Layout
 from mmulab.project.model import Project
@@ -97,8 +97,8 @@ def image_entries(project: Project, layout: Layout, variant: str, build: str) ->
     binaries += [(path, layout.program(program)) for path, program in info.helpers]
     spec = project.toolchain.busybox
     if info.busybox and spec is not None:
-        binaries.append((spec.path, layout.busybox_output(variant)))
-        for link in applet_links(layout.busybox_output(variant, "busybox.links")):
+        binaries.append((spec.path, output(layout, project.variants[variant])))
+        for link in applet_links(output(layout, project.variants[variant], "busybox.links")):
             if link != spec.path:
                 entries.append(Entry(link, "symlink", 0o777, target=f"/{spec.path}"))
     for path, binary in binaries:

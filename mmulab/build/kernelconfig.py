@@ -23,9 +23,9 @@ from mmulab.project.model import Toolchain, Variant
 def fragment_context(
     variant: Variant, toolchain: Toolchain, base_config: str, kconfig: Mapping[str, Any], cmdline: str = ""
 ) -> dict[str, Any]:
-    """The names every fragment template sees, kernel's and busybox's alike. The sysroot and the compiler's
-    own header directory stay placeholders ({sysroot}, {gcc_include}): they are filled in when the build
-    runs, so declaring tasks runs no compiler and cache keys do not depend on the checkout's path."""
+    """The names a kernel fragment template sees (busybox's are busybox.template_context). The sysroot and the
+    compiler's own header directory stay placeholders ({sysroot}, {gcc_include}): they are filled in when the
+    build runs, so declaring tasks runs no compiler and cache keys do not depend on the checkout's path."""
     return {
         "variant": variant.name,
         "mmu": variant.mmu,
@@ -55,7 +55,8 @@ def render_template(template: Path, context: Mapping[str, Any]) -> str:
         text = env.get_template(template.name).render(**context)
     except jinja2.TemplateError as exc:
         where = f"{template}:{getattr(exc, 'lineno', None) or '?'}"
-        raise ConfigError(f"{where}: template error: {exc} (variant {context.get('variant')})") from None
+        about = f" (variant {context['variant']})" if "variant" in context else ""  # busybox's sees no variant
+        raise ConfigError(f"{where}: template error: {exc}{about}") from None
     parse_config(text, str(template))
     return text
 

@@ -44,11 +44,13 @@ class Layout:
     def sysroot_record(self) -> Path:
         return self.root / "sources" / "sysroot.json"
 
-    def busybox_dir(self, variant: str) -> Path:
-        return self.root / "busybox" / variant
+    def busybox_dir(self, key: str) -> Path:
+        """One busybox build, named by its key (build.busybox.Flavour.key), not by a variant: every variant of
+        that flavour takes its binary (build.busybox.output finds a variant's)."""
+        return self.root / "busybox" / key
 
-    def busybox_output(self, variant: str, name: str = "busybox") -> Path:
-        return self.busybox_dir(variant) / "out" / name
+    def busybox_output(self, key: str, name: str = "busybox") -> Path:
+        return self.busybox_dir(key) / "out" / name
 
     def image(self, variant: str, build: str) -> Path:
         return self.root / variant / "initramfs" / f"{build}.cpio"

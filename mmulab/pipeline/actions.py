@@ -186,16 +186,19 @@ def build_program(project: Project, name: str) -> None:
 
 
 @user_errors
-def build_busybox(project: Project, variant: str) -> None:
+def build_busybox(project: Project, key: str) -> None:
+    """busybox:<key>: the one build every variant of that flavour takes."""
     layout = layout_of(project)
     spec = project.toolchain.busybox
     assert spec is not None
     require("make")
-    work = layout.busybox_dir(variant)
-    print(f"busybox {variant}: configure and build (log: {work / 'make.log'})")
+    shared = busybox.shared_builds(project.variants)[key]
+    work = layout.busybox_dir(key)
+    print(f"busybox {shared.label}: configure and build (log: {work / 'make.log'})")
     request = busybox.BusyboxBuild(
         spec,
-        project.variants[variant],
+        shared.flavour,
+        shared.label,
         project.toolchain,
         layout.tree(spec.source),
         layout.sysroot(),
@@ -204,7 +207,7 @@ def build_busybox(project: Project, variant: str) -> None:
         project.settings.source_date_epoch,
         project.settings.progress,
     )
-    with compile_cache(project, f"busybox:{variant}", depend=True) as runner:
+    with compile_cache(project, f"busybox:{key}", depend=True) as runner:
         busybox.build(request, runner)
 
 
@@ -239,7 +242,9 @@ def resolver(project: Project, case: BootCase) -> Resolver:
     if build.init:
         programs["init"] = layout.program(build.init)
     if build.busybox and project.toolchain.busybox is not None:
-        programs[PurePosixPath(project.toolchain.busybox.path).name] = layout.busybox_output(case.variant)
+        programs[PurePosixPath(project.toolchain.busybox.path).name] = busybox.output(
+            layout, project.variants[case.variant]
+        )
     symbols = SymbolTable.load(layout.kernel_output(case.variant, "System.map"))
     return Resolver(symbols, programs, toolchain.source_roots(project.settings))
 

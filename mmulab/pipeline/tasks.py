@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmulab.build import kernel
+from mmulab.build import busybox, kernel
 from mmulab.build.download import Fetched
 from mmulab.build.extract import Extracted
 from mmulab.core.paths import Layout
@@ -138,11 +138,12 @@ def headers_unchanged(project: Project, name: str) -> bool:
 
 
 def busybox_inputs(project: Project, variant: str) -> Any:
-    from mmulab.build.kernelconfig import fragment_context, template_inputs
+    """The inputs of the busybox build `variant` takes: the same for every variant of its flavour."""
+    from mmulab.build.kernelconfig import template_inputs
 
     spec = project.toolchain.busybox
     assert spec is not None
-    context = fragment_context(project.variants[variant], project.toolchain, spec.base_config, spec.kconfig)
+    context = busybox.template_context(spec, busybox.Flavour.of(project.variants[variant]), project.toolchain)
     fragment = template_inputs(spec.template, context)
     return [
         fragment,
@@ -249,6 +250,37 @@ def _kernel_tasks(project: Project, layout: Layout) -> Iterator[Task]:
         }
 
 
+def _busybox_tasks(project: Project, layout: Layout) -> Iterator[Task]:
+    """busybox:<key>, one build per flavour (see build.busybox), and busybox:<variant> naming the one each
+    variant takes: no action of its own, up to date while that build's outputs are the ones it last saw."""
+    spec = project.toolchain.busybox
+    if spec is None:
+        return
+    builds = busybox.shared_builds(project.variants)
+    for key, shared in builds.items():
+        yield {
+            "basename": "busybox",
+            "name": key,
+            "doc": f"configure (verified) and build busybox for {', '.join(shared.variants)}",
+            "actions": [(actions.build_busybox, [project, key])],
+            "file_dep": [layout.extracted(spec.source), layout.sysroot_record()],
+            "targets": [layout.busybox_output(key, output) for output in busybox.OUTPUTS],
+            "uptodate": [_unchanged(busybox_inputs, project, shared.variants[0])],
+        }
+    for name, variant in project.variants.items():
+        key = busybox.Flavour.of(variant).key
+        others = [other for other in builds[key].variants if other != name]
+        yield {
+            "basename": "busybox",
+            "name": name,
+            "doc": f"busybox for {name}: the build busybox:{key}"
+            + (f", shared with {', '.join(others)}" if others else ""),
+            "actions": None,
+            "task_dep": [f"busybox:{key}"],
+            "file_dep": [layout.busybox_output(key, output) for output in busybox.OUTPUTS],
+        }
+
+
 def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     yield _group("libc", "the C library and kernel headers (sysroot)")
     yield _group("program", "init programs")
@@ -279,21 +311,11 @@ def _userspace_tasks(project: Project, layout: Layout) -> Iterator[Task]:
             "targets": [layout.program(name)],
             "uptodate": [_unchanged(program_inputs, project, name), Check(headers_unchanged, project, name)],
         }
-    spec = project.toolchain.busybox
-    if spec is not None:
-        for name in project.variants:
-            yield {
-                "basename": "busybox",
-                "name": name,
-                "doc": f"configure (verified) and build busybox for {name}",
-                "actions": [(actions.build_busybox, [project, name])],
-                "file_dep": [layout.extracted(spec.source), layout.sysroot_record()],
-                "targets": [layout.busybox_output(name, output) for output in ("busybox", "busybox.links", "config")],
-                "uptodate": [_unchanged(busybox_inputs, project, name)],
-            }
+    yield from _busybox_tasks(project, layout)
     for variant, build in sorted({(case.variant, case.build) for case in project.boots.values()}):
         info = project.builds[build]
-        busybox_files = [layout.busybox_output(variant), layout.busybox_output(variant, "busybox.links")]
+        variant_info = project.variants[variant]
+        busybox_files = [busybox.output(layout, variant_info), busybox.output(layout, variant_info, "busybox.links")]
         yield {
             "basename": "initramfs",
             "name": f"{build}-{variant}",

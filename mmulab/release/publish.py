@@ -28,6 +28,7 @@ from typing import Any
 
 from mmulab.boot import summary
 from mmulab.boot.judge import Verdict
+from mmulab.build import busybox
 from mmulab.build.download import Fetched
 from mmulab.core.errors import UserError
 from mmulab.core.fsutil import CHUNK, sha256_of, write_atomic
@@ -110,8 +111,8 @@ def release_files(project: Project, layout: Layout) -> dict[str, Path]:
             files[f"{variant}/{name}"] = layout.kernel_output(variant, name)
         files[f"{variant}/fragment.config"] = layout.kernel_dir(variant) / "fragment.config"
         if project.toolchain.busybox is not None:
-            files[f"{variant}/busybox"] = layout.busybox_output(variant, "busybox")
-            files[f"{variant}/busybox.config"] = layout.busybox_output(variant, "config")
+            files[f"{variant}/busybox"] = busybox.output(layout, project.variants[variant], "busybox")
+            files[f"{variant}/busybox.config"] = busybox.output(layout, project.variants[variant], "config")
     for variant, build in _initramfs_builds(project):
         files[f"{variant}/initramfs/{build}.cpio"] = layout.image(variant, build)
     for program in project.programs:
@@ -243,7 +244,7 @@ def build_manifest(
         }
         if project.toolchain.busybox is not None:
             configs[f"busybox-{variant}"] = {
-                "fragment_sha256": sha256_of(layout.busybox_dir(variant) / "fragment.config"),
+                "fragment_sha256": sha256_of(busybox.build_dir(layout, project.variants[variant]) / "fragment.config"),
                 "config_sha256": digests[f"{variant}/busybox.config"],
             }
     boots = [verdict.facts() for verdict in _verdicts(project, layout)]

@@ -203,13 +203,14 @@ def compare_facts(manifest: dict[str, Any], project: Project, layout: Layout) ->
     """What the manifest states about the build but does not publish: the busybox fragments' sha256 (hashed,
     not shipped) and each boot case's observed outcome must be the rebuild's too."""
     from mmulab.boot.judge import Verdict
+    from mmulab.build import busybox
 
     problems: list[Problem] = []
     configs = manifest.get("configs")
     if not isinstance(configs, dict):
         configs = {}
     for variant in sorted(project.variants):
-        fragment = layout.busybox_dir(variant) / "fragment.config"
+        fragment = busybox.build_dir(layout, project.variants[variant]) / "fragment.config"
         stated = configs.get(f"busybox-{variant}", {})
         if project.toolchain.busybox is None or not isinstance(stated, dict) or not fragment.is_file():
             continue
