@@ -313,7 +313,7 @@ def test_line_buffer_cuts_pieces_into_lines() -> None:
     assert buffer.rest() == "f" and buffer.rest() == ""
 
 
-def test_a_stream_reads_a_real_process_line_by_line(tmp_path: Path) -> None:
+def test_a_stream_reads_a_real_process_line_by_line() -> None:
     with tools.RUNNER.stream(["sh", "-c", "echo one; printf 'two\\nthr'; echo err >&2; exit 4"]) as process:
         assert process.pid is not None
         lines: list[str] = []
