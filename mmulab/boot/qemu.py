@@ -11,14 +11,12 @@ oopses and user programs' faults are resolved to names (symbolize.py) in the ver
 from __future__ import annotations
 
 import os
-import selectors
-import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from mmulab.boot.judge import Verdict, judge
 from mmulab.boot.symbolize import (
@@ -31,6 +29,7 @@ from mmulab.boot.symbolize import (
     trap_loop,
     with_symbols,
 )
+from mmulab.core.tools import RUNNER, Output, Runner, Stream
 from mmulab.project.model import PANIC_MARKER, BootCase, Toolchain, Variant
 
 PANIC_GRACE_SECONDS = 1.0
@@ -88,11 +87,19 @@ def case_command(
 
 
 def boot_case(
-    toolchain: Toolchain, variant: Variant, case: BootCase, files: BootFiles, resolver: Resolver | None = None
+    toolchain: Toolchain,
+    variant: Variant,
+    case: BootCase,
+    files: BootFiles,
+    resolver: Resolver | None = None,
+    *,
+    runner: Runner = RUNNER,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Verdict:
     """The one way a case is booted and judged: its command, console capture, trap watch and fault notes."""
     command = case_command(toolchain, variant, case, files)
-    return run_captured(command, case, files.console_log, resolver, files.trap_log if case.traps else None)
+    trap_log = files.trap_log if case.traps else None
+    return run_captured(command, case, files.console_log, resolver, trap_log, runner=runner, clock=clock)
 
 
 def thread_states(pid: int) -> dict[int, tuple[str, int]] | None:
@@ -200,97 +207,129 @@ class TrapWatch:
             self.handle.close()
 
 
+class Console:
+    """A boot's console as it comes: written to its log at once (a crash leaves what it printed), kept as lines,
+    watched for a line that ends the boot (a forbidden one, a panic)."""
+
+    def __init__(self, sink: BinaryIO, case: BootCase) -> None:
+        self.sink = sink
+        self.forbidden = (*case.must_not, PANIC_MARKER)
+        self.lines: list[str] = []
+
+    def ends_boot(self, lines: Iterable[str]) -> bool:
+        return any(bad in line for line in lines for bad in self.forbidden)
+
+    def take(self, output: Output) -> bool:
+        """Log and keep what QEMU printed; whether a line of it ends the boot."""
+        self.sink.write(output.raw)
+        self.sink.flush()
+        self.lines += output.lines
+        return self.ends_boot(output.lines)
+
+    def finish(self, unfinished: str) -> None:
+        """The last line, printed without a line ending (already in the log with the rest)."""
+        if unfinished:
+            self.lines.append(unfinished)
+
+
+class CapturedBoot:
+    """One boot while it runs: its console read until QEMU ends, is stuck, or runs out of time.
+
+    Time is counted in two ways: the case's timeout on a StallClock (time QEMU could have run), and a wall-time
+    deadline of SLOW_HOST_LIMIT times the timeout that only a host starving QEMU reaches. A forbidden line moves
+    the deadline to PANIC_GRACE_SECONDS from then (the panic's trace still comes) and stops the other clocks."""
+
+    def __init__(
+        self, case: BootCase, qemu: Stream, console: Console, trap_log: Path | None, clock: Callable[[], float]
+    ) -> None:
+        self.case, self.qemu, self.console, self.clock = case, qemu, console, clock
+        self.deadline = clock() + case.timeout * SLOW_HOST_LIMIT
+        self.budget = StallClock(qemu.pid, clock)  # the timeout, counted in time QEMU could have run
+        self.watch = TrapWatch(trap_log, qemu.pid, StallClock(qemu.pid, clock)) if trap_log is not None else None
+        self.stopping = False  # a forbidden line came: only the grace is left
+        self.stuck: TrapDiagnosis | None = None
+
+    def take(self, output: Output) -> None:
+        if self.watch is not None:
+            self.watch.console_activity()
+        if self.console.take(output) and not self.stopping:
+            self.stopping = True
+            self.deadline = min(self.deadline, self.clock() + PANIC_GRACE_SECONDS)
+
+    def out_of_time(self, now: float) -> bool:
+        return now >= self.deadline or (not self.stopping and self.budget.advance() >= self.case.timeout)
+
+    def proven_stuck(self) -> bool:
+        if self.watch is None or self.stopping:
+            return False
+        self.stuck = self.watch.poll()
+        return self.stuck is not None
+
+    def follow(self) -> bool:
+        """Read the console until the boot ends; whether QEMU still ran when it was given up on."""
+        while True:
+            now = self.clock()
+            if self.out_of_time(now):
+                return self.qemu.poll() is None
+            if self.proven_stuck():
+                running = self.qemu.poll() is None
+                if (pending := self.qemu.drain()).raw:  # what it printed before it got stuck is in the pipe
+                    self.take(pending)
+                return running
+            output = self.qemu.read(min(0.1, self.deadline - now))
+            if output is None:
+                return False
+            if output.raw:
+                self.take(output)
+
+    def run(self) -> tuple[bool, int | None]:
+        """Follow the boot to its end: whether it timed out (QEMU given up on while it ran: it is to be stopped),
+        else QEMU's exit code."""
+        try:
+            given_up = self.follow()
+        finally:
+            if self.watch is not None:
+                self.watch.close()
+        self.console.finish(self.qemu.unfinished())
+        exit_code = self.qemu.wait(0 if given_up else max(0.1, self.deadline - self.clock()))
+        if given_up or exit_code is None:
+            return True, None
+        return False, exit_code
+
+
 def run_captured(
     command: list[str],
     case: BootCase,
     log: Path,
     resolver: Resolver | None = None,
     trap_log: Path | None = None,
+    *,
+    runner: Runner = RUNNER,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Verdict:
     """Boot with the console captured to `log`; stop early on a forbidden line or a panic, kill at the timeout,
-    or as soon as `trap_log` (QEMU's -d int file, when the command writes one) proves the hart stuck."""
+    or as soon as `trap_log` (QEMU's -d int file, when the command writes one) proves the hart stuck.
+    QEMU runs through `runner`, which stops it if it runs on (a test's fake plays a console), in time told by
+    `clock`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     if trap_log is not None:
         trap_log.unlink(missing_ok=True)
-    stuck: TrapDiagnosis | None = None
-    started = time.monotonic()
-    deadline = started + case.timeout * SLOW_HOST_LIMIT  # wall time: only a host starving QEMU gets this far
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    watch = TrapWatch(trap_log, process.pid) if trap_log is not None else None
-    budget = StallClock(process.pid)  # the timeout, counted in time QEMU could have run
-    assert process.stdout is not None
-    os.set_blocking(process.stdout.fileno(), False)
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    buffer, lines, timed_out, stopping = b"", [], False, False
-    try:
-        with log.open("wb") as sink:
-            sink.write(("$ " + " ".join(command) + "\n").encode())
-
-            def take(chunk: bytes) -> None:
-                nonlocal buffer, lines, stopping, deadline
-                sink.write(chunk)
-                sink.flush()
-                if watch is not None:
-                    watch.console_activity()
-                buffer += chunk
-                *complete, buffer = buffer.split(b"\n")
-                fresh = [line.decode(errors="replace").rstrip("\r") for line in complete]
-                lines += fresh
-                if any(bad in line for line in fresh for bad in (*case.must_not, PANIC_MARKER)):
-                    stopping = True
-                    deadline = min(deadline, time.monotonic() + PANIC_GRACE_SECONDS)
-
-            while True:
-                now = time.monotonic()
-                if now >= deadline or (not stopping and budget.advance() >= case.timeout):
-                    timed_out = process.poll() is None
-                    break
-                if watch is not None and not stopping and (stuck := watch.poll()) is not None:
-                    timed_out = process.poll() is None
-                    # what it printed before it got stuck is in the pipe (non-blocking: None when it is empty)
-                    if chunk := cast("bytes | None", process.stdout.read()):
-                        take(chunk)
-                    break
-                if not selector.select(timeout=min(0.1, deadline - now)):
-                    if process.poll() is not None:
-                        break
-                    continue
-                chunk = cast("bytes | None", process.stdout.read())  # non-blocking; typeshed says bytes only
-                if chunk is None:
-                    continue
-                if chunk == b"":
-                    break
-                take(chunk)
-            if buffer:
-                lines.append(buffer.decode(errors="replace").rstrip("\r"))
-        try:
-            process.wait(timeout=0 if timed_out else max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            timed_out = True
-    finally:
-        if process.poll() is None:  # timed out, or interrupted (Ctrl-C, an error): never leave a QEMU behind
-            os.killpg(process.pid, signal.SIGKILL)
-        exit_code = process.wait()
-        selector.close()
-        process.stdout.close()
-        if watch is not None:
-            watch.close()
+    started = clock()
+    with runner.stream(command) as qemu, log.open("wb") as sink:
+        sink.write(("$ " + " ".join(command) + "\n").encode())
+        console = Console(sink, case)
+        boot = CapturedBoot(case, qemu, console, trap_log, clock)
+        timed_out, exit_code = boot.run()
+    stuck = boot.stuck
     if stuck is not None and resolver is not None:
         stuck = with_symbols(stuck, resolver.symbols)
-    stopped = any(bad in line for line in lines for bad in (*case.must_not, PANIC_MARKER))
+    stopped = console.ends_boot(console.lines)
     return judge(
         case,
-        lines,
+        console.lines,
         timed_out and not stopped,
-        None if timed_out else exit_code,
-        time.monotonic() - started,
+        exit_code,
+        clock() - started,
         log,
         resolver,
         None if stopped else stuck,

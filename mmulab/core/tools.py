@@ -1,5 +1,6 @@
 """External tools: which Debian package provides each, their versions (cache keys), and one narrow
-runner every external command goes through (tests replace it with a fake that records commands).
+runner every external command goes through, build tools and QEMU alike (tests replace it with a fake that
+records commands, or one that plays a scripted console).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import selectors
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -127,9 +128,103 @@ class Log:
         self.runner.run(command, self.path, what, cwd=cwd, env=env, feed=feed, progress=progress)
 
 
+@dataclass(frozen=True)
+class Output:
+    """What a streamed process printed in one piece: the bytes as they came (for a log) and the lines the
+    piece completed, without their line ending (\\n or \\r\\n, a serial console's), undecodable bytes replaced."""
+
+    raw: bytes = b""
+    lines: tuple[str, ...] = ()
+
+
+def _line(data: bytes) -> str:
+    return data.decode(errors="replace").rstrip("\r")
+
+
+class LineBuffer:
+    """Cuts output that comes in pieces of any size into whole lines; the unfinished last one waits."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+    def feed(self, chunk: bytes) -> Output:
+        *complete, self.pending = (self.pending + chunk).split(b"\n")
+        return Output(chunk, tuple(_line(line) for line in complete))
+
+    def rest(self) -> str:
+        """The unfinished last line ("" when the output ended with a line ending), taken out of the buffer."""
+        rest, self.pending = self.pending, b""
+        return _line(rest) if rest else ""
+
+
+class Stream:
+    """A process started by `Runner.stream` in its own process group, its output (stdout and stderr) read as it
+    comes, never blocking longer than asked: the caller keeps its own clocks (a boot's timeout, its trap watch)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        self.process = process
+        self.pid: int | None = process.pid
+        self._fd = process.stdout.fileno()
+        os.set_blocking(self._fd, False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._fd, selectors.EVENT_READ)
+        self._lines = LineBuffer()
+
+    def _chunk(self) -> bytes | None:
+        """What the pipe holds now: b"" at the end of the output, None when nothing is there yet."""
+        try:
+            return os.read(self._fd, 65536)
+        except BlockingIOError:
+            return None
+
+    def read(self, timeout: float) -> Output | None:
+        """What it printed within `timeout` seconds (an empty Output when nothing); None once it printed all it
+        will: its output ended, or it exited and nothing came within the timeout."""
+        if not self._selector.select(timeout=max(0.0, timeout)):
+            return None if self.process.poll() is not None else Output()
+        chunk = self._chunk()
+        if chunk == b"":
+            return None
+        return self._lines.feed(chunk) if chunk else Output()
+
+    def drain(self) -> Output:
+        """What the pipe holds already, without waiting for more (what a process printed before it got stuck)."""
+        chunks = []
+        while chunk := self._chunk():
+            chunks.append(chunk)
+        return self._lines.feed(b"".join(chunks)) if chunks else Output()
+
+    def unfinished(self) -> str:
+        """The last line it printed without a line ending, once reading is over ("" when none)."""
+        return self._lines.rest()
+
+    def poll(self) -> int | None:
+        """Its exit code, None while it runs."""
+        return self.process.poll()
+
+    def wait(self, timeout: float) -> int | None:
+        """Its exit code once it exits within `timeout` seconds, else None (it runs on)."""
+        try:
+            return self.process.wait(timeout=max(0.0, timeout))
+        except subprocess.TimeoutExpired:
+            return None
+
+    def close(self) -> None:
+        """Stop it with its whole group if it still runs (`_stop_group`), and let go of its pipe."""
+        try:
+            if self.process.poll() is None:
+                _stop_group(self.process)
+            self.process.wait()
+        finally:
+            self._selector.close()
+            assert self.process.stdout is not None
+            self.process.stdout.close()
+
+
 class Runner:
     """Runs external commands with their output in a log; a failure becomes one UserError with the lines
-    that matter. The one place the pipeline starts build tools (QEMU has its own in boot.py).
+    that matter. The one place the pipeline starts build tools and QEMU (`stream`).
 
     `env`: variables every command of this runner gets (a build stage's compile cache), under each call's own."""
 
@@ -232,6 +327,28 @@ class Runner:
                         progress.line(line.decode(errors="replace"))
         process.stdout.close()
 
+    @contextlib.contextmanager
+    def stream(self, command: Sequence[str | Path]) -> Iterator[Stream]:
+        """Start `command` in its own process group, stdin closed, its output read as it comes (a boot's console,
+        judged while it runs). Never leaves it behind: one still running at the end (a timeout, a panic, an
+        interrupt) is stopped with its whole group as a build tool is (`_stop_group`)."""
+        argv = [str(part) for part in command]
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise UserError(f"cannot run {missing(argv[0])}") from None
+        stream = Stream(process)
+        try:
+            yield stream
+        finally:
+            stream.close()
+
     def query(self, command: Sequence[str], cwd: Path | None = None) -> str:
         """The stdout of a quick query (gcc -print-file-name, git rev-parse); a failure is a UserError."""
         try:
@@ -244,6 +361,8 @@ class Runner:
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process started in its own group, and everything it started: SIGINT first (make removes
+    half-built targets, QEMU shuts down), SIGKILL for whatever still runs after the grace."""
     try:
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=INTERRUPT_GRACE_SECONDS)
