@@ -12,7 +12,7 @@ from typing import Any
 
 from mmulab.core.fsutil import sha256_of
 from mmulab.release.archive import _inside
-from mmulab.release.format import DERIVED, FORMAT, MANIFEST, PROVENANCE, SBOM, STATEMENT_TYPE, SUMS
+from mmulab.release.format import FORMAT, MANIFEST, METADATA, PROVENANCE, SBOM, SPDX_VERSION, STATEMENT_TYPE, SUMS
 
 _SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -153,14 +153,14 @@ def _check_manifest(manifest: dict[str, Any], files: dict[str, Path], digests: _
         return [*problems, Problem(ProblemKind.MISMATCH, MANIFEST, "no files object")]
     for path, sha256 in sorted(listed.items()):
         inside = _inside(path)
-        if inside is None or inside in DERIVED:
+        if inside is None or inside in METADATA:
             problems.append(Problem(ProblemKind.MISMATCH, MANIFEST, f"files lists {path!r}, which it must not"))
             continue
         _claim(problems, digests, inside, sha256, MANIFEST)
     problems += [
         Problem(ProblemKind.MISMATCH, MANIFEST, f"files does not list {path}")
         for path in files
-        if path not in DERIVED and path not in listed
+        if path not in METADATA and path not in listed
     ]
     for source in _entries(manifest, "sources", problems):
         for entry in [source, *_entries(source, "patches", problems)]:
@@ -184,9 +184,9 @@ def _check_sbom(sbom: dict[str, Any], digests: _Digests) -> list[Problem]:
     """Every SPDX file's SHA256 (fileName "./<path>") and every package's whose packageFileName is a release
     file (as given, or under sources/) must be the file's."""
     problems: list[Problem] = []
-    if sbom.get("spdxVersion") != "SPDX-2.3":
+    if sbom.get("spdxVersion") != SPDX_VERSION:
         problems.append(
-            Problem(ProblemKind.MISMATCH, SBOM, f"spdxVersion {sbom.get('spdxVersion')!r}, expected 'SPDX-2.3'")
+            Problem(ProblemKind.MISMATCH, SBOM, f"spdxVersion {sbom.get('spdxVersion')!r}, expected {SPDX_VERSION!r}")
         )
     entries: list[tuple[str, dict[str, Any], str | None]] = []
     for entry in _list_of(sbom, "files"):

@@ -35,13 +35,10 @@ from mmulab.core.paths import Layout
 from mmulab.core.settings import PROJECT_ROOT, RELEASE_NAME, RELEASE_NAME_ACCEPTS
 from mmulab.core.tools import RUNNER, Runner, package_of
 from mmulab.project.model import Project
+from mmulab.release.format import FORMAT, INDEX, MANIFEST, PROVENANCE, RUN, SBOM, SUMS
 
-FORMAT = "mmulab-release/1"
 # Published but not compared by `doit repro` / `mmulab verify --rebuild`: they differ from boot to boot by nature.
-VOLATILE = ("run.json", "boots/")
-MANIFEST, RUN, SUMS = "manifest.json", "run.json", "SHA256SUMS"
-# Derived from the manifest by the other modules (when present), hashed in SHA256SUMS, not listed in "files".
-DERIVED = ("sbom.spdx.json", "provenance.intoto.json", "index.html")
+VOLATILE = (RUN, "boots/")
 # The bulk of a release is already-compressed source tarballs: a fast preset costs little size and ~1/3 the time.
 XZ_PRESET = 0
 # A source tarball at least this big gets an xz stream of its own, kept in a cache by content.
@@ -118,7 +115,7 @@ def release_files(project: Project, layout: Layout) -> dict[str, Path]:
         files[f"programs/{program}"] = layout.program(program)
     for case in project.boots:
         files[f"boots/{case}.log"] = layout.console_log(case)
-    for name in ("summary.json", "summary.xml"):
+    for name in (summary.JSON_FILE, summary.XML_FILE):
         files[f"boots/{name}"] = layout.reports() / name
     for name, source in project.sources.items():
         fetched = Path(Fetched.read(layout.fetched(name)).path)
@@ -360,15 +357,15 @@ def _sha1_of(root: Path, path: str) -> str:
     return digest.hexdigest()
 
 
-def _derived_files(project: Project, root: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
-    """sbom.spdx.json, provenance.intoto.json and index.html, made from the manifest (and the files in `root`)."""
+def _made_from_manifest(project: Project, root: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """format.MADE_FROM_MANIFEST (sbom, provenance, page) by name, from the manifest and the files in `root`."""
     from mmulab.release import page, provenance
 
     epoch = int(manifest["source_date_epoch"])
     return {
-        "sbom.spdx.json": dumps(provenance.spdx_document(dict(manifest), epoch, functools.partial(_sha1_of, root))),
-        "provenance.intoto.json": dumps(provenance.intoto_statement(dict(manifest))),
-        "index.html": page.render(root, dict(manifest), page.demo_notes(project)),
+        SBOM: dumps(provenance.spdx_document(dict(manifest), epoch, functools.partial(_sha1_of, root))),
+        PROVENANCE: dumps(provenance.intoto_statement(dict(manifest))),
+        INDEX: page.render(root, dict(manifest), page.demo_notes(project)),
     }
 
 
@@ -464,8 +461,8 @@ def publish(
     tmp = Path(tempfile.mkdtemp(dir=artifacts, prefix=f".{name}.", suffix=".tmp"))
     try:
         _fill(tmp, files, {MANIFEST: dumps(manifest)})
-        derived = _derived_files(project, tmp, manifest)
-        _fill(tmp, {}, {**derived, RUN: dumps(_run_facts(verdicts))})
+        documents = _made_from_manifest(project, tmp, manifest)
+        _fill(tmp, {}, {**documents, RUN: dumps(_run_facts(verdicts))})
         write_atomic(tmp / SUMS, sha256sums(tmp), 0o644)  # last: it covers every other file
         placed = _place(tmp, final, name)
     except BaseException:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mmulab.project.model import Project
 
 from mmulab.release.check import Problem, release_listing
-from mmulab.release.format import DERIVED, MANIFEST
+from mmulab.release.format import MANIFEST, METADATA
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def run_pipeline(env: dict[str, str]) -> int:
 def compare_rebuilt(files: dict[str, Path], rebuilt: dict[str, Path], volatile: tuple[str, ...]) -> list[Problem]:
     """Every non-volatile release file against the rebuilt one, byte for byte (derived files excepted)."""
     problems: list[Problem] = []
-    wanted = {p for p in files if p not in DERIVED} | set(rebuilt)
+    wanted = {p for p in files if p not in METADATA} | set(rebuilt)
     for path in sorted(wanted):
         if path.startswith(volatile):
             continue
@@ -293,6 +293,6 @@ def rebuild(root: Path, manifest: dict[str, Any], accepted: tuple[str, ...], out
         project = load_project(replace(settings, build_dir=work / "build"))
         rebuilt = release.release_files(project, Layout(work / "build"))
         volatile = tuple(release.VOLATILE)
-        compared = [p for p in rebuilt if not p.startswith(volatile) and p not in DERIVED]
+        compared = [p for p in rebuilt if not p.startswith(volatile) and p not in METADATA]
         problems = compare_rebuilt(files, rebuilt, volatile) + compare_facts(manifest, project, Layout(work / "build"))
         return [problem.line() for problem in problems], len(compared)
