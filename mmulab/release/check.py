@@ -12,7 +12,17 @@ from typing import Any
 
 from mmulab.core.fsutil import sha256_of
 from mmulab.release.archive import _inside
-from mmulab.release.format import FORMAT, MANIFEST, METADATA, PROVENANCE, SBOM, SPDX_VERSION, STATEMENT_TYPE, SUMS
+from mmulab.release.format import (
+    FORMAT,
+    MANIFEST,
+    METADATA,
+    PROVENANCE,
+    SBOM,
+    SPDX_VERSION,
+    STATEMENT_TYPE,
+    SUMS,
+    source_file,
+)
 
 _SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -195,7 +205,7 @@ def _check_sbom(sbom: dict[str, Any], digests: _Digests) -> list[Problem]:
     for entry in _list_of(sbom, "packages"):
         name = entry.get("packageFileName")
         if isinstance(name, str):
-            candidates = [_inside(name.removeprefix("./")), _inside(f"sources/{PurePosixPath(name).name}")]
+            candidates = [_inside(name.removeprefix("./")), _inside(source_file(PurePosixPath(name).name))]
             path = next((c for c in candidates if c in digests.files), None)
             if path is not None:  # packages without a file of the release (the release itself, tools) aside
                 entries.append((f"package {entry.get('name')!r}", entry, path))

@@ -18,5 +18,31 @@ MADE_FROM_MANIFEST = (SBOM, PROVENANCE, INDEX)
 # Every file about the release's other files: manifest["files"] lists the rest; a rebuild compares the rest.
 METADATA = (MANIFEST, RUN, SUMS, *MADE_FROM_MANIFEST)
 
+# The release's folders, as path prefixes; a release path is always POSIX and relative.
+BOOTS = "boots/"  # each case's console log, and the boot summaries
+SOURCES = "sources/"  # the exact source archives built from
+PATCHES = "sources/patches/"  # <source>/<patch>: the patches applied to each source
+PROGRAMS = "programs/"  # the demos' binaries
+
 SPDX_VERSION = "SPDX-2.3"  # the sbom's spdxVersion
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"  # the provenance statement's _type
+
+
+def console_log(case: str) -> str:
+    """The release path of a boot case's console log."""
+    return f"{BOOTS}{case}.log"
+
+
+def source_file(filename: str) -> str:
+    """The release path of a source archive (by its file name in the download cache)."""
+    return f"{SOURCES}{filename}"
+
+
+def patch_file(source: str, patch: str) -> str:
+    """The release path of a patch (by its file name) applied to `source`."""
+    return f"{PATCHES}{source}/{patch}"
+
+
+def program_file(program: str) -> str:
+    """The release path of a demo program's binary."""
+    return f"{PROGRAMS}{program}"

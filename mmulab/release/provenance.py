@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mmulab.project.model import NOASSERTION
-from mmulab.release.format import SPDX_VERSION, STATEMENT_TYPE
+from mmulab.release.format import PATCHES, PROGRAMS, SOURCES, SPDX_VERSION, STATEMENT_TYPE
 
 DOCUMENT_ID = "SPDXRef-DOCUMENT"
 RELEASE_ID = "SPDXRef-Release"
@@ -75,11 +75,11 @@ def package_id(source_name: str) -> str:
 
 def file_type(path: str) -> str:
     """SPDX fileTypes value, from the release layout (everything else published is text)."""
-    if path.startswith("sources/patches/"):
+    if path.startswith(PATCHES):
         return "SOURCE"
-    if path.startswith("sources/") or path.endswith(".cpio"):
+    if path.startswith(SOURCES) or path.endswith(".cpio"):
         return "ARCHIVE"
-    if path.startswith("programs/") or path.rsplit("/", 1)[-1] in ("Image", "busybox"):
+    if path.startswith(PROGRAMS) or path.rsplit("/", 1)[-1] in ("Image", "busybox"):
         return "BINARY"
     return "TEXT"
 

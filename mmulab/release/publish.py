@@ -35,10 +35,11 @@ from mmulab.core.paths import Layout
 from mmulab.core.settings import PROJECT_ROOT, RELEASE_NAME, RELEASE_NAME_ACCEPTS
 from mmulab.core.tools import RUNNER, Runner, package_of
 from mmulab.project.model import Project
-from mmulab.release.format import FORMAT, INDEX, MANIFEST, PROVENANCE, RUN, SBOM, SUMS
+from mmulab.release import format as release_format
+from mmulab.release.format import BOOTS, FORMAT, INDEX, MANIFEST, PROVENANCE, RUN, SBOM, SOURCES, SUMS
 
 # Published but not compared by `doit repro` / `mmulab verify --rebuild`: they differ from boot to boot by nature.
-VOLATILE = (RUN, "boots/")
+VOLATILE = (RUN, BOOTS)
 # The bulk of a release is already-compressed source tarballs: a fast preset costs little size and ~1/3 the time.
 XZ_PRESET = 0
 # A source tarball at least this big gets an xz stream of its own, kept in a cache by content.
@@ -112,16 +113,16 @@ def release_files(project: Project, layout: Layout) -> dict[str, Path]:
     for variant, build in _initramfs_builds(project):
         files[f"{variant}/initramfs/{build}.cpio"] = layout.image(variant, build)
     for program in project.programs:
-        files[f"programs/{program}"] = layout.program(program)
+        files[release_format.program_file(program)] = layout.program(program)
     for case in project.boots:
-        files[f"boots/{case}.log"] = layout.console_log(case)
+        files[release_format.console_log(case)] = layout.console_log(case)
     for name in (summary.JSON_FILE, summary.XML_FILE):
-        files[f"boots/{name}"] = layout.reports() / name
+        files[f"{BOOTS}{name}"] = layout.reports() / name
     for name, source in project.sources.items():
         fetched = Path(Fetched.read(layout.fetched(name)).path)
-        files[f"sources/{fetched.name}"] = fetched
+        files[release_format.source_file(fetched.name)] = fetched
         for patch in source.patches:
-            files[f"sources/patches/{name}/{patch.name}"] = patch
+            files[release_format.patch_file(name, patch.name)] = patch
     return dict(sorted(files.items()))
 
 
@@ -206,14 +207,14 @@ def build_manifest(
     sources = []
     for source_name, source in sorted(project.sources.items()):
         fetched = Fetched.read(layout.fetched(source_name))
-        file = f"sources/{Path(fetched.path).name}"
+        file = release_format.source_file(Path(fetched.path).name)
         if digests.get(file) != fetched.sha256:
             raise UserError(
                 f"cannot publish: {fetched.path} is not the file fetched for {source_name} (sha256 "
                 f"{fetched.sha256[:16]}...); rerun doit fetch:{source_name}"
             )
         patches = [
-            {"name": patch.name, "file": f"sources/patches/{source_name}/{patch.name}", "sha256": sha256_of(patch)}
+            {"name": patch.name, "file": release_format.patch_file(source_name, patch.name), "sha256": sha256_of(patch)}
             for patch in source.patches
         ]
         sources.append(
@@ -334,7 +335,7 @@ def write_tarball(root: Path, out: Path, epoch: int, prefix: str | None = None, 
         body = data + tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE)
         length += len(header) + len(body)
         pending += header  # the header names the release: it stays out of the cached stream
-        if relative.startswith("sources/") and len(data) >= CACHED_SEGMENT_BYTES:
+        if relative.startswith(SOURCES) and len(data) >= CACHED_SEGMENT_BYTES:
             streams.append(_xz(bytes(pending)))
             streams.append(_cached_xz(body, cache))
             pending = bytearray()

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mmulab.project.model import Project
 
 from mmulab.release.check import Problem, release_listing
-from mmulab.release.format import MANIFEST, METADATA
+from mmulab.release.format import MANIFEST, METADATA, patch_file
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def check_patches(manifest: dict[str, Any], project: Project) -> list[Problem]:
         released = {str(p.get("name")): p for p in entry.get("patches", []) if isinstance(p, dict)}
         ours = {patch.name: patch for patch in source.patches}
         for name in sorted(set(released) | set(ours)):
-            where = str(released[name].get("file")) if name in released else f"sources/patches/{source.name}/{name}"
+            where = str(released[name].get("file")) if name in released else patch_file(source.name, name)
             if name not in released:
                 problems.append(
                     Problem("missing", where, f"this checkout applies {_shown(ours[name])} to {source.name}")
