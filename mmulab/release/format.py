@@ -1,4 +1,4 @@
-"""The release format: the file names and document types that publishing writes and verify reads, defined once.
+"""The release format: the file names, folders and document types that publish writes and verify reads, once.
 
 Imported by release/* and pipeline/*; earlier layers (boot and before) do not know releases exist.
 """
