@@ -71,6 +71,18 @@ def copied_configs(tmp_path: Path) -> Path:
             'libc = "glibc"',
             r"toolchain\.toml: languages\.c\.libc: 'glibc' is not a \[libc\.NAME\] table",
         ),
+        (
+            "variants.toml",
+            'elf_rules = "static-pie"',
+            'elf_rules = "dynamic"',
+            r"variants\.toml: variants\.nommu\.elf_rules: 'dynamic' is not one of static-pie, static$",
+        ),
+        (
+            "toolchain.toml",
+            'kind = "busybox"',
+            'kind = "script"',
+            r"toolchain\.toml: languages\.busybox\.kind: 'script' is not one of compiled, busybox$",
+        ),
         ("sources.toml", "patches/musl/0001", "patches/musl/0009", r"sources\.musl\.patches: .*0009.*: no such file"),
         ("demos.toml", "[defaults]", "[defaults", r"demos\.toml: invalid TOML: "),
     ],

@@ -27,6 +27,7 @@ from mmulab.core.tools import RUNNER, Runner
 from mmulab.pipeline import tasks
 from mmulab.project.model import Project
 from mmulab.release import archive as release_archive
+from mmulab.release import format as release_format
 from mmulab.release import publish as release
 
 
@@ -226,7 +227,7 @@ def test_published_release_has_the_spec_layout_and_run_facts_apart(synthetic: Sy
     assert root == synthetic.artifacts / "r1" and (synthetic.artifacts / "r1.tar.xz").is_file()
     manifest = json.loads((root / "manifest.json").read_text())
     published = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-    metadata = {"manifest.json", "run.json", "SHA256SUMS"} | (published & set(release.DERIVED))
+    metadata = {"manifest.json", "run.json", "SHA256SUMS"} | (published & set(release_format.MADE_FROM_MANIFEST))
     assert published == set(manifest["files"]) | metadata
     assert manifest["project"]["commit"] == "" and manifest["project"]["describe"] == ""  # not a git tree
     run = json.loads((root / "run.json").read_text())

@@ -580,7 +580,7 @@ def test_published_release_rebuilds_bit_for_bit_elsewhere(tmp_path: Path) -> Non
     lines = rebuild.stdout.splitlines()  # verify's own lines only (the pipeline's output goes to stderr)
     assert rebuild.returncode == 0, "\n".join([*lines, "--- stderr (end) ---", *rebuild.stderr.splitlines()[-15:]])
     summed = [line.split("  ", 1)[1] for line in (elsewhere / "SHA256SUMS").read_text().splitlines()]
-    compared = [path for path in summed if path not in release_format.DERIVED and not path.startswith("boots/")]
+    compared = [path for path in summed if path not in release_format.METADATA and not path.startswith("boots/")]
     programs = [path for path in compared if path.startswith("programs/")]
     assert len(programs) >= 18 and sum(path.endswith(".cpio") for path in compared) >= 30
     assert lines[-1] == f"mmulab: verify: {elsewhere}: rebuilt bit for bit: {len(compared)} files identical"

@@ -22,7 +22,7 @@ from mmulab.core.errors import UserError
 from mmulab.core.tools import require
 from mmulab.kconfig.dotconfig import parse_config, verify
 from mmulab.kconfig.tree import KconfigSource, linux_source
-from mmulab.project.model import Project
+from mmulab.project.model import ElfRules, Project
 
 FLAT_MAGIC = b"bFLT"
 
@@ -62,7 +62,7 @@ def tree_entries(root: Path) -> list[Entry]:
     return entries
 
 
-def check_programs(root: Path, rules: str, label: str) -> tuple[list[str], dict[str, Path]]:
+def check_programs(root: Path, rules: ElfRules, label: str) -> tuple[list[str], dict[str, Path]]:
     """Check every executable ELF file against the variant's rules (FLAT programs are the kernel's FLAT
     loader's). The formats found, e.g. ['init: static-pie', 'bin/addrspace-child: flat'], and the ELF files
     by the name the kernel prints for a faulting process (what a fault note resolves against)."""

@@ -11,6 +11,7 @@ from mmulab.build.ccache import CacheStats, read_stats
 from mmulab.core.fsutil import write_atomic
 
 COLUMNS = ("case", "demo", "variant", "qemu", "expected", "observed", "result", "seconds")
+JSON_FILE, XML_FILE = "summary.json", "summary.xml"  # what write() puts in its folder (a release copies both)
 
 
 def result(verdict: Verdict) -> str:
@@ -70,7 +71,7 @@ def junit(verdicts: list[Verdict]) -> str:
 
 def write(verdicts: list[Verdict], folder: Path) -> tuple[Path, Path]:
     """Write summary.json and summary.xml (JUnit) into `folder`; return both paths."""
-    json_path, xml_path = folder / "summary.json", folder / "summary.xml"
+    json_path, xml_path = folder / JSON_FILE, folder / XML_FILE
     write_atomic(json_path, json.dumps([v.to_dict() for v in verdicts], indent=2) + "\n")
     write_atomic(xml_path, junit(verdicts))
     return json_path, xml_path

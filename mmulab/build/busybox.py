@@ -21,7 +21,7 @@ from mmulab.build.kernelconfig import apply_fragment, render_template, source_tr
 from mmulab.build.toolchain import require_sysroot, resolve
 from mmulab.core.fsutil import copy_atomic, write_atomic
 from mmulab.core.paths import Layout
-from mmulab.core.progress import Progress, ProgressSpec
+from mmulab.core.progress import Progress, ProgressMode, ProgressSpec
 from mmulab.core.tools import RUNNER, Runner
 from mmulab.kconfig.tree import KconfigSource
 from mmulab.project.model import BusyboxSpec, Toolchain, Variant
@@ -120,7 +120,7 @@ class BusyboxBuild:
     work: Path
     jobs: int
     source_date_epoch: int
-    progress: str = "auto"
+    progress: ProgressMode = ProgressMode.AUTO
 
 
 def build(request: BusyboxBuild, runner: Runner = RUNNER) -> None:

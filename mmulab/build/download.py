@@ -58,7 +58,7 @@ class Fetched(JsonRecord):
     sha256: str
     version: str
     origin: str
-    origin_kind: str
+    origin_kind: str  # the origin's OriginKind, or "cache" (a download cache hit with no sidecar)
     package: str = ""
     package_version: str = ""
     trust: str = TRUST_PINNED

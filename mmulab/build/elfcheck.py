@@ -10,15 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from mmulab.core.errors import UserError
+from mmulab.project.model import ElfRules
 
 R_RISCV_RELATIVE = 3
 
 
-def problems(path: Path, rules: str) -> list[str]:
-    """Every reason `path` breaks `rules` ("static-pie": ET_DYN, no PT_INTERP, no DT_NEEDED, relative relocs)."""
+def problems(path: Path, rules: ElfRules) -> list[str]:
+    """Every reason `path` breaks `rules` (STATIC_PIE: ET_DYN, no PT_INTERP, no DT_NEEDED, relative relocs)."""
     from elftools.common.exceptions import ELFError  # imported on use: a no-op run checks no binary
     from elftools.elf.elffile import ELFFile
 
+    rules = ElfRules(rules)  # a member, also when given its value
     try:
         with path.open("rb") as handle:
             elf = ELFFile(handle)
@@ -29,7 +31,7 @@ def problems(path: Path, rules: str) -> list[str]:
         return [f"cannot read ({exc.strerror})"]
 
 
-def _problems(elf: Any, rules: str) -> list[str]:
+def _problems(elf: Any, rules: ElfRules) -> list[str]:
     from elftools.elf.constants import SH_FLAGS
     from elftools.elf.dynamic import DynamicSection
     from elftools.elf.relocation import RelocationSection
@@ -40,7 +42,7 @@ def _problems(elf: Any, rules: str) -> list[str]:
     if elf.elfclass != 64:
         found.append(f"ELFCLASS{elf.elfclass}, not ELFCLASS64")
     kind = elf["e_type"]
-    if rules == "static-pie" and kind != "ET_DYN":
+    if rules is ElfRules.STATIC_PIE and kind != "ET_DYN":
         found.append(f"type is {kind}, not ET_DYN: NOMMU's FDPIC loader needs static PIE (link with -static-pie)")
     elif kind not in ("ET_DYN", "ET_EXEC"):
         found.append(f"type is {kind}, not an executable")
@@ -61,7 +63,7 @@ def _problems(elf: Any, rules: str) -> list[str]:
     return found
 
 
-def check(path: Path, rules: str, label: str = "") -> None:
+def check(path: Path, rules: ElfRules, label: str = "") -> None:
     """Raise a UserError listing every problem of `path` under `rules`."""
     found = problems(path, rules)
     if found:

@@ -16,7 +16,7 @@ from mmulab.build.debian import _copy_local, apt_archive_uris, debian_pool_path
 from mmulab.build.download import Fetched, _fetch_url, _origin_sidecar, _origin_sidecar_path, _Permanent, _pin
 from mmulab.core.errors import UserError
 from mmulab.core.fsutil import sha256_of
-from mmulab.project.model import KnownVersion, Origin, Project, Source
+from mmulab.project.model import KnownVersion, Origin, OriginKind, Project, Source
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,9 @@ def _candidates(project: Project, source: Source) -> list[_Candidate]:
         candidates += [
             _Candidate(f"{mirror.rstrip('/')}/{origin.filename}", origin, True) for mirror in project.mirrors
         ]
-        if origin.kind == "url":
+        if origin.kind is OriginKind.URL:
             candidates.append(_Candidate(origin.url, origin))
-        elif origin.kind == "local-file":
+        elif origin.kind is OriginKind.LOCAL_FILE:
             candidates.append(_Candidate(origin.path, origin))
         else:
             pool = debian_pool_path(origin.package, origin.component, origin.file)
@@ -57,7 +57,7 @@ def _candidates(project: Project, source: Source) -> list[_Candidate]:
 def _advice(candidate: _Candidate) -> str:
     if candidate.mirror:
         return "fix or remove this mirror"
-    if candidate.origin.kind == "local-file" and candidate.origin.package:
+    if candidate.origin.kind is OriginKind.LOCAL_FILE and candidate.origin.package:
         return f"reinstall it (apt-get install --reinstall {candidate.origin.package}) or remove it"
     return "trying the next origin"
 
@@ -77,7 +77,7 @@ def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fet
         if final.is_file():
             pin = _pin(origin, sha256_of(final))
             if pin is not None:
-                package = origin.package if origin.kind != "url" else ""
+                package = origin.package if origin.kind is not OriginKind.URL else ""
                 cached = Fetched(
                     name, str(final), pin.sha256, pin.version, "download cache", "cache", package, pin.package_version
                 )
@@ -93,12 +93,12 @@ def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fet
             location, origin = candidate.location, candidate.origin
             final = cache / origin.filename
             try:
-                if origin.kind == "local-file" and not candidate.mirror:
+                if origin.kind is OriginKind.LOCAL_FILE and not candidate.mirror:
                     return _origin_sidecar(_copy_local(name, Path(location), final, origin, dpkg_admindir), True)
                 if location.startswith("<"):
                     raise _Permanent("this machine's apt configuration names no http(s) archive")
                 pin = _fetch_url(session, location, final, origin, settings.fetch_retries, settings.fetch_backoff)
-                package = origin.package if origin.kind != "url" else ""
+                package = origin.package if origin.kind is not OriginKind.URL else ""
                 fetched = Fetched(
                     name, str(final), pin.sha256, pin.version, location, origin.kind, package, pin.package_version
                 )

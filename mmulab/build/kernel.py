@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mmulab.build.kernelconfig import make_args
 from mmulab.core.fsutil import copy_atomic
-from mmulab.core.progress import Progress, ProgressSpec
+from mmulab.core.progress import Progress, ProgressMode, ProgressSpec
 from mmulab.core.tools import RUNNER, Runner
 from mmulab.project.model import Toolchain
 
@@ -48,7 +48,7 @@ class KernelBuild:
     toolchain: Toolchain
     jobs: int
     source_date_epoch: int
-    progress: str = "auto"
+    progress: ProgressMode = ProgressMode.AUTO
     user_tree: bool = False  # the source is LINUX_SRC
 
     @property

@@ -15,7 +15,7 @@ from pathlib import Path
 from mmulab.build.kernelconfig import make_args
 from mmulab.core.errors import UserError
 from mmulab.core.fsutil import relative_from
-from mmulab.core.progress import Progress, ProgressSpec
+from mmulab.core.progress import Progress, ProgressMode, ProgressSpec
 from mmulab.core.settings import PROJECT_ROOT, Settings
 from mmulab.core.tools import RUNNER, Runner, require
 from mmulab.project.model import Libc, Program, Toolchain
@@ -228,7 +228,7 @@ class LibcBuild:
     work: Path
     sysroot: Path
     jobs: int
-    progress: str = "auto"
+    progress: ProgressMode = ProgressMode.AUTO
     user_tree: bool = False  # the kernel tree is LINUX_SRC
 
 

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TextIO
 
@@ -20,6 +21,15 @@ from mmulab.core.fsutil import write_atomic
 
 HEARTBEAT_SECONDS = 30.0
 REFRESH_SECONDS = 0.25
+
+
+class ProgressMode(StrEnum):
+    """How a long build shows its progress (MMULAB_PROGRESS); AUTO is TTY on a terminal, PLAIN elsewhere."""
+
+    AUTO = "auto"
+    TTY = "tty"  # one line refreshed in place
+    PLAIN = "plain"  # a heartbeat line about every 30 s
+    OFF = "off"
 
 
 @dataclass(frozen=True)
@@ -40,16 +50,16 @@ class ProgressSpec:
 
 
 class Progress:
-    """Counts matching lines and shows them; `mode` is tty, plain or off."""
+    """Counts matching lines and shows them; `mode` is TTY, PLAIN or OFF (AUTO is resolved by for_terminal)."""
 
     def __init__(
         self,
         spec: ProgressSpec,
-        mode: str,
+        mode: ProgressMode,
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.spec, self.mode, self.clock = spec, mode, clock
+        self.spec, self.mode, self.clock = spec, ProgressMode(mode), clock
         self.stream = stream or sys.__stderr__ or sys.stderr
         self.pattern = re.compile(spec.pattern)
         self.total, self.exact = spec.remembered_total()
@@ -58,10 +68,12 @@ class Progress:
         self.last_shown = self.started
 
     @classmethod
-    def for_terminal(cls, spec: ProgressSpec, setting: str) -> Progress:
-        """`setting` is MMULAB_PROGRESS: auto picks tty when stderr is a terminal, plain otherwise."""
+    def for_terminal(cls, spec: ProgressSpec, setting: ProgressMode) -> Progress:
+        """`setting` is MMULAB_PROGRESS: AUTO picks TTY when stderr is a terminal, PLAIN otherwise."""
         stream = sys.__stderr__ or sys.stderr
-        mode = setting if setting != "auto" else ("tty" if stream.isatty() else "plain")
+        mode = ProgressMode(setting)
+        if mode is ProgressMode.AUTO:
+            mode = ProgressMode.TTY if stream.isatty() else ProgressMode.PLAIN
         return cls(spec, mode, stream)
 
     def line(self, text: str) -> None:
@@ -77,11 +89,11 @@ class Progress:
 
     def tick(self) -> None:
         now = self.clock()
-        if self.mode == "tty" and now - self.last_shown >= REFRESH_SECONDS:
+        if self.mode is ProgressMode.TTY and now - self.last_shown >= REFRESH_SECONDS:
             self.stream.write("\r\033[K" + self.text())
             self.stream.flush()
             self.last_shown = now
-        elif self.mode == "plain" and now - self.last_shown >= HEARTBEAT_SECONDS:
+        elif self.mode is ProgressMode.PLAIN and now - self.last_shown >= HEARTBEAT_SECONDS:
             self.stream.write(self.text() + "\n")
             self.stream.flush()
             self.last_shown = now
@@ -91,7 +103,7 @@ class Progress:
 
         An incremental build in the same directory compiles only a few files: the largest complete count
         is kept, so the next full build (a changed option) still shows a meaningful total."""
-        if self.mode == "tty":
+        if self.mode is ProgressMode.TTY:
             self.stream.write("\r\033[K")
             self.stream.flush()
         if succeeded and self.count:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from mmulab.core.errors import EnvError
+from mmulab.core.progress import ProgressMode
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FRAGMENT_PREFIX = "MMULAB_FRAGMENT_"
-PROGRESS_MODES = ("auto", "tty", "plain", "off")
 DEFAULT_APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 # A release name becomes a directory and a file name: a safe name, never "." or ".." (no leading dot).
 RELEASE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
@@ -53,7 +53,7 @@ class Settings:
     source_date_epoch: int
     fetch_retries: int = 2
     fetch_backoff: float = 1.0
-    progress: str = "auto"
+    progress: ProgressMode = ProgressMode.AUTO
     dpkg_admindir: Path = Path("/var/lib/dpkg")
     user_fragments: dict[str, Path] = field(default_factory=dict)
     release: str = ""
@@ -63,6 +63,9 @@ class Settings:
     ccache: bool = True
     ccache_dir: Path = Path.home() / ".cache" / "mmulab" / "ccache"
     ccache_remote: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "progress", ProgressMode(self.progress))  # a member, also when given a string
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -84,7 +87,7 @@ class Settings:
             ),
             fetch_retries=env.number("MMULAB_FETCH_RETRIES", int, 2, minimum=0, accepts="a whole number >= 0"),
             fetch_backoff=env.number("MMULAB_FETCH_BACKOFF", float, 1.0, minimum=0, accepts="seconds >= 0"),
-            progress=env.choice("MMULAB_PROGRESS", PROGRESS_MODES, "auto"),
+            progress=ProgressMode(env.choice("MMULAB_PROGRESS", tuple(ProgressMode), ProgressMode.AUTO)),
             dpkg_admindir=env.path("MMULAB_DPKG_ADMINDIR", Path("/var/lib/dpkg")),
             user_fragments=env.fragments(),
             release=env.matching("MMULAB_RELEASE", RELEASE_NAME, RELEASE_NAME_ACCEPTS),

@@ -82,8 +82,8 @@ class MmulabReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no ty
         self._cache_report()
         if self.boots:
             verdicts = self._verdicts()
-            folder = Path(next(iter(self.boots.values()))[0].targets[0]).parent.parent / "reports"
-            json_path, xml_path = summary.write(verdicts, folder)
+            build_dir = Path(next(iter(self.boots.values()))[0].targets[0]).parent.parent  # <build>/boots/<case>.json
+            json_path, xml_path = summary.write(verdicts, Layout(build_dir).reports())
             self.write("\n" + summary.table(verdicts) + f"\n(summary: {json_path}, JUnit: {xml_path})\n")
         if self.runtime_errors:
             sys.stderr.write("mmulab: error: " + "\n".join(self.runtime_errors) + "\n")

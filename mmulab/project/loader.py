@@ -8,26 +8,29 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
 
 from mmulab.core.errors import ConfigError
 from mmulab.core.settings import FRAGMENT_PREFIX, Settings
-from mmulab.project import model as project_model
 from mmulab.project.model import (
-    EXPECTS,
     NOASSERTION,
-    ORIGIN_KINDS,
     PANIC_MARKER,
     SPDX_EXPRESSION,
     BootCase,
     Build,
     BusyboxSpec,
     Demo,
+    ElfRules,
+    Expect,
     KernelSpec,
     KnownVersion,
     Language,
+    LanguageKind,
     Libc,
     Origin,
+    OriginKind,
     Program,
     Project,
     QemuSpec,
@@ -37,6 +40,13 @@ from mmulab.project.model import (
     upstream_version,
 )
 from mmulab.project.table import _display, _load, _Table
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _member(table: _Table, key: str, kind: type[E], default: Any = ...) -> E:
+    """The field `key` as a member of `kind`: parsed here, once; a bad value names the field and every value."""
+    return kind(table.choice(key, tuple(kind), default))
 
 
 def _sources(table: _Table) -> dict[str, Source]:
@@ -52,10 +62,14 @@ def _sources(table: _Table) -> dict[str, Source]:
             if not isinstance(raw, dict):
                 raise entry.fail(f"origins[{index}]", "expected a table")
             origin = _Table(raw, entry.file, f"{entry.where}.origins[{index}]", entry.base_dir)
-            kind = origin.choice("kind", ORIGIN_KINDS)
-            required = {"url": ("url",), "local-file": ("path",), "debian-source": ("package", "file")}[kind]
+            kind = _member(origin, "kind", OriginKind)
+            required = {
+                OriginKind.URL: ("url",),
+                OriginKind.LOCAL_FILE: ("path",),
+                OriginKind.DEBIAN_SOURCE: ("package", "file"),
+            }[kind]
             values = {key: origin.get(key, str) for key in required}
-            if kind == "local-file" and not Path(values["path"]).is_absolute():
+            if kind is OriginKind.LOCAL_FILE and not Path(values["path"]).is_absolute():
                 values["path"] = str(origin.path(values["path"]))  # relative to the checkout
             optional = {k: origin.get(k, str, "") for k in ("package", "package_version") if k not in values}
             known = _known_versions(origin, kind, optional.get("package", ""))
@@ -104,11 +118,11 @@ def _sources(table: _Table) -> dict[str, Source]:
     return sources
 
 
-def _known_versions(origin: _Table, kind: str, package: str) -> tuple[KnownVersion, ...]:
+def _known_versions(origin: _Table, kind: OriginKind, package: str) -> tuple[KnownVersion, ...]:
     """A local-file origin's `known = [{ package_version, version, sha256 }, ...]`, checked field by field."""
     if "known" not in origin.data:
         return ()
-    if kind != "local-file":
+    if kind is not OriginKind.LOCAL_FILE:
         raise origin.fail("known", "only a local-file origin lists known package versions")
     if not package:
         raise origin.fail("package", 'missing (known versions are versions of a Debian package: package = "...")')
@@ -168,7 +182,7 @@ def _toolchain(table: _Table, source_names: set[str]) -> Toolchain:
             libc,
             lang.strings("startfiles", ()),
             lang.strings("endfiles", ()),
-            lang.choice("kind", ("compiled", "busybox"), "compiled"),
+            _member(lang, "kind", LanguageKind, LanguageKind.COMPILED),
         )
     kernel = table.table("kernel")
     kernel_source = kernel.get("source", str, hint='the entry of configs/sources.toml, e.g. source = "linux"')
@@ -245,7 +259,7 @@ def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
             base_config=entry.get("base_config", str, hint='e.g. base_config = "tinyconfig"'),
             template=template,
             mmu=entry.get("mmu", bool),
-            elf_rules=entry.choice("elf_rules", project_model.RULES),
+            elf_rules=_member(entry, "elf_rules", ElfRules),
             kconfig=kconfig,
             fragments=tuple(fragments),
             cmdline=entry.get("cmdline", str),
@@ -307,7 +321,7 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
                 if source_path is None or not source_path.is_file():
                     raise build.fail(f"files.{path}", f"{source!r}: not an existing file (give one path)")
                 files.append((path.lstrip("/"), source_path))
-            if toolchain.languages[language].kind == "busybox":
+            if toolchain.languages[language].kind is LanguageKind.BUSYBOX:
                 if toolchain.busybox is None:
                     raise build.fail("", "busybox builds need a [busybox] table in configs/toolchain.toml")
                 if len(init_sources) != 1:
@@ -342,21 +356,21 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
             timeout = run.get("timeout", int | float, defaults.get("timeout", int | float, 60))
             if not math.isfinite(timeout) or timeout <= 0:
                 raise run.fail("timeout", f"{timeout!r}: must be a positive, finite number of seconds")
-            expect = run.choice("expect", EXPECTS, defaults.choice("expect", EXPECTS, "pass"))
+            expect = _member(run, "expect", Expect, _member(defaults, "expect", Expect, Expect.PASS))
             must = run.strings("must", ())
-            if expect == "pass" and not must:
+            if expect is Expect.PASS and not must:
                 raise run.fail("must", "a boot expected to pass needs at least one line it must print")
             cmdline = run.get("cmdline", str, "")
             if append := run.get("append", str, ""):
                 cmdline = f"{cmdline or variants[variant].cmdline} {append}"
-            if expect == "panic" and not any("Kernel panic" in line for line in must):
+            if expect is Expect.PANIC and not any("Kernel panic" in line for line in must):
                 raise run.fail("must", f"a boot expected to panic must print {PANIC_MARKER!r} (add it to must)")
             must_not = run.strings("must_not", ())
             if "must_not" not in run.data:
                 must_not = defaults.strings("must_not", ())
-                if expect == "panic":  # the panic is the outcome here, not a failure
+                if expect is Expect.PANIC:  # the panic is the outcome here, not a failure
                     must_not = tuple(line for line in must_not if line not in PANIC_MARKER)
-            elif expect == "panic" and (forbidden := [line for line in must_not if line in PANIC_MARKER]):
+            elif expect is Expect.PANIC and (forbidden := [line for line in must_not if line in PANIC_MARKER]):
                 raise run.fail("must_not", f"{forbidden[0]!r} forbids the panic this run expects")
             traps = run.get("traps", bool, defaults.get("traps", bool, False))
             for build_name in builds:

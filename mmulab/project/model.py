@@ -4,17 +4,49 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from mmulab.core.settings import Settings
 
-ORIGIN_KINDS = ("url", "debian-source", "local-file")
+
+class OriginKind(StrEnum):
+    """Where an origin's bytes come from (sources.toml `kind`)."""
+
+    URL = "url"
+    DEBIAN_SOURCE = "debian-source"
+    LOCAL_FILE = "local-file"
+
+
+class Expect(StrEnum):
+    """What a boot case expects its boot to do (demos.toml `expect`): one of the judge's Outcome values."""
+
+    PASS = "pass"
+    HANG = "hang"
+    PANIC = "panic"
+
+
+class LanguageKind(StrEnum):
+    """How a language's builds are made (toolchain.toml `kind`): compiled programs, or a script run by busybox."""
+
+    COMPILED = "compiled"
+    BUSYBOX = "busybox"
+
+
+class ElfRules(StrEnum):
+    """What every packed binary must be for a variant's kernel to load it (variants.toml `elf_rules`).
+
+    NOMMU's FDPIC loader takes static PIE only; an MMU kernel also loads a plain static (ET_EXEC) binary."""
+
+    STATIC_PIE = "static-pie"
+    STATIC = "static"
+
+
 NOASSERTION = "NOASSERTION"  # SPDX's word for a fact the data does not state
 # An SPDX license expression of ids (GPL-2.0-only, MIT, LicenseRef-x) joined by AND/OR/WITH, or NOASSERTION.
 _SPDX_ID = r"[A-Za-z0-9][A-Za-z0-9.+-]*"
 SPDX_EXPRESSION = re.compile(rf"{_SPDX_ID}(?: (?:AND|OR|WITH) {_SPDX_ID})*")
-EXPECTS = ("pass", "hang", "panic")
 # What a boot expected to panic must print, and what is then no longer forbidden by the defaults' must_not.
 PANIC_MARKER = "Kernel panic - not syncing"
 
@@ -42,7 +74,7 @@ class Origin:
     sha256/version/package_version); any of them is accepted as pinned.
     """
 
-    kind: str
+    kind: OriginKind
     sha256: str
     version: str
     filename: str
@@ -55,14 +87,17 @@ class Origin:
     hash_source: str = ""
     known: tuple[KnownVersion, ...] = ()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", OriginKind(self.kind))  # a member, also when built from a string
+
     def pins(self) -> tuple[KnownVersion, ...]:
         """Every (package version, version, sha256) accepted from this origin as pinned."""
         return self.known or (KnownVersion(self.package_version, self.version, self.sha256),)
 
     def describe(self) -> str:
-        if self.kind == "url":
+        if self.kind is OriginKind.URL:
             return self.url
-        if self.kind == "local-file":
+        if self.kind is OriginKind.LOCAL_FILE:
             return f"{self.path} (Debian package {self.package} {self.package_version})".strip()
         return f"Debian source package {self.package}: {self.file}"
 
@@ -100,7 +135,7 @@ class Variant:
     base_config: str
     template: Path
     mmu: bool
-    elf_rules: str
+    elf_rules: ElfRules
     kconfig: dict[str, Any]
     fragments: tuple[Path, ...]
     cmdline: str
@@ -109,6 +144,9 @@ class Variant:
     shell_build: str = ""
     # Names the kernel template tests (`{% if "swap" in features %}`): what this kernel is configured for.
     features: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "elf_rules", ElfRules(self.elf_rules))
 
 
 @dataclass(frozen=True)
@@ -119,7 +157,10 @@ class Language:
     libc: str = ""
     startfiles: tuple[str, ...] = ()
     endfiles: tuple[str, ...] = ()
-    kind: str = "compiled"
+    kind: LanguageKind = LanguageKind.COMPILED
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", LanguageKind(self.kind))
 
 
 @dataclass(frozen=True)
@@ -202,12 +243,15 @@ class BootCase:
     must: tuple[str, ...]
     must_not: tuple[str, ...]
     timeout: float
-    expect: str
+    expect: Expect
     qemu_args: tuple[str, ...] = ()
     qemu_options: str = "default"
     cmdline: str = ""
     shows: str = ""
     traps: bool = False  # QEMU logs every trap (-d int): a stuck hart ends the boot at once, named
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "expect", Expect(self.expect))
 
 
 @dataclass(frozen=True)
@@ -242,6 +286,3 @@ class Project:
 def interactive_case(project: Project, variant: str, build: str) -> BootCase | None:
     """The first boot case of `build` on `variant` (what console:<variant> and shell:<variant> boot)."""
     return next((c for c in project.boots.values() if c.variant == variant and c.build == build), None)
-
-
-RULES = ("static-pie", "static")

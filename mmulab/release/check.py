@@ -6,24 +6,46 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mmulab.core.fsutil import sha256_of
 from mmulab.release.archive import _inside
-from mmulab.release.format import DERIVED, FORMAT, MANIFEST, PROVENANCE, SBOM, STATEMENT_TYPE, SUMS
+from mmulab.release.format import (
+    FORMAT,
+    MANIFEST,
+    METADATA,
+    PROVENANCE,
+    SBOM,
+    SPDX_VERSION,
+    STATEMENT_TYPE,
+    SUMS,
+    source_file,
+)
 
 _SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class ProblemKind(StrEnum):
+    """What is wrong with a path of a release: the first word of verify's line about it."""
+
+    MISMATCH = "mismatch"  # there, but not as stated (other bytes, a damaged document)
+    MISSING = "missing"  # stated or needed, but absent
+    UNEXPECTED = "unexpected"  # there, but stated by nothing (or not a regular file)
 
 
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a release, told as one line: `<kind>: <path>[: <detail>]`."""
 
-    kind: str  # "mismatch", "missing" or "unexpected"
+    kind: ProblemKind
     path: str
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ProblemKind(self.kind))  # a member, also when given its value
 
     def line(self) -> str:
         return f"{self.kind}: {self.path}{f': {self.detail}' if self.detail else ''}"
@@ -50,14 +72,18 @@ def release_listing(root: Path) -> tuple[dict[str, Path], list[Problem]]:
         for name in sorted(dirnames):
             if (base / name).is_symlink():
                 relative = (base / name).relative_to(root).as_posix()
-                problems.append(Problem("unexpected", relative, "a symlink (a release holds regular files only)"))
+                problems.append(
+                    Problem(ProblemKind.UNEXPECTED, relative, "a symlink (a release holds regular files only)")
+                )
         for name in sorted(filenames):
             path = base / name
             relative = path.relative_to(root).as_posix()
             if path.is_symlink():
-                problems.append(Problem("unexpected", relative, "a symlink (a release holds regular files only)"))
+                problems.append(
+                    Problem(ProblemKind.UNEXPECTED, relative, "a symlink (a release holds regular files only)")
+                )
             elif not path.is_file():
-                problems.append(Problem("unexpected", relative, "not a regular file"))
+                problems.append(Problem(ProblemKind.UNEXPECTED, relative, "not a regular file"))
             else:
                 files[relative] = path
     return dict(sorted(files.items())), problems
@@ -79,16 +105,16 @@ class _Digests:
 def _claim(problems: list[Problem], digests: _Digests, path: str, sha256: Any, who: str) -> None:
     """`who` says release file `path` has `sha256`: check it."""
     if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
-        problems.append(Problem("mismatch", who, f"{path}: {sha256!r} is not a sha256"))
+        problems.append(Problem(ProblemKind.MISMATCH, who, f"{path}: {sha256!r} is not a sha256"))
     elif path not in digests.files:
-        problems.append(Problem("missing", path, f"{who} lists it"))
+        problems.append(Problem(ProblemKind.MISSING, path, f"{who} lists it"))
     elif digests(path) != sha256:
-        problems.append(Problem("mismatch", path, f"sha256 {digests(path)}, {who} says {sha256}"))
+        problems.append(Problem(ProblemKind.MISMATCH, path, f"sha256 {digests(path)}, {who} says {sha256}"))
 
 
 def _check_sums(files: dict[str, Path], digests: _Digests) -> list[Problem]:
     if SUMS not in files:
-        return [Problem("missing", SUMS)]
+        return [Problem(ProblemKind.MISSING, SUMS)]
     problems: list[Problem] = []
     listed: list[str] = []
     text = files[SUMS].read_bytes().decode("utf-8", errors="replace")
@@ -96,30 +122,32 @@ def _check_sums(files: dict[str, Path], digests: _Digests) -> list[Problem]:
         match = _SUMS_LINE.fullmatch(line)
         path = _inside(match.group(2)) if match else None
         if not match or path is None:
-            problems.append(Problem("mismatch", SUMS, f"line {number}: not '<sha256>  <relative path>': {line!r}"))
+            problems.append(
+                Problem(ProblemKind.MISMATCH, SUMS, f"line {number}: not '<sha256>  <relative path>': {line!r}")
+            )
             continue
         if path in listed:
-            problems.append(Problem("mismatch", SUMS, f"line {number}: {path} is listed twice"))
+            problems.append(Problem(ProblemKind.MISMATCH, SUMS, f"line {number}: {path} is listed twice"))
             continue
         listed.append(path)
         _claim(problems, digests, path, match.group(1), SUMS)
     if listed != sorted(listed):
-        problems.append(Problem("mismatch", SUMS, "not sorted by path"))
-    problems += [Problem("unexpected", p, f"not in {SUMS}") for p in files if p != SUMS and p not in listed]
+        problems.append(Problem(ProblemKind.MISMATCH, SUMS, "not sorted by path"))
+    problems += [Problem(ProblemKind.UNEXPECTED, p, f"not in {SUMS}") for p in files if p != SUMS and p not in listed]
     return problems
 
 
 def _load_json(files: dict[str, Path], name: str, problems: list[Problem]) -> dict[str, Any] | None:
     if name not in files:
-        problems.append(Problem("missing", name))
+        problems.append(Problem(ProblemKind.MISSING, name))
         return None
     try:
         data = json.loads(files[name].read_bytes())
     except (ValueError, UnicodeDecodeError) as exc:
-        problems.append(Problem("mismatch", name, f"not valid JSON ({exc})"))
+        problems.append(Problem(ProblemKind.MISMATCH, name, f"not valid JSON ({exc})"))
         return None
     if not isinstance(data, dict):
-        problems.append(Problem("mismatch", name, "not a JSON object"))
+        problems.append(Problem(ProblemKind.MISMATCH, name, "not a JSON object"))
         return None
     return data
 
@@ -127,26 +155,28 @@ def _load_json(files: dict[str, Path], name: str, problems: list[Problem]) -> di
 def _check_manifest(manifest: dict[str, Any], files: dict[str, Path], digests: _Digests) -> list[Problem]:
     problems: list[Problem] = []
     if manifest.get("format") != FORMAT:
-        problems.append(Problem("mismatch", MANIFEST, f"format {manifest.get('format')!r}, expected {FORMAT!r}"))
+        problems.append(
+            Problem(ProblemKind.MISMATCH, MANIFEST, f"format {manifest.get('format')!r}, expected {FORMAT!r}")
+        )
     listed = manifest.get("files")
     if not isinstance(listed, dict):
-        return [*problems, Problem("mismatch", MANIFEST, "no files object")]
+        return [*problems, Problem(ProblemKind.MISMATCH, MANIFEST, "no files object")]
     for path, sha256 in sorted(listed.items()):
         inside = _inside(path)
-        if inside is None or inside in DERIVED:
-            problems.append(Problem("mismatch", MANIFEST, f"files lists {path!r}, which it must not"))
+        if inside is None or inside in METADATA:
+            problems.append(Problem(ProblemKind.MISMATCH, MANIFEST, f"files lists {path!r}, which it must not"))
             continue
         _claim(problems, digests, inside, sha256, MANIFEST)
     problems += [
-        Problem("mismatch", MANIFEST, f"files does not list {path}")
+        Problem(ProblemKind.MISMATCH, MANIFEST, f"files does not list {path}")
         for path in files
-        if path not in DERIVED and path not in listed
+        if path not in METADATA and path not in listed
     ]
     for source in _entries(manifest, "sources", problems):
         for entry in [source, *_entries(source, "patches", problems)]:
             path = _inside(str(entry.get("file", "")))
             if path is None:
-                problems.append(Problem("mismatch", MANIFEST, f"source {source.get('name')!r}: no file"))
+                problems.append(Problem(ProblemKind.MISMATCH, MANIFEST, f"source {source.get('name')!r}: no file"))
             else:
                 _claim(problems, digests, path, entry.get("sha256"), MANIFEST)
     return problems
@@ -155,7 +185,7 @@ def _check_manifest(manifest: dict[str, Any], files: dict[str, Path], digests: _
 def _entries(data: dict[str, Any], key: str, problems: list[Problem]) -> list[dict[str, Any]]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        problems.append(Problem("mismatch", MANIFEST, f"{key}: not a list of objects"))
+        problems.append(Problem(ProblemKind.MISMATCH, MANIFEST, f"{key}: not a list of objects"))
         return []
     return value
 
@@ -164,8 +194,10 @@ def _check_sbom(sbom: dict[str, Any], digests: _Digests) -> list[Problem]:
     """Every SPDX file's SHA256 (fileName "./<path>") and every package's whose packageFileName is a release
     file (as given, or under sources/) must be the file's."""
     problems: list[Problem] = []
-    if sbom.get("spdxVersion") != "SPDX-2.3":
-        problems.append(Problem("mismatch", SBOM, f"spdxVersion {sbom.get('spdxVersion')!r}, expected 'SPDX-2.3'"))
+    if sbom.get("spdxVersion") != SPDX_VERSION:
+        problems.append(
+            Problem(ProblemKind.MISMATCH, SBOM, f"spdxVersion {sbom.get('spdxVersion')!r}, expected {SPDX_VERSION!r}")
+        )
     entries: list[tuple[str, dict[str, Any], str | None]] = []
     for entry in _list_of(sbom, "files"):
         name = entry.get("fileName")
@@ -173,19 +205,19 @@ def _check_sbom(sbom: dict[str, Any], digests: _Digests) -> list[Problem]:
     for entry in _list_of(sbom, "packages"):
         name = entry.get("packageFileName")
         if isinstance(name, str):
-            candidates = [_inside(name.removeprefix("./")), _inside(f"sources/{PurePosixPath(name).name}")]
+            candidates = [_inside(name.removeprefix("./")), _inside(source_file(PurePosixPath(name).name))]
             path = next((c for c in candidates if c in digests.files), None)
             if path is not None:  # packages without a file of the release (the release itself, tools) aside
                 entries.append((f"package {entry.get('name')!r}", entry, path))
     for what, entry, path in entries:
         sums = [c.get("checksumValue") for c in _list_of(entry, "checksums") if c.get("algorithm") == "SHA256"]
         if path is None or not sums:
-            problems.append(Problem("mismatch", SBOM, f"{what}: no release path with a SHA256 checksum"))
+            problems.append(Problem(ProblemKind.MISMATCH, SBOM, f"{what}: no release path with a SHA256 checksum"))
             continue
         for sha256 in sums:
             _claim(problems, digests, path, sha256, SBOM)
     if not entries:
-        problems.append(Problem("mismatch", SBOM, "lists no file of the release"))
+        problems.append(Problem(ProblemKind.MISMATCH, SBOM, "lists no file of the release"))
     return problems
 
 
@@ -193,17 +225,19 @@ def _check_provenance(statement: dict[str, Any], digests: _Digests) -> list[Prob
     problems: list[Problem] = []
     if statement.get("_type") != STATEMENT_TYPE:
         problems.append(
-            Problem("mismatch", PROVENANCE, f"_type {statement.get('_type')!r}, expected {STATEMENT_TYPE!r}")
+            Problem(ProblemKind.MISMATCH, PROVENANCE, f"_type {statement.get('_type')!r}, expected {STATEMENT_TYPE!r}")
         )
     subjects = _list_of(statement, "subject")
     if not subjects:
-        problems.append(Problem("mismatch", PROVENANCE, "no subject"))
+        problems.append(Problem(ProblemKind.MISMATCH, PROVENANCE, "no subject"))
     for subject in subjects:
         name = subject.get("name")
         digest = subject.get("digest")
         path = _inside(name.removeprefix("./")) if isinstance(name, str) else None
         if path is None or not isinstance(digest, dict) or "sha256" not in digest:
-            problems.append(Problem("mismatch", PROVENANCE, f"subject {name!r}: no release path with a sha256"))
+            problems.append(
+                Problem(ProblemKind.MISMATCH, PROVENANCE, f"subject {name!r}: no release path with a sha256")
+            )
             continue
         _claim(problems, digests, path, digest["sha256"], PROVENANCE)
     return problems

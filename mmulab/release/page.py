@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from mmulab.core.settings import PROJECT_ROOT
 from mmulab.project.model import Project
+from mmulab.release.format import INDEX, METADATA, console_log
 
 TEMPLATE = PROJECT_ROOT / "configs" / "release" / "index.html.j2"
 # The build shown side by side for each demo: the first language of this list the demo has (else the first).
@@ -28,7 +29,7 @@ MARKER_PREFIX = "mmulab:"
 MAX_CONSOLE_LINES = 5000  # the page shows at most this many lines of a console; the log file has them all
 FAILED_TAIL_LINES = 12  # a failed case also shows its last lines: where it stopped
 SHORT_HASH = 12
-METADATA_FILES = ("manifest.json", "run.json", "SHA256SUMS", "sbom.spdx.json", "provenance.intoto.json")
+METADATA_FILES = tuple(name for name in METADATA if name != INDEX)  # linked from the page (itself aside)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -167,7 +168,7 @@ def _log_path(release_root: Path, case: str) -> Path | None:
     """boots/<case>.log when it is a plain file name inside the release and exists."""
     if not case or case.startswith(".") or "/" in case or "\\" in case:
         return None
-    path = release_root / "boots" / f"{case}.log"
+    path = release_root / console_log(case)
     return path if path.is_file() else None
 
 
@@ -224,7 +225,7 @@ def _console(release_root: Path, entry: Mapping[str, Any], must: tuple[str, ...]
     full = tuple(Line(line, i in marked) for i, line in enumerate(lines[:MAX_CONSOLE_LINES]))
     return replace(
         facts,
-        log=_href(f"boots/{case}.log"),
+        log=_href(console_log(case)),
         key_lines=tuple(key),
         full_lines=full,
         total_lines=len(lines),

@@ -21,14 +21,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-SPDX_VERSION = "SPDX-2.3"
+from mmulab.project.model import NOASSERTION
+from mmulab.release.format import PATCHES, PROGRAMS, SOURCES, SPDX_VERSION, STATEMENT_TYPE
+
 DOCUMENT_ID = "SPDXRef-DOCUMENT"
 RELEASE_ID = "SPDXRef-Release"
-NOASSERTION = "NOASSERTION"
 # The uuid5 namespace of document namespaces: fixed, so a manifest always maps to the same urn:uuid.
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:mmulab:spdx-document")
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 # What externalParameters below mean; bump the v1 when their shape changes.
 BUILD_TYPE = "pkg:generic/mmulab#build/v1"
@@ -75,11 +75,11 @@ def package_id(source_name: str) -> str:
 
 def file_type(path: str) -> str:
     """SPDX fileTypes value, from the release layout (everything else published is text)."""
-    if path.startswith("sources/patches/"):
+    if path.startswith(PATCHES):
         return "SOURCE"
-    if path.startswith("sources/") or path.endswith(".cpio"):
+    if path.startswith(SOURCES) or path.endswith(".cpio"):
         return "ARCHIVE"
-    if path.startswith("programs/") or path.rsplit("/", 1)[-1] in ("Image", "busybox"):
+    if path.startswith(PROGRAMS) or path.rsplit("/", 1)[-1] in ("Image", "busybox"):
         return "BINARY"
     return "TEXT"
 

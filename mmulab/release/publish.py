@@ -36,13 +36,11 @@ from mmulab.core.paths import Layout
 from mmulab.core.settings import PROJECT_ROOT, RELEASE_NAME, RELEASE_NAME_ACCEPTS
 from mmulab.core.tools import RUNNER, Runner, package_of
 from mmulab.project.model import Project
+from mmulab.release import format as release_format
+from mmulab.release.format import BOOTS, FORMAT, INDEX, MANIFEST, PROVENANCE, RUN, SBOM, SOURCES, SUMS
 
-FORMAT = "mmulab-release/1"
 # Published but not compared by `doit repro` / `mmulab verify --rebuild`: they differ from boot to boot by nature.
-VOLATILE = ("run.json", "boots/")
-MANIFEST, RUN, SUMS = "manifest.json", "run.json", "SHA256SUMS"
-# Derived from the manifest by the other modules (when present), hashed in SHA256SUMS, not listed in "files".
-DERIVED = ("sbom.spdx.json", "provenance.intoto.json", "index.html")
+VOLATILE = (RUN, BOOTS)
 # The bulk of a release is already-compressed source tarballs: a fast preset costs little size and ~1/3 the time.
 XZ_PRESET = 0
 # A source tarball at least this big gets an xz stream of its own, kept in a cache by content.
@@ -116,16 +114,16 @@ def release_files(project: Project, layout: Layout) -> dict[str, Path]:
     for variant, build in _initramfs_builds(project):
         files[f"{variant}/initramfs/{build}.cpio"] = layout.image(variant, build)
     for program in project.programs:
-        files[f"programs/{program}"] = layout.program(program)
+        files[release_format.program_file(program)] = layout.program(program)
     for case in project.boots:
-        files[f"boots/{case}.log"] = layout.console_log(case)
-    for name in ("summary.json", "summary.xml"):
-        files[f"boots/{name}"] = layout.reports() / name
+        files[release_format.console_log(case)] = layout.console_log(case)
+    for name in (summary.JSON_FILE, summary.XML_FILE):
+        files[f"{BOOTS}{name}"] = layout.reports() / name
     for name, source in project.sources.items():
         fetched = Path(Fetched.read(layout.fetched(name)).path)
-        files[f"sources/{fetched.name}"] = fetched
+        files[release_format.source_file(fetched.name)] = fetched
         for patch in source.patches:
-            files[f"sources/patches/{name}/{patch.name}"] = patch
+            files[release_format.patch_file(name, patch.name)] = patch
     return dict(sorted(files.items()))
 
 
@@ -210,14 +208,14 @@ def build_manifest(
     sources = []
     for source_name, source in sorted(project.sources.items()):
         fetched = Fetched.read(layout.fetched(source_name))
-        file = f"sources/{Path(fetched.path).name}"
+        file = release_format.source_file(Path(fetched.path).name)
         if digests.get(file) != fetched.sha256:
             raise UserError(
                 f"cannot publish: {fetched.path} is not the file fetched for {source_name} (sha256 "
                 f"{fetched.sha256[:16]}...); rerun doit fetch:{source_name}"
             )
         patches = [
-            {"name": patch.name, "file": f"sources/patches/{source_name}/{patch.name}", "sha256": sha256_of(patch)}
+            {"name": patch.name, "file": release_format.patch_file(source_name, patch.name), "sha256": sha256_of(patch)}
             for patch in source.patches
         ]
         sources.append(
@@ -338,7 +336,7 @@ def write_tarball(root: Path, out: Path, epoch: int, prefix: str | None = None, 
         body = data + tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE)
         length += len(header) + len(body)
         pending += header  # the header names the release: it stays out of the cached stream
-        if relative.startswith("sources/") and len(data) >= CACHED_SEGMENT_BYTES:
+        if relative.startswith(SOURCES) and len(data) >= CACHED_SEGMENT_BYTES:
             streams.append(_xz(bytes(pending)))
             streams.append(_cached_xz(body, cache))
             pending = bytearray()
@@ -361,15 +359,15 @@ def _sha1_of(root: Path, path: str) -> str:
     return digest.hexdigest()
 
 
-def _derived_files(project: Project, root: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
-    """sbom.spdx.json, provenance.intoto.json and index.html, made from the manifest (and the files in `root`)."""
+def _made_from_manifest(project: Project, root: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """format.MADE_FROM_MANIFEST (sbom, provenance, page) by name, from the manifest and the files in `root`."""
     from mmulab.release import page, provenance
 
     epoch = int(manifest["source_date_epoch"])
     return {
-        "sbom.spdx.json": dumps(provenance.spdx_document(dict(manifest), epoch, functools.partial(_sha1_of, root))),
-        "provenance.intoto.json": dumps(provenance.intoto_statement(dict(manifest))),
-        "index.html": page.render(root, dict(manifest), page.demo_notes(project)),
+        SBOM: dumps(provenance.spdx_document(dict(manifest), epoch, functools.partial(_sha1_of, root))),
+        PROVENANCE: dumps(provenance.intoto_statement(dict(manifest))),
+        INDEX: page.render(root, dict(manifest), page.demo_notes(project)),
     }
 
 
@@ -465,8 +463,8 @@ def publish(
     tmp = Path(tempfile.mkdtemp(dir=artifacts, prefix=f".{name}.", suffix=".tmp"))
     try:
         _fill(tmp, files, {MANIFEST: dumps(manifest)})
-        derived = _derived_files(project, tmp, manifest)
-        _fill(tmp, {}, {**derived, RUN: dumps(_run_facts(verdicts))})
+        documents = _made_from_manifest(project, tmp, manifest)
+        _fill(tmp, {}, {**documents, RUN: dumps(_run_facts(verdicts))})
         write_atomic(tmp / SUMS, sha256sums(tmp), 0o644)  # last: it covers every other file
         placed = _place(tmp, final, name)
     except BaseException:

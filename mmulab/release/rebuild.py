@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from mmulab.core.paths import Layout
     from mmulab.project.model import Project
 
-from mmulab.release.check import Problem, release_listing
-from mmulab.release.format import DERIVED, MANIFEST
+from mmulab.release.check import Problem, ProblemKind, release_listing
+from mmulab.release.format import MANIFEST, METADATA, patch_file
 
 
 @dataclass(frozen=True)
@@ -99,19 +99,23 @@ def check_patches(manifest: dict[str, Any], project: Project) -> list[Problem]:
         released = {str(p.get("name")): p for p in entry.get("patches", []) if isinstance(p, dict)}
         ours = {patch.name: patch for patch in source.patches}
         for name in sorted(set(released) | set(ours)):
-            where = str(released[name].get("file")) if name in released else f"sources/patches/{source.name}/{name}"
+            where = str(released[name].get("file")) if name in released else patch_file(source.name, name)
             if name not in released:
                 problems.append(
-                    Problem("missing", where, f"this checkout applies {_shown(ours[name])} to {source.name}")
+                    Problem(ProblemKind.MISSING, where, f"this checkout applies {_shown(ours[name])} to {source.name}")
                 )
             elif name not in ours:
-                problems.append(Problem("unexpected", where, f"this checkout does not patch {source.name} with it"))
+                problems.append(
+                    Problem(ProblemKind.UNEXPECTED, where, f"this checkout does not patch {source.name} with it")
+                )
             elif sha256_of(ours[name]) != released[name].get("sha256"):
                 problems.append(
-                    Problem("mismatch", where, f"this checkout's {_shown(ours[name])} is {sha256_of(ours[name])}")
+                    Problem(
+                        ProblemKind.MISMATCH, where, f"this checkout's {_shown(ours[name])} is {sha256_of(ours[name])}"
+                    )
                 )
         if list(released) != [p.name for p in source.patches if p.name in released]:
-            problems.append(Problem("mismatch", MANIFEST, f"source {source.name}: patches in another order"))
+            problems.append(Problem(ProblemKind.MISMATCH, MANIFEST, f"source {source.name}: patches in another order"))
     return problems
 
 
@@ -183,18 +187,18 @@ def run_pipeline(env: dict[str, str]) -> int:
 def compare_rebuilt(files: dict[str, Path], rebuilt: dict[str, Path], volatile: tuple[str, ...]) -> list[Problem]:
     """Every non-volatile release file against the rebuilt one, byte for byte (derived files excepted)."""
     problems: list[Problem] = []
-    wanted = {p for p in files if p not in DERIVED} | set(rebuilt)
+    wanted = {p for p in files if p not in METADATA} | set(rebuilt)
     for path in sorted(wanted):
         if path.startswith(volatile):
             continue
         if path not in rebuilt:
-            problems.append(Problem("unexpected", path, "the rebuild does not make it"))
+            problems.append(Problem(ProblemKind.UNEXPECTED, path, "the rebuild does not make it"))
         elif path not in files:
-            problems.append(Problem("missing", path, "the rebuild makes it, the release lacks it"))
+            problems.append(Problem(ProblemKind.MISSING, path, "the rebuild makes it, the release lacks it"))
         elif not _same_bytes(files[path], rebuilt[path]):
             got = sha256_of(rebuilt[path]) if rebuilt[path].is_file() else "nothing"
             problems.append(
-                Problem("mismatch", path, f"the rebuild made {got}, the release has {sha256_of(files[path])}")
+                Problem(ProblemKind.MISMATCH, path, f"the rebuild made {got}, the release has {sha256_of(files[path])}")
             )
     return problems
 
@@ -217,7 +221,7 @@ def compare_facts(manifest: dict[str, Any], project: Project, layout: Layout) ->
         if stated.get("fragment_sha256") != sha256_of(fragment):
             problems.append(
                 Problem(
-                    "mismatch",
+                    ProblemKind.MISMATCH,
                     MANIFEST,
                     f"configs.busybox-{variant}.fragment_sha256 {stated.get('fragment_sha256')}, the rebuild's is "
                     f"{sha256_of(fragment)}",
@@ -226,19 +230,21 @@ def compare_facts(manifest: dict[str, Any], project: Project, layout: Layout) ->
     boots = {str(b.get("case")): b for b in manifest.get("boots", []) if isinstance(b, dict)}
     for case in sorted(set(boots) | set(project.boots)):
         if case not in project.boots:
-            problems.append(Problem("mismatch", MANIFEST, f"boots: {case}: this checkout has no such boot case"))
+            problems.append(
+                Problem(ProblemKind.MISMATCH, MANIFEST, f"boots: {case}: this checkout has no such boot case")
+            )
             continue
         try:
             observed = Verdict.read(layout.verdict(case)).observed.value
         except UserError:
-            problems.append(Problem("mismatch", MANIFEST, f"boots: {case}: the rebuild left no verdict"))
+            problems.append(Problem(ProblemKind.MISMATCH, MANIFEST, f"boots: {case}: the rebuild left no verdict"))
             continue
         if case not in boots:
-            problems.append(Problem("mismatch", MANIFEST, f"boots: {case}: missing (the rebuild booted it)"))
+            problems.append(Problem(ProblemKind.MISMATCH, MANIFEST, f"boots: {case}: missing (the rebuild booted it)"))
         elif boots[case].get("observed") != observed:
             stated = boots[case].get("observed")
             problems.append(
-                Problem("mismatch", MANIFEST, f"boots: {case}: observed {stated!r}, the rebuild {observed!r}")
+                Problem(ProblemKind.MISMATCH, MANIFEST, f"boots: {case}: observed {stated!r}, the rebuild {observed!r}")
             )
     return problems
 
@@ -269,7 +275,9 @@ def rebuild(root: Path, manifest: dict[str, Any], accepted: tuple[str, ...], out
     problems = [problem.line() for problem in check_patches(manifest, checkout)]
     epoch = manifest.get("source_date_epoch")
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-        problems.append(Problem("mismatch", MANIFEST, f"source_date_epoch {epoch!r} is not seconds >= 0").line())
+        problems.append(
+            Problem(ProblemKind.MISMATCH, MANIFEST, f"source_date_epoch {epoch!r} is not seconds >= 0").line()
+        )
     if refusals or problems:
         return [*refusals, *problems], 0
     assert isinstance(epoch, int)
@@ -297,6 +305,6 @@ def rebuild(root: Path, manifest: dict[str, Any], accepted: tuple[str, ...], out
         project = load_project(replace(settings, build_dir=work / "build"))
         rebuilt = release.release_files(project, Layout(work / "build"))
         volatile = tuple(release.VOLATILE)
-        compared = [p for p in rebuilt if not p.startswith(volatile) and p not in DERIVED]
+        compared = [p for p in rebuilt if not p.startswith(volatile) and p not in METADATA]
         found = compare_rebuilt(files, rebuilt, volatile) + compare_facts(manifest, project, Layout(work / "build"))
         return [problem.line() for problem in found], len(compared)
