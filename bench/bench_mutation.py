@@ -46,7 +46,7 @@ MODULES: dict[str, tuple[tuple[str, ...], list[str], list[str]]] = {
         [
             "mmulab.release.archive.xǁ_Scanǁ*",
             "mmulab.release.archive.x__resolve_*",
-            "mmulab.release.archive.x__inside_*",
+            "mmulab.release.archive.x_inside_path_*",
             "mmulab.release.archive.x_scan_archive_*",
             "mmulab.release.check.xǁProblemǁ*",
             "mmulab.release.check.x_release_listing_*",

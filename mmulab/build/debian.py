@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from mmulab.build.download import TRUST_APT, Fetched, _md5_and_sha256, _mismatch, _Permanent, _pin
+from mmulab.build.download import TRUST_APT, Fetched, OriginFailed, md5_and_sha256, pinned_version, sha256_mismatch
 from mmulab.project.model import Origin, upstream_version
 
 
@@ -58,7 +58,7 @@ def _dpkg_stanzas(admindir: Path, package: str) -> list[dict[str, str]]:
     try:
         text = (admindir / "status").read_text(errors="replace")
     except OSError as exc:
-        raise _Permanent(f"cannot read dpkg's database {admindir / 'status'}: {exc.strerror}") from None
+        raise OriginFailed(f"cannot read dpkg's database {admindir / 'status'}: {exc.strerror}") from None
     stanzas = []
     for stanza in re.split(r"\n\s*\n", text):
         if re.search(rf"^Package:[ \t]*{re.escape(package)}[ \t]*$", stanza, re.M):
@@ -67,14 +67,14 @@ def _dpkg_stanzas(admindir: Path, package: str) -> list[dict[str, str]]:
 
 
 def dpkg_vouches(path: str, package: str, md5: str, admindir: Path) -> str:
-    """The installed version of `package` when dpkg recorded `md5` for the file `path`; else _Permanent.
+    """The installed version of `package` when dpkg recorded `md5` for the file `path`; else OriginFailed.
 
     apt checked the .deb against the archive's signed index before dpkg unpacked it and recorded each
     file's md5 in <admindir>/info/<package>[:<arch>].md5sums: a matching md5 ties the file to that .deb.
     """
     installed = [s for s in _dpkg_stanzas(admindir, package) if s.get("Status", "").split()[1:] == ["ok", "installed"]]
     if not installed:
-        raise _Permanent(f"dpkg does not list {package} as installed ({admindir / 'status'})")
+        raise OriginFailed(f"dpkg does not list {package} as installed ({admindir / 'status'})")
     key = os.path.normpath(path).lstrip("/")
     for stanza in installed:
         version, arch = stanza.get("Version", ""), stanza.get("Architecture", "")
@@ -87,41 +87,41 @@ def dpkg_vouches(path: str, package: str, md5: str, admindir: Path) -> str:
                 if file.strip() != key:
                     continue
                 if recorded.lower() != md5:
-                    raise _Permanent(
+                    raise OriginFailed(
                         f"its md5 {md5} differs from {recorded} that dpkg recorded for {package} {version} ({md5sums})"
                     )
                 return version
-    raise _Permanent(f"dpkg's md5sums of {package} do not list {path} ({admindir / 'info'})")
+    raise OriginFailed(f"dpkg's md5sums of {package} do not list {path} ({admindir / 'info'})")
 
 
-def _copy_local(name: str, path: Path, final: Path, origin: Origin, admindir: Path) -> Fetched:
+def copy_local(name: str, path: Path, final: Path, origin: Origin, admindir: Path) -> Fetched:
     """Link (or copy) an installed file into the cache, then trust it as pinned or through dpkg's md5sums.
 
     The hashes are taken of the cache's copy, so what was checked is exactly what stays.
     """
     if not path.is_file():
         hint = f"; install {origin.package} (./setup.sh does)" if origin.package else ""
-        raise _Permanent(f"no such file{hint}")
+        raise OriginFailed(f"no such file{hint}")
     part = final.with_name(f".{final.name}.{os.getpid()}.part")
     try:
         try:
             os.link(path, part)
         except OSError:
             shutil.copyfile(path, part)
-        md5, sha256 = _md5_and_sha256(part)
-        pin = _pin(origin, sha256)
+        md5, sha256 = md5_and_sha256(part)
+        pin = pinned_version(origin, sha256)
         if pin is not None:
             os.replace(part, final)
             return Fetched(
                 name, str(final), sha256, pin.version, str(path), origin.kind, origin.package, pin.package_version
             )
-        mismatch = _mismatch(sha256, origin)
+        mismatch = sha256_mismatch(sha256, origin)
         if not origin.package:
             raise mismatch
         try:
             package_version = dpkg_vouches(str(path), origin.package, md5, admindir)
-        except _Permanent as exc:
-            raise _Permanent(
+        except OriginFailed as exc:
+            raise OriginFailed(
                 f"{mismatch}; not trusted through apt either: {exc}", True, f"{mismatch.short}; {exc}"
             ) from None
         os.replace(part, final)

@@ -24,7 +24,7 @@ TRUST_PINNED = "pinned"  # the sha256 is listed in configs/sources.toml
 TRUST_APT = "apt-archive"  # an installed package's file whose md5 matches dpkg's record (apt's signed archive)
 
 
-class _Permanent(Exception):
+class OriginFailed(Exception):
     """This origin cannot deliver the file (404, wrong hash...): go to the next one.
 
     `bad`: the origin answered but served wrong or broken bytes, so the user is told even when a later
@@ -37,7 +37,7 @@ class _Permanent(Exception):
         self.short = short or message
 
 
-class _Transient(Exception):
+class AttemptFailed(Exception):
     """This attempt failed (timeout, reset, short read): try the same origin again after a pause."""
 
     def __init__(self, message: str, bad: bool = False) -> None:
@@ -64,7 +64,7 @@ class Fetched(JsonRecord):
     trust: str = TRUST_PINNED
 
 
-def _md5_and_sha256(path: Path) -> tuple[str, str]:
+def md5_and_sha256(path: Path) -> tuple[str, str]:
     md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
@@ -73,13 +73,13 @@ def _md5_and_sha256(path: Path) -> tuple[str, str]:
     return md5.hexdigest(), sha256.hexdigest()
 
 
-def _pin(origin: Origin, sha256: str) -> KnownVersion | None:
+def pinned_version(origin: Origin, sha256: str) -> KnownVersion | None:
     return next((pin for pin in origin.pins() if pin.sha256 == sha256), None)
 
 
-def _mismatch(got: str, origin: Origin) -> _Permanent:
+def sha256_mismatch(got: str, origin: Origin) -> OriginFailed:
     pinned = [pin.sha256 for pin in origin.pins()]
-    return _Permanent(
+    return OriginFailed(
         f"sha256 mismatch: got {got}, pinned {' or '.join(pinned)}",
         bad=True,
         short=f"sha256 mismatch (got {got[:8]}..., pinned {' or '.join(p[:8] + '...' for p in pinned)})",
@@ -92,9 +92,9 @@ def _download_once(session: requests.Session, url: str, part: Path, origin: Orig
     try:
         with session.get(url, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as response:
             if response.status_code in (408, 429) or response.status_code >= 500:
-                raise _Transient(f"HTTP {response.status_code}", bad=True)
+                raise AttemptFailed(f"HTTP {response.status_code}", bad=True)
             if response.status_code != 200:
-                raise _Permanent(f"HTTP {response.status_code} {response.reason}")
+                raise OriginFailed(f"HTTP {response.status_code} {response.reason}")
             expected = response.headers.get("Content-Length")
             digest, size = hashlib.sha256(), 0
             with part.open("wb") as handle:
@@ -105,23 +105,23 @@ def _download_once(session: requests.Session, url: str, part: Path, origin: Orig
     except requests.exceptions.ConnectionError as exc:
         text = str(exc)
         if "NameResolution" in text or "resolve" in text:
-            raise _Permanent("cannot resolve host (offline?)") from None
+            raise OriginFailed("cannot resolve host (offline?)") from None
         if "IncompleteRead" in text or "Connection broken" in text:
-            raise _Transient("truncated transfer (connection broken)", bad=True) from None
-        raise _Transient(f"connection failed: {type(exc).__name__}") from None
+            raise AttemptFailed("truncated transfer (connection broken)", bad=True) from None
+        raise AttemptFailed(f"connection failed: {type(exc).__name__}") from None
     except requests.exceptions.Timeout:
-        raise _Transient("timed out") from None
+        raise AttemptFailed("timed out") from None
     except requests.exceptions.RequestException:
-        raise _Transient("truncated or broken transfer", bad=True) from None
+        raise AttemptFailed("truncated or broken transfer", bad=True) from None
     if expected is not None and size != int(expected):
-        raise _Transient(f"truncated transfer: {size} of {expected} bytes", bad=True)
-    pin = _pin(origin, digest.hexdigest())
+        raise AttemptFailed(f"truncated transfer: {size} of {expected} bytes", bad=True)
+    pin = pinned_version(origin, digest.hexdigest())
     if pin is None:
-        raise _mismatch(digest.hexdigest(), origin)
+        raise sha256_mismatch(digest.hexdigest(), origin)
     return pin
 
 
-def _fetch_url(
+def fetch_url(
     session: requests.Session, url: str, final: Path, origin: Origin, retries: int, backoff: float
 ) -> KnownVersion:
     part = final.with_name(f".{final.name}.{os.getpid()}.part")
@@ -131,24 +131,24 @@ def _fetch_url(
                 pin = _download_once(session, url, part, origin)
                 os.replace(part, final)
                 return pin
-            except _Transient as exc:
+            except AttemptFailed as exc:
                 if attempt == retries:
                     tries = "1 attempt" if retries == 0 else f"{retries + 1} attempts"
-                    raise _Permanent(f"{exc} (after {tries})", bad=exc.bad) from None
+                    raise OriginFailed(f"{exc} (after {tries})", bad=exc.bad) from None
                 time.sleep(backoff * 2**attempt)
         raise AssertionError("unreachable")
     finally:
         part.unlink(missing_ok=True)
 
 
-def _origin_sidecar_path(final: Path) -> Path:
+def origin_sidecar_path(final: Path) -> Path:
     return final.with_name(f"{final.name}.origin.json")
 
 
-def _origin_sidecar(fetched: Fetched, remember: bool = False) -> Fetched:
+def origin_sidecar(fetched: Fetched, remember: bool = False) -> Fetched:
     """Where a cached file really came from survives cache hits: `remember` writes <file>.origin.json beside
     it (origin, kind, package, trust); a cache hit takes them back when the sidecar names the same sha256."""
-    sidecar = _origin_sidecar_path(Path(fetched.path))
+    sidecar = origin_sidecar_path(Path(fetched.path))
     keys = ("origin", "origin_kind", "package", "package_version", "trust")
     if remember:
         facts = {"sha256": fetched.sha256, **{key: getattr(fetched, key) for key in keys}}

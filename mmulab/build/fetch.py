@@ -12,8 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmulab.build.debian import _copy_local, apt_archive_uris, debian_pool_path
-from mmulab.build.download import Fetched, _fetch_url, _origin_sidecar, _origin_sidecar_path, _Permanent, _pin
+from mmulab.build.debian import apt_archive_uris, copy_local, debian_pool_path
+from mmulab.build.download import Fetched, OriginFailed, fetch_url, origin_sidecar, origin_sidecar_path, pinned_version
 from mmulab.core.errors import UserError
 from mmulab.core.fsutil import sha256_of
 from mmulab.project.model import KnownVersion, Origin, OriginKind, Project, Source
@@ -75,15 +75,15 @@ def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fet
     for origin in source.origins:
         final = cache / origin.filename
         if final.is_file():
-            pin = _pin(origin, sha256_of(final))
+            pin = pinned_version(origin, sha256_of(final))
             if pin is not None:
                 package = origin.package if origin.kind is not OriginKind.URL else ""
                 cached = Fetched(
                     name, str(final), pin.sha256, pin.version, "download cache", "cache", package, pin.package_version
                 )
-                return _origin_sidecar(cached)
+                return origin_sidecar(cached)
             final.unlink()
-            _origin_sidecar_path(final).unlink(missing_ok=True)
+            origin_sidecar_path(final).unlink(missing_ok=True)
     import requests  # only when something is downloaded: imports cost a no-op run 0.17 s
 
     failures = []
@@ -94,16 +94,16 @@ def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fet
             final = cache / origin.filename
             try:
                 if origin.kind is OriginKind.LOCAL_FILE and not candidate.mirror:
-                    return _origin_sidecar(_copy_local(name, Path(location), final, origin, dpkg_admindir), True)
+                    return origin_sidecar(copy_local(name, Path(location), final, origin, dpkg_admindir), True)
                 if location.startswith("<"):
-                    raise _Permanent("this machine's apt configuration names no http(s) archive")
-                pin = _fetch_url(session, location, final, origin, settings.fetch_retries, settings.fetch_backoff)
+                    raise OriginFailed("this machine's apt configuration names no http(s) archive")
+                pin = fetch_url(session, location, final, origin, settings.fetch_retries, settings.fetch_backoff)
                 package = origin.package if origin.kind is not OriginKind.URL else ""
                 fetched = Fetched(
                     name, str(final), pin.sha256, pin.version, location, origin.kind, package, pin.package_version
                 )
-                return _origin_sidecar(fetched, True)
-            except _Permanent as exc:
+                return origin_sidecar(fetched, True)
+            except OriginFailed as exc:
                 failures.append(f"  - {location}: {exc}")
                 if exc.bad or candidate.mirror:
                     print(f"mmulab: warning: {location}: {exc.short}: skipped; {_advice(candidate)}", file=sys.stderr)

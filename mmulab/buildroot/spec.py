@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mmulab.project.model import Project
-from mmulab.project.table import _load, _Table
+from mmulab.project.table import Table, load_table
 
 # --- configs/buildroot.toml: what buildroot_ext/ needs beyond the pipeline's data (loaded only by its tasks) ---
 
@@ -78,7 +78,7 @@ _SPDX_ID = r"[A-Za-z0-9.+-]+"
 _LICENSE = re.compile(rf"{_SPDX_ID}(?:(?:, | AND | OR | WITH ){_SPDX_ID})*")
 
 
-def _license(table: _Table) -> BuildrootLicense:
+def _license(table: Table) -> BuildrootLicense:
     """[license]: an SPDX id Buildroot can print (not its "unknown") and license files that exist."""
     if "license" not in table.data:
         raise table.fail("license", 'missing: the demo programs\' license, spdx = "<SPDX id>" and files = [...]')
@@ -97,7 +97,7 @@ def _license(table: _Table) -> BuildrootLicense:
 
 def load_buildroot(project: Project) -> BuildrootSpec:
     """configs/buildroot.toml, checked against the project (its source, languages); ConfigError on a mistake."""
-    table = _load(replace(project.settings, config_overlay=None), "buildroot.toml", ())
+    table = load_table(replace(project.settings, config_overlay=None), "buildroot.toml", ())
     spec = table.table("buildroot")
     source = spec.get("source", str)
     if source not in project.external_sources and source not in project.sources:

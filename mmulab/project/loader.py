@@ -39,17 +39,17 @@ from mmulab.project.model import (
     Variant,
     upstream_version,
 )
-from mmulab.project.table import _display, _load, _Table
+from mmulab.project.table import Table, display_path, load_table
 
 E = TypeVar("E", bound=StrEnum)
 
 
-def _member(table: _Table, key: str, kind: type[E], default: Any = ...) -> E:
+def _member(table: Table, key: str, kind: type[E], default: Any = ...) -> E:
     """The field `key` as a member of `kind`: parsed here, once; a bad value names the field and every value."""
     return kind(table.choice(key, tuple(kind), default))
 
 
-def _sources(table: _Table) -> dict[str, Source]:
+def _sources(table: Table) -> dict[str, Source]:
     sources = {}
     for name, entry in table.entries("sources"):
         version = entry.get("version", str)
@@ -61,7 +61,7 @@ def _sources(table: _Table) -> dict[str, Source]:
         for index, raw in enumerate(raw_origins):
             if not isinstance(raw, dict):
                 raise entry.fail(f"origins[{index}]", "expected a table")
-            origin = _Table(raw, entry.file, f"{entry.where}.origins[{index}]", entry.base_dir)
+            origin = Table(raw, entry.file, f"{entry.where}.origins[{index}]", entry.base_dir)
             kind = _member(origin, "kind", OriginKind)
             required = {
                 OriginKind.URL: ("url",),
@@ -118,7 +118,7 @@ def _sources(table: _Table) -> dict[str, Source]:
     return sources
 
 
-def _known_versions(origin: _Table, kind: OriginKind, package: str) -> tuple[KnownVersion, ...]:
+def _known_versions(origin: Table, kind: OriginKind, package: str) -> tuple[KnownVersion, ...]:
     """A local-file origin's `known = [{ package_version, version, sha256 }, ...]`, checked field by field."""
     if "known" not in origin.data:
         return ()
@@ -136,7 +136,7 @@ def _known_versions(origin: _Table, kind: OriginKind, package: str) -> tuple[Kno
     for index, raw in enumerate(raw_known):
         if not isinstance(raw, dict):
             raise origin.fail(f"known[{index}]", 'expected { package_version = "...", sha256 = "..." }')
-        entry = _Table(raw, origin.file, f"{origin.where}.known[{index}]", origin.base_dir)
+        entry = Table(raw, origin.file, f"{origin.where}.known[{index}]", origin.base_dir)
         unknown = sorted(set(raw) - {"package_version", "version", "sha256"})
         if unknown:
             raise entry.fail(unknown[0], "unknown field (known entries have package_version, version, sha256)")
@@ -156,13 +156,13 @@ def _known_versions(origin: _Table, kind: OriginKind, package: str) -> tuple[Kno
     return tuple(known)
 
 
-def _check_sha256(table: _Table, value: str) -> str:
+def _check_sha256(table: Table, value: str) -> str:
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
         raise table.fail("sha256", f"{value!r} is not a lowercase 64-digit sha256")
     return value
 
 
-def _toolchain(table: _Table, source_names: set[str]) -> Toolchain:
+def _toolchain(table: Table, source_names: set[str]) -> Toolchain:
     chain = table.table("toolchain")
     libcs = {}
     for name, entry in table.entries("libc"):
@@ -199,7 +199,7 @@ def _toolchain(table: _Table, source_names: set[str]) -> Toolchain:
     )
 
 
-def _busybox(table: _Table, source_names: set[str], libcs: dict[str, Libc]) -> BusyboxSpec | None:
+def _busybox(table: Table, source_names: set[str], libcs: dict[str, Libc]) -> BusyboxSpec | None:
     if "busybox" not in table.data:
         return None
     spec = table.table("busybox")
@@ -224,7 +224,7 @@ def _busybox(table: _Table, source_names: set[str], libcs: dict[str, Libc]) -> B
     )
 
 
-def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
+def _variants(table: Table, settings: Settings) -> dict[str, Variant]:
     names = {name for name, _entry in table.entries("variants")}
     for name in settings.user_fragments:
         if name not in names:
@@ -249,10 +249,10 @@ def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
                 parse_config,  # a junk line in a fragment is a configuration error, found now
             )
 
-            parse_config(fragment.read_text(errors="replace"), _display(fragment))
+            parse_config(fragment.read_text(errors="replace"), display_path(fragment))
         template = settings.configs_dir / "kernel" / entry.get("template", str)
         if not template.is_file():
-            raise entry.fail("template", f"{_display(template)}: no such template in configs/kernel/")
+            raise entry.fail("template", f"{display_path(template)}: no such template in configs/kernel/")
         variants[name] = Variant(
             name=name,
             description=entry.get("description", str, ""),
@@ -277,7 +277,7 @@ def _variants(table: _Table, settings: Settings) -> dict[str, Variant]:
     return variants
 
 
-def _sources_list(entry: _Table, key: str, language: Language | None = None) -> tuple[Path, ...]:
+def _sources_list(entry: Table, key: str, language: Language | None = None) -> tuple[Path, ...]:
     sources = tuple(entry.path(p) for p in entry.strings(key))
     if not sources:
         raise entry.fail(key, "empty (name at least one source file)")
@@ -299,7 +299,7 @@ class _Demos:
     demos: dict[str, Demo] = field(default_factory=dict)
 
 
-def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) -> _Demos:
+def _demos(table: Table, toolchain: Toolchain, variants: dict[str, Variant]) -> _Demos:
     """Expand demos.toml: each demo x build language -> programs and a build; x runs -> boot cases."""
     defaults = table.table("defaults", {})
     option_sets = {"default": ()} | {
@@ -334,7 +334,7 @@ def _demos(table: _Table, toolchain: Toolchain, variants: dict[str, Variant]) ->
             init = Program(build_name, language, init_sources)
             helpers = []
             for path, helper_sources in build.get("helpers", dict, {}).items():
-                helper_table = _Table({"sources": helper_sources}, build.file, f"{build.where}.helpers", build.base_dir)
+                helper_table = Table({"sources": helper_sources}, build.file, f"{build.where}.helpers", build.base_dir)
                 program = f"{build_name}-{PurePosixPath(path).name}"
                 result.programs[program] = Program(
                     program, language, _sources_list(helper_table, "sources", toolchain.languages[language])
@@ -402,7 +402,7 @@ def _check_interactive_builds(variants: dict[str, Variant], boots: dict[str, Boo
         for key, build in (("console", variant.console_build), ("shell", variant.shell_build)):
             if build and not any(c.variant == variant.name and c.build == build for c in boots.values()):
                 raise ConfigError(
-                    f"{_display(file)}: variants.{variant.name}.{key}: {build!r} is not a build booted on "
+                    f"{display_path(file)}: variants.{variant.name}.{key}: {build!r} is not a build booted on "
                     f"{variant.name} in demos.toml"
                 )
 
@@ -410,13 +410,13 @@ def _check_interactive_builds(variants: dict[str, Variant], boots: dict[str, Boo
 def load_project(settings: Settings | None = None) -> Project:
     """Read and check every configs/*.toml file; raise ConfigError on the first mistake."""
     settings = settings or Settings.from_environment()
-    sources_table = _load(settings, "sources.toml", ("sources",))
+    sources_table = load_table(settings, "sources.toml", ("sources",))
     sources = _sources(sources_table)
     external_sources = {name: source for name, source in sources.items() if not source.pipeline}
     sources = {name: source for name, source in sources.items() if source.pipeline}
-    toolchain = _toolchain(_load(settings, "toolchain.toml", ("languages", "libc")), set(sources))
-    variants = _variants(_load(settings, "variants.toml", ("variants",)), settings)
-    demos = _demos(_load(settings, "demos.toml", ("demos",)), toolchain, variants)
+    toolchain = _toolchain(load_table(settings, "toolchain.toml", ("languages", "libc")), set(sources))
+    variants = _variants(load_table(settings, "variants.toml", ("variants",)), settings)
+    demos = _demos(load_table(settings, "demos.toml", ("demos",)), toolchain, variants)
     _check_interactive_builds(variants, demos.boots, settings.configs_dir / "variants.toml")
     mirrors = settings.mirrors + sources_table.table("mirrors", {}).strings("urls", ())
     return Project(

@@ -12,7 +12,7 @@ from mmulab.core.errors import ConfigError
 from mmulab.core.settings import PROJECT_ROOT, Settings
 
 
-class _Table:
+class Table:
     """A TOML table that remembers where it came from, so errors can name file and field."""
 
     def __init__(
@@ -30,7 +30,7 @@ class _Table:
         return f"{self.where}.{key}" if self.where else key
 
     def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{_display(self._file_of(key))}: {self._field(key)}: {problem}")
+        return ConfigError(f"{display_path(self._file_of(key))}: {self._field(key)}: {problem}")
 
     def get(self, key: str, kind: type | UnionType | tuple[type, ...], default: Any = ..., hint: str = "") -> Any:
         if key not in self.data:
@@ -50,9 +50,9 @@ class _Table:
             raise self.fail(key, "expected a list of strings")
         return tuple(values)
 
-    def table(self, key: str, default: Any = ...) -> _Table:
+    def table(self, key: str, default: Any = ...) -> Table:
         origins = {sub: file for sub, (file, _base) in self.data.get(f"__origin__{key}", {}).items()}
-        return _Table(self.get(key, dict, default), self._file_of(key), self._field(key), self.base_dir, origins)
+        return Table(self.get(key, dict, default), self._file_of(key), self._field(key), self.base_dir, origins)
 
     def choice(self, key: str, choices: tuple[str, ...], default: Any = ...) -> str:
         value: str = self.get(key, str, default)
@@ -63,7 +63,7 @@ class _Table:
     def path(self, value: str) -> Path:
         return (self.base_dir / value).resolve()
 
-    def entries(self, key: str) -> list[tuple[str, _Table]]:
+    def entries(self, key: str) -> list[tuple[str, Table]]:
         """The named sub-tables of `key`, each with its own origin kept (overlay entries point elsewhere)."""
         tables = self.get(key, dict, {})
         origins = self.data.get(f"__origin__{key}", {})
@@ -71,12 +71,12 @@ class _Table:
         for name, value in tables.items():
             file, base_dir = origins.get(name, (self._file_of(key), self.base_dir))
             if not isinstance(value, dict):
-                raise ConfigError(f"{_display(file)}: {self._field(key)}.{name}: expected a table")
-            result.append((name, _Table(value, file, f"{self._field(key)}.{name}", base_dir)))
+                raise ConfigError(f"{display_path(file)}: {self._field(key)}.{name}: expected a table")
+            result.append((name, Table(value, file, f"{self._field(key)}.{name}", base_dir)))
         return result
 
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
     try:
         return str(path.relative_to(PROJECT_ROOT))
     except ValueError:
@@ -88,12 +88,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"{_display(path)}: missing (restore it from git, or fix MMULAB_CONFIGS)") from None
+        raise ConfigError(f"{display_path(path)}: missing (restore it from git, or fix MMULAB_CONFIGS)") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{_display(path)}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{display_path(path)}: invalid TOML: {exc}") from None
 
 
-def _load(settings: Settings, name: str, collections: tuple[str, ...]) -> _Table:
+def load_table(settings: Settings, name: str, collections: tuple[str, ...]) -> Table:
     """Load configs/<name>; the overlay's file of the same name adds or replaces named entries."""
     path = settings.configs_dir / name
     data = _read_toml(path)
@@ -111,5 +111,5 @@ def _load(settings: Settings, name: str, collections: tuple[str, ...]) -> _Table
             else:
                 data[key] = value
                 replaced[key] = overlay
-        return _Table(data, path, "", settings.configs_dir.parent, replaced)
-    return _Table(data, path, "", settings.configs_dir.parent)
+        return Table(data, path, "", settings.configs_dir.parent, replaced)
+    return Table(data, path, "", settings.configs_dir.parent)

@@ -206,7 +206,7 @@ def _resolve(path: str) -> list[str] | None:
     return stack
 
 
-def _inside(path: str) -> str | None:
+def inside_path(path: str) -> str | None:
     """A path named in a release's own files, normalized, when it is relative and stays inside; else None."""
     parts = _resolve(path)
     return "/".join(parts) if parts else None

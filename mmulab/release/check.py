@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mmulab.core.fsutil import sha256_of
-from mmulab.release.archive import _inside
+from mmulab.release.archive import inside_path
 from mmulab.release.format import (
     FORMAT,
     MANIFEST,
@@ -120,7 +120,7 @@ def _check_sums(files: dict[str, Path], digests: _Digests) -> list[Problem]:
     text = files[SUMS].read_bytes().decode("utf-8", errors="replace")
     for number, line in enumerate(text.splitlines(), 1):
         match = _SUMS_LINE.fullmatch(line)
-        path = _inside(match.group(2)) if match else None
+        path = inside_path(match.group(2)) if match else None
         if not match or path is None:
             problems.append(
                 Problem(ProblemKind.MISMATCH, SUMS, f"line {number}: not '<sha256>  <relative path>': {line!r}")
@@ -162,7 +162,7 @@ def _check_manifest(manifest: dict[str, Any], files: dict[str, Path], digests: _
     if not isinstance(listed, dict):
         return [*problems, Problem(ProblemKind.MISMATCH, MANIFEST, "no files object")]
     for path, sha256 in sorted(listed.items()):
-        inside = _inside(path)
+        inside = inside_path(path)
         if inside is None or inside in METADATA:
             problems.append(Problem(ProblemKind.MISMATCH, MANIFEST, f"files lists {path!r}, which it must not"))
             continue
@@ -174,7 +174,7 @@ def _check_manifest(manifest: dict[str, Any], files: dict[str, Path], digests: _
     ]
     for source in _entries(manifest, "sources", problems):
         for entry in [source, *_entries(source, "patches", problems)]:
-            path = _inside(str(entry.get("file", "")))
+            path = inside_path(str(entry.get("file", "")))
             if path is None:
                 problems.append(Problem(ProblemKind.MISMATCH, MANIFEST, f"source {source.get('name')!r}: no file"))
             else:
@@ -201,11 +201,16 @@ def _check_sbom(sbom: dict[str, Any], digests: _Digests) -> list[Problem]:
     entries: list[tuple[str, dict[str, Any], str | None]] = []
     for entry in _list_of(sbom, "files"):
         name = entry.get("fileName")
-        entries.append((f"file {name!r}", entry, _inside(name.removeprefix("./")) if isinstance(name, str) else None))
+        entries.append(
+            (f"file {name!r}", entry, inside_path(name.removeprefix("./")) if isinstance(name, str) else None)
+        )
     for entry in _list_of(sbom, "packages"):
         name = entry.get("packageFileName")
         if isinstance(name, str):
-            candidates = [_inside(name.removeprefix("./")), _inside(source_file(PurePosixPath(name).name))]
+            candidates = [
+                inside_path(name.removeprefix("./")),
+                inside_path(source_file(PurePosixPath(name).name)),
+            ]
             path = next((c for c in candidates if c in digests.files), None)
             if path is not None:  # packages without a file of the release (the release itself, tools) aside
                 entries.append((f"package {entry.get('name')!r}", entry, path))
@@ -233,7 +238,7 @@ def _check_provenance(statement: dict[str, Any], digests: _Digests) -> list[Prob
     for subject in subjects:
         name = subject.get("name")
         digest = subject.get("digest")
-        path = _inside(name.removeprefix("./")) if isinstance(name, str) else None
+        path = inside_path(name.removeprefix("./")) if isinstance(name, str) else None
         if path is None or not isinstance(digest, dict) or "sha256" not in digest:
             problems.append(
                 Problem(ProblemKind.MISMATCH, PROVENANCE, f"subject {name!r}: no release path with a sha256")
