@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -307,93 +307,100 @@ def _demos(table: Table, toolchain: Toolchain, variants: dict[str, Variant]) -> 
     }
     result = _Demos()
     for demo_name, demo in table.entries("demos"):
-        description = demo.get("description", str, "")
-        builds = []
-        for language, build in demo.entries("builds"):
-            if language not in toolchain.languages:
-                known = ", ".join(toolchain.languages)
-                raise build.fail("", f"{language!r} is not a language of configs/toolchain.toml ({known})")
-            build_name = f"{demo_name}-{language}"
-            init_sources = _sources_list(build, "init", toolchain.languages[language])
-            files = []
-            for path, source in build.get("files", dict, {}).items():
-                source_path = build.path(source) if isinstance(source, str) else None
-                if source_path is None or not source_path.is_file():
-                    raise build.fail(f"files.{path}", f"{source!r}: not an existing file (give one path)")
-                files.append((path.lstrip("/"), source_path))
-            if toolchain.languages[language].kind is LanguageKind.BUSYBOX:
-                if toolchain.busybox is None:
-                    raise build.fail("", "busybox builds need a [busybox] table in configs/toolchain.toml")
-                if len(init_sources) != 1:
-                    raise build.fail("init", "a busybox build's init is one script")
-                result.builds[build_name] = Build(
-                    build_name, demo_name, language, "", (), (("init", init_sources[0]), *files), busybox=True
-                )
-                builds.append(build_name)
-                continue
-            init = Program(build_name, language, init_sources)
-            helpers = []
-            for path, helper_sources in build.get("helpers", dict, {}).items():
-                helper_table = Table({"sources": helper_sources}, build.file, f"{build.where}.helpers", build.base_dir)
-                program = f"{build_name}-{PurePosixPath(path).name}"
-                result.programs[program] = Program(
-                    program, language, _sources_list(helper_table, "sources", toolchain.languages[language])
-                )
-                helpers.append((path.lstrip("/"), program))
-            result.programs[build_name] = init
-            result.builds[build_name] = Build(build_name, demo_name, language, build_name, tuple(helpers), tuple(files))
-            builds.append(build_name)
+        builds = [_build(result, demo_name, language, build, toolchain) for language, build in demo.entries("builds")]
         if not builds:
             raise demo.fail("builds", "no build (add e.g. [demos.NAME.builds.asm] with init = [...])")
         cases = []
         for run_name, run in demo.entries("runs"):
-            variant = run.get("variant", str, run_name)
-            if variant not in variants:
-                raise run.fail("variant", f"{variant!r} is not a variant in configs/variants.toml")
-            options = run.get("qemu", str, "default")
-            if options not in option_sets:
-                raise run.fail("qemu", f"{options!r} is not in [qemu_options] ({', '.join(option_sets)})")
-            timeout = run.get("timeout", int | float, defaults.get("timeout", int | float, 60))
-            if not math.isfinite(timeout) or timeout <= 0:
-                raise run.fail("timeout", f"{timeout!r}: must be a positive, finite number of seconds")
-            expect = _member(run, "expect", Expect, _member(defaults, "expect", Expect, Expect.PASS))
-            must = run.strings("must", ())
-            if expect is Expect.PASS and not must:
-                raise run.fail("must", "a boot expected to pass needs at least one line it must print")
-            cmdline = run.get("cmdline", str, "")
-            if append := run.get("append", str, ""):
-                cmdline = f"{cmdline or variants[variant].cmdline} {append}"
-            if expect is Expect.PANIC and not any("Kernel panic" in line for line in must):
-                raise run.fail("must", f"a boot expected to panic must print {PANIC_MARKER!r} (add it to must)")
-            must_not = run.strings("must_not", ())
-            if "must_not" not in run.data:
-                must_not = defaults.strings("must_not", ())
-                if expect is Expect.PANIC:  # the panic is the outcome here, not a failure
-                    must_not = tuple(line for line in must_not if line not in PANIC_MARKER)
-            elif expect is Expect.PANIC and (forbidden := [line for line in must_not if line in PANIC_MARKER]):
-                raise run.fail("must_not", f"{forbidden[0]!r} forbids the panic this run expects")
-            traps = run.get("traps", bool, defaults.get("traps", bool, False))
+            run_case = _run_case(run_name, run, defaults, option_sets, variants)
             for build_name in builds:
-                case = f"{build_name}-{run_name}"
-                result.boots[case] = BootCase(
-                    name=case,
-                    variant=variant,
-                    build=build_name,
-                    demo=demo_name,
-                    run=run_name,
-                    must=must,
-                    must_not=must_not,
-                    timeout=float(timeout),
-                    expect=expect,
-                    qemu_args=option_sets[options],
-                    qemu_options=options,
-                    cmdline=cmdline,
-                    traps=traps,
-                    shows=run.get("shows", str, ""),
-                )
-                cases.append(case)
-        result.demos[demo_name] = Demo(demo_name, description, tuple(cases))
+                case = replace(run_case, name=f"{build_name}-{run_name}", build=build_name, demo=demo_name)
+                result.boots[case.name] = case
+                cases.append(case.name)
+        result.demos[demo_name] = Demo(demo_name, demo.get("description", str, ""), tuple(cases))
     return result
+
+
+def _build(result: _Demos, demo_name: str, language: str, build: Table, toolchain: Toolchain) -> str:
+    """One `[demos.NAME.builds.LANGUAGE]` table: its build (and its programs) into `result`; the build's name."""
+    if language not in toolchain.languages:
+        known = ", ".join(toolchain.languages)
+        raise build.fail("", f"{language!r} is not a language of configs/toolchain.toml ({known})")
+    build_name = f"{demo_name}-{language}"
+    init_sources = _sources_list(build, "init", toolchain.languages[language])
+    files = []
+    for path, source in build.get("files", dict, {}).items():
+        source_path = build.path(source) if isinstance(source, str) else None
+        if source_path is None or not source_path.is_file():
+            raise build.fail(f"files.{path}", f"{source!r}: not an existing file (give one path)")
+        files.append((path.lstrip("/"), source_path))
+    if toolchain.languages[language].kind is LanguageKind.BUSYBOX:
+        if toolchain.busybox is None:
+            raise build.fail("", "busybox builds need a [busybox] table in configs/toolchain.toml")
+        if len(init_sources) != 1:
+            raise build.fail("init", "a busybox build's init is one script")
+        result.builds[build_name] = Build(
+            build_name, demo_name, language, "", (), (("init", init_sources[0]), *files), busybox=True
+        )
+        return build_name
+    helpers = []
+    for path, helper_sources in build.get("helpers", dict, {}).items():
+        helper_table = Table({"sources": helper_sources}, build.file, f"{build.where}.helpers", build.base_dir)
+        program = f"{build_name}-{PurePosixPath(path).name}"
+        result.programs[program] = Program(
+            program, language, _sources_list(helper_table, "sources", toolchain.languages[language])
+        )
+        helpers.append((path.lstrip("/"), program))
+    result.programs[build_name] = Program(build_name, language, init_sources)
+    result.builds[build_name] = Build(build_name, demo_name, language, build_name, tuple(helpers), tuple(files))
+    return build_name
+
+
+def _run_case(
+    run_name: str, run: Table, defaults: Table, option_sets: dict[str, tuple[str, ...]], variants: dict[str, Variant]
+) -> BootCase:
+    """One `[demos.NAME.runs.RUN]` table, checked: the boot case every build of the demo gets (named later)."""
+    variant = run.get("variant", str, run_name)
+    if variant not in variants:
+        raise run.fail("variant", f"{variant!r} is not a variant in configs/variants.toml")
+    options = run.get("qemu", str, "default")
+    if options not in option_sets:
+        raise run.fail("qemu", f"{options!r} is not in [qemu_options] ({', '.join(option_sets)})")
+    timeout = run.get("timeout", int | float, defaults.get("timeout", int | float, 60))
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise run.fail("timeout", f"{timeout!r}: must be a positive, finite number of seconds")
+    expect = _member(run, "expect", Expect, _member(defaults, "expect", Expect, Expect.PASS))
+    must = run.strings("must", ())
+    if expect is Expect.PASS and not must:
+        raise run.fail("must", "a boot expected to pass needs at least one line it must print")
+    cmdline = run.get("cmdline", str, "")
+    if append := run.get("append", str, ""):
+        cmdline = f"{cmdline or variants[variant].cmdline} {append}"
+    if expect is Expect.PANIC and not any("Kernel panic" in line for line in must):
+        raise run.fail("must", f"a boot expected to panic must print {PANIC_MARKER!r} (add it to must)")
+    must_not = run.strings("must_not", ())
+    if "must_not" not in run.data:
+        must_not = defaults.strings("must_not", ())
+        if expect is Expect.PANIC:  # the panic is the outcome here, not a failure
+            must_not = tuple(line for line in must_not if line not in PANIC_MARKER)
+    elif expect is Expect.PANIC and (forbidden := [line for line in must_not if line in PANIC_MARKER]):
+        raise run.fail("must_not", f"{forbidden[0]!r} forbids the panic this run expects")
+    return BootCase(
+        name=run_name,
+        variant=variant,
+        build="",
+        demo="",
+        run=run_name,
+        must=must,
+        must_not=must_not,
+        timeout=float(timeout),
+        expect=expect,
+        qemu_args=option_sets[options],
+        qemu_options=options,
+        cmdline=cmdline,
+        traps=run.get("traps", bool, defaults.get("traps", bool, False)),
+        shows=run.get("shows", str, ""),
+    )
 
 
 def _check_interactive_builds(variants: dict[str, Variant], boots: dict[str, BootCase], file: Path) -> None:
