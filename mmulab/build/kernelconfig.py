@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mmulab.core import templates
 from mmulab.core.errors import ConfigError, UserError
 from mmulab.core.fsutil import relative_from
 from mmulab.core.tools import RUNNER, Runner
@@ -43,13 +44,7 @@ def render_template(template: Path, context: Mapping[str, Any]) -> str:
     """A Jinja2 config fragment: undefined names are errors, blocks leave no blank lines; checked as Kconfig."""
     import jinja2  # only when a fragment is rendered: a no-op run never needs it
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template.parent),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
+    env = templates.environment(template.parent)
     env.filters["kconfig_line"] = kconfig_line
     try:
         text = env.get_template(template.name).render(**context)

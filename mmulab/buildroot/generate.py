@@ -20,6 +20,7 @@ from enum import Enum
 from pathlib import Path, PurePosixPath
 
 from mmulab.buildroot.spec import BuildrootSpec, load_buildroot
+from mmulab.core import templates
 from mmulab.core.errors import ConfigError
 from mmulab.core.fsutil import write_atomic
 from mmulab.core.settings import PROJECT_ROOT
@@ -83,13 +84,7 @@ def _render(project: Project, template: str, **context: object) -> str:
     """configs/buildroot/<template>.j2 rendered; every template gets the generated-file notice."""
     import jinja2  # only when the tree is generated
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(project.settings.configs_dir / "buildroot"),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
+    env = templates.environment(project.settings.configs_dir / "buildroot")
     env.filters["var"] = _upper
     env.filters["kconfig_help"] = _kconfig_help
     try:

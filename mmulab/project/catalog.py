@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmulab.core import templates
 from mmulab.core.settings import PROJECT_ROOT
 from mmulab.project.model import BootCase, Project
 
@@ -84,14 +85,7 @@ def entries(project: Project) -> list[DemoEntry]:
 
 def render(project: Project, template: Path = TEMPLATE) -> str:
     """docs/demos.md as text."""
-    import jinja2  # only when the catalogue is rendered
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template.parent),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
+    env = templates.environment(template.parent)
     env.filters["cell"] = lambda text: str(text).replace("|", "\\|")
     return env.get_template(template.name).render(demos=entries(project), variants=project.variants)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mmulab.core import templates
 from mmulab.core.settings import PROJECT_ROOT
 from mmulab.project.model import Project
 from mmulab.release.format import INDEX, METADATA, console_log
@@ -98,20 +99,12 @@ def render(
 ) -> str:
     """The release page as HTML. Reads only the release's boots/<case>.log files; `demos` gives the descriptions
     and must lines (without it only `mmulab:` lines are picked out of the consoles)."""
-    import jinja2  # only when a page is rendered
 
     notes = dict(demos or {})
     boots = [dict(entry) for entry in manifest.get("boots", ())]
     must = {case: tuple(lines) for note in notes.values() for case, lines in note.must.items()}
     consoles = {entry["case"]: _console(release_root, entry, must.get(entry["case"])) for entry in boots}
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template.parent),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
+    env = templates.environment(template.parent, autoescape=True)
     env.filters["short"] = lambda text: str(text)[:SHORT_HASH]
     env.filters["anchor"] = _anchor
     epoch = int(manifest.get("source_date_epoch", 0))
