@@ -10,9 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmulab.core.errors import UserError
-
-INTERRUPTED = 130
+from mmulab.core.errors import ExitCode, UserError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,7 +112,7 @@ def _soak(args: argparse.Namespace) -> int:
     )
     print(soak.table(stats))
     print(f"mmulab: soak report: {path}")
-    return 0 if all(s.failed == 0 for s in stats) else 1
+    return ExitCode.OK if all(s.failed == 0 for s in stats) else ExitCode.FAILED
 
 
 def _boot_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -147,7 +145,7 @@ def _boot_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
     )
     print(summary.table(verdicts))
     print(f"mmulab: consoles and summary.json / summary.xml in {out}")
-    return 0 if verdicts and all(v.passed for v in verdicts) else 1
+    return ExitCode.OK if verdicts and all(v.passed for v in verdicts) else ExitCode.FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,8 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         sys.stdout.flush()
         print(f"mmulab: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     except KeyboardInterrupt:
         sys.stdout.flush()
         print("\nmmulab: interrupted", file=sys.stderr)
-        return INTERRUPTED
+        return ExitCode.INTERRUPTED

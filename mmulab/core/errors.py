@@ -3,14 +3,24 @@ wording of a kind of failure lives in one place and tests can match it."""
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any
+
+
+class ExitCode(IntEnum):
+    """What every mmulab command (doit's runs and `mmulab ...`) exits with: the same meaning everywhere."""
+
+    OK = 0
+    FAILED = 1  # a task or a check failed: the message says what to fix
+    BAD_INPUT = 2  # bad configuration, environment or command line: nothing was built
+    INTERRUPTED = 130  # Ctrl-C: what finished is kept, a rerun goes on from there
 
 
 class UserError(Exception):
     """A problem a user can fix, told as one line naming what to fix; a failed task (exit 1)."""
 
     template = "{message}"
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
     def __init__(self, message: str = "", **fields: Any) -> None:
         self.fields = {"message": message, **fields}
@@ -20,7 +30,7 @@ class UserError(Exception):
 class ConfigError(UserError):
     """Wrong configuration data or environment: nothing was built (exit 2)."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
 
 class EnvError(ConfigError):

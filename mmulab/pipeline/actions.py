@@ -25,8 +25,6 @@ from mmulab.core.paths import Layout
 from mmulab.core.tools import RUNNER, Runner, require
 from mmulab.project.model import BootCase, Project
 
-INTERRUPTED = "interrupted: rerun to continue"
-
 
 def user_errors(function: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a UserError into a doit failure carrying just its message (exit 1; exit 2 for a ConfigError)."""

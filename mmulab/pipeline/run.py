@@ -14,7 +14,7 @@ from doit.exceptions import InvalidCommand
 
 from mmulab.boot.qemu import stdin_is_terminal
 from mmulab.core import doitcli
-from mmulab.core.errors import ConfigError, EnvError
+from mmulab.core.errors import ConfigError, EnvError, ExitCode
 from mmulab.core.lock import BuildLock
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def _on_uncaught(kind: type[BaseException], error: BaseException, trace: Any) ->
         sys.stdout.flush()
         sys.stderr.write(f"\nmmulab: {INTERRUPTED}\n")
         sys.stderr.flush()
-        os._exit(130)
+        os._exit(ExitCode.INTERRUPTED)
     sys.__excepthook__(kind, error, trace)
 
 
@@ -94,7 +94,7 @@ def dodo_globals(argv: list[str]) -> dict[str, Any]:
         raise
     except OSError as error:
         sys.stderr.write(f"mmulab: error: {error.filename or ''}: {error.strerror}\n")
-        sys.exit(2)
+        sys.exit(ExitCode.BAD_INPUT)
     return {
         **creators,
         "DOIT_CONFIG": {

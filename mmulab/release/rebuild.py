@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mmulab.core.doitcli import doit_argv
-from mmulab.core.errors import UserError
+from mmulab.core.errors import ExitCode, UserError
 from mmulab.core.fsutil import CHUNK, sha256_of
 from mmulab.core.settings import PROJECT_ROOT
 
@@ -45,7 +45,7 @@ class Seed:
 class UsageError(UserError):
     """The command line asks for something that cannot be (exit 2, like argparse's own errors)."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
 
 # ---------------------------------------------------------------------------------------------------------------

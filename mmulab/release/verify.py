@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from mmulab.core.errors import ExitCode
 from mmulab.release.archive import unpacked
 from mmulab.release.check import check_release
 from mmulab.release.format import MANIFEST, PROVENANCE, SBOM, SUMS
@@ -28,20 +29,20 @@ def verify(target: Path, rebuild_it: bool = False, accepted: tuple[str, ...] = (
             print(f"mmulab: verify: {target}: {len(outcome.problems)} problem(s) in {outcome.files} files", file=out)
             if rebuild_it:
                 print("mmulab: verify: rebuild not attempted: the release does not agree with itself", file=out)
-            return 1
+            return ExitCode.FAILED
         print(
             f"mmulab: verify: {target}: {outcome.files} files agree with {SUMS}, {MANIFEST}, {SBOM}, {PROVENANCE}",
             file=out,
         )
         if not rebuild_it or manifest is None:
-            return 0
+            return ExitCode.OK
         lines, compared = rebuild(root, manifest, accepted, out)
         for line in lines:
             print(line, file=out)
         if lines:
             what = "does not match" if compared else "not attempted"
             print(f"mmulab: verify: {target}: rebuild {what}: {len(lines)} problem(s)", file=out)
-            return 1
+            return ExitCode.FAILED
         print(f"mmulab: verify: {target}: rebuilt bit for bit: {compared} files identical", file=out)
-        return 0
+        return ExitCode.OK
     raise AssertionError("unreachable")
