@@ -48,8 +48,8 @@ static long hog_until_reclaimed(long filled, int nommu)
 		if (region == MAP_FAILED)
 			return 0;
 	}
-	/* /proc/meminfo is read once a MiB: generating it is slow under emulation. */
-	while (taken + HOG_CHUNK <= limit && (taken % MIB || meminfo_kb("Buffers") > filled / 2)) {
+	/* /proc/meminfo is read once every 256 KiB: generating it is slow under emulation. */
+	while (taken + HOG_CHUNK <= limit && (taken % (MIB / 4) || meminfo_kb("Buffers") > filled / 2)) {
 		char *chunk = region ? region + taken : NULL;
 		if (nommu) {
 			if (count == MAX_CHUNKS)
@@ -88,6 +88,16 @@ static void page_cache_reclaim(int nommu)
 	say("swap: page cache: read %ld MiB of the RAM disk /dev/ram0: Buffers %ld MiB -> %ld MiB", total / MIB,
 	    before / 1024, filled / 1024);
 	say("swap: page cache: Buffers grew by >= 4 MiB: %s", yes_no(filled - before >= 4 * 1024));
+	/*
+	 * Watermark boosting (vm.watermark_boost_factor) raises every watermark by up to 4 MiB after a
+	 * fragmenting allocation and has kswapd reclaim that much more: it can drop the whole page cache
+	 * between two of the hog's checks, and then, with nothing left to reclaim and free memory under the
+	 * boosted minimum, the next allocation finds no process it may kill (init) and the kernel panics
+	 * ("System is deadlocked on memory": once in a few hundred NOMMU boots on a busy host). The demo
+	 * shows plain reclaim, so it turns boosting off.
+	 */
+	if (write_text("/proc/sys/vm/watermark_boost_factor", "0") != 0)
+		say("swap: cannot set vm.watermark_boost_factor: %s", strerror(errno));
 	long taken = hog_until_reclaimed(filled, nommu);
 	long after = meminfo_kb("Buffers");
 	say("swap: page cache: a hog took %ld MiB; Buffers now %ld MiB", taken / 1024, after / 1024);
