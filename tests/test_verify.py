@@ -700,3 +700,86 @@ def test_patches_the_release_has_and_the_checkout_does_not_or_in_another_order()
         "unexpected: sources/patches/musl/0002-more.patch: this checkout does not patch musl with it",
         "mismatch: manifest.json: source musl: patches in another order",
     ]
+
+
+# --- issue 18's defects, each a regression test ---
+
+
+def good_archive(release: Path, tmp_path: Path) -> Path:
+    """The release as the published `.tar.xz` (one `r1/` folder), as test_a_good_archive_verifies... makes it."""
+    members = [(member("r1", tarfile.DIRTYPE), None)]
+    for path in sorted(release.rglob("*")):
+        info = member(f"r1/{path.relative_to(release).as_posix()}", tarfile.DIRTYPE if path.is_dir() else b"0")
+        members.append((info, None if path.is_dir() else path.read_bytes()))
+    return write_tar_xz(tmp_path / "r1.tar.xz", members)
+
+
+def test_an_archive_cut_short_is_refused_though_its_tar_end_came_first(
+    release: Path, tmp_path: Path, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect 5: tar stops at its end marker, so the last 40 bytes (xz's index and footer) were never read."""
+    archive = good_archive(release, tmp_path)
+    archive.write_bytes(archive.read_bytes()[:-40])
+    code, out, err = run_verify(capsys, str(archive))
+    assert (code, out) == (1, [])
+    assert len(err) == 1 and "refusing archive:" in err[0] and "xz data" in err[0], err
+    assert list(scratch.iterdir()) == []
+
+
+def test_zero_padding_between_xz_streams_is_dropped_as_it_is_read(release: Path, tmp_path: Path) -> None:
+    """Defect 4: zero padding between two streams (legal xz) was gathered and scanned again and again (quadratic;
+    256 MiB took 124 s and 549 MB). Now it is dropped as it is read: the reader's peak does not grow with it
+    (about 13 MB here with 16 or 48 MiB of padding, decoder and chunks; it was twice the padding)."""
+    import tracemalloc
+
+    padding = 32 << 20
+    plain = good_archive(release, tmp_path).read_bytes()
+    tar = lzma.decompress(plain)
+    half = len(tar) // 2
+    padded = tmp_path / "padded.tar.xz"
+    padded.write_bytes(
+        lzma.compress(tar[:half], format=lzma.FORMAT_XZ)
+        + bytes(16 << 20)
+        + lzma.compress(tar[half:], format=lzma.FORMAT_XZ)
+    )
+    chunks = []
+    tracemalloc.start()
+    try:
+        with padded.open("rb") as handle:
+            stream = release_archive._CappedXz(handle, 1 << 30, padded.name)
+            while data := stream.read(64 << 10):
+                chunks.append(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert b"".join(chunks) == tar
+    assert peak < padding // 2, f"peak {peak} bytes while reading past {padding} bytes of padding"
+
+
+def test_a_manifest_nested_too_deeply_is_one_problem(release: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Defect 2: 100,000 `[` made json raise RecursionError, which only ValueError was caught for: a traceback."""
+    (release / "manifest.json").write_text("[" * 100_000)
+    write_sums(release)
+    code, out, err = run_verify(capsys, str(release))
+    assert (code, err) == (1, [])
+    assert "mismatch: manifest.json: not valid JSON (nested too deeply)" in out
+
+
+def test_a_source_path_written_with_dot_slash_is_read_as_the_checks_read_it() -> None:
+    """Defect 3: the checks normalized `./sources/...`, plan_seeds kept it raw, and the rebuild hit a KeyError."""
+    checkout = load_project(Settings.from_environment({}))
+    manifest = {
+        "sources": [
+            {"name": "busybox", "file": "./sources/busybox_1.35.0.orig.tar.bz2", "sha256": PINNED["busybox"]},
+            {"name": "linux", "file": "sources/../../linux-source-6.12.tar.xz", "sha256": PINNED["linux-known"]},
+            {"name": "musl", "file": "sources//musl_1.2.3.orig.tar.gz", "sha256": PINNED["musl"]},
+        ]
+    }
+    seeds, refusals = release_rebuild.plan_seeds(manifest, checkout, ())
+    assert [(s.name, s.release_path) for s in seeds] == [
+        ("busybox", "sources/busybox_1.35.0.orig.tar.bz2"),
+        ("musl", "sources/musl_1.2.3.orig.tar.gz"),
+    ]
+    assert refusals == [
+        "refused: source linux (sources/../../linux-source-6.12.tar.xz): not a path inside the release",
+    ]

@@ -59,15 +59,21 @@ class _CappedXz:
     def _next_stream(self) -> bool:
         """An .xz file may hold several streams one after another (zero padding between them, which xz allows):
         start the next one; False at the end of the file."""
-        rest = self._decoder.unused_data
-        while not rest.strip(b"\0"):
+        rest = self._decoder.unused_data.lstrip(b"\0")
+        while not rest:  # padding is dropped as it is read: never held, never scanned twice
             more = self._input()
             if not more:
                 return False
-            rest += more
+            rest = more.lstrip(b"\0")
         self._decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
-        self._carried = rest.lstrip(b"\0")
+        self._carried = rest
         return True
+
+    def drain(self) -> None:
+        """Read to the end of the file's last stream: tar stops at its end marker, but a cut or damaged file
+        must be refused too (every stream's check is verified on the way, under the same cap)."""
+        while self.read(CHUNK):
+            pass
 
     def read(self, size: int = -1) -> bytes:
         size = CHUNK if size is None or size < 0 else size
@@ -116,6 +122,7 @@ def _open_stream(path: Path) -> Iterator[tarfile.TarFile]:
             # "r|" only ever reads the stream; typeshed's file protocol also wants write, tell, seek and close
             with tarfile.open(str(path), "r|", fileobj=stream, tarinfo=_BoundedTarInfo) as archive:  # type: ignore[call-overload]
                 yield archive
+            stream.drain()
         except tarfile.TarError as exc:
             raise _Refused(f"{path.name}: refusing archive: not a readable tar archive ({exc})") from None
 

@@ -146,6 +146,9 @@ def _load_json(files: dict[str, Path], name: str, problems: list[Problem]) -> di
     except (ValueError, UnicodeDecodeError) as exc:
         problems.append(Problem(ProblemKind.MISMATCH, name, f"not valid JSON ({exc})"))
         return None
+    except RecursionError:  # e.g. 100,000 nested arrays: Python's parser gives up, so does verify
+        problems.append(Problem(ProblemKind.MISMATCH, name, "not valid JSON (nested too deeply)"))
+        return None
     if not isinstance(data, dict):
         problems.append(Problem(ProblemKind.MISMATCH, name, "not a JSON object"))
         return None

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mmulab.core.paths import Layout
     from mmulab.project.model import Project
 
+from mmulab.release.archive import inside_path
 from mmulab.release.check import Problem, ProblemKind, release_listing
 from mmulab.release.format import MANIFEST, METADATA, patch_file
 
@@ -65,7 +66,11 @@ def plan_seeds(manifest: dict[str, Any], project: Project, accepted: tuple[str, 
         if name not in provided:
             raise UsageError(f"--accept-source {name}: the release has no source {name!r}")
     for name, entry in sorted(provided.items()):
-        path, sha256 = str(entry.get("file", "")), str(entry.get("sha256", ""))
+        raw, sha256 = str(entry.get("file", "")), str(entry.get("sha256", ""))
+        path = inside_path(raw)  # as the release's own checks read it ("./sources/x" is sources/x)
+        if path is None:
+            refusals.append(f"refused: source {name} ({raw}): not a path inside the release")
+            continue
         source = project.sources.get(name)
         if source is None:
             refusals.append(f"refused: source {name} ({path}): this checkout's configs/sources.toml has no such source")
