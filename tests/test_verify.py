@@ -27,6 +27,7 @@ from mmulab.core.paths import Layout
 from mmulab.core.settings import PROJECT_ROOT, Settings
 from mmulab.project.loader import load_project
 from mmulab.release import archive as release_archive
+from mmulab.release import documents as release_documents
 from mmulab.release import format as release_format
 from mmulab.release import rebuild as release_rebuild
 
@@ -39,6 +40,8 @@ PINNED = {  # this checkout's pins (configs/sources.toml), by origin
     "musl": "7d5b0b6062521e4627e099e4c9dc8248d32a30285e959b7eecaa780cf8cfd4a4",
 }
 IMAGE = b"\x00kernel image\x01" * 64
+BOOT_KEYS = ("case", "demo", "variant", "qemu", "expected", "observed", "passed")
+BOOT = ("clone_vm-asm-nommu", "clone_vm", "nommu", "default", "pass", "pass", True)
 SOURCE_FILES = {  # fake tarballs: nothing here pins these bytes
     "linux": "sources/linux-source-6.12.tar.xz",
     "busybox": "sources/busybox_1.35.0.orig.tar.bz2",
@@ -55,7 +58,8 @@ def dumps(document: object) -> str:
 
 
 def write_release(root: Path, extra: dict[str, bytes] | None = None) -> Path:
-    """A small release in the published format: files, manifest, SBOM, statement and SHA256SUMS agreeing."""
+    """A small release in the published format: files, manifest, SBOM, statement, page, run.json and SHA256SUMS
+    agreeing (the documents made from the manifest as publish makes them)."""
     files = {
         "nommu/Image": IMAGE,
         "nommu/config": b"CONFIG_MMU=n\n",
@@ -76,34 +80,26 @@ def write_release(root: Path, extra: dict[str, bytes] | None = None) -> Path:
         if name == "musl":
             patch = "sources/patches/musl/0001-riscv64-add-vfork.patch"
             patches = [{"name": MUSL_PATCH.name, "file": patch, "sha256": digests[patch]}]
-        sources.append({"name": name, "version": "1", "file": path, "sha256": digests[path], "patches": patches})
-    manifest = {"format": "mmulab-release/1", "release": "r1", "source_date_epoch": 0, "sources": sources}
-    manifest["files"] = digests
-    sbom = {
-        "spdxVersion": "SPDX-2.3",
-        "files": [
-            {"fileName": f"./{path}", "checksums": [{"algorithm": "SHA256", "checksumValue": digest}]}
-            for path, digest in digests.items()
-        ],
-        "packages": [
-            {
-                "name": s["name"],
-                "packageFileName": s["file"].rsplit("/", 1)[-1],
-                "checksums": [{"algorithm": "SHA256", "checksumValue": s["sha256"]}],
-            }
-            for s in sources
-        ],
-    }
-    statement = {
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"name": path, "digest": {"sha256": digest}} for path, digest in digests.items()],
-        "predicateType": "https://slsa.dev/provenance/v1",
+        sources.append(
+            {"name": name, "version": "1", "file": path, "sha256": digests[path], "license": "MIT", "patches": patches}
+        )
+    manifest = {
+        "format": "mmulab-release/1",
+        "release": "r1",
+        "project": {"name": "mmulab", "version": "0.1.0", "commit": "", "describe": "", "dirty": False},
+        "source_date_epoch": 0,
+        "sources": sources,
+        "tools": {},
+        "configs": {"kernel-nommu": {"fragment_sha256": "", "config_sha256": digests["nommu/config"]}},
+        "boots": [dict(zip(BOOT_KEYS, BOOT, strict=True))],
+        "demos": [{"name": "clone_vm", "description": "d", "cases": [{"case": BOOT[0], "must": ["Linux"]}]}],
+        "files": digests,
     }
     (root / "manifest.json").write_text(dumps(manifest))
-    (root / "sbom.spdx.json").write_text(dumps(sbom))
-    (root / "provenance.intoto.json").write_text(dumps(statement))
-    (root / "run.json").write_text(dumps({"host": "somewhere"}))
-    (root / "index.html").write_text("<!doctype html><title>r1</title>\n")
+    for name, text in release_documents.made_from_manifest(root, manifest).items():  # as publish makes them
+        (root / name).write_text(text)
+    run = {"published_at": "2026-01-02T03:04:05Z", "host": "somewhere", "boot_seconds": {BOOT[0]: 1.5}}
+    (root / "run.json").write_text(dumps(run))
     write_sums(root)
     return root
 

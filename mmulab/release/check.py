@@ -1,4 +1,6 @@
-"""A release's own documents against its files: SHA256SUMS, manifest.json, sbom.spdx.json, provenance.intoto.json."""
+"""A release's own documents against its files: SHA256SUMS, manifest.json, sbom.spdx.json, provenance.intoto.json,
+run.json and index.html. Every document is read bounded (MAX_DOCUMENT_BYTES): a stranger's 2 GB manifest is
+refused by its size, never read whole."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mmulab.core.fsutil import sha256_of
+from mmulab.release import documents
 from mmulab.release.archive import inside_path
 from mmulab.release.format import (
     FORMAT,
+    INDEX,
     MANIFEST,
     METADATA,
     PROVENANCE,
+    RUN,
     SBOM,
     SPDX_VERSION,
     STATEMENT_TYPE,
@@ -24,6 +29,9 @@ from mmulab.release.format import (
     source_file,
 )
 
+# The most verify reads of one document (SHA256SUMS, a JSON document, index.html, a console the page shows):
+# a release's are kilobytes to a few MB; anything bigger is refused by its size, unread. Tests lower it.
+MAX_DOCUMENT_BYTES = 64 << 20
 _SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -102,6 +110,34 @@ class _Digests:
         return self._cache[path]
 
 
+def read_document(path: Path, name: str) -> bytes:
+    """The bytes of release file `name` at `path`, at most MAX_DOCUMENT_BYTES: its size is checked first, then at
+    most one byte more is read (in case it grew); documents.TooLarge beyond."""
+    cap = MAX_DOCUMENT_BYTES
+    size = path.stat().st_size
+    if size > cap:
+        raise documents.TooLarge(name, cap)
+    with path.open("rb") as handle:
+        data = handle.read(size + 1)  # read(n) allocates n at once: ask for what stat said (plus one)
+        if len(data) > size:  # it grew since
+            data += handle.read(cap + 1 - len(data))
+    if len(data) > cap:
+        raise documents.TooLarge(name, cap)
+    return data
+
+
+def _read(files: dict[str, Path], name: str, problems: list[Problem]) -> bytes | None:
+    """The document `name` (bounded), or None with its problem (missing, too large)."""
+    if name not in files:
+        problems.append(Problem(ProblemKind.MISSING, name))
+        return None
+    try:
+        return read_document(files[name], name)
+    except documents.TooLarge as exc:
+        problems.append(Problem(ProblemKind.MISMATCH, exc.path, str(exc)))
+        return None
+
+
 def _claim(problems: list[Problem], digests: _Digests, path: str, sha256: Any, who: str) -> None:
     """`who` says release file `path` has `sha256`: check it."""
     if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
@@ -113,11 +149,12 @@ def _claim(problems: list[Problem], digests: _Digests, path: str, sha256: Any, w
 
 
 def _check_sums(files: dict[str, Path], digests: _Digests) -> list[Problem]:
-    if SUMS not in files:
-        return [Problem(ProblemKind.MISSING, SUMS)]
     problems: list[Problem] = []
+    data = _read(files, SUMS, problems)
+    if data is None:
+        return problems
     listed: list[str] = []
-    text = files[SUMS].read_bytes().decode("utf-8", errors="replace")
+    text = data.decode("utf-8", errors="replace")
     for number, line in enumerate(text.splitlines(), 1):
         match = _SUMS_LINE.fullmatch(line)
         path = inside_path(match.group(2)) if match else None
@@ -138,11 +175,11 @@ def _check_sums(files: dict[str, Path], digests: _Digests) -> list[Problem]:
 
 
 def _load_json(files: dict[str, Path], name: str, problems: list[Problem]) -> dict[str, Any] | None:
-    if name not in files:
-        problems.append(Problem(ProblemKind.MISSING, name))
+    raw = _read(files, name, problems)
+    if raw is None:
         return None
     try:
-        data = json.loads(files[name].read_bytes())
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         problems.append(Problem(ProblemKind.MISMATCH, name, f"not valid JSON ({exc})"))
         return None
@@ -256,6 +293,22 @@ def _list_of(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
+def _this_mmulab() -> str:
+    """This mmulab's version and commit, as documents.made_by tells them (git asked only when a document differs)."""
+    from mmulab.core.settings import PROJECT_ROOT
+    from mmulab.release.publish import project_version, vcs_state
+
+    return documents.mmulab_named(project_version(), vcs_state(PROJECT_ROOT).commit)
+
+
+def _boot_cases(manifest: dict[str, Any] | None) -> list[str] | None:
+    """The manifest's boot case names (None without a manifest to say)."""
+    if manifest is None:
+        return None
+    boots = manifest.get("boots", [])
+    return [str(b.get("case")) for b in boots if isinstance(b, dict)] if isinstance(boots, list) else []
+
+
 def check_release(root: Path) -> tuple[Outcome, dict[str, Any] | None]:
     """Every check a release directory must pass from its own bytes; the outcome and its manifest (if read)."""
     files, problems = release_listing(root)
@@ -267,7 +320,20 @@ def check_release(root: Path) -> tuple[Outcome, dict[str, Any] | None]:
     sbom = _load_json(files, SBOM, problems)
     if sbom is not None:
         problems += _check_sbom(sbom, digests)
+        problems += [Problem(ProblemKind.MISMATCH, SBOM, d) for d in documents.spdx_problems(sbom)[: documents.SHOWN]]
     statement = _load_json(files, PROVENANCE, problems)
     if statement is not None:
         problems += _check_provenance(statement, digests)
+        problems += [
+            Problem(ProblemKind.MISMATCH, PROVENANCE, d) for d in documents.statement_problems(statement, manifest)
+        ]
+    run = _load_json(files, RUN, problems)
+    if run is not None:
+        problems += [Problem(ProblemKind.MISMATCH, RUN, d) for d in documents.run_problems(run, _boot_cases(manifest))]
+    _read(files, INDEX, problems)  # compared below with the page made again; here only there and not too large
+    if not problems and manifest is not None:  # else a document made again would differ only as a consequence
+        made = documents.made_again(
+            root, manifest, statement, lambda name: read_document(files[name], name), _this_mmulab
+        )
+        problems += [Problem(ProblemKind.MISMATCH, path, detail) for path, detail in made]
     return Outcome(tuple(dict.fromkeys(problems)), len(files)), manifest

@@ -2,8 +2,11 @@
 
 `render()` turns a release's manifest (and its boots/<case>.log consoles) into one static HTML page: no
 JavaScript, inline CSS, relative links only. The layout and wording live in configs/release/index.html.j2;
-autoescaping is on there, because console logs are untrusted text. The publisher calls
-`render(release_root, manifest, demo_notes(project))` and writes the result as index.html.
+autoescaping is on there, because console logs are untrusted text.
+
+The page is a pure function of what the release holds: the manifest (whose "demos" carries each demo's
+description and its cases' must lines, from `manifest_demos(project)`), the consoles and this template. The
+publisher writes `render(release_root, manifest)` as index.html; `mmulab verify` draws it again and compares bytes.
 """
 
 from __future__ import annotations
@@ -48,6 +51,44 @@ def demo_notes(project: Project) -> dict[str, DemoNotes]:
         name: DemoNotes(demo.description, {case: project.boots[case].must for case in demo.cases})
         for name, demo in project.demos.items()
     }
+
+
+def manifest_demos(project: Project) -> list[dict[str, Any]]:
+    """The manifest's "demos": the page's notes as JSON, a list (the project's order survives sorted keys)."""
+    return [
+        {
+            "name": name,
+            "description": note.description,
+            "cases": [{"case": case, "must": list(must)} for case, must in note.must.items()],
+        }
+        for name, note in demo_notes(project).items()
+    ]
+
+
+def notes_of(manifest: Mapping[str, Any]) -> dict[str, DemoNotes]:
+    """The page's notes from a manifest's "demos" (none when it has none); ValueError naming what is malformed."""
+    demos = manifest.get("demos", [])
+    if not isinstance(demos, list):
+        raise ValueError("demos: not a list")
+    notes: dict[str, DemoNotes] = {}
+    for number, demo in enumerate(demos):
+        cases = demo.get("cases") if isinstance(demo, dict) else None
+        if (
+            not isinstance(demo, dict)
+            or not isinstance(demo.get("name"), str)
+            or not isinstance(demo.get("description"), str)
+            or not isinstance(cases, list)
+            or not all(
+                isinstance(c, dict)
+                and isinstance(c.get("case"), str)
+                and isinstance(c.get("must"), list)
+                and all(isinstance(line, str) for line in c["must"])
+                for c in cases
+            )
+        ):
+            raise ValueError(f"demos[{number}]: not {{name, description, cases: [{{case, must: [text]}}]}}")
+        notes[demo["name"]] = DemoNotes(demo["description"], {c["case"]: tuple(c["must"]) for c in cases})
+    return notes
 
 
 @dataclass(frozen=True)
@@ -96,14 +137,16 @@ def render(
     manifest: Mapping[str, Any],
     demos: Mapping[str, DemoNotes] | None = None,
     template: Path = TEMPLATE,
+    read: Callable[[Path], bytes] = Path.read_bytes,
 ) -> str:
-    """The release page as HTML. Reads only the release's boots/<case>.log files; `demos` gives the descriptions
-    and must lines (without it only `mmulab:` lines are picked out of the consoles)."""
+    """The release page as HTML. Reads only the release's boots/<case>.log files, each through `read` (verify's
+    reads are bounded); `demos` gives the descriptions and must lines, by default the manifest's (without any,
+    only `mmulab:` lines are picked out of the consoles)."""
 
-    notes = dict(demos or {})
+    notes = dict(demos) if demos is not None else notes_of(manifest)
     boots = [dict(entry) for entry in manifest.get("boots", ())]
     must = {case: tuple(lines) for note in notes.values() for case, lines in note.must.items()}
-    consoles = {entry["case"]: _console(release_root, entry, must.get(entry["case"])) for entry in boots}
+    consoles = {entry["case"]: _console(release_root, entry, must.get(entry["case"]), read) for entry in boots}
     env = templates.environment(template.parent, autoescape=True)
     env.filters["short"] = lambda text: str(text)[:SHORT_HASH]
     env.filters["anchor"] = _anchor
@@ -165,9 +208,9 @@ def _log_path(release_root: Path, case: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path, read: Callable[[Path], bytes]) -> list[str]:
     """The console's lines: undecodable bytes and control characters (but tabs) become U+FFFD."""
-    text = path.read_bytes().decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    text = read(path).decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
     lines = [_CONTROL.sub("\N{REPLACEMENT CHARACTER}", line) for line in text.split("\n")]
     return lines[:-1] if lines[-1] == "" else lines
 
@@ -188,7 +231,9 @@ def marked_lines(lines: Sequence[str], must: Iterable[str]) -> tuple[set[int], t
     return marked, tuple(missing)
 
 
-def _console(release_root: Path, entry: Mapping[str, Any], must: tuple[str, ...] | None) -> Console:
+def _console(
+    release_root: Path, entry: Mapping[str, Any], must: tuple[str, ...] | None, read: Callable[[Path], bytes]
+) -> Console:
     """A case's verdict and console; its must lines are marked (without them, its `mmulab:` lines are)."""
     case = str(entry["case"])
     passed = bool(entry.get("passed", False))
@@ -206,7 +251,7 @@ def _console(release_root: Path, entry: Mapping[str, Any], must: tuple[str, ...]
     path = _log_path(release_root, case)
     if path is None:
         return facts
-    lines = _read_lines(path)
+    lines = _read_lines(path, read)
     own = {i for i, line in enumerate(lines) if line.lstrip().startswith(MARKER_PREFIX)}
     marked, missing = marked_lines(lines, must) if must is not None else (own, ())
     tail = set(range(max(0, len(lines) - FAILED_TAIL_LINES), len(lines))) if not passed else set()

@@ -232,10 +232,14 @@ def resolved_dependencies(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return dependencies
 
 
+def builder_id(project: dict[str, Any]) -> str:
+    """runDetails.builder.id: the mmulab (name and version) the manifest's "project" names, as a purl."""
+    return f"pkg:generic/{project['name']}@{project['version']}"
+
+
 def intoto_statement(manifest: dict[str, Any]) -> dict[str, Any]:
     """The release's provenance: every published file as a subject, SLSA provenance v1 as the predicate."""
     project = manifest["project"]
-    builder_id = f"pkg:generic/{project['name']}@{project['version']}"
     tools = [{"name": name, "annotations": dict(info)} for name, info in sorted(manifest.get("tools", {}).items())]
     return {
         "_type": STATEMENT_TYPE,
@@ -253,7 +257,7 @@ def intoto_statement(manifest: dict[str, Any]) -> dict[str, Any]:
             },
             "runDetails": {
                 "builder": {
-                    "id": builder_id,
+                    "id": builder_id(project),
                     "version": {project["name"]: project["version"]},
                     "builderDependencies": tools,
                 },

@@ -9,7 +9,6 @@ publishing the same name again is a no-op when every file but run.json has the s
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import lzma
@@ -31,13 +30,13 @@ from mmulab.boot.judge import Verdict
 from mmulab.build import busybox
 from mmulab.build.download import Fetched
 from mmulab.core.errors import UserError
-from mmulab.core.fsutil import CHUNK, sha256_of, write_atomic
+from mmulab.core.fsutil import sha256_of, write_atomic
 from mmulab.core.paths import Layout
 from mmulab.core.settings import PROJECT_ROOT, RELEASE_NAME, RELEASE_NAME_ACCEPTS
 from mmulab.core.tools import RUNNER, Runner, package_of
 from mmulab.project.model import Project
 from mmulab.release import format as release_format
-from mmulab.release.format import BOOTS, FORMAT, INDEX, MANIFEST, PROVENANCE, RUN, SBOM, SOURCES, SUMS
+from mmulab.release.format import BOOTS, FORMAT, MANIFEST, RUN, SOURCES, SUMS
 
 # Published but not compared by `doit repro` / `mmulab verify --rebuild`: they differ from boot to boot by nature.
 VOLATILE = (RUN, BOOTS)
@@ -246,6 +245,8 @@ def build_manifest(
                 "config_sha256": digests[f"{variant}/busybox.config"],
             }
     boots = [verdict.facts() for verdict in _verdicts(project, layout)]
+    from mmulab.release import page  # the page's notes ride in the manifest: the page is a function of the release
+
     return {
         "format": FORMAT,
         "release": name,
@@ -261,6 +262,7 @@ def build_manifest(
         "tools": tool_facts(project, runner),
         "configs": configs,
         "boots": boots,
+        "demos": page.manifest_demos(project),
         "files": dict(sorted(digests.items())),
     }
 
@@ -351,24 +353,12 @@ def write_tarball(root: Path, out: Path, epoch: int, prefix: str | None = None, 
 # --- publishing ---
 
 
-def _sha1_of(root: Path, path: str) -> str:
-    digest = hashlib.sha1(usedforsecurity=False)
-    with (root / path).open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _made_from_manifest(root: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """format.MADE_FROM_MANIFEST (sbom, provenance, page) by name, from the manifest and the files in `root`:
+    verify makes them again the same way and compares."""
+    from mmulab.release import documents
 
-
-def _made_from_manifest(project: Project, root: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
-    """format.MADE_FROM_MANIFEST (sbom, provenance, page) by name, from the manifest and the files in `root`."""
-    from mmulab.release import page, provenance
-
-    epoch = int(manifest["source_date_epoch"])
-    return {
-        SBOM: dumps(provenance.spdx_document(dict(manifest), epoch, functools.partial(_sha1_of, root))),
-        PROVENANCE: dumps(provenance.intoto_statement(dict(manifest))),
-        INDEX: page.render(root, dict(manifest), page.demo_notes(project)),
-    }
+    return documents.made_from_manifest(root, manifest)
 
 
 def _run_facts(verdicts: list[Verdict]) -> dict[str, Any]:
@@ -463,7 +453,7 @@ def publish(
     tmp = Path(tempfile.mkdtemp(dir=artifacts, prefix=f".{name}.", suffix=".tmp"))
     try:
         _fill(tmp, files, {MANIFEST: dumps(manifest)})
-        documents = _made_from_manifest(project, tmp, manifest)
+        documents = _made_from_manifest(tmp, manifest)
         _fill(tmp, {}, {**documents, RUN: dumps(_run_facts(verdicts))})
         write_atomic(tmp / SUMS, sha256sums(tmp), 0o644)  # last: it covers every other file
         placed = _place(tmp, final, name)
