@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mmulab.core.fsutil import CHUNK
+from mmulab.project.model import NOASSERTION
 from mmulab.release import page, provenance
 from mmulab.release.format import INDEX, MANIFEST, PROVENANCE, SBOM
 
@@ -129,9 +130,10 @@ def made_again(
     found: list[tuple[str, str]] = []
     made: dict[str, Any] = {}
     makers: dict[str, Callable[[], Any]] = {
-        SBOM: lambda: made_sbom(root, manifest),
+        SBOM: lambda: made_sbom(root, manifest).encode(),
         PROVENANCE: lambda: made_statement(manifest),
-        INDEX: lambda: made_page(root, manifest, lambda path: read(path.relative_to(root).as_posix())),
+        # encoded here: a manifest's text may hold what UTF-8 cannot encode (a lone surrogate, "\ud800")
+        INDEX: lambda: made_page(root, manifest, lambda path: read(path.relative_to(root).as_posix())).encode(),
     }
     for name, make in makers.items():
         try:
@@ -141,7 +143,7 @@ def made_again(
         except MAKING_ERRORS as exc:
             found.append((MANIFEST, f"{name} cannot be made from it ({type(exc).__name__}: {exc})"))
     differing: list[tuple[str, str]] = []  # each told with which mmulab made it, and which one this is
-    if SBOM in made and (difference := _bytes_difference(read, SBOM, made[SBOM].encode(), _json_difference)):
+    if SBOM in made and (difference := _bytes_difference(read, SBOM, made[SBOM], _json_difference)):
         differing.append((SBOM, f"not the SBOM this release's manifest and files make ({difference}"))
     if PROVENANCE in made and statement is not None and statement != made[PROVENANCE]:
         where = f"first difference: {first_difference(statement, made[PROVENANCE])}"
@@ -149,9 +151,9 @@ def made_again(
     if INDEX in made:
         found += [
             (INDEX, f"this mmulab's page template makes {what}; a release page has none")
-            for what in page_problems(made[INDEX])
+            for what in page_problems(made[INDEX].decode())
         ]
-        if difference := _bytes_difference(read, INDEX, made[INDEX].encode(), _line_difference):
+        if difference := _bytes_difference(read, INDEX, made[INDEX], _line_difference):
             differing.append((INDEX, f"not the page this release's manifest and consoles make ({difference}"))
     if differing:
         by = made_by(manifest, ours())
@@ -261,9 +263,9 @@ def _relationship_problems(relationships: Any, known: set[str]) -> list[str]:
         )
         if not isinstance(kind, str) or not kind:
             problems.append(f"relationships[{number}]: no relationshipType")
-        if element not in known:
+        if not isinstance(element, str) or element not in known:
             problems.append(f"relationships[{number}]: spdxElementId {element!r} names no element")
-        if related not in known and related not in ("NONE", "NOASSERTION"):
+        if not isinstance(related, str) or (related not in known and related not in ("NONE", NOASSERTION)):
             problems.append(f"relationships[{number}]: relatedSpdxElement {related!r} names no element")
     if not any(
         r.get("spdxElementId") == provenance.DOCUMENT_ID and r.get("relationshipType") == "DESCRIBES"
