@@ -494,6 +494,7 @@ def test_publish_task_runs_after_all_never_cached_and_all_does_not_publish(tmp_p
     assert {(p["name"], p["long"]) for p in publish["params"]} == {
         ("release", "release"),
         ("allow_dirty", "allow-dirty"),
+        ("sign", "sign"),
     }
     assert not any("publish" in dep for dep in declared["all"]["task_dep"])
 

@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mmulab.core.fsutil import sha256_of
+from mmulab.release import signing
 from mmulab.release.archive import inside_path
 from mmulab.release.format import (
     FORMAT,
@@ -229,8 +230,16 @@ def _check_sbom(sbom: dict[str, Any], digests: _Digests) -> list[Problem]:
     return problems
 
 
-def _check_provenance(statement: dict[str, Any], digests: _Digests) -> list[Problem]:
+def _check_provenance(document: dict[str, Any], digests: _Digests) -> list[Problem]:
+    """The statement (bare, or a DSSE envelope's payload) against the files; a signed one must cover them all.
+    Whether the signature verifies is verify's question: it needs the keys a user trusts."""
+    signed = signing.is_envelope(document)
+    try:
+        statement = signing.open_envelope(document).statement if signed else document
+    except signing.BadEnvelope as error:
+        return [Problem(ProblemKind.MISMATCH, PROVENANCE, str(error))]
     problems: list[Problem] = []
+    covered: set[str] = set()
     if statement.get("_type") != STATEMENT_TYPE:
         problems.append(
             Problem(ProblemKind.MISMATCH, PROVENANCE, f"_type {statement.get('_type')!r}, expected {STATEMENT_TYPE!r}")
@@ -247,7 +256,14 @@ def _check_provenance(statement: dict[str, Any], digests: _Digests) -> list[Prob
                 Problem(ProblemKind.MISMATCH, PROVENANCE, f"subject {name!r}: no release path with a sha256")
             )
             continue
+        covered.add(path)
         _claim(problems, digests, path, digest["sha256"], PROVENANCE)
+    if signed:
+        problems += [
+            Problem(ProblemKind.UNEXPECTED, path, f"not covered by the signed {PROVENANCE}")
+            for path in digests.files
+            if path not in covered and path not in signing.NOT_SUBJECTS
+        ]
     return problems
 
 
