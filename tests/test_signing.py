@@ -402,6 +402,37 @@ def test_keygen_writes_a_0600_key_and_its_pub_prints_the_keyid_and_never_overwri
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pub", "release-key", "release-key.pub"]
 
 
+def test_keygen_never_writes_over_a_key_that_appears_meanwhile_nor_leaves_half_a_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The existence check comes first, but another process may write the same path a moment later: the file is
+    linked into place, never renamed over, and a private key whose .pub could not be written is removed."""
+    real_create = signing._create
+
+    def racing(path: Path, data: bytes, mode: int) -> None:
+        path.write_text("written meanwhile by someone else\n")
+        real_create(path, data, mode)
+
+    monkeypatch.setattr(signing, "_create", racing)
+    with pytest.raises(UserError, match="already exists; keygen never overwrites a key"):
+        signing.keygen(tmp_path / "first")
+    assert (tmp_path / "first").read_text() == "written meanwhile by someone else\n"
+    calls: list[Path] = []
+
+    def public_races(path: Path, data: bytes, mode: int) -> None:
+        calls.append(path)
+        if path.name.endswith(".pub"):
+            path.write_text("someone else's public key\n")
+        real_create(path, data, mode)
+
+    monkeypatch.setattr(signing, "_create", public_races)
+    with pytest.raises(UserError, match=r"second\.pub: already exists"):
+        signing.keygen(tmp_path / "second")
+    assert calls == [tmp_path / "second", tmp_path / "second.pub"]
+    assert not (tmp_path / "second").exists()  # no private key without its public half
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first", "second.pub"]  # no temporary left
+
+
 def test_the_keyid_is_securesystemslibs_default(alice: tuple[Path, Path, str]) -> None:
     from securesystemslib.formats import encode_canonical
 
