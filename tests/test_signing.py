@@ -400,6 +400,9 @@ def test_keygen_writes_a_0600_key_and_its_pub_prints_the_keyid_and_never_overwri
     (tmp_path / "other.pub").write_text("someone's key\n")
     assert run(capsys, "keygen", str(lone))[0] == 1 and not lone.exists()  # nothing half made
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pub", "release-key", "release-key.pub"]
+    nested = tmp_path / "config" / "mmulab" / "key"
+    assert run(capsys, "keygen", str(nested))[0] == 0  # a missing folder is made, for the owner only
+    assert nested.is_file() and (nested.parent.stat().st_mode & 0o777, nested.stat().st_mode & 0o777) == (0o700, 0o600)
 
 
 def test_keygen_never_writes_over_a_key_that_appears_meanwhile_nor_leaves_half_a_pair(

@@ -222,7 +222,8 @@ def _create(path: Path, data: bytes, mode: int) -> None:
 
 
 def keygen(private: Path) -> str:
-    """A new Ed25519 key pair: `private` (PKCS8 PEM, mode 0600) and `private`.pub; the keyid. Never overwrites."""
+    """A new Ed25519 key pair: `private` (PKCS8 PEM, mode 0600) and `private`.pub; the keyid. Never overwrites;
+    a missing folder is made (mode 0700)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
     from securesystemslib.signer import CryptoSigner
@@ -231,8 +232,7 @@ def keygen(private: Path) -> str:
     for path in (private, public):
         if path.exists() or path.is_symlink():
             raise UserError(f"{path}: already exists; keygen never overwrites a key: give another path")
-    if not private.parent.is_dir():
-        raise UserError(f"{private.parent}: no such folder; create it first")
+    private.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # where keys are kept: the owner's only
     key = Ed25519PrivateKey.generate()
     signer = CryptoSigner(key)
     _create(private, signer.private_bytes, PRIVATE_MODE)
