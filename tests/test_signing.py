@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import test_release
+from cryptography.exceptions import InvalidSignature
+from test_provenance import validate_statement
 from test_release import TOOLS, Synthetic
 from test_verify import write_release, write_sums
 
@@ -126,6 +128,25 @@ def test_a_signed_statement_covers_every_file_but_itself_and_the_sums(
     assert all(covered[path] == sha(root / path) for path in covered)
     manifest = json.loads((root / "manifest.json").read_text())
     assert statement["predicate"] == provenance.intoto_statement(manifest)["predicate"]
+    validate_statement(statement)  # in-toto-attestation's own checks, as for the unsigned statement
+
+
+def test_the_envelope_is_standard_DSSE_checked_without_securesystemslib(
+    synthetic: Synthetic, alice: tuple[Path, Path, str]
+) -> None:
+    """Any DSSE verifier must accept it: the signature is Ed25519 over DSSE v1's pre-authentication encoding,
+    checked here with pyca/cryptography alone, from the .pub file."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    root = publish(synthetic, alice[0])
+    envelope = envelope_of(root)
+    payload, kind = base64.b64decode(str(envelope["payload"])), str(envelope["payloadType"]).encode()
+    pae = b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)
+    (signature,) = envelope["signatures"]  # type: ignore[misc]
+    public = load_pem_public_key(alice[1].read_bytes())
+    public.verify(base64.b64decode(signature["sig"]), pae)  # type: ignore[union-attr, call-arg]
+    with pytest.raises(InvalidSignature):
+        public.verify(base64.b64decode(signature["sig"]), pae.replace(b"run.json", b"run.jsom"))  # type: ignore[union-attr, call-arg]
 
 
 def test_unsigned_publishing_writes_the_bare_statement_of_the_manifest(synthetic: Synthetic) -> None:
