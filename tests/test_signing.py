@@ -392,6 +392,22 @@ def test_a_malformed_envelope_is_one_line(
         ]
 
 
+def test_a_provenance_too_big_to_read_for_its_signature_is_one_line(
+    synthetic: Synthetic,
+    alice: tuple[Path, Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The signature check reads at most signing.DOCUMENT_BYTES of the provenance (here lowered below its size)."""
+    root = publish(synthetic, alice[0])
+    size = (root / PROVENANCE).stat().st_size
+    monkeypatch.setattr(signing, "DOCUMENT_BYTES", size - 1)
+    code, out, _ = run(capsys, "verify", str(root), "--key", str(alice[1]))
+    assert code == 1 and out[0] == f"mismatch: {PROVENANCE}: over {size - 1} bytes: too big to check its signature"
+    monkeypatch.setattr(signing, "DOCUMENT_BYTES", size)
+    assert run(capsys, "verify", str(root), "--key", str(alice[1]))[0] == 0
+
+
 # --- keys ---
 
 
