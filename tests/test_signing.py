@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
@@ -406,6 +407,17 @@ def test_a_provenance_too_big_to_read_for_its_signature_is_one_line(
     assert code == 1 and out[0] == f"mismatch: {PROVENANCE}: over {size - 1} bytes: too big to check its signature"
     monkeypatch.setattr(signing, "DOCUMENT_BYTES", size)
     assert run(capsys, "verify", str(root), "--key", str(alice[1]))[0] == 0
+    huge = root / "huge.json"
+    with huge.open("wb") as handle:
+        handle.truncate(64 << 20)  # sparse: 64 MiB to read, nothing on disk
+    monkeypatch.setattr(signing, "DOCUMENT_BYTES", 1 << 20)
+    tracemalloc.start()
+    try:
+        judged = signing.judge(huge, ())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert judged.problem.startswith("over 1048576 bytes") and peak < 8 << 20, peak
 
 
 # --- keys ---
