@@ -9,14 +9,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmulab.core.errors import ExitCode, UserError
+
+if TYPE_CHECKING:
+    from mmulab.release import signing
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmulab",
-        description="mmulab: checks on published releases, boots of images built elsewhere, soaks.",
+        description="mmulab: checks on published releases and their signing keys, boots of images built elsewhere, "
+        "soaks.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     verify = commands.add_parser(
@@ -24,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
         help="check a release (directory or .tar.xz) against its SHA256SUMS, manifest, SBOM and provenance",
         description="Check a release someone gave you: SHA256SUMS, manifest.json, sbom.spdx.json and "
         "provenance.intoto.json must agree with the files. A .tar.xz is scanned for hostile members before "
-        "anything is extracted. Exit 0 when everything matches, 1 otherwise (one line per problem).",
+        "anything is extracted. With --key or --trusted-keys the provenance must be signed by one of those keys. "
+        "Exit 0 when everything matches, 1 otherwise (one line per problem).",
     )
     verify.add_argument("release", type=Path, help="a release directory or its .tar.xz")
     verify.add_argument(
@@ -40,6 +46,31 @@ def _parser() -> argparse.ArgumentParser:
         help="with --rebuild, use the release's source NAME although this checkout does not pin its sha256 "
         "(repeatable)",
     )
+    verify.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PUB",
+        help="trust this Ed25519 public key (PEM, e.g. KEY.pub from mmulab keygen; repeatable): the release must "
+        "be signed by a trusted key",
+    )
+    verify.add_argument(
+        "--trusted-keys",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="trust every PEM public key in FILE (keys one after the other; text between them is ignored)",
+    )
+    keygen = commands.add_parser(
+        "keygen",
+        help="make an Ed25519 key pair for doit publish --sign (PRIVATE_PATH) and mmulab verify --key (.pub)",
+        description="Write a new Ed25519 private key to PRIVATE_PATH (PEM, PKCS8, mode 0600) and its public key to "
+        "PRIVATE_PATH.pub, and print the key's id. Never overwrites a file. Publish with doit publish --sign "
+        "PRIVATE_PATH; give PRIVATE_PATH.pub to those who check your releases (mmulab verify --key).",
+    )
+    keygen.add_argument("private", type=Path, metavar="PRIVATE_PATH", help="where the private key goes")
     images = commands.add_parser(
         "boot-images",
         help="boot a variant's cases with kernel and demo roots built elsewhere (buildroot_ext/'s post-image)",
@@ -148,6 +179,26 @@ def _boot_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
     return ExitCode.OK if verdicts and all(v.passed for v in verdicts) else ExitCode.FAILED
 
 
+def _trusted_keys(key_files: list[Path], trusted_files: list[Path]) -> tuple[signing.PublicKey, ...]:
+    """Every public key of --key (one per file) and --trusted-keys (several per file), each keyid once."""
+    from mmulab.release import signing
+
+    keys = [key for path in key_files for key in signing.load_public_keys(path)]
+    keys += [key for path in trusted_files for key in signing.load_public_keys(path, several=True)]
+    return tuple({key.keyid: key for key in keys}.values())
+
+
+def _keygen(private: Path) -> int:
+    from mmulab.release import signing
+
+    keyid = signing.keygen(private)
+    public = signing.public_path(private)
+    print(f"mmulab: keygen: private key {private} (mode 0600: keep it secret), public key {public}")
+    print(f"mmulab: keygen: keyid {keyid}")
+    print(f"mmulab: keygen: sign with doit publish --sign {private}; others check with mmulab verify --key {public}")
+    return ExitCode.OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command; the process exit code."""
     parser = _parser()
@@ -161,7 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error(f"verify: {release}: not a release directory or a .tar.xz file")
             if args.accept_source and not args.rebuild:
                 parser.error("verify: --accept-source only matters with --rebuild")
-            return verify(release, args.rebuild, tuple(dict.fromkeys(args.accept_source)))
+            keys = _trusted_keys(args.key, args.trusted_keys)
+            return verify(release, args.rebuild, tuple(dict.fromkeys(args.accept_source)), keys=keys)
+        if args.command == "keygen":
+            return _keygen(args.private)
         if args.command == "boot-images":
             return _boot_images(parser, args)
         if args.command == "soak":

@@ -9,6 +9,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from mmulab.project.model import Project
 from mmulab.release import archive as release_archive
 from mmulab.release import format as release_format
 from mmulab.release import publish as release
+from mmulab.release import signing
 
 
 class FakeTools(Runner):
@@ -494,6 +496,7 @@ def test_publish_task_runs_after_all_never_cached_and_all_does_not_publish(tmp_p
     assert {(p["name"], p["long"]) for p in publish["params"]} == {
         ("release", "release"),
         ("allow_dirty", "allow-dirty"),
+        ("sign", "sign"),
     }
     assert not any("publish" in dep for dep in declared["all"]["task_dep"])
 
@@ -504,12 +507,15 @@ def test_publish_task_runs_after_all_never_cached_and_all_does_not_publish(tmp_p
 @pytest.mark.slow
 @pytest.mark.needs("sha256sum", "tar", "xz")
 def test_doit_publish_releases_a_real_build_once(session_build: Path, tmp_path: Path) -> None:
+    """Signed with --sign, published again (signed through MMULAB_SIGNING_KEY): a no-op; verify --key passes."""
     artifacts = tmp_path / "artifacts"
     env = {"MMULAB_BUILD_DIR": str(session_build), "MMULAB_ARTIFACTS_DIR": str(artifacts), "MMULAB_ALLOW_DIRTY": "1"}
-    result = run_doit(["publish", "--release", "t1"], env)
+    key = tmp_path / "keys" / "release-key"
+    keyid = signing.keygen(key)
+    result = run_doit(["publish", "--release", "t1", "--sign", str(key)], env)
     assert result.returncode == 0, result.stdout + result.stderr
     root = artifacts / "t1"
-    assert "release t1: " in result.stdout
+    assert "release t1: " in result.stdout and f"signed by key {keyid}" in result.stdout
     checked = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=root, capture_output=True, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     manifest = json.loads((root / "manifest.json").read_text())
@@ -523,6 +529,14 @@ def test_doit_publish_releases_a_real_build_once(session_build: Path, tmp_path: 
     names = listing.stdout.splitlines()
     # members in path order (a directory's name without its trailing slash: mmu, mmu-full, mmu-full/x, mmu/x)
     assert names == sorted(names, key=lambda name: name.rstrip("/")) and "t1/manifest.json" in names
-    again = run_doit(["publish", "--release", "t1"], env)
+    again = run_doit(["publish", "--release", "t1"], {**env, "MMULAB_SIGNING_KEY": str(key)})
     assert again.returncode == 0, again.stdout + again.stderr
     assert "release t1 already published with identical bytes" in again.stdout
+    verified = subprocess.run(
+        [sys.executable, "-m", "mmulab", "verify", str(artifacts / "t1.tar.xz"), "--key", f"{key}.pub"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.splitlines()[-1].endswith(f"signed by trusted key {keyid} ({key}.pub)")

@@ -49,6 +49,9 @@ SOURCE_FILES = {  # fake tarballs: nothing here pins these bytes
 }
 
 
+UNSIGNED = "unsigned: proves integrity, not who published it (a signed release needs --key PUB)"
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -140,7 +143,8 @@ def test_a_good_release_verifies_with_the_console_script(release: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines() == [
         f"mmulab: verify: {release}: 15 files agree with SHA256SUMS, manifest.json, sbom.spdx.json, "
-        "provenance.intoto.json"
+        "provenance.intoto.json",
+        f"mmulab: verify: {release}: {UNSIGNED}",
     ]
     assert result.stderr == ""
     module = subprocess.run(
@@ -267,7 +271,8 @@ def test_a_good_archive_verifies_and_leaves_nothing(
     assert (code, err) == (0, [])
     assert out == [
         f"mmulab: verify: {archive}: 15 files agree with SHA256SUMS, manifest.json, sbom.spdx.json, "
-        "provenance.intoto.json"
+        "provenance.intoto.json",
+        f"mmulab: verify: {archive}: {UNSIGNED}",
     ]
     assert list(scratch.iterdir()) == []
 

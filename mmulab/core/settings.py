@@ -59,6 +59,7 @@ class Settings:
     release: str = ""
     artifacts_dir: Path = PROJECT_ROOT / "artifacts"
     allow_dirty: bool = False
+    signing_key: Path | None = None  # an Ed25519 private key (PEM) that signs what doit publish writes
     buildroot_src: Path | None = None
     ccache: bool = True
     ccache_dir: Path = Path.home() / ".cache" / "mmulab" / "ccache"
@@ -93,6 +94,7 @@ class Settings:
             release=env.matching("MMULAB_RELEASE", RELEASE_NAME, RELEASE_NAME_ACCEPTS),
             artifacts_dir=env.path("MMULAB_ARTIFACTS_DIR", PROJECT_ROOT / "artifacts"),
             allow_dirty=env.choice("MMULAB_ALLOW_DIRTY", ("0", "1"), "0") == "1",
+            signing_key=env.file("MMULAB_SIGNING_KEY", "an Ed25519 private key file (PEM; mmulab keygen makes one)"),
             buildroot_src=env.path("BUILDROOT_SRC", None, must_exist=True),
             ccache=env.choice("MMULAB_CCACHE", ("0", "1"), "1") == "1",
             ccache_dir=env.path("MMULAB_CCACHE_DIR", Path(cache_home) / "mmulab" / "ccache"),
@@ -145,6 +147,17 @@ class _Environment:
             raise EnvError(variable=name, value=value, problem="no such directory", accepts="an existing directory")
         if path.exists() and not path.is_dir():
             raise EnvError(variable=name, value=value, problem="not a directory", accepts="a directory path")
+        return path
+
+    def file(self, name: str, accepts: str) -> Path | None:
+        """An existing file (what is in it is its reader's to check), or None when unset."""
+        value = self.raw(name)
+        if not value:
+            return None
+        path = Path(value).expanduser().resolve()
+        if not path.is_file():
+            problem = "not a file" if path.exists() else "no such file"
+            raise EnvError(variable=name, value=value, problem=problem, accepts=accepts)
         return path
 
     def check_path(self, name: str, path: Path, breaks: Mapping[str, str]) -> None:

@@ -261,12 +261,14 @@ def smoke(project: Project, case_name: str) -> None:
 
 
 @user_errors
-def publish(project: Project, release: str = "", allow_dirty: bool = False) -> None:
-    """`doit publish`: the name from --release, else MMULAB_RELEASE, else the default; dirty with either flag."""
+def publish(project: Project, release: str = "", allow_dirty: bool = False, sign: str = "") -> None:
+    """`doit publish`: the name from --release, else MMULAB_RELEASE, else the default; dirty with either flag;
+    signed with the key of --sign, else of MMULAB_SIGNING_KEY, else unsigned."""
     from mmulab.release.publish import publish as publish_release
 
     settings = project.settings
-    publish_release(project, release or settings.release, allow_dirty or settings.allow_dirty)
+    key = Path(sign).expanduser() if sign else settings.signing_key
+    publish_release(project, release or settings.release, allow_dirty or settings.allow_dirty, sign=key)
 
 
 @user_errors

@@ -431,7 +431,7 @@ def _boot_tasks(project: Project, layout: Layout) -> Iterator[Task]:
 
 
 def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
-    """`doit publish [--release NAME] [--allow-dirty]`: after `all`, never cached, not part of `all`."""
+    """`doit publish [--release NAME] [--allow-dirty] [--sign KEY]`: after `all`, never cached, not part of `all`."""
     yield {
         "basename": "publish",
         "doc": "publish a release into artifacts/<release>/ and <release>.tar.xz (after doit all)",
@@ -451,6 +451,13 @@ def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
                 "type": bool,
                 "default": False,
                 "help": "publish from a git tree with uncommitted changes (manifest says dirty)",
+            },
+            {
+                "name": "sign",
+                "long": "sign",
+                "type": str,
+                "default": "",
+                "help": "sign the provenance with this Ed25519 private key (PEM; default MMULAB_SIGNING_KEY)",
             },
         ],
         "uptodate": [False],

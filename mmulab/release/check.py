@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mmulab.core.fsutil import sha256_of
-from mmulab.release import documents
+from mmulab.release import documents, signing
 from mmulab.release.archive import inside_path
 from mmulab.release.format import (
     FORMAT,
@@ -266,8 +266,22 @@ def _check_sbom(sbom: dict[str, Any], digests: _Digests) -> list[Problem]:
     return problems
 
 
-def _check_provenance(statement: dict[str, Any], digests: _Digests) -> list[Problem]:
+def _statement_of(document: dict[str, Any], problems: list[Problem]) -> dict[str, Any] | None:
+    """The in-toto statement of provenance.intoto.json: the document itself, or a DSSE envelope's payload.
+    Whether the signature verifies is verify's question: it needs the keys a user trusts."""
+    if not signing.is_envelope(document):
+        return document
+    try:
+        return dict(signing.open_envelope(document).statement)
+    except signing.BadEnvelope as error:
+        problems.append(Problem(ProblemKind.MISMATCH, PROVENANCE, str(error)))
+        return None
+
+
+def _check_provenance(statement: dict[str, Any], signed: bool, digests: _Digests) -> list[Problem]:
+    """The statement's subjects against the files; a signed one must cover them all."""
     problems: list[Problem] = []
+    covered: set[str] = set()
     if statement.get("_type") != STATEMENT_TYPE:
         problems.append(
             Problem(ProblemKind.MISMATCH, PROVENANCE, f"_type {statement.get('_type')!r}, expected {STATEMENT_TYPE!r}")
@@ -284,7 +298,14 @@ def _check_provenance(statement: dict[str, Any], digests: _Digests) -> list[Prob
                 Problem(ProblemKind.MISMATCH, PROVENANCE, f"subject {name!r}: no release path with a sha256")
             )
             continue
+        covered.add(path)
         _claim(problems, digests, path, digest["sha256"], PROVENANCE)
+    if signed:
+        problems += [
+            Problem(ProblemKind.UNEXPECTED, path, f"not covered by the signed {PROVENANCE}")
+            for path in digests.files
+            if path not in covered and path not in signing.NOT_SUBJECTS
+        ]
     return problems
 
 
@@ -321,9 +342,11 @@ def check_release(root: Path) -> tuple[Outcome, dict[str, Any] | None]:
     if sbom is not None:
         problems += _check_sbom(sbom, digests)
         problems += [Problem(ProblemKind.MISMATCH, SBOM, d) for d in documents.spdx_problems(sbom)[: documents.SHOWN]]
-    statement = _load_json(files, PROVENANCE, problems)
+    document = _load_json(files, PROVENANCE, problems)
+    signed = document is not None and signing.is_envelope(document)
+    statement = _statement_of(document, problems) if document is not None else None
     if statement is not None:
-        problems += _check_provenance(statement, digests)
+        problems += _check_provenance(statement, signed, digests)
         problems += [
             Problem(ProblemKind.MISMATCH, PROVENANCE, d) for d in documents.statement_problems(statement, manifest)
         ]
@@ -332,8 +355,9 @@ def check_release(root: Path) -> tuple[Outcome, dict[str, Any] | None]:
         problems += [Problem(ProblemKind.MISMATCH, RUN, d) for d in documents.run_problems(run, _boot_cases(manifest))]
     _read(files, INDEX, problems)  # compared below with the page made again; here only there and not too large
     if not problems and manifest is not None:  # else a document made again would differ only as a consequence
+        subjects = {path: digests(path) for path in files if path not in signing.NOT_SUBJECTS} if signed else None
         made = documents.made_again(
-            root, manifest, statement, lambda name: read_document(files[name], name), _this_mmulab
+            root, manifest, statement, lambda name: read_document(files[name], name), _this_mmulab, subjects
         )
         problems += [Problem(ProblemKind.MISMATCH, path, detail) for path, detail in made]
     return Outcome(tuple(dict.fromkeys(problems)), len(files)), manifest

@@ -65,8 +65,9 @@ def made_sbom(root: Path, manifest: Mapping[str, Any]) -> str:
     return provenance.canonical_json(provenance.spdx_document(dict(manifest), epoch, lambda p: sha1_of(root, p)))
 
 
-def made_statement(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    return provenance.intoto_statement(dict(manifest))
+def made_statement(manifest: Mapping[str, Any], subjects: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The in-toto statement; `subjects` (path -> sha256) for a signed one, which covers every file."""
+    return provenance.intoto_statement(dict(manifest), subjects)
 
 
 def made_page(root: Path, manifest: Mapping[str, Any], read: Callable[[Path], bytes] = Path.read_bytes) -> str:
@@ -80,12 +81,9 @@ def made_page(root: Path, manifest: Mapping[str, Any], read: Callable[[Path], by
 
 
 def made_from_manifest(root: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
-    """format.MADE_FROM_MANIFEST (sbom, provenance, page) by name, from the manifest and the files in `root`."""
-    return {
-        SBOM: made_sbom(root, manifest),
-        PROVENANCE: provenance.canonical_json(made_statement(manifest)),
-        INDEX: made_page(root, manifest),
-    }
+    """The SBOM and the page by name, from the manifest and the files in `root` (the provenance is made last,
+    by publish: signed, it covers these and run.json too)."""
+    return {SBOM: made_sbom(root, manifest), INDEX: made_page(root, manifest)}
 
 
 def first_difference(found: Any, made: Any, where: str = "") -> str:
@@ -123,15 +121,17 @@ def made_again(
     statement: Mapping[str, Any] | None,
     read: Callable[[str], bytes],
     ours: Callable[[], str],
+    subjects: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """The SBOM, the statement and the page, made again from the manifest and the files as publish makes them,
     against the release's: (path, detail) of each difference. `read(name)` gives a release file's bytes (bounded:
-    TooLarge beyond); `ours()` names this mmulab (asked only when something differs)."""
+    TooLarge beyond); `ours()` names this mmulab (asked only when something differs); `subjects` are a signed
+    statement's (every file but the provenance and the sums, with its sha256)."""
     found: list[tuple[str, str]] = []
     made: dict[str, Any] = {}
     makers: dict[str, Callable[[], Any]] = {
         SBOM: lambda: made_sbom(root, manifest).encode(),
-        PROVENANCE: lambda: made_statement(manifest),
+        PROVENANCE: lambda: made_statement(manifest, subjects),
         # encoded here: a manifest's text may hold what UTF-8 cannot encode (a lone surrogate, "\ud800")
         INDEX: lambda: made_page(root, manifest, lambda path: read(path.relative_to(root).as_posix())).encode(),
     }

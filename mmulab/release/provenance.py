@@ -4,7 +4,8 @@ gives the same bytes (json.dumps(..., indent=2, sort_keys=True)) and `doit repro
 
 The only thing the manifest lacks is SPDX's mandatory SHA1 of every file: spdx_document() takes a callback that
 gives the SHA1 of a published file by its release path (the caller reads the file), rather than making the
-manifest carry a second digest nobody else needs.
+manifest carry a second digest nobody else needs. Likewise a signed statement's subjects are given by the caller
+(the digests of every file written, the documents about the others included: release/signing.py signs them).
 
 URIs name no host, real or invented: the SPDX namespace is a urn:uuid derived from the manifest's bytes, and the
 SLSA buildType and builder id are package URLs (purl, pkg:generic/mmulab).
@@ -16,7 +17,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -237,13 +238,19 @@ def builder_id(project: dict[str, Any]) -> str:
     return f"pkg:generic/{project['name']}@{project['version']}"
 
 
-def intoto_statement(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The release's provenance: every published file as a subject, SLSA provenance v1 as the predicate."""
+def intoto_statement(manifest: dict[str, Any], subjects: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The release's provenance: every published file as a subject, SLSA provenance v1 as the predicate.
+
+    `subjects` (release path -> sha256) replaces the manifest's files: a signed statement covers every file of the
+    release but itself and SHA256SUMS (the manifest, SBOM, page and run.json too), read from the files written."""
     project = manifest["project"]
     tools = [{"name": name, "annotations": dict(info)} for name, info in sorted(manifest.get("tools", {}).items())]
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": path, "digest": {"sha256": digest}} for path, digest in sorted(manifest["files"].items())],
+        "subject": [
+            {"name": path, "digest": {"sha256": digest}}
+            for path, digest in sorted((manifest["files"] if subjects is None else subjects).items())
+        ],
         "predicateType": PREDICATE_TYPE,
         "predicate": {
             "buildDefinition": {

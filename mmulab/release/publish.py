@@ -5,6 +5,7 @@ the kernels, busybox, initramfs images and programs, the boot results, the exact
 deterministic manifest.json, run.json (what differs run to run by nature) and SHA256SUMS. It is written into a
 temporary sibling directory and renamed into place, so a release is whole or absent, and it is immutable:
 publishing the same name again is a no-op when every file but run.json has the same bytes, otherwise refused.
+With a signing key the provenance is a DSSE envelope whose statement covers every file (release/signing.py).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from mmulab.core.settings import PROJECT_ROOT, RELEASE_NAME, RELEASE_NAME_ACCEPT
 from mmulab.core.tools import RUNNER, Runner, package_of
 from mmulab.project.model import Project
 from mmulab.release import format as release_format
-from mmulab.release.format import BOOTS, FORMAT, MANIFEST, RUN, SOURCES, SUMS
+from mmulab.release import documents, signing
+from mmulab.release.format import BOOTS, FORMAT, MANIFEST, PROVENANCE, RUN, SOURCES, SUMS
 
 # Published but not compared by `doit repro` / `mmulab verify --rebuild`: they differ from boot to boot by nature.
 VOLATILE = (RUN, BOOTS)
@@ -353,12 +355,14 @@ def write_tarball(root: Path, out: Path, epoch: int, prefix: str | None = None, 
 # --- publishing ---
 
 
-def _made_from_manifest(root: Path, manifest: Mapping[str, Any]) -> dict[str, str]:
-    """format.MADE_FROM_MANIFEST (sbom, provenance, page) by name, from the manifest and the files in `root`:
-    verify makes them again the same way and compares."""
-    from mmulab.release import documents
-
-    return documents.made_from_manifest(root, manifest)
+def _provenance(root: Path, manifest: Mapping[str, Any], key: signing.SigningKey | None) -> str:
+    """The in-toto statement, its subjects the manifest's files; signed (`key`), a DSSE envelope of a statement
+    whose subjects are every file in `root` but itself and SHA256SUMS: written after all of them. verify makes
+    the same statement again and compares."""
+    if key is None:
+        return dumps(documents.made_statement(manifest))
+    subjects = {path: sha256_of(root / path) for path in _walk(root) if path not in signing.NOT_SUBJECTS}
+    return dumps(signing.sign_payload(dumps(documents.made_statement(manifest, subjects)).encode(), key))
 
 
 def _run_facts(verdicts: list[Verdict]) -> dict[str, Any]:
@@ -370,15 +374,35 @@ def _run_facts(verdicts: list[Verdict]) -> dict[str, Any]:
     }
 
 
+def _identity(root: Path, path: str) -> str:
+    """What must be the same in two publishes of one release: a file's sha256; for a signed provenance, whose
+    statement names run.json's sha256 (new each time), the statement without that subject and who signed it."""
+    digest = sha256_of(root / path)
+    if path != PROVENANCE:
+        return digest
+    try:
+        document = json.loads((root / path).read_bytes())
+        if not isinstance(document, dict) or not signing.is_envelope(document):
+            return digest
+        opened = signing.open_envelope(document)
+    except (ValueError, RecursionError):  # BadEnvelope is a ValueError
+        return digest
+    statement = dict(opened.statement)
+    subjects = statement.get("subject")
+    if isinstance(subjects, list):
+        statement["subject"] = [s for s in subjects if not isinstance(s, dict) or s.get("name") != RUN]
+    return dumps({"signed_by": sorted(opened.keyids), "statement": statement})
+
+
 def differing(new: Path, old: Path) -> list[str]:
     """The release paths whose bytes differ between two release trees (or exist in one only); run.json and
-    SHA256SUMS (which hashes run.json) aside."""
+    SHA256SUMS (which hashes run.json) aside, and a signed statement's subject run.json."""
     skipped = {RUN, SUMS}
     first, second = set(_walk(new)) - skipped, set(_walk(old)) - skipped
     return [
         path
         for path in sorted(first | second)
-        if path not in first or path not in second or sha256_of(new / path) != sha256_of(old / path)
+        if path not in first or path not in second or _identity(new, path) != _identity(old, path)
     ]
 
 
@@ -424,13 +448,20 @@ def _place(tmp: Path, final: Path, name: str) -> bool:
 
 
 def publish(
-    project: Project, name: str = "", allow_dirty: bool = False, root: Path = PROJECT_ROOT, runner: Runner = RUNNER
+    project: Project,
+    name: str = "",
+    allow_dirty: bool = False,
+    root: Path = PROJECT_ROOT,
+    runner: Runner = RUNNER,
+    sign: Path | None = None,
 ) -> Path:
     """Publish the build directory's release as artifacts/<name>/ and <name>.tar.xz; return the directory.
 
     `name` "" means mmulab-<version>-<git describe>. A dirty checkout (`root`) is refused unless `allow_dirty`.
+    `sign`: an Ed25519 private key (PEM) that signs the provenance, read before anything is written.
     """
     settings = project.settings
+    key = signing.load_signing_key(sign) if sign is not None else None
     if settings.linux_src:
         raise UserError("cannot publish a build of LINUX_SRC (the kernel source is not a pinned source); unset it")
     vcs = vcs_state(root, runner, _exclusions(project, root))
@@ -453,8 +484,8 @@ def publish(
     tmp = Path(tempfile.mkdtemp(dir=artifacts, prefix=f".{name}.", suffix=".tmp"))
     try:
         _fill(tmp, files, {MANIFEST: dumps(manifest)})
-        documents = _made_from_manifest(tmp, manifest)
-        _fill(tmp, {}, {**documents, RUN: dumps(_run_facts(verdicts))})
+        _fill(tmp, {}, {**documents.made_from_manifest(tmp, manifest), RUN: dumps(_run_facts(verdicts))})
+        write_atomic(tmp / PROVENANCE, _provenance(tmp, manifest, key), 0o644)  # signed, it covers all the above
         write_atomic(tmp / SUMS, sha256sums(tmp), 0o644)  # last: it covers every other file
         placed = _place(tmp, final, name)
     except BaseException:
@@ -469,5 +500,6 @@ def publish(
     write_tarball(final, tarball, settings.source_date_epoch, cache=xz_cache)
     count = len(_walk(final))
     size = tarball.stat().st_size / 1e6
-    print(f"release {name}: {count} files in {final}; {tarball} ({size:.1f} MB)")
+    signed = f"; signed by key {key.keyid}" if key else ""
+    print(f"release {name}: {count} files in {final}; {tarball} ({size:.1f} MB){signed}")
     return final

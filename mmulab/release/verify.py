@@ -1,4 +1,5 @@
-"""`mmulab verify`: check a release someone handed you from its own bytes, then optionally rebuild it offline."""
+"""`mmulab verify`: check a release someone handed you from its own bytes and its signature, then optionally
+rebuild it offline."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 from typing import TextIO
 
 from mmulab.core.errors import ExitCode
+from mmulab.release import signing
 from mmulab.release.archive import unpacked
-from mmulab.release.check import check_release
+from mmulab.release.check import Problem, ProblemKind, check_release
 from mmulab.release.format import MANIFEST, PROVENANCE, SBOM, SUMS
 from mmulab.release.rebuild import rebuild
 
@@ -17,16 +19,26 @@ from mmulab.release.rebuild import rebuild
 # The command
 
 
-def verify(target: Path, rebuild_it: bool = False, accepted: tuple[str, ...] = (), out: TextIO | None = None) -> int:
-    """Verify the release directory or `.tar.xz` at `target`; one line per problem on `out` (stdout); 0 or 1."""
+def verify(
+    target: Path,
+    rebuild_it: bool = False,
+    accepted: tuple[str, ...] = (),
+    out: TextIO | None = None,
+    keys: tuple[signing.PublicKey, ...] = (),
+) -> int:
+    """Verify the release directory or `.tar.xz` at `target`, its signature against the trusted `keys`; one line
+    per problem on `out` (stdout); 0 or 1."""
     out = out or sys.stdout
     with contextlib.ExitStack() as stack:
         root = target if target.is_dir() else stack.enter_context(unpacked(target))
         outcome, manifest = check_release(root)
-        for problem in outcome.problems:
+        signature = signing.judge(root / PROVENANCE, keys)
+        signed = [Problem(ProblemKind.MISMATCH, PROVENANCE, signature.problem)] if signature.problem else []
+        problems = tuple(dict.fromkeys([*outcome.problems, *signed]))
+        for problem in problems:
             print(problem.line(), file=out)
-        if outcome.problems:
-            print(f"mmulab: verify: {target}: {len(outcome.problems)} problem(s) in {outcome.files} files", file=out)
+        if problems:
+            print(f"mmulab: verify: {target}: {len(problems)} problem(s) in {outcome.files} files", file=out)
             if rebuild_it:
                 print("mmulab: verify: rebuild not attempted: the release does not agree with itself", file=out)
             return ExitCode.FAILED
@@ -34,6 +46,7 @@ def verify(target: Path, rebuild_it: bool = False, accepted: tuple[str, ...] = (
             f"mmulab: verify: {target}: {outcome.files} files agree with {SUMS}, {MANIFEST}, {SBOM}, {PROVENANCE}",
             file=out,
         )
+        print(f"mmulab: verify: {target}: {signature.note}", file=out)
         if not rebuild_it or manifest is None:
             return ExitCode.OK
         lines, compared = rebuild(root, manifest, accepted, out)
