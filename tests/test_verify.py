@@ -101,6 +101,7 @@ def write_release(root: Path, extra: dict[str, bytes] | None = None) -> Path:
     (root / "manifest.json").write_text(dumps(manifest))
     for name, text in release_documents.made_from_manifest(root, manifest).items():  # as publish makes them
         (root / name).write_text(text)
+    (root / "provenance.intoto.json").write_text(dumps(release_documents.made_statement(manifest)))
     run = {"published_at": "2026-01-02T03:04:05Z", "host": "somewhere", "boot_seconds": {BOOT[0]: 1.5}}
     (root / "run.json").write_text(dumps(run))
     write_sums(root)

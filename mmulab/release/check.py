@@ -65,6 +65,7 @@ class Outcome:
 
     problems: tuple[Problem, ...]
     files: int
+    provenance: dict[str, Any] | None = None  # provenance.intoto.json as read (bounded), for its signature
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -360,4 +361,4 @@ def check_release(root: Path) -> tuple[Outcome, dict[str, Any] | None]:
             root, manifest, statement, lambda name: read_document(files[name], name), _this_mmulab, subjects
         )
         problems += [Problem(ProblemKind.MISMATCH, path, detail) for path, detail in made]
-    return Outcome(tuple(dict.fromkeys(problems)), len(files)), manifest
+    return Outcome(tuple(dict.fromkeys(problems)), len(files), document), manifest

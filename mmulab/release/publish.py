@@ -36,8 +36,8 @@ from mmulab.core.paths import Layout
 from mmulab.core.settings import PROJECT_ROOT, RELEASE_NAME, RELEASE_NAME_ACCEPTS
 from mmulab.core.tools import RUNNER, Runner, package_of
 from mmulab.project.model import Project
-from mmulab.release import format as release_format
 from mmulab.release import documents, signing
+from mmulab.release import format as release_format
 from mmulab.release.format import BOOTS, FORMAT, MANIFEST, PROVENANCE, RUN, SOURCES, SUMS
 
 # Published but not compared by `doit repro` / `mmulab verify --rebuild`: they differ from boot to boot by nature.

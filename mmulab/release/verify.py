@@ -32,8 +32,11 @@ def verify(
     with contextlib.ExitStack() as stack:
         root = target if target.is_dir() else stack.enter_context(unpacked(target))
         outcome, manifest = check_release(root)
-        signature = signing.judge(root / PROVENANCE, keys)
-        signed = [Problem(ProblemKind.MISMATCH, PROVENANCE, signature.problem)] if signature.problem else []
+        # No provenance read (missing, too large, not JSON) is already a problem of the outcome: nothing to judge.
+        signature = signing.judge(outcome.provenance, keys) if outcome.provenance is not None else None
+        signed = (
+            [Problem(ProblemKind.MISMATCH, PROVENANCE, signature.problem)] if signature and signature.problem else []
+        )
         problems = tuple(dict.fromkeys([*outcome.problems, *signed]))
         for problem in problems:
             print(problem.line(), file=out)
@@ -46,7 +49,8 @@ def verify(
             f"mmulab: verify: {target}: {outcome.files} files agree with {SUMS}, {MANIFEST}, {SBOM}, {PROVENANCE}",
             file=out,
         )
-        print(f"mmulab: verify: {target}: {signature.note}", file=out)
+        if signature is not None:
+            print(f"mmulab: verify: {target}: {signature.note}", file=out)
         if not rebuild_it or manifest is None:
             return ExitCode.OK
         lines, compared = rebuild(root, manifest, accepted, out)
