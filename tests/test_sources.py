@@ -473,3 +473,22 @@ def test_a_source_tree_of_any_depth_is_removed(tmp_path: Path) -> None:
     extract.remove_tree(top)
     assert list(tmp_path.iterdir()) == []  # (had it failed, pytest's own cleanup of old runs would fail too)
     extract.remove_tree(top)  # already gone: nothing to do
+
+
+def test_a_source_tarball_of_thousands_of_chained_headers_is_one_line(tmp_path: Path) -> None:
+    """Issue 18, defect 2 for sources (--rebuild extracts a release's): tarfile reads the member after a GNU
+    long-name header by recursing, so 3,000 in a row were a RecursionError; now one line, nothing left."""
+    blocks = b""
+    for index in range(3_000):
+        body = f"pkg/name-{index}\0".encode()
+        header = tarfile.TarInfo("././@LongLink")
+        header.type, header.size = tarfile.GNUTYPE_LONGNAME, len(body)
+        blocks += header.tobuf(tarfile.GNU_FORMAT) + body + bytes(-len(body) % 512)
+    archive = tmp_path / "chain.tar"
+    archive.write_bytes(blocks + tarfile.TarInfo("pkg/f").tobuf(tarfile.GNU_FORMAT) + bytes(1024))
+    with pytest.raises(UserError) as error:
+        extract.extract(archive, tmp_path / "work" / "out")
+    assert str(error.value) == (
+        "chain.tar: refusing archive: it nests too deeply (thousands of chained headers or folder levels)"
+    )
+    assert list((tmp_path / "work").iterdir()) == []

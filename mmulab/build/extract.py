@@ -180,8 +180,12 @@ def extract(
             with tarfile.open(archive_path) as archive:
                 members = _safe_members(archive, strip, label, absolute_links)
                 archive.extractall(tmp, members=members, filter="fully_trusted")
-        except (tarfile.TarError, RecursionError) as exc:  # RecursionError: thousands of chained tar headers
-            raise UserError(f"{label}: not a readable tar archive ({exc or 'headers nested too deeply'})") from None
+        except tarfile.TarError as exc:
+            raise UserError(f"{label}: not a readable tar archive ({exc})") from None
+        except RecursionError:  # tarfile recurses per chained header, os.makedirs per missing folder level
+            raise UserError(
+                f"{label}: refusing archive: it nests too deeply (thousands of chained headers or folder levels)"
+            ) from None
         if patches:
             apply_patches(tmp, patches, label, target.parent / f"{target.name}.patch.log", runner)
         os.replace(tmp, target)
