@@ -28,7 +28,7 @@ from mmulab.release.format import SUMS
 MAX_TOTAL_BYTES = 2 << 30  # what may come out of xz in all (members' contents), 2 GiB
 MAX_MEMBERS = 10_000  # a release has about a hundred files
 MAX_HEADER_BYTES = 64 << 10  # one pax / GNU long-name header's body (tarfile reads it into memory)
-MAX_HEADER_CHAIN = 8  # metadata headers in a row before a member (tar writes 3 at most; tarfile recurses on each)
+MAX_HEADER_CHAIN = 8  # metadata headers in a row before a member (tar writes one or two; tarfile recurses per one)
 MAX_DEPTH = 64  # path components of a member or release file (a release's deepest file has 4)
 XZ_MEMLIMIT = 256 << 20  # the xz decoder's memory (a hostile header can ask for 1.5 GiB of dictionary)
 _SLACK_PER_MEMBER = 4096  # tar header, padding and a small pax header per member, on top of the contents
