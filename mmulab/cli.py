@@ -6,6 +6,7 @@ Exit codes: 0 all good, 1 a problem found (one line each), 2 bad usage; never a 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -201,6 +202,12 @@ def _keygen(private: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command; the process exit code."""
+    for stream in (
+        sys.stdout,
+        sys.stderr,
+    ):  # a stranger's names on a strict or ASCII terminal: escaped, not a traceback
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     parser = _parser()
     args = parser.parse_args(argv)
     try:

@@ -317,3 +317,178 @@ def test_patches_apply_in_order_and_one_that_does_not_fails_naming_it(tmp_path: 
     first = str(error.value).splitlines()[0]
     assert first.startswith("pkg.tar.gz: patch 0002-stale.patch failed (exit 1); full log: ")
     assert not (tmp_path / "again").exists(), "a tree whose patch failed is not left behind"
+
+
+# --- issue 18, defect 1: no member is ever written through a link ---
+
+
+def _crafted(path: Path, members: list[tuple[str, bytes, str]]) -> Path:
+    """A source tarball of (name, type, link text or contents) members, in this order."""
+    with tarfile.open(path, "w:gz") as archive:
+        for name, kind, text in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = kind, 0o755 if kind == tarfile.DIRTYPE else 0o644
+            data = text.encode() if kind == tarfile.REGTYPE else b""
+            if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+                info.linkname = text
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+# Extracted at <tmp_path>/w1/w2/w3/w4/out (via the sibling .out.*.tmp): `l6` is <tmp_path>, five levels up.
+CLIMB = [(f"pkg/l{n}", tarfile.SYMTYPE, f"l{n - 1}/..") for n in range(2, 7)]
+LINK_TRICKS = {
+    # the issue's tarball: each `lN -> lN-1/..` is lexically `.`, really one level up; then x through them
+    "links-that-climb": (
+        [("pkg/l1", tarfile.SYMTYPE, "."), *CLIMB, ("pkg/x", tarfile.SYMTYPE, "l6/outside/f"), ("pkg/x", b"0", "o")],
+        False,
+        "refusing archive member 'pkg/l2': its target 'l1/..' goes through the symlink 'l1'",
+    ),
+    # the same links made in the other order: each passes through a link that does not exist yet
+    "links-that-climb-made-backwards": (
+        [
+            *reversed(CLIMB),
+            ("pkg/l1", tarfile.SYMTYPE, "."),
+            ("pkg/x", tarfile.SYMTYPE, "l6/outside/f"),
+            ("pkg/x", b"0", "o"),
+        ],
+        False,
+        "refusing archive member 'pkg/l5': the target of an earlier symlink goes through it",
+    ),
+    # Buildroot's kind of source keeps absolute links: a later regular member of the same name went through it
+    "file-over-an-absolute-link": (
+        [("pkg/x", tarfile.SYMTYPE, "{outside}/f"), ("pkg/x", b"0", "o")],
+        True,
+        "refusing archive member 'pkg/x': it replaces the symlink 'x'",
+    ),
+    "file-over-an-absolute-link-to-a-file": (
+        [("pkg/x", tarfile.SYMTYPE, "{outside}/victim"), ("pkg/x", b"0", "o")],
+        True,
+        "refusing archive member 'pkg/x': it replaces the symlink 'x'",
+    ),
+    # a folder member over a link: tarfile keeps the link and sets the folder's mode on what it points at
+    "folder-over-an-absolute-link": (
+        [("pkg/x", tarfile.SYMTYPE, "{outside}"), ("pkg/x", tarfile.DIRTYPE, "")],
+        True,
+        "refusing archive member 'pkg/x': it replaces the symlink 'x'",
+    ),
+    # a hard link to a symlink is a hard link to what it points at (os.link follows): then written in place
+    "hard-link-to-an-absolute-link": (
+        [("pkg/s", tarfile.SYMTYPE, "{outside}/victim"), ("pkg/h", tarfile.LNKTYPE, "pkg/s"), ("pkg/h", b"0", "o")],
+        True,
+        "refusing archive member 'pkg/h': its hard link to 'pkg/s' is not to a file before it",
+    ),
+    "file-replaced-by-a-link-then-hard-linked": (
+        [
+            ("pkg/f", b"0", "in"),
+            ("pkg/f", tarfile.SYMTYPE, "{outside}/victim"),
+            ("pkg/h", tarfile.LNKTYPE, "pkg/f"),
+            ("pkg/h", b"0", "o"),
+        ],
+        True,
+        "refusing archive member 'pkg/f': it replaces the file 'f' with a symlink",
+    ),
+    "file-behind-a-link": (
+        [("pkg/d", tarfile.SYMTYPE, "{outside}"), ("pkg/d/f", b"0", "o")],
+        True,
+        "refusing archive member 'pkg/d/f': it lies behind the symlink 'd'",
+    ),
+}
+
+
+def _state(folder: Path) -> list[tuple[str, int, bytes]]:
+    """What a folder holds, with every mode and every file's bytes: it must not change."""
+    paths = [folder, *sorted(folder.rglob("*"))]
+    return [(p.name, p.lstat().st_mode, p.read_bytes() if p.is_file() else b"") for p in paths]
+
+
+@pytest.mark.parametrize("trick", list(LINK_TRICKS))
+def test_extraction_never_writes_through_a_link_made_earlier(tmp_path: Path, trick: str) -> None:
+    """Issue 18, defect 1: links checked one by one (lexically inside) let a later member be written through
+    them, outside the tree (a real escape, and --rebuild extracts a release's sources)."""
+    members, absolute_links, refusal = LINK_TRICKS[trick]
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    (outside / "victim").write_bytes(b"precious\n")
+    before = _state(outside)
+    spelled = [(name, kind, text.format(outside=outside)) for name, kind, text in members]
+    archive = _crafted(tmp_path / "evil.tar.gz", spelled)
+    work = tmp_path / "w1" / "w2" / "w3" / "w4"
+    with pytest.raises(UserError) as error:
+        extract.extract(archive, work / "out", absolute_links=absolute_links)
+    assert str(error.value) == f"evil.tar.gz: {refusal}"
+    assert _state(outside) == before, "something was written outside the tree"
+    assert list(work.iterdir()) == [], "the half-extracted tree was not removed"
+
+
+def test_extraction_keeps_the_links_real_source_trees_have(tmp_path: Path) -> None:
+    """What the rules must not refuse: the kernel's links (up and across folders, to a link), a hard link to a
+    file before it, a file given twice, a folder given after its files; and an absolute link where allowed."""
+    archive = _crafted(
+        tmp_path / "fine.tar.gz",
+        [
+            ("pkg/arch/arm/boot/dts/a.dtsi", b"0", "dts"),
+            ("pkg/scripts/dtc/include-prefixes/arm", tarfile.SYMTYPE, "../../../arch/arm/boot/dts"),
+            ("pkg/scripts/dummy-tools/ld", b"0", "ld"),
+            ("pkg/scripts/dummy-tools/nm", tarfile.SYMTYPE, "ld"),
+            ("pkg/scripts/nm", tarfile.SYMTYPE, "dummy-tools/nm"),
+            ("pkg/same", tarfile.LNKTYPE, "pkg/scripts/dummy-tools/ld"),
+            ("pkg/twice", b"0", "first"),
+            ("pkg/twice", b"0", "second"),
+            ("pkg/arch", tarfile.DIRTYPE, ""),
+            ("pkg/etc/init", tarfile.SYMTYPE, "/sbin/init"),
+        ],
+    )
+    extract.extract(archive, tmp_path / "out", absolute_links=True)
+    out = tmp_path / "out"
+    assert (out / "scripts/dtc/include-prefixes/arm/a.dtsi").read_text() == "dts"
+    assert (out / "scripts/nm").read_text() == "ld"
+    assert (out / "same").stat().st_ino == (out / "scripts/dummy-tools/ld").stat().st_ino
+    assert (out / "twice").read_text() == "second"
+    assert os.readlink(out / "etc/init") == "/sbin/init"
+    with pytest.raises(UserError, match=r"'pkg/etc/init': its link '/sbin/init' escapes the target directory"):
+        extract.extract(archive, tmp_path / "again")
+
+
+def test_a_source_tree_of_any_depth_is_removed(tmp_path: Path) -> None:
+    """shutil.rmtree recursed (RecursionError past ~1,000 levels) and could not pass PATH_MAX; remove_tree can,
+    also through folders without write or search permission."""
+    top = tmp_path / "tree"
+    top.mkdir()
+    descriptor = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(1_200):
+            os.mkdir("d" * 100, dir_fd=descriptor)  # 120,000 characters of path: far past PATH_MAX
+            os.close(os.open("f", os.O_CREAT | os.O_WRONLY, dir_fd=descriptor))
+            os.symlink("/", "link", dir_fd=descriptor)
+            child = os.open("d" * 100, os.O_RDONLY, dir_fd=descriptor)
+            os.close(descriptor)
+            descriptor = child
+        os.mkdir("locked", mode=0, dir_fd=descriptor)
+        os.chmod(descriptor, 0o500)
+    finally:
+        os.close(descriptor)
+    (top / "sibling").mkdir(mode=0o500)
+    extract.remove_tree(top)
+    assert list(tmp_path.iterdir()) == []  # (had it failed, pytest's own cleanup of old runs would fail too)
+    extract.remove_tree(top)  # already gone: nothing to do
+
+
+def test_a_source_tarball_of_thousands_of_chained_headers_is_one_line(tmp_path: Path) -> None:
+    """Issue 18, defect 2 for sources (--rebuild extracts a release's): tarfile reads the member after a GNU
+    long-name header by recursing, so 3,000 in a row were a RecursionError; now one line, nothing left."""
+    blocks = b""
+    for index in range(3_000):
+        body = f"pkg/name-{index}\0".encode()
+        header = tarfile.TarInfo("././@LongLink")
+        header.type, header.size = tarfile.GNUTYPE_LONGNAME, len(body)
+        blocks += header.tobuf(tarfile.GNU_FORMAT) + body + bytes(-len(body) % 512)
+    archive = tmp_path / "chain.tar"
+    archive.write_bytes(blocks + tarfile.TarInfo("pkg/f").tobuf(tarfile.GNU_FORMAT) + bytes(1024))
+    with pytest.raises(UserError) as error:
+        extract.extract(archive, tmp_path / "work" / "out")
+    assert str(error.value) == (
+        "chain.tar: refusing archive: it nests too deeply (thousands of chained headers or folder levels)"
+    )
+    assert list((tmp_path / "work").iterdir()) == []

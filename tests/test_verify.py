@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tarfile
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ import mmulab.release
 from mmulab import cli
 from mmulab.boot.judge import Outcome, Verdict
 from mmulab.build import busybox
+from mmulab.build.extract import remove_tree
 from mmulab.core.paths import Layout
 from mmulab.core.settings import PROJECT_ROOT, Settings
 from mmulab.project.loader import load_project
@@ -593,13 +594,12 @@ def test_published_release_rebuilds_bit_for_bit_elsewhere(tmp_path: Path) -> Non
 
 
 def scanned(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> str:
-    """What verify's per-archive rules say of these members, in order and then as a whole: '' when accepted."""
+    """What verify's per-archive rules say of these members, one after another: '' when accepted."""
     scan = release_archive._Scan("a.tar.xz")
     try:
         for info, data in members:
             info.size = len(data) if data is not None else 0
             scan.check(info)
-        scan.finish()
     except release_rebuild.UserError as refused:
         return str(refused).removeprefix("a.tar.xz: ").removesuffix("; nothing was written")
     return ""
@@ -785,3 +785,215 @@ def test_a_source_path_written_with_dot_slash_is_read_as_the_checks_read_it() ->
     assert refusals == [
         "refused: source linux (sources/../../linux-source-6.12.tar.xz): not a path inside the release",
     ]
+
+
+CLIMB = [(f"r1/l{n}", tarfile.SYMTYPE, f"l{n - 1}/..") for n in range(2, 7)]
+ARCHIVE_LINK_TRICKS = {
+    # the issue's tarball (defect 1): each `lN -> lN-1/..` is lexically `.`, really one level up
+    "links-that-climb": (
+        [("r1/l1", tarfile.SYMTYPE, "."), *CLIMB, ("r1/x", tarfile.SYMTYPE, "l6/outside/f"), ("r1/x", b"0", "o")],
+        "refusing archive member 'r1/l2': its target 'l1/..' goes through the symlink 'r1/l1'",
+    ),
+    "links-that-climb-made-backwards": (
+        [*reversed(CLIMB), ("r1/l1", tarfile.SYMTYPE, "."), ("r1/x", tarfile.SYMTYPE, "l6/outside/f")],
+        "refusing archive member 'r1/l5': the target of an earlier symlink goes through it",
+    ),
+    "file-over-an-absolute-link": (
+        [("r1/x", tarfile.SYMTYPE, "{outside}/victim"), ("r1/x", b"0", "o")],
+        "refusing archive member 'r1/x': its symlink to '{outside}/victim' points out of the release",
+    ),
+    "file-over-a-link-spelled-otherwise": (
+        [("r1/sub/f", b"0", "in"), ("r1/x", tarfile.SYMTYPE, "sub/f"), ("r1/./x", b"0", "o")],
+        "refusing archive member 'r1/./x': it appears twice",
+    ),
+    "a-folder-then-a-link-in-its-place": (
+        [("r1/d/f", b"0", "in"), ("r1/d", tarfile.SYMTYPE, "sub")],
+        "refusing archive member 'r1/d': it replaces the directory 'r1/d'",
+    ),
+}
+
+
+def crafted(info: tuple[str, bytes, str], outside: Path) -> tuple[tarfile.TarInfo, bytes | None]:
+    name, kind, text = info
+    if kind == b"0":
+        return member(name), text.encode()
+    return member(name, kind, text.format(outside=outside)), None
+
+
+@pytest.mark.parametrize("trick", list(ARCHIVE_LINK_TRICKS))
+def test_an_archive_member_is_never_written_through_a_link_made_earlier(
+    trick: str, tmp_path: Path, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect 1 in verify's reader: refused in the first pass, and each member is refused by the per-member
+    rules alone, before it is written (they needed a last pass over all members: the second pass, which
+    extracts, relied on tarfile's filter)."""
+    members, refusal = ARCHIVE_LINK_TRICKS[trick]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_bytes(b"precious\n")
+    tricks = [crafted(info, outside) for info in members]
+    archive = write_tar_xz(tmp_path / "evil.tar.xz", [(member("r1/ok"), b"fine"), *tricks])
+    code, out, err = run_verify(capsys, str(archive))
+    expected = refusal.format(outside=outside)
+    assert (code, out, err) == (1, [], [f"mmulab: error: evil.tar.xz: {expected}; nothing was written"])
+    assert list(scratch.iterdir()) == []
+    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert (outside / "victim").read_bytes() == b"precious\n"
+    scan, checked = release_archive._Scan("a.tar.xz"), 0
+    with pytest.raises(release_rebuild.UserError, match="refusing archive member"):
+        for info, data in tricks:
+            info.size = len(data) if data is not None else 0
+            scan.check(info)
+            checked += 1
+    assert members[checked][0] in expected, "refused later than the member that breaks the rules"
+
+
+@pytest.fixture
+def temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """TMPDIR (and tempfile's cached choice) pointed at a folder of the test: it must stay empty. What a failed
+    test leaves there is removed after it (pytest's own cleanup of old runs is shutil.rmtree: too deep for it)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr("tempfile.tempdir", str(folder))
+    yield folder
+    remove_tree(folder)
+
+
+DEEP = 1_200
+
+
+def test_a_release_folder_1200_levels_deep_is_one_problem(
+    release: Path, temporary: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect 2: os.walk recursed (RecursionError, a traceback). The listing goes folder by folder and stops
+    at MAX_DEPTH, naming the path."""
+    folder = release
+    for _ in range(DEEP):  # one by one: Path.mkdir(parents=True) recurses too
+        folder /= "d"
+        folder.mkdir()
+    (folder / "f").write_bytes(b"deep")
+    try:
+        code, out, err = run_verify(capsys, str(release))
+    finally:
+        remove_tree(release / "d")  # pytest's cleanup of old runs could not
+    deep = "/".join(["d"] * (release_archive.MAX_DEPTH + 1))
+    assert (code, err) == (1, [])
+    assert out == [
+        f"unexpected: {deep}: deeper than 64 levels (a release is shallow)",
+        f"mmulab: verify: {release}: 1 problem(s) in 15 files",
+    ]
+    assert list(temporary.iterdir()) == []
+
+
+def deep_archive(release: Path, path: Path) -> Path:
+    folders = [(member("r1/" + "/".join(["d"] * depth), tarfile.DIRTYPE), None) for depth in range(1, DEEP + 1)]
+    bottom = (member("r1/" + "/".join(["d"] * DEEP) + "/f"), b"deep")
+    files = [
+        (member(f"r1/{p.relative_to(release).as_posix()}"), p.read_bytes()) for p in release.rglob("*") if p.is_file()
+    ]
+    return write_tar_xz(path, [*files, *folders, bottom])
+
+
+def test_an_archive_1200_levels_deep_is_refused_before_extracting(
+    release: Path, tmp_path: Path, temporary: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect 2: extracted, its listing recursed (a traceback) and shutil.rmtree(ignore_errors=True) could not
+    remove it (RecursionError is no OSError): 1,503 folders were left in TMPDIR. The scan refuses it first."""
+    archive = deep_archive(release, tmp_path / "deep.tar.xz")
+    code, out, err = run_verify(capsys, str(archive))
+    deep = "r1/" + "/".join(["d"] * release_archive.MAX_DEPTH)
+    assert (code, out) == (1, [])
+    assert err == [
+        f"mmulab: error: deep.tar.xz: refusing archive member {deep!r}: deeper than 64 levels (a release is a "
+        "shallow tree); nothing was written"
+    ]
+    assert list(temporary.iterdir()) == []
+
+
+def test_the_temporary_folder_is_removed_however_deep_and_locked(
+    release: Path, tmp_path: Path, temporary: Path
+) -> None:
+    """Defect 2, the cleanup on its own: shutil.rmtree(ignore_errors=True) recursed, and its RecursionError is
+    no OSError: the extracted folder was left in TMPDIR. Whatever ends up inside (1,200 levels, folders without
+    write permission), it is removed."""
+    archive = good_archive(release, tmp_path)
+    with release_archive.unpacked(archive) as root:
+        assert sorted(temporary.iterdir()) == [root.parent.parent]
+        descriptor = os.open(root, os.O_RDONLY)
+        for _ in range(DEEP):
+            os.mkdir("d", dir_fd=descriptor)
+            os.close(os.open("f", os.O_CREAT | os.O_WRONLY, dir_fd=descriptor))
+            child = os.open("d", os.O_RDONLY, dir_fd=descriptor)
+            os.chmod(descriptor, 0o500)
+            os.close(descriptor)
+            descriptor = child
+        os.close(descriptor)
+    assert list(temporary.iterdir()) == []
+
+
+def chained_headers(path: Path, kind: bytes, count: int) -> Path:
+    """An archive whose one member comes after `count` metadata headers in a row (tarfile recurses per header)."""
+    blocks = b""
+    for index in range(count):
+        if kind == tarfile.GNUTYPE_LONGNAME:
+            body = f"r1/name-{index}\0".encode()
+        else:
+            record = f" path=r1/name-{index}\n"
+            size = len(record) + len(str(len(record)))
+            size += len(str(size)) - len(str(len(record)))
+            body = f"{size}{record}".encode()
+        header = tarfile.TarInfo("././@LongLink" if kind == tarfile.GNUTYPE_LONGNAME else "PaxHeader")
+        header.type, header.size = kind, len(body)
+        blocks += header.tobuf(tarfile.GNU_FORMAT) + body + bytes(-len(body) % 512)
+    last = member("r1/f")
+    last.size = 1
+    blocks += last.tobuf(tarfile.GNU_FORMAT) + b"x" + bytes(511) + bytes(1024)
+    path.write_bytes(lzma.compress(blocks, format=lzma.FORMAT_XZ))
+    return path
+
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE], ids=["gnu-long-name", "pax"])
+def test_thousands_of_chained_metadata_headers_are_one_line(
+    kind: bytes, tmp_path: Path, temporary: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect 2: tarfile reads the member after a pax or GNU long-name header by recursing; 3,000 in a row made
+    a RecursionError (a traceback). A few in a row are what tar writes, and are read."""
+    code, out, err = run_verify(capsys, str(chained_headers(tmp_path / "chain.tar.xz", kind, 3_000)))
+    assert (code, out) == (1, [])
+    assert err == [
+        "mmulab: error: chain.tar.xz: refusing archive: more than 8 metadata headers (pax or GNU long name) in a "
+        "row; nothing was written"
+    ]
+    assert list(temporary.iterdir()) == []
+    few = chained_headers(tmp_path / "few.tar.xz", kind, release_archive.MAX_HEADER_CHAIN)
+    assert release_archive.scan_archive(few) == 1
+
+
+def test_names_no_stdout_can_print_are_escaped_and_named(release: Path, tmp_path: Path) -> None:
+    """Defect 2: a manifest key "\\ud800" (a lone surrogate, valid JSON) or a file name that is not UTF-8 made
+    print() raise UnicodeEncodeError on a strict stdout (a traceback). Every line verify prints escapes what
+    is not printable, and a name that is not UTF-8 is itself a problem."""
+    manifest = json.loads((release / "manifest.json").read_text())
+    manifest["files"]["\ud800"] = "0" * 64
+    (release / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    write_sums(release)
+    (release / "line\nbreak").write_bytes(b"x")
+    with open(os.path.join(os.fsencode(release), b"\xff.bin"), "wb") as handle:
+        handle.write(b"not UTF-8")
+    expected = [
+        "unexpected: \\udcff.bin: not a UTF-8 file name",
+        "unexpected: line\\nbreak: not in SHA256SUMS",
+        "missing: \\ud800: manifest.json lists it",
+        "mismatch: manifest.json: files does not list line\\nbreak",
+        f"mmulab: verify: {release}: 4 problem(s) in 16 files",
+    ]
+    for env in ({"PYTHONIOENCODING": "utf-8:strict"}, {"LC_ALL": "C"}):
+        result = subprocess.run(
+            [str(VENV_BIN / "mmulab"), "verify", str(release)],
+            capture_output=True,
+            check=False,
+            env={"PATH": os.environ["PATH"], **env},
+        )
+        assert (result.returncode, result.stderr) == (1, b""), env
+        assert result.stdout.decode("ascii").splitlines() == expected, env

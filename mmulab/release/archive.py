@@ -1,22 +1,25 @@
 """A stranger's release archive, read as a hostile stream: refuse before writing, then extract into a fresh folder.
 
 A `.tar.xz` is read twice: the first pass only looks at the members and refuses (one line, nothing written)
-absolute or `..` names, links that leave the release or pass through another link, device nodes and fifos,
-and decompression bombs (caps on the bytes coming out of xz, on the member count and on metadata headers).
+absolute or `..` names, links that leave the release or pass through another link, a member written through a
+link or replacing one, device nodes and fifos, trees deeper than a release is, and decompression bombs (caps on
+the bytes coming out of xz, on the member count, on metadata headers and on how many of them come in a row).
+The second pass applies the same rules again, member by member, before each one is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import lzma
 import posixpath
-import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from mmulab.build.extract import LinkGuard, remove_tree
 from mmulab.core.errors import UserError
 from mmulab.core.fsutil import CHUNK
 from mmulab.release.format import SUMS
@@ -25,6 +28,8 @@ from mmulab.release.format import SUMS
 MAX_TOTAL_BYTES = 2 << 30  # what may come out of xz in all (members' contents), 2 GiB
 MAX_MEMBERS = 10_000  # a release has about a hundred files
 MAX_HEADER_BYTES = 64 << 10  # one pax / GNU long-name header's body (tarfile reads it into memory)
+MAX_HEADER_CHAIN = 8  # metadata headers in a row before a member (tar writes one or two; tarfile recurses per one)
+MAX_DEPTH = 64  # path components of a member or release file (a release's deepest file has 4)
 XZ_MEMLIMIT = 256 << 20  # the xz decoder's memory (a hostile header can ask for 1.5 GiB of dictionary)
 _SLACK_PER_MEMBER = 4096  # tar header, padding and a small pax header per member, on top of the contents
 _RECORD = 10240  # end-of-archive blocks and record padding
@@ -99,16 +104,33 @@ class _CappedXz:
         return out
 
 
+_CHAIN = contextvars.ContextVar("metadata headers being read in a row", default=0)
+
+
 class _BoundedTarInfo(tarfile.TarInfo):
-    """A TarInfo that refuses oversized pax / GNU long-name headers before tarfile reads them into memory."""
+    """A TarInfo that refuses oversized pax / GNU long-name headers before tarfile reads them into memory, and
+    long runs of them (tarfile reads the member after each header by recursing: 3,000 made a RecursionError)."""
 
     def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.type in _LONG_HEADERS and self.size > MAX_HEADER_BYTES:
+        if self.type not in _LONG_HEADERS:
+            member: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]  # private, not in typeshed
+            return member
+        label = Path(str(archive.name or "archive")).name
+        if self.size > MAX_HEADER_BYTES:
             raise _Refused(
-                f"{Path(str(archive.name or 'archive')).name}: refusing archive: a {self.size}-byte metadata header "
-                f"(more than {MAX_HEADER_BYTES}); nothing was written"
+                f"{label}: refusing archive: a {self.size}-byte metadata header (more than {MAX_HEADER_BYTES}); "
+                "nothing was written"
             )
-        member: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]  # private hook, not in typeshed
+        if _CHAIN.get() >= MAX_HEADER_CHAIN:
+            raise _Refused(
+                f"{label}: refusing archive: more than {MAX_HEADER_CHAIN} metadata headers (pax or GNU long name) "
+                "in a row; nothing was written"
+            )
+        token = _CHAIN.set(_CHAIN.get() + 1)
+        try:
+            member = super()._proc_member(archive)  # type: ignore[misc]
+        finally:
+            _CHAIN.reset(token)
         return member
 
 
@@ -125,16 +147,18 @@ def _open_stream(path: Path) -> Iterator[tarfile.TarFile]:
             stream.drain()
         except tarfile.TarError as exc:
             raise _Refused(f"{path.name}: refusing archive: not a readable tar archive ({exc})") from None
+        except RecursionError:  # tarfile recurses per metadata header; _BoundedTarInfo should refuse first
+            raise _Refused(f"{path.name}: refusing archive: its headers nest too deeply; nothing was written") from None
 
 
 class _Scan:
-    """The per-member rules of a stranger's archive, applied as members stream by (both passes)."""
+    """The per-member rules of a stranger's archive, applied as members stream by (both passes), each member
+    checked before it is written: what it names is where it lands, inside the release (LinkGuard)."""
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.names: set[str] = set()
-        self.regular: set[str] = set()
-        self.symlinks: dict[str, str] = {}  # symlink name -> its link text
+        self.guard = LinkGuard()
         self.members = 0
         self.total = 0
 
@@ -154,6 +178,8 @@ class _Scan:
         parts = PurePosixPath(member.name).parts
         if member.name.startswith("/") or ".." in parts:
             raise self.refuse(member.name, "it escapes the release (absolute or `..` path)")
+        if len(parts) > MAX_DEPTH:
+            raise self.refuse(member.name, f"deeper than {MAX_DEPTH} levels (a release is a shallow tree)")
         name = "/".join(parts)
         if not name and not member.isdir():
             raise self.refuse(member.name, "a file without a name")
@@ -163,39 +189,19 @@ class _Scan:
             raise self.refuse(member.name, "a sparse file")
         if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
             raise self.refuse(member.name, "a device node, fifo or other special file (a release holds files)")
-        if member.issym():
-            if _resolve(posixpath.join(posixpath.dirname(name), member.linkname)) is None:
-                raise self.refuse(member.name, f"its symlink to {member.linkname!r} points out of the release")
-            self.symlinks[name] = member.linkname
+        target = ""
+        if member.issym() and _resolve(posixpath.join(posixpath.dirname(name), member.linkname)) is None:
+            raise self.refuse(member.name, f"its symlink to {member.linkname!r} points out of the release")
         if member.islnk():
-            target = _resolve(member.linkname)
-            if target is None or ".." in PurePosixPath(member.linkname).parts:
+            resolved = _resolve(member.linkname)
+            if resolved is None or ".." in PurePosixPath(member.linkname).parts:
                 raise self.refuse(member.name, f"its hard link to {member.linkname!r} points out of the release")
-            if "/".join(target) not in self.regular:
-                raise self.refuse(member.name, f"its hard link to {member.linkname!r} is not to a file before it")
-        if member.isreg() or member.islnk():
-            self.regular.add(name)
+            target = "/".join(resolved)
+        why = self.guard.admit(name, member, target)
+        if why:
+            raise self.refuse(member.name, why)
         self.names.add(name)
         return member
-
-    def finish(self) -> None:
-        """Rules needing every member: nothing is reached through a symlink, neither a member nor a link's
-        target (a link through `x -> .` and then `..` is how a lexically inside link escapes)."""
-        for name in sorted(self.names):
-            parts = PurePosixPath(name).parts
-            for index in range(1, len(parts)):
-                if "/".join(parts[:index]) in self.symlinks:
-                    raise self.refuse(name, f"it lies behind the symlink {'/'.join(parts[:index])!r}")
-        for name, linkname in sorted(self.symlinks.items()):
-            parts = PurePosixPath(posixpath.join(posixpath.dirname(name), linkname)).parts
-            stack: list[str] = []
-            for index, part in enumerate(parts):
-                if part == "..":
-                    stack.pop()
-                    continue
-                stack.append(part)
-                if index < len(parts) - 1 and "/".join(stack) in self.symlinks:
-                    raise self.refuse(name, f"its target {linkname!r} goes through the symlink {'/'.join(stack)!r}")
 
 
 def _resolve(path: str) -> list[str] | None:
@@ -225,7 +231,6 @@ def scan_archive(path: Path) -> int:
     with _open_stream(path) as archive:
         for member in archive:
             scan.check(member)
-    scan.finish()
     return scan.members
 
 
@@ -247,10 +252,12 @@ def unpacked(path: Path) -> Iterator[Path]:
                 archive.extractall(tmp / "release", members=_members(archive, scan), filter="data")
             except tarfile.FilterError as exc:
                 raise _Refused(f"{path.name}: refusing archive: {exc}") from None
-        scan.finish()
         yield _release_root(tmp / "release")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            remove_tree(tmp)  # iterative and mode-proof: shutil.rmtree recursed (and ignored its errors)
+        except OSError as exc:
+            raise UserError(f"{tmp}: could not remove this temporary folder ({exc}); remove it by hand") from None
 
 
 def _release_root(top: Path) -> Path:

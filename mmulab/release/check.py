@@ -14,7 +14,7 @@ from typing import Any
 
 from mmulab.core.fsutil import sha256_of
 from mmulab.release import documents, signing
-from mmulab.release.archive import inside_path
+from mmulab.release.archive import MAX_DEPTH, inside_path
 from mmulab.release.format import (
     FORMAT,
     INDEX,
@@ -56,7 +56,15 @@ class Problem:
         object.__setattr__(self, "kind", ProblemKind(self.kind))  # a member, also when given its value
 
     def line(self) -> str:
-        return f"{self.kind}: {self.path}{f': {self.detail}' if self.detail else ''}"
+        """The line, one printable line whatever the names in it (a stranger's paths and keys): nothing a
+        strict UTF-8 stdout cannot encode, no control character."""
+        return printable(f"{self.kind}: {self.path}{f': {self.detail}' if self.detail else ''}")
+
+
+def printable(text: str) -> str:
+    """`text` with what is not printable (a control character, a lone surrogate from a JSON escape or a file
+    name that is not UTF-8, a bidi override) written as Python escapes it: `\\n`, `\\udcff`, `\\u202e`."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)
@@ -73,29 +81,47 @@ class Outcome:
 
 
 def release_listing(root: Path) -> tuple[dict[str, Path], list[Problem]]:
-    """Every regular file of the release by POSIX path; anything else (links, fifos, devices) is a problem."""
+    """Every regular file of the release by POSIX path; anything else (links, fifos, devices, a name that is not
+    UTF-8, a folder deeper than MAX_DEPTH) is a problem. Folder by folder, never recursing, never deeper."""
     files: dict[str, Path] = {}
     problems: list[Problem] = []
-    for directory, dirnames, filenames in os.walk(root):
-        base = Path(directory)
-        for name in sorted(dirnames):
-            if (base / name).is_symlink():
-                relative = (base / name).relative_to(root).as_posix()
+    folders = [(root, "")]
+    while folders:
+        folder, prefix = folders.pop()
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as exc:
+            problems.append(Problem(ProblemKind.UNEXPECTED, prefix.rstrip("/"), f"cannot be listed ({exc.strerror})"))
+            continue
+        for entry in entries:
+            relative = prefix + entry.name
+            if not _is_utf8(entry.name):
+                problems.append(Problem(ProblemKind.UNEXPECTED, relative, "not a UTF-8 file name"))
+            elif entry.is_symlink():
                 problems.append(
                     Problem(ProblemKind.UNEXPECTED, relative, "a symlink (a release holds regular files only)")
                 )
-        for name in sorted(filenames):
-            path = base / name
-            relative = path.relative_to(root).as_posix()
-            if path.is_symlink():
+            elif relative.count("/") >= MAX_DEPTH:
                 problems.append(
-                    Problem(ProblemKind.UNEXPECTED, relative, "a symlink (a release holds regular files only)")
+                    Problem(ProblemKind.UNEXPECTED, relative, f"deeper than {MAX_DEPTH} levels (a release is shallow)")
                 )
-            elif not path.is_file():
+            elif entry.is_dir(follow_symlinks=False):
+                folders.append((Path(entry.path), f"{relative}/"))
+            elif not entry.is_file(follow_symlinks=False):
                 problems.append(Problem(ProblemKind.UNEXPECTED, relative, "not a regular file"))
             else:
-                files[relative] = path
-    return dict(sorted(files.items())), problems
+                files[relative] = Path(entry.path)
+    return dict(sorted(files.items())), sorted(problems, key=lambda problem: problem.path)
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether a name read from the file system was UTF-8 (Python carries other bytes as lone surrogates)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Digests:

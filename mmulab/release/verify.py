@@ -11,7 +11,7 @@ from typing import TextIO
 from mmulab.core.errors import ExitCode
 from mmulab.release import signing
 from mmulab.release.archive import unpacked
-from mmulab.release.check import Problem, ProblemKind, check_release
+from mmulab.release.check import Problem, ProblemKind, check_release, printable
 from mmulab.release.format import MANIFEST, PROVENANCE, SBOM, SUMS
 from mmulab.release.rebuild import rebuild
 
@@ -29,6 +29,7 @@ def verify(
     """Verify the release directory or `.tar.xz` at `target`, its signature against the trusted `keys`; one line
     per problem on `out` (stdout); 0 or 1."""
     out = out or sys.stdout
+    shown = printable(str(target))
     with contextlib.ExitStack() as stack:
         root = target if target.is_dir() else stack.enter_context(unpacked(target))
         outcome, manifest = check_release(root)
@@ -41,16 +42,16 @@ def verify(
         for problem in problems:
             print(problem.line(), file=out)
         if problems:
-            print(f"mmulab: verify: {target}: {len(problems)} problem(s) in {outcome.files} files", file=out)
+            print(f"mmulab: verify: {shown}: {len(problems)} problem(s) in {outcome.files} files", file=out)
             if rebuild_it:
                 print("mmulab: verify: rebuild not attempted: the release does not agree with itself", file=out)
             return ExitCode.FAILED
         print(
-            f"mmulab: verify: {target}: {outcome.files} files agree with {SUMS}, {MANIFEST}, {SBOM}, {PROVENANCE}",
+            f"mmulab: verify: {shown}: {outcome.files} files agree with {SUMS}, {MANIFEST}, {SBOM}, {PROVENANCE}",
             file=out,
         )
         if signature is not None:
-            print(f"mmulab: verify: {target}: {signature.note}", file=out)
+            print(f"mmulab: verify: {shown}: {signature.note}", file=out)
         if not rebuild_it or manifest is None:
             return ExitCode.OK
         lines, compared = rebuild(root, manifest, accepted, out)
@@ -58,8 +59,8 @@ def verify(
             print(line, file=out)
         if lines:
             what = "does not match" if compared else "not attempted"
-            print(f"mmulab: verify: {target}: rebuild {what}: {len(lines)} problem(s)", file=out)
+            print(f"mmulab: verify: {shown}: rebuild {what}: {len(lines)} problem(s)", file=out)
             return ExitCode.FAILED
-        print(f"mmulab: verify: {target}: rebuilt bit for bit: {compared} files identical", file=out)
+        print(f"mmulab: verify: {shown}: rebuilt bit for bit: {compared} files identical", file=out)
         return ExitCode.OK
     raise AssertionError("unreachable")
