@@ -202,10 +202,8 @@ def _keygen(private: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command; the process exit code."""
-    for stream in (
-        sys.stdout,
-        sys.stderr,
-    ):  # a stranger's names on a strict or ASCII terminal: escaped, not a traceback
+    # A stranger's names on a strict or ASCII terminal: escaped, never a traceback.
+    for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     parser = _parser()
