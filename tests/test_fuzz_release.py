@@ -671,7 +671,8 @@ PROBLEM_LINE = re.compile(r"(missing|mismatch|unexpected): .+")
 def judge(run: Run, target: Path) -> None:
     """The output contract: accepted in one line, or problem lines and their count, or one error line; exit 0/1."""
     summary = f"mmulab: verify: {target}: "
-    hypothesis.event("outcome", outcome(run))
+    if hypothesis.control.currently_in_test_context():
+        hypothesis.event("outcome", outcome(run))
     assert run.code in (0, 1), f"exit {run.code}\n{run.out}\n{run.err}"
     if run.code == 0:
         assert run.err == [] and len(run.out) == 1, (run.out, run.err)
@@ -905,3 +906,58 @@ def test_the_console_script_with_a_strict_ascii_stdout_gives_one_line_or_problem
         for target in (archive, root):
             judge(verify_in_subprocess(place, target), target)
             assert_contained(place, before)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the fuzz found, each as its exact reproducer
+
+
+def run_members(place: Place, found: list[Member], tally: Tally) -> Run:
+    """verify (in process, as the properties run it) of an archive of exactly these members and tar's end."""
+    archive = place.given / "r1.tar.xz"
+    tar = b"".join(m.blocks(place.outside) for m in found) + bytes(2 * tarfile.BLOCKSIZE)
+    archive.write_bytes(lzma.compress(tar, format=lzma.FORMAT_XZ))
+    before = place.snapshot()
+    run = verify_in_process(place, archive, tally)
+    judge(run, archive)
+    assert_contained(place, before)
+    return run
+
+
+TOP = Member(Kind(tarfile.DIRTYPE), "r1", mode=0o755)
+TAR_HEADER_VALUES = {  # NEW (KNOWN_OPEN "tar-header-values"): a traceback each, in tarfile or os.utime
+    "pax-sparse-map-not-numbers": [TOP, Member(Kind(tarfile.REGTYPE), "r1/a", pax=((b"GNU.sparse.map", b""),))],
+    "pax-sparse-size-not-a-number": [TOP, Member(Kind(tarfile.REGTYPE), "r1/a", pax=((b"GNU.sparse.size", b"x"),))],
+    "pax-hdrcharset-not-utf8": [TOP, Member(Kind(tarfile.REGTYPE), "r1/a", pax=((b"hdrcharset", b"\xff"),))],
+    "pax-mtime-nan": [TOP, Member(Kind(tarfile.REGTYPE), "r1/a", data=b"hi", pax=((b"mtime", b"nan"),))],
+    "pax-mtime-beyond-time_t": [TOP, Member(Kind(tarfile.REGTYPE), "r1/a", data=b"hi", pax=((b"mtime", b"1e400"),))],
+    "base256-mtime-beyond-time_t": [TOP, Member(Kind(tarfile.REGTYPE), "r1/a", data=b"hi", mtime=2**70)],
+}
+
+
+@pytest.mark.xfail(
+    "tar-header-values" in KNOWN_OPEN,
+    raises=(ValueError, OverflowError),
+    strict=True,
+    reason="NEW defect found by the fuzz, open in release/archive.py: tarfile's ValueError / OverflowError escape",
+)
+@pytest.mark.parametrize("case", list(TAR_HEADER_VALUES))
+def test_tar_header_values_tarfile_does_not_check_are_refused_in_one_line(
+    case: str, tmp_path: Path, capped: Tally
+) -> None:
+    with example_place(tmp_path) as place:
+        run = run_members(place, TAR_HEADER_VALUES[case], capped)
+    assert run.code == 1 and len(run.err) == 1, run
+
+
+def test_the_fuzz_properties_hold_for_a_good_archive_and_catch_a_refusal(
+    tmp_path: Path, capped: Tally, release_members: Base
+) -> None:
+    """The judge itself: a good release archive passes every assertion; a `..` member is one error line."""
+    found = list(release_members)
+    with example_place(tmp_path) as place:
+        assert run_members(place, found, capped).code == 0
+    with example_place(tmp_path) as place:
+        run = run_members(place, [*found, Member(Kind(tarfile.REGTYPE), "r1/../../../outside/x", data=b"x")], capped)
+        assert run.code == 1 and "it escapes the release" in run.err[0]
+        assert not (place.outside / "x").exists()
