@@ -61,7 +61,7 @@ KNOWN_OPEN: frozenset[str] = frozenset(
     }
 )
 
-EXAMPLES = int(caller_variable("MMULAB_FUZZ_EXAMPLES") or 0)
+EXAMPLES = int(caller_variable("MMULAB_FUZZ_EXAMPLES") or 0)  # 0: each property's own default
 # Caps of the archive reader for these tests: small, so a bomb or a member flood costs milliseconds.
 CAP_BYTES = 256 << 10
 CAP_MEMBERS = 64
