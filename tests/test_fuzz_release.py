@@ -55,8 +55,8 @@ KNOWN_OPEN: frozenset[str] = frozenset(
         # NEW, found by this test, in release/archive.py (the extraction helper's file): header values tarfile
         # does not check raise what _open_stream does not catch, a traceback: pax GNU.sparse.map / GNU.sparse.size
         # not numbers (ValueError), a pax hdrcharset that is not UTF-8 (UnicodeDecodeError), both while scanning;
-        # a pax or base-256 mtime that is nan or beyond time_t (ValueError / OverflowError from os.utime) while
-        # extracting.
+        # a pax or base-256 mtime that is nan or beyond time_t (ValueError / OverflowError from os.utime), a pax
+        # path / GNU.sparse.name / linkpath holding a NUL byte (ValueError: embedded null byte), while extracting.
         "tar-header-values",
     }
 )
@@ -232,6 +232,7 @@ PAX_KEYS = [
     *([] if "tar-header-values" in KNOWN_OPEN else [b"GNU.sparse.major", b"GNU.sparse.realsize", b"hdrcharset"]),
 ]
 PAX_VALUES = [
+    *([] if "tar-header-values" in KNOWN_OPEN else [b"r1/a\0b"]),
     b"",
     b"-5",
     b"99999999999999",
@@ -243,7 +244,6 @@ PAX_VALUES = [
     b"../escape",
     b"/abs",
     b"r1/\xff\xfe",
-    b"r1/a\0b",
     b"BINARY",
     b"1,2,3",
     b"\n",
@@ -931,6 +931,7 @@ TAR_HEADER_VALUES = {  # NEW (KNOWN_OPEN "tar-header-values"): a traceback each,
     "pax-hdrcharset-not-utf8": [TOP, Member(Kind(tarfile.REGTYPE), "r1/a", pax=((b"hdrcharset", b"\xff"),))],
     "pax-mtime-nan": [TOP, Member(Kind(tarfile.REGTYPE), "r1/a", data=b"hi", pax=((b"mtime", b"nan"),))],
     "pax-mtime-beyond-time_t": [TOP, Member(Kind(tarfile.REGTYPE), "r1/a", data=b"hi", pax=((b"mtime", b"1e400"),))],
+    "pax-path-with-nul": [TOP, Member(Kind(tarfile.REGTYPE), "r1/a", pax=((b"path", b"r1/a\0b"),))],
     "base256-mtime-beyond-time_t": [TOP, Member(Kind(tarfile.REGTYPE), "r1/a", data=b"hi", mtime=2**70)],
 }
 
