@@ -81,6 +81,12 @@ SAFE_ODD = [c for c in ODD if c.isascii()]
 OUTSIDE = "@OUTSIDE@"  # replaced by the example's sentinel folder (absolute) when the archive or folder is made
 
 
+# Hypothesis keeps caches (the constants it read from our modules, Unicode tables) in `.hypothesis/` under the
+# working directory, the checkout, and writes them while pytest collects, before any fixture. Pointed here, where
+# nothing can be created, it keeps them in memory: nothing is written anywhere (it ignores a cache it cannot write).
+hypothesis.configuration.set_hypothesis_home_dir(Path(os.devnull) / "hypothesis")
+
+
 def settings_for(default: int) -> settings:
     return settings(
         max_examples=EXAMPLES or default,
@@ -91,15 +97,6 @@ def settings_for(default: int) -> settings:
         phases=tuple(hypothesis.Phase)[: 3 if os.environ.get("FUZZ_NOSHRINK") else None],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
     )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def hypothesis_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Anything hypothesis caches (its Unicode tables) goes under pytest's basetemp, never `.hypothesis/` in
-    the checkout; the strategies below do not even need it (explicit alphabets)."""
-    hypothesis.configuration.set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis-home"))
-    yield
-    hypothesis.configuration.set_hypothesis_home_dir(None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -962,3 +959,14 @@ def test_the_fuzz_properties_hold_for_a_good_archive_and_catch_a_refusal(
         run = run_members(place, [*found, Member(Kind(tarfile.REGTYPE), "r1/../../../outside/x", data=b"x")], capped)
         assert run.code == 1 and "it escapes the release" in run.err[0]
         assert not (place.outside / "x").exists()
+
+
+def test_hypothesis_writes_nothing_into_the_checkout() -> None:
+    """No example database, and its caches pointed where nothing can be created (not `.hypothesis/` here)."""
+    from mmulab.core.settings import PROJECT_ROOT
+
+    assert settings_for(1).database is None
+    cache = hypothesis.configuration.storage_directory("constants").path
+    assert PROJECT_ROOT not in cache.parents
+    with pytest.raises(OSError):
+        cache.mkdir(parents=True)
