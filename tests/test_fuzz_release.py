@@ -9,6 +9,9 @@ wall-clock assertion: the work is bounded by sizes and counts.
 Reproducible: hypothesis runs derandomized (the same examples on every run and machine) and with no example
 database, so nothing is written into the checkout. MMULAB_FUZZ_EXAMPLES=N (read by this file only, from the
 caller) runs N examples per property instead of the CI default, for a longer hunt.
+
+Defects still open on another branch are kept out of generation by KNOWN_OPEN (the lead empties it after the
+merge); the NEW one this test found is pinned by exact reproducers at the end, strict xfail while it is listed.
 """
 
 from __future__ import annotations
@@ -94,7 +97,6 @@ def settings_for(default: int) -> settings:
         derandomize=True,
         database=None,
         print_blob=False,
-        phases=tuple(hypothesis.Phase)[: 3 if os.environ.get("FUZZ_NOSHRINK") else None],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
     )
 
@@ -750,8 +752,6 @@ def verify_in_process(place: Place, target: Path, tally: Tally) -> Run:
         else:
             os.environ["TMPDIR"] = saved_env
     assert sorted(os.listdir("/proc/self/fd")) == fds, "verify left a file open"
-    if os.environ.get("FUZZ_PEAKS"):
-        print(peak, file=sys.__stderr__)
     assert peak < MEMORY_BOUND, f"tracemalloc peak {peak} bytes (bound {MEMORY_BOUND})"
     return Run(code, read_back(out), read_back(err))
 
