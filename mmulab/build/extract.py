@@ -186,6 +186,8 @@ def extract(
             raise UserError(
                 f"{label}: refusing archive: it nests too deeply (thousands of chained headers or folder levels)"
             ) from None
+        except (ValueError, OverflowError) as exc:  # values tarfile does not check: a sparse map, nan mtime, a NUL
+            raise UserError(f"{label}: refusing archive: a header value tarfile cannot use ({exc})") from None
         if patches:
             apply_patches(tmp, patches, label, target.parent / f"{target.name}.patch.log", runner)
         os.replace(tmp, target)

@@ -149,6 +149,8 @@ def _open_stream(path: Path) -> Iterator[tarfile.TarFile]:
             raise _Refused(f"{path.name}: refusing archive: not a readable tar archive ({exc})") from None
         except RecursionError:  # tarfile recurses per metadata header; _BoundedTarInfo should refuse first
             raise _Refused(f"{path.name}: refusing archive: its headers nest too deeply; nothing was written") from None
+        except (ValueError, OverflowError) as exc:  # values tarfile does not check: a sparse map, nan mtime, a NUL
+            raise _Refused(f"{path.name}: refusing archive: a header value tarfile cannot use ({exc})") from None
 
 
 class _Scan:
