@@ -470,9 +470,9 @@ def test_a_source_tree_of_any_depth_is_removed(tmp_path: Path) -> None:
     finally:
         os.close(descriptor)
     (top / "sibling").mkdir(mode=0o500)
-    extract.remove_tree(top)
+    fsutil.remove_tree(top)
     assert list(tmp_path.iterdir()) == []  # (had it failed, pytest's own cleanup of old runs would fail too)
-    extract.remove_tree(top)  # already gone: nothing to do
+    fsutil.remove_tree(top)  # already gone: nothing to do
 
 
 def test_a_source_tarball_of_thousands_of_chained_headers_is_one_line(tmp_path: Path) -> None:

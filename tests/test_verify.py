@@ -23,7 +23,7 @@ import mmulab.release
 from mmulab import cli
 from mmulab.boot.judge import Outcome, Verdict
 from mmulab.build import busybox
-from mmulab.build.extract import remove_tree
+from mmulab.core.fsutil import remove_tree
 from mmulab.core.paths import Layout
 from mmulab.core.settings import PROJECT_ROOT, Settings
 from mmulab.project.loader import load_project

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import posixpath
@@ -14,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mmulab.core.errors import UserError
-from mmulab.core.fsutil import JsonRecord
+from mmulab.core.fsutil import JsonRecord, remove_tree
 from mmulab.core.tools import RUNNER, Runner
 
 
@@ -194,46 +193,6 @@ def extract(
     except BaseException:
         remove_tree(tmp)
         raise
-
-
-def remove_tree(top: Path) -> None:
-    """Remove the folder `top` and all in it, however deep (shutil.rmtree recurses: RecursionError past ~1,000
-    levels, and a path past PATH_MAX fails) and whatever its folders' modes: one folder at a time, each opened
-    relative to its parent and made writable first, never following a link. Gone afterwards, or an OSError."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-    try:
-        descriptor = os.open(top, flags)
-    except FileNotFoundError:
-        return
-    names: list[str] = []  # the path from `top` to the open folder
-    pending: list[list[str]] = []  # per level, the subfolders still to remove
-    try:
-        while True:
-            with contextlib.suppress(OSError):
-                os.fchmod(descriptor, 0o700)
-            with os.scandir(descriptor) as scan:
-                entries = list(scan)
-            subfolders = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
-            for entry in entries:
-                if not entry.is_dir(follow_symlinks=False):
-                    os.unlink(entry.name, dir_fd=descriptor)
-            pending.append(subfolders)
-            while not pending[-1] and names:  # this folder is empty: up to its parent, which removes it
-                parent = os.open("..", flags, dir_fd=descriptor)
-                os.close(descriptor)
-                descriptor = parent
-                pending.pop()
-                os.rmdir(names.pop(), dir_fd=descriptor)
-            if not pending[-1]:
-                break
-            name = pending[-1].pop()
-            child = os.open(name, flags, dir_fd=descriptor)
-            os.close(descriptor)
-            descriptor = child
-            names.append(name)
-    finally:
-        os.close(descriptor)
-    os.rmdir(top)
 
 
 def tree_fingerprint(tree: Path, runner: Runner = RUNNER) -> str:

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from mmulab.build.extract import LinkGuard, remove_tree
+from mmulab.build.extract import LinkGuard
 from mmulab.core.errors import UserError
-from mmulab.core.fsutil import CHUNK
+from mmulab.core.fsutil import CHUNK, remove_tree
 from mmulab.release.format import SUMS
 
 # Caps for reading a stranger's archive; module constants so tests can lower them.
