@@ -83,12 +83,21 @@ def relative_from(start: Path, target: Path) -> str | None:
     return os.path.relpath(real_target, real_start)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def _digest_of(path: Path, digest: hashlib._Hash) -> str:
+    """The hex `digest` of the file at `path`, read in chunks (never the whole file in memory)."""
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    return _digest_of(path, hashlib.sha256())
+
+
+def sha1_of(path: Path) -> str:
+    """SHA1, which SPDX requires of every file; not for trust (sha256 is what mmulab checks)."""
+    return _digest_of(path, hashlib.sha1(usedforsecurity=False))
 
 
 def tree_digest(root: Path) -> str:

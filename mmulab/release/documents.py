@@ -13,7 +13,6 @@ or (path, detail) pairs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -23,7 +22,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from mmulab.core.fsutil import CHUNK
+from mmulab.core.fsutil import sha1_of
 from mmulab.project.model import NOASSERTION
 from mmulab.release import page, provenance
 from mmulab.release.format import INDEX, MANIFEST, PROVENANCE, SBOM
@@ -51,18 +50,9 @@ class TooLarge(Exception):
 # Making them
 
 
-def sha1_of(root: Path, path: str) -> str:
-    """The SHA1 of a release file, read in chunks (SPDX wants one for every file)."""
-    digest = hashlib.sha1(usedforsecurity=False)
-    with (root / path).open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def made_sbom(root: Path, manifest: Mapping[str, Any]) -> str:
     epoch = int(manifest["source_date_epoch"])
-    return provenance.canonical_json(provenance.spdx_document(dict(manifest), epoch, lambda p: sha1_of(root, p)))
+    return provenance.canonical_json(provenance.spdx_document(dict(manifest), epoch, lambda path: sha1_of(root / path)))
 
 
 def made_statement(manifest: Mapping[str, Any], subjects: Mapping[str, str] | None = None) -> dict[str, Any]:
