@@ -38,7 +38,7 @@ from mmulab.core.tools import RUNNER, Runner, package_of
 from mmulab.project.model import Project
 from mmulab.release import documents, signing
 from mmulab.release import format as release_format
-from mmulab.release.format import BOOTS, FORMAT, MANIFEST, PROVENANCE, RUN, SOURCES, SUMS
+from mmulab.release.format import BOOTS, FORMAT, MANIFEST, METADATA, PROVENANCE, RUN, SOURCES, SUMS
 
 # Published but not compared by `doit repro` / `mmulab verify --rebuild`: they differ from boot to boot by nature.
 VOLATILE = (RUN, BOOTS)
@@ -361,7 +361,9 @@ def _provenance(root: Path, manifest: Mapping[str, Any], key: signing.SigningKey
     the same statement again and compares."""
     if key is None:
         return dumps(documents.made_statement(manifest))
-    subjects = {path: sha256_of(root / path) for path in _walk(root) if path not in signing.NOT_SUBJECTS}
+    # The manifest already holds every other file's sha256: only the documents about them are hashed here.
+    written = {path: sha256_of(root / path) for path in METADATA if path not in signing.NOT_SUBJECTS}
+    subjects = {**manifest["files"], **written}
     return dumps(signing.sign_payload(dumps(documents.made_statement(manifest, subjects)).encode(), key))
 
 
