@@ -45,6 +45,15 @@ class FakeTools(Runner):
 
 
 TOOLS = FakeTools()
+# What some consoles of the synthetic build measured (the contract's `mmulab: data:` lines): these cases get
+# charts/<case>.svg; the others print none and get no chart.
+DATA_LINES = {
+    "buddy-c-nommu": ("buddy before 0 12", "buddy before 1 7", "buddy fragmented 0 40", "buddy fragmented 1 2"),
+    "buddy-c-mmu-full": ("buddy before 0 310", "buddy before 1 122", "buddy compacted 0 96", "buddy compacted 1 80"),
+    "oom-c-mmu": ("oom score 0 0", "oom score 8 120", "oom score 16 251"),
+    "oom-c-nommu": ("oom score 0 0", "oom score 8 0", "oom score 16 0"),
+    "pagetables-c-nommu": ("pagetables kb 0 none",),
+}
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,8 @@ def synthetic(tmp_path: Path) -> Synthetic:
         _write(busybox.build_dir(layout, info) / "fragment.config", f"CONFIG_BB_{variant.upper()}=y\n")
     for case in project.boots.values():
         _write(layout.image(case.variant, case.build), f"cpio {case.build}\n")
-        _write(layout.console_log(case.name), f"console of {case.name}\nreboot: Power down\n")
+        data = "".join(f"mmulab: data: {line}\n" for line in DATA_LINES.get(case.name, ()))
+        _write(layout.console_log(case.name), f"console of {case.name}\n{data}reboot: Power down\n")
         Verdict(
             case.name,
             case.demo,
@@ -241,6 +251,69 @@ def test_published_release_has_the_spec_layout_and_run_facts_apart(synthetic: Sy
     summary = json.loads((root / "boots" / "summary.json").read_text())
     assert [entry["case"] for entry in summary] == sorted(synthetic.project.boots)  # every case, not the last run's
     assert not [p for p in synthetic.artifacts.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+# --- charts ---
+
+
+def test_publish_draws_a_chart_for_each_console_with_data_lines_and_the_matrix(synthetic: Synthetic) -> None:
+    import matplotlib
+
+    root = synthetic.publish()
+    manifest = json.loads((root / "manifest.json").read_text())
+    charts = sorted(p.relative_to(root).as_posix() for p in (root / "charts").iterdir())
+    assert charts == sorted([release_format.MATRIX_CHART, *(f"charts/{case}.svg" for case in DATA_LINES)])
+    for path in charts:
+        svg = (root / path).read_bytes()
+        assert svg.startswith(b"<?xml") and b"<svg" in svg[:1000], path
+        assert manifest["files"][path] == sha256_of(root / path), path  # listed and hashed like every file
+        assert f"  {path}\n" in (root / "SHA256SUMS").read_text()
+    assert manifest["charts"] == {"matplotlib": matplotlib.__version__}
+    assert b"buddy-c-nommu: nommu kernel" in (root / "charts/buddy-c-nommu.svg").read_bytes()  # the case, the kernel
+    assert "console of" not in json.dumps(manifest)
+    # each demo's chart declarations ride in the manifest (verify draws from them, not from this checkout)
+    buddy = next(demo for demo in manifest["demos"] if demo["name"] == "buddy")
+    declared = synthetic.project.demos["buddy"].charts["buddy"]
+    assert buddy["charts"]["buddy"] == {
+        "title": declared.title,
+        "kind": str(declared.kind),
+        "x": declared.x,
+        "y": declared.y,
+        "log": declared.log,
+    }
+
+
+def test_publishing_twice_from_the_same_consoles_gives_byte_identical_charts(synthetic: Synthetic) -> None:
+    first = synthetic.publish("r1")
+    second = synthetic.publish("r2")  # another release of the same build: the same consoles, another name
+    charts = sorted(p.name for p in (first / "charts").iterdir())
+    assert charts == sorted(p.name for p in (second / "charts").iterdir()) and len(charts) == len(DATA_LINES) + 1
+    for name in charts:
+        assert (first / "charts" / name).read_bytes() == (second / "charts" / name).read_bytes(), name
+    # and a console that measured something else draws another chart: the bytes come from the console
+    console = synthetic.layout.console_log("oom-c-mmu")
+    console.write_text(console.read_text().replace("oom score 16 251", "oom score 16 999"))
+    third = synthetic.publish("r3")
+    assert (third / "charts/oom-c-mmu.svg").read_bytes() != (first / "charts/oom-c-mmu.svg").read_bytes()
+    assert (third / "charts/oom-c-nommu.svg").read_bytes() == (first / "charts/oom-c-nommu.svg").read_bytes()
+
+
+def test_a_console_with_a_malformed_data_line_is_not_published(synthetic: Synthetic) -> None:
+    console = synthetic.layout.console_log("buddy-c-nommu")
+    console.write_text(console.read_text().replace("buddy before 1 7", "buddy before 1"))
+    with pytest.raises(UserError) as error:
+        synthetic.publish()
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"cannot publish: {console}: buddy-c-nommu: console line ")
+    assert "mmulab: data: <chart> <series> <x> <y>" in message
+    assert not synthetic.artifacts.exists() or not list(synthetic.artifacts.iterdir())  # nothing half-written
+
+
+def test_charts_are_volatile_as_the_consoles_they_are_drawn_from() -> None:
+    """repro and verify --rebuild compare every file but what differs from boot to boot by nature."""
+    assert any(release_format.MATRIX_CHART.startswith(prefix) for prefix in release.VOLATILE)
+    assert any("charts/fork-c-mmu.svg".startswith(prefix) for prefix in release.VOLATILE)
 
 
 # --- SHA256SUMS ---

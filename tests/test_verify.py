@@ -29,6 +29,7 @@ from mmulab.core.settings import PROJECT_ROOT, Settings
 from mmulab.project.loader import load_project
 from mmulab.release import archive as release_archive
 from mmulab.release import documents as release_documents
+from mmulab.release import figures as release_figures
 from mmulab.release import format as release_format
 from mmulab.release import rebuild as release_rebuild
 
@@ -99,11 +100,18 @@ def write_release(root: Path, extra: dict[str, bytes] | None = None) -> Path:
         "demos": [{"name": "clone_vm", "description": "d", "cases": [{"case": BOOT[0], "must": ["Linux"]}]}],
         "files": digests,
     }
+    run = {"published_at": "2026-01-02T03:04:05Z", "host": "somewhere", "boot_seconds": {BOOT[0]: 1.5}}
+    charts, troubles = release_figures.draw(manifest, lambda p: files.get(p), run["boot_seconds"])  # as publish
+    assert not troubles
+    for path, svg in charts.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(svg)
+    manifest["files"] = dict(sorted({**digests, **{path: sha(svg) for path, svg in charts.items()}}.items()))
+    manifest["charts"] = release_figures.record()
     (root / "manifest.json").write_text(dumps(manifest))
     for name, text in release_documents.made_from_manifest(root, manifest).items():  # as publish makes them
         (root / name).write_text(text)
     (root / "provenance.intoto.json").write_text(dumps(release_documents.made_statement(manifest)))
-    run = {"published_at": "2026-01-02T03:04:05Z", "host": "somewhere", "boot_seconds": {BOOT[0]: 1.5}}
     (root / "run.json").write_text(dumps(run))
     write_sums(root)
     return root
@@ -144,7 +152,7 @@ def test_a_good_release_verifies_with_the_console_script(release: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines() == [
-        f"mmulab: verify: {release}: 15 files agree with SHA256SUMS, manifest.json, sbom.spdx.json, "
+        f"mmulab: verify: {release}: 16 files agree with SHA256SUMS, manifest.json, sbom.spdx.json, "
         "provenance.intoto.json",
         f"mmulab: verify: {release}: {UNSIGNED}",
     ]
@@ -170,7 +178,7 @@ def test_a_flipped_byte_is_named(release: Path, capsys: pytest.CaptureFixture[st
         "sbom.spdx.json",
         "provenance.intoto.json",
     }
-    assert out[-1] == f"mmulab: verify: {release}: 4 problem(s) in 15 files"
+    assert out[-1] == f"mmulab: verify: {release}: 4 problem(s) in 16 files"
     assert err == []
 
 
@@ -225,7 +233,7 @@ def test_sums_naming_paths_outside_and_fifos_are_problems_not_reads(
     code, out, _ = run_verify(capsys, str(release))
     assert code == 1
     assert "unexpected: boots/pipe: not a regular file" in out
-    assert "mismatch: SHA256SUMS: line 15: not '<sha256>  <relative path>': '" + "0" * 64 + "  ../../etc/passwd'" in out
+    assert "mismatch: SHA256SUMS: line 16: not '<sha256>  <relative path>': '" + "0" * 64 + "  ../../etc/passwd'" in out
 
 
 def test_bad_usage_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], release: Path) -> None:
@@ -272,7 +280,7 @@ def test_a_good_archive_verifies_and_leaves_nothing(
     code, out, err = run_verify(capsys, str(archive))
     assert (code, err) == (0, [])
     assert out == [
-        f"mmulab: verify: {archive}: 15 files agree with SHA256SUMS, manifest.json, sbom.spdx.json, "
+        f"mmulab: verify: {archive}: 16 files agree with SHA256SUMS, manifest.json, sbom.spdx.json, "
         "provenance.intoto.json",
         f"mmulab: verify: {archive}: {UNSIGNED}",
     ]
@@ -395,7 +403,7 @@ def test_rebuild_refuses_sources_this_checkout_does_not_pin(
 def fake_publisher(monkeypatch: pytest.MonkeyPatch, files: Callable[[Path], dict[str, Path]]) -> None:
     """A stand-in for mmulab.release.publish (its real release_files needs a real build)."""
     module = types.SimpleNamespace(
-        VOLATILE=("run.json", "boots/"), release_files=lambda project, layout: files(layout.root)
+        VOLATILE=("run.json", "boots/", "charts/"), release_files=lambda project, layout: files(layout.root)
     )
     monkeypatch.setitem(sys.modules, "mmulab.release.publish", module)
     monkeypatch.setattr(mmulab.release, "publish", module, raising=False)
@@ -881,7 +889,7 @@ def test_a_release_folder_1200_levels_deep_is_one_problem(
     assert (code, err) == (1, [])
     assert out == [
         f"unexpected: {deep}: deeper than 64 levels (a release is shallow)",
-        f"mmulab: verify: {release}: 1 problem(s) in 15 files",
+        f"mmulab: verify: {release}: 1 problem(s) in 16 files",
     ]
     assert list(temporary.iterdir()) == []
 
@@ -986,7 +994,7 @@ def test_names_no_stdout_can_print_are_escaped_and_named(release: Path, tmp_path
         "unexpected: line\\nbreak: not in SHA256SUMS",
         "missing: \\ud800: manifest.json lists it",
         "mismatch: manifest.json: files does not list line\\nbreak",
-        f"mmulab: verify: {release}: 4 problem(s) in 16 files",
+        f"mmulab: verify: {release}: 4 problem(s) in 17 files",
     ]
     for env in ({"PYTHONIOENCODING": "utf-8:strict"}, {"LC_ALL": "C"}):
         result = subprocess.run(

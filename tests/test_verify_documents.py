@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +20,10 @@ import pytest
 from test_release import Synthetic, synthetic  # noqa: F401  (synthetic: the fixture)
 from test_verify import dumps, run_verify, write_sums
 
+from mmulab.boot import charts
 from mmulab.core.fsutil import sha256_of
-from mmulab.release import check, documents, page, provenance
+from mmulab.release import check, documents, figures, page, provenance
+from mmulab.release.format import METADATA
 from mmulab.release.publish import project_version
 
 GiB = 1 << 30
@@ -447,3 +450,151 @@ def test_a_manifest_the_documents_cannot_be_made_from_is_one_line_each(
     assert code == 1
     assert any(line.startswith(expected) for line in problems), problems
     assert all(line.startswith("mismatch: ") and "\n" not in line for line in problems)
+
+
+# --- issue 19: the charts, drawn again from the release's own consoles ---
+
+
+def vouch(release: Path) -> None:
+    """What an attacker does after changing files, with mmulab's own code: the manifest lists every file as it
+    is now, the SBOM, page and statement are made again from it, then the sums."""
+    manifest = json.loads((release / "manifest.json").read_text())
+    on_disk = sorted(p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file())
+    manifest["files"] = {p: sha256_of(release / p) for p in on_disk if p not in METADATA}
+    (release / "manifest.json").write_text(dumps(manifest))
+    for name, text in documents.made_from_manifest(release, manifest).items():
+        (release / name).write_text(text)
+    (release / "provenance.intoto.json").write_text(dumps(documents.made_statement(manifest)))
+    write_sums(release)
+
+
+def test_charts_a_vouched_release_verifies_as_published(published: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The helper above changes nothing by itself: each test below fails by its own change alone."""
+    vouch(published)
+    assert problems_of(capsys, published) == (0, [])
+
+
+def test_charts_a_changed_chart_is_one_line_naming_it(published: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    chart = published / "charts" / "oom-c-mmu.svg"
+    svg = chart.read_text()
+    assert svg.rstrip().endswith("</svg>")
+    chart.write_text(svg.rstrip()[: -len("</svg>")] + '<rect x="90" y="90" width="40" height="9"/>\n</svg>\n')
+    vouch(published)
+    code, problems = problems_of(capsys, published)
+    assert code == 1
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(
+        f"mismatch: charts/oom-c-mmu.svg: not the chart matplotlib {figures.matplotlib_version()} draws from "
+        "boots/oom-c-mmu.log (line "
+    )
+
+
+def test_charts_a_missing_chart_is_one_line_naming_it(published: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (published / "charts" / "buddy-c-nommu.svg").unlink()
+    vouch(published)
+    assert problems_of(capsys, published) == (
+        1,
+        [
+            "missing: charts/buddy-c-nommu.svg: boots/buddy-c-nommu.log holds data lines: verify draws this chart, "
+            "the release lacks it"
+        ],
+    )
+
+
+def test_charts_a_missing_matrix_chart_is_one_line(published: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (published / "charts" / "matrix.svg").unlink()
+    vouch(published)
+    code, problems = problems_of(capsys, published)
+    assert code == 1 and len(problems) == 1 and problems[0].startswith("missing: charts/matrix.svg: "), problems
+
+
+def test_charts_an_extra_chart_is_one_line_naming_it(published: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copyfile(published / "charts" / "oom-c-mmu.svg", published / "charts" / "fork-c-mmu.svg")
+    vouch(published)
+    assert problems_of(capsys, published) == (
+        1,
+        [
+            "unexpected: charts/fork-c-mmu.svg: boots/fork-c-mmu.log draws no chart (no data lines): nothing "
+            "draws this file"
+        ],
+    )
+
+
+def test_charts_a_console_changed_under_its_chart_is_one_line(
+    published: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The chart is checked against the console, not the console against the chart's own record."""
+    log = published / "boots" / "oom-c-nommu.log"
+    log.write_text(log.read_text().replace("oom score 8 0", "oom score 8 70"))
+    vouch(published)
+    code, problems = problems_of(capsys, published)
+    assert code == 1 and len(problems) == 1, problems
+    assert problems[0].startswith("mismatch: charts/oom-c-nommu.svg: not the chart ")
+
+
+def test_charts_the_matrix_is_drawn_from_run_json_boot_seconds(
+    published: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = sorted(json.loads((published / "run.json").read_text())["boot_seconds"])[0]
+    rewrite(published, "run.json", lambda run: run["boot_seconds"].__setitem__(case, 99.5))
+    code, problems = problems_of(capsys, published)
+    assert code == 1 and len(problems) == 1, problems
+    assert (
+        problems[0].startswith("mismatch: charts/matrix.svg: not the chart matplotlib ")
+        and "from the manifest's boots and run.json's boot_seconds (line " in problems[0]
+    )
+
+
+def test_charts_drawn_by_another_matplotlib_is_one_line_naming_both_and_the_fix(
+    published: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ours = figures.matplotlib_version()
+    rewrite(published, "manifest.json", lambda m: m["charts"].__setitem__("matplotlib", "3.1.0"))
+    vouch(published)  # the page names the matplotlib: made again too
+    assert problems_of(capsys, published) == (
+        1,
+        [
+            f"mismatch: charts/: drawn by matplotlib 3.1.0, this verify has matplotlib {ours}, which draws other "
+            "bytes; verify with matplotlib 3.1.0 (pip install 'matplotlib==3.1.0' into mmulab's environment)"
+        ],
+    )
+
+
+def test_charts_a_manifest_without_its_matplotlib_record_is_one_line(
+    published: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rewrite(published, "manifest.json", lambda m: m.pop("charts"))
+    vouch(published)
+    assert problems_of(capsys, published) == (
+        1,
+        ["mismatch: manifest.json: no charts.matplotlib: which matplotlib drew the charts"],
+    )
+
+
+def test_charts_a_malformed_data_line_in_a_console_is_one_line_naming_it(
+    published: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = published / "boots" / "buddy-c-nommu.log"
+    log.write_text(log.read_text().replace("buddy before 1 7", "buddy before 1 seven"))
+    vouch(published)
+    code, problems = problems_of(capsys, published)
+    assert code == 1 and len(problems) == 1, problems
+    assert problems[0].startswith("mismatch: boots/buddy-c-nommu.log: buddy-c-nommu: console line 3: "), problems
+
+
+def test_charts_a_console_of_too_many_data_lines_is_one_line_and_not_drawn(
+    published: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = published / "boots" / "oom-c-mmu.log"
+    log.write_text(log.read_text() + "mmulab: data: oom score 24 300\n" * (figures.MAX_DATA_LINES + 1))
+    vouch(published)
+    drawn: list[str] = []
+    real = charts.draw_case
+    monkeypatch.setattr(charts, "draw_case", lambda case, *args: drawn.append(case) or real(case, *args))
+    code, problems = problems_of(capsys, published)
+    assert code == 1
+    assert problems == [
+        f"mismatch: boots/oom-c-mmu.log: {figures.MAX_DATA_LINES + 4} data lines, more than a chart draws "
+        f"({figures.MAX_DATA_LINES})"
+    ]
+    assert "oom-c-mmu" not in drawn and "oom-c-nommu" in drawn

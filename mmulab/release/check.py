@@ -383,8 +383,13 @@ def check_release(root: Path) -> tuple[Outcome, dict[str, Any] | None]:
     _read(files, INDEX, problems)  # compared below with the page made again; here only there and not too large
     if not problems and manifest is not None:  # else a document made again would differ only as a consequence
         subjects = {path: digests(path) for path in files if path not in signing.NOT_SUBJECTS} if signed else None
-        made = documents.made_again(
-            root, manifest, statement, lambda name: read_document(files[name], name), _this_mmulab, subjects
-        )
+
+        def read(name: str) -> bytes:
+            return read_document(files[name], name)
+
+        seconds = run.get("boot_seconds") if run is not None else None  # run.json was checked above
+        charts = documents.charts_again(manifest, read, seconds if isinstance(seconds, dict) else {})
+        problems += [Problem(ProblemKind(kind), path, detail) for kind, path, detail in charts]
+        made = documents.made_again(root, manifest, statement, read, _this_mmulab, subjects)
         problems += [Problem(ProblemKind.MISMATCH, path, detail) for path, detail in made]
     return Outcome(tuple(dict.fromkeys(problems)), len(files), document), manifest

@@ -24,8 +24,8 @@ from typing import Any
 
 from mmulab.core.fsutil import sha1_of
 from mmulab.project.model import NOASSERTION
-from mmulab.release import page, provenance
-from mmulab.release.format import INDEX, MANIFEST, PROVENANCE, SBOM
+from mmulab.release import figures, page, provenance
+from mmulab.release.format import CHARTS, INDEX, MANIFEST, PROVENANCE, SBOM
 
 # What making a document of a hostile manifest may raise (a missing key, a list where a dict belongs, ...).
 MAKING_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError, OSError)
@@ -148,6 +148,49 @@ def made_again(
     if differing:
         by = made_by(manifest, ours())
         found += [(path, f"{text}; {by})") for path, text in differing]
+    return found
+
+
+def charts_again(
+    manifest: Mapping[str, Any], read: Callable[[str], bytes], seconds: Mapping[str, float]
+) -> list[tuple[str, str, str]]:
+    """The charts drawn again from the release's consoles, boots and `seconds` (run.json's), against those the
+    manifest lists: (kind, path, detail) of each chart changed, missing or extra, each told once. Drawn by
+    another matplotlib, they are not compared: one line names both versions. `read(name)` gives a release
+    file's bytes (bounded: TooLarge beyond)."""
+    stated, ours = figures.recorded_version(manifest), figures.matplotlib_version()
+    if stated is None:
+        return [("mismatch", MANIFEST, f"no {figures.CHARTS_KEY}.matplotlib: which matplotlib drew the charts")]
+    if stated != ours:
+        return [
+            (
+                "mismatch",
+                CHARTS,
+                f"drawn by matplotlib {stated}, this verify has matplotlib {ours}, which draws other bytes; "
+                f"verify with matplotlib {stated} (pip install 'matplotlib=={stated}' into mmulab's environment)",
+            )
+        ]
+    stated_files = manifest.get("files")
+    listed = stated_files if isinstance(stated_files, dict) else {}
+    charts = {path for path in listed if figures.is_chart(path)}
+    try:
+        drawn, troubles = figures.draw(manifest, lambda name: read(name) if name in listed else None, seconds)
+    except TooLarge as exc:  # a console
+        return [("mismatch", exc.path, str(exc))]
+    except MAKING_ERRORS as exc:
+        return [("mismatch", MANIFEST, f"the charts cannot be drawn from it ({type(exc).__name__}: {exc})")]
+    found = [("mismatch", trouble.path, str(trouble)) for trouble in troubles]
+    troubled = {trouble.chart for trouble in troubles}  # told once: by what cannot be drawn, not again by its chart
+    for path in sorted(charts | set(drawn)):
+        source = figures.source_of(path)
+        if path in troubled:
+            continue
+        if path not in charts:
+            found.append(("missing", path, f"{source} holds data lines: verify draws this chart, the release lacks it"))
+        elif path not in drawn:
+            found.append(("unexpected", path, f"{source} draws no chart (no data lines): nothing draws this file"))
+        elif (difference := _bytes_difference(read, path, drawn[path], _line_difference)) != "":
+            found.append(("mismatch", path, f"not the chart matplotlib {ours} draws from {source} ({difference})"))
     return found
 
 

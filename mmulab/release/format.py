@@ -23,6 +23,8 @@ BOOTS = "boots/"  # each case's console log, and the boot summaries
 SOURCES = "sources/"  # the exact source archives built from
 PATCHES = "sources/patches/"  # <source>/<patch>: the patches applied to each source
 PROGRAMS = "programs/"  # the demos' binaries
+CHARTS = "charts/"  # <case>.svg: what a console's data lines measured; matrix.svg: seconds to verdict per case
+MATRIX_CHART = f"{CHARTS}matrix.svg"  # no case is named "matrix": a case is <demo>-<language>-<run>
 
 SPDX_VERSION = "SPDX-2.3"  # the sbom's spdxVersion
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"  # the provenance statement's _type
@@ -31,6 +33,11 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"  # the provenance statement's
 def console_log(case: str) -> str:
     """The release path of a boot case's console log."""
     return f"{BOOTS}{case}.log"
+
+
+def chart_file(case: str) -> str:
+    """The release path of the chart drawn from a boot case's console."""
+    return f"{CHARTS}{case}.svg"
 
 
 def source_file(filename: str) -> str:

@@ -21,8 +21,10 @@ from urllib.parse import quote
 
 from mmulab.core import templates
 from mmulab.core.settings import PROJECT_ROOT
-from mmulab.project.model import Project
-from mmulab.release.format import INDEX, METADATA, console_log
+from mmulab.project.model import ChartSpec, Project
+from mmulab.release import figures
+from mmulab.release.figures import Picture
+from mmulab.release.format import INDEX, MATRIX_CHART, METADATA, chart_file, console_log
 
 TEMPLATE = PROJECT_ROOT / "configs" / "release" / "index.html.j2"
 # The build shown side by side for each demo: the first language of this list the demo has (else the first).
@@ -60,6 +62,7 @@ def manifest_demos(project: Project) -> list[dict[str, Any]]:
             "name": name,
             "description": note.description,
             "cases": [{"case": case, "must": list(must)} for case, must in note.must.items()],
+            "charts": {chart: figures.spec_to_json(spec) for chart, spec in project.demos[name].charts.items()},
         }
         for name, note in demo_notes(project).items()
     ]
@@ -118,6 +121,7 @@ class Console:
     total_lines: int = 0
     trailing_gap: int = 0
     missing: tuple[str, ...] = ()
+    chart: Picture | None = None  # charts/<case>.svg, when its console printed data lines
 
 
 @dataclass(frozen=True)
@@ -139,19 +143,27 @@ def render(
     template: Path = TEMPLATE,
     read: Callable[[Path], bytes] = Path.read_bytes,
 ) -> str:
-    """The release page as HTML. Reads only the release's boots/<case>.log files, each through `read` (verify's
-    reads are bounded); `demos` gives the descriptions and must lines, by default the manifest's (without any,
-    only `mmulab:` lines are picked out of the consoles)."""
+    """The release page as HTML. Reads only the release's boots/<case>.log files and the charts the manifest
+    lists (for their size), each through `read` (verify's reads are bounded); `demos` gives the descriptions and
+    must lines, by default the manifest's (without any, only `mmulab:` lines are picked out of the consoles)."""
 
     notes = dict(demos) if demos is not None else notes_of(manifest)
     boots = [dict(entry) for entry in manifest.get("boots", ())]
     must = {case: tuple(lines) for note in notes.values() for case, lines in note.must.items()}
-    consoles = {entry["case"]: _console(release_root, entry, must.get(entry["case"]), read) for entry in boots}
+    files = manifest.get("files", {})
+    specs = figures.specs_by_case(manifest)
+    consoles = {}
+    for entry in boots:
+        console = _console(release_root, entry, must.get(entry["case"]), read)
+        consoles[entry["case"]] = _with_chart(release_root, console, files, specs.get(console.case, {}), read)
+    matrix_chart = None
+    if MATRIX_CHART in files:
+        size = figures.size_of(read(release_root / MATRIX_CHART))
+        matrix_chart = Picture(_href(MATRIX_CHART), figures.describe_matrix(len(consoles)), *size)
     env = templates.environment(template.parent, autoescape=True)
     env.filters["short"] = lambda text: str(text)[:SHORT_HASH]
     env.filters["anchor"] = _anchor
     epoch = int(manifest.get("source_date_epoch", 0))
-    files = manifest.get("files", {})
     return env.get_template(template.name).render(
         release=manifest.get("release", ""),
         format=manifest.get("format", ""),
@@ -159,6 +171,8 @@ def render(
         epoch=epoch,
         epoch_utc=datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         matrix=list(consoles.values()),
+        matrix_chart=matrix_chart,
+        drawn_by=figures.recorded_version(manifest) or "",
         passed=sum(1 for c in consoles.values() if c.passed),
         demos=_sections(consoles, notes),
         sources=manifest.get("sources", []),
@@ -270,6 +284,23 @@ def _console(
         trailing_gap=len(lines) - previous - 1,
         missing=missing,
     )
+
+
+def _with_chart(
+    release_root: Path,
+    console: Console,
+    files: Mapping[str, Any],
+    specs: Mapping[str, ChartSpec],
+    read: Callable[[Path], bytes],
+) -> Console:
+    """The console with its chart, when the manifest lists charts/<case>.svg: its size read from the SVG, its
+    alt text from the chart declarations and the series the console printed."""
+    path = chart_file(console.case)
+    if path not in files or not figures.plain_case(console.case):
+        return console
+    text = "\n".join(line.text for line in console.full_lines)
+    alt = figures.describe_case(console.case, console.variant, text, specs)
+    return replace(console, chart=Picture(_href(path), alt, *figures.size_of(read(release_root / path))))
 
 
 def _language_rank(language: str) -> tuple[int, str]:

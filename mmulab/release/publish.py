@@ -36,12 +36,13 @@ from mmulab.core.paths import Layout
 from mmulab.core.settings import PROJECT_ROOT, RELEASE_NAME, RELEASE_NAME_ACCEPTS
 from mmulab.core.tools import RUNNER, Runner, package_of
 from mmulab.project.model import Project
-from mmulab.release import documents, signing
+from mmulab.release import documents, figures, signing
 from mmulab.release import format as release_format
-from mmulab.release.format import BOOTS, FORMAT, MANIFEST, METADATA, PROVENANCE, RUN, SOURCES, SUMS
+from mmulab.release.format import BOOTS, CHARTS, FORMAT, MANIFEST, METADATA, PROVENANCE, RUN, SOURCES, SUMS
 
-# Published but not compared by `doit repro` / `mmulab verify --rebuild`: they differ from boot to boot by nature.
-VOLATILE = (RUN, BOOTS)
+# Published but not compared by `doit repro` / `mmulab verify --rebuild`: they differ from boot to boot by nature
+# (the charts are drawn from the consoles and the boot seconds).
+VOLATILE = (RUN, BOOTS, CHARTS)
 # The bulk of a release is already-compressed source tarballs: a fast preset costs little size and ~1/3 the time.
 XZ_PRESET = 0
 # A source tarball at least this big gets an xz stream of its own, kept in a cache by content.
@@ -269,6 +270,26 @@ def build_manifest(
     }
 
 
+def drawn_charts(manifest: Mapping[str, Any], files: Mapping[str, Path], verdicts: list[Verdict]) -> dict[str, bytes]:
+    """The release's charts by path, drawn as verify draws them again: from the consoles the release takes,
+    the manifest's demos and boots, and the boot seconds run.json will hold. One that cannot be drawn (a
+    malformed data line) is refused, naming the console's file in the build directory."""
+    seconds = {verdict.case: verdict.seconds for verdict in verdicts if verdict.seconds is not None}
+    drawn, troubles = figures.draw(manifest, lambda path: files[path].read_bytes() if path in files else None, seconds)
+    if troubles:
+        trouble = troubles[0]
+        where = files.get(trouble.path, trouble.path)
+        raise UserError(f"cannot publish: {where}: {trouble}")
+    return drawn
+
+
+def with_charts(manifest: Mapping[str, Any], charts: Mapping[str, bytes]) -> dict[str, Any]:
+    """The manifest listing the charts with every other file (hashed: a signed statement covers them) and
+    recording the matplotlib that drew them."""
+    listed = {**manifest["files"], **{path: hashlib.sha256(svg).hexdigest() for path, svg in charts.items()}}
+    return {**manifest, figures.CHARTS_KEY: figures.record(), "files": dict(sorted(listed.items()))}
+
+
 def dumps(document: Any) -> str:
     """JSON as every release file writes it: keys sorted, indent 2, trailing newline."""
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
@@ -408,13 +429,14 @@ def differing(new: Path, old: Path) -> list[str]:
     ]
 
 
-def _fill(tmp: Path, files: Mapping[str, Path], documents: Mapping[str, str]) -> None:
+def _fill(tmp: Path, files: Mapping[str, Path], documents: Mapping[str, str | bytes]) -> None:
     for path, source in files.items():
         target = tmp / path
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         os.chmod(target, 0o755 if source.stat().st_mode & 0o111 else 0o644)
     for path, text in documents.items():
+        (tmp / path).parent.mkdir(parents=True, exist_ok=True)  # charts/
         write_atomic(tmp / path, text, 0o644)
     for directory in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
         os.chmod(directory, 0o755)
@@ -479,13 +501,15 @@ def publish(
     _check_present(files)
     digests = {path: sha256_of(source) for path, source in files.items()}
     manifest = build_manifest(project, layout, files, name, vcs, runner, digests)
+    charts = drawn_charts(manifest, files, verdicts)
+    manifest = with_charts(manifest, charts)
     artifacts = settings.artifacts_dir
     artifacts.mkdir(parents=True, exist_ok=True)
     final, tarball = artifacts / name, artifacts / f"{name}.tar.xz"
     xz_cache = settings.download_dir / ".xz-streams"  # beside the sources whose streams it keeps
     tmp = Path(tempfile.mkdtemp(dir=artifacts, prefix=f".{name}.", suffix=".tmp"))
     try:
-        _fill(tmp, files, {MANIFEST: dumps(manifest)})
+        _fill(tmp, files, {**charts, MANIFEST: dumps(manifest)})
         _fill(tmp, {}, {**documents.made_from_manifest(tmp, manifest), RUN: dumps(_run_facts(verdicts))})
         write_atomic(tmp / PROVENANCE, _provenance(tmp, manifest, key), 0o644)  # signed, it covers all the above
         write_atomic(tmp / SUMS, sha256sums(tmp), 0o644)  # last: it covers every other file
