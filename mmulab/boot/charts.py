@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mmulab.boot.judge import Outcome
-from mmulab.boot.series import KSPACE_CHART, Series, parse_console
+from mmulab.boot.series import KSPACE_CHART, KSPACE_PROCESS, Series, parse_console
 from mmulab.core.errors import ChartError
 from mmulab.project.model import ChartKind, ChartSpec, Project
 
@@ -75,19 +75,6 @@ OTHER_STYLE = ("#777777", "--")
 def matplotlib_version() -> str:
     """The matplotlib the charts are drawn with (recorded in a release's manifest; read without importing it)."""
     return importlib.metadata.version("matplotlib")
-
-
-# The kernel's own memory-layout lines are the chart `kspace` (series.KSPACE_CHART) even where no demo declares it.
-BUILTIN_SPECS = {
-    KSPACE_CHART: ChartSpec(
-        KSPACE_CHART,
-        "the kernel's virtual memory layout",
-        ChartKind.RANGES,
-        "region size (bytes, log scale)",
-        "region (lowest address at the bottom)",
-        log=True,
-    )
-}
 
 
 def generic_spec(series: Sequence[Series], chart: str) -> ChartSpec:
@@ -157,10 +144,12 @@ def _panels(console_text: str, case: str, specs: Mapping[str, ChartSpec]) -> lis
         raise ChartError(case=case, line_number=first.line_number, reason=first.reason, line=first.line, more=more)
     by_chart: dict[str, list[Series]] = {}
     for one in series:
+        if one.chart == KSPACE_CHART and KSPACE_CHART not in specs and one.name.startswith(f"{KSPACE_PROCESS}."):
+            continue  # every MMU boot prints its layout: a chart only where a demo declares kspace
         by_chart.setdefault(one.chart, []).append(one)
     panels = []
     for chart, members in by_chart.items():
-        spec = specs.get(chart) or BUILTIN_SPECS.get(chart) or generic_spec(members, chart)
+        spec = specs.get(chart) or generic_spec(members, chart)
         spec = _drawable(spec, members)
         rotated = spec.kind is ChartKind.RANGES and not spec.log and not _all_none(members)  # address labels
         panels.append(_Panel(spec, tuple(members), _height(spec, members), 1.75 if rotated else PANEL_BOTTOM))
