@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import textwrap
 from pathlib import Path
+
+import pytest
 
 from mmulab.core.settings import Settings
 from mmulab.project import catalog
 from mmulab.project.loader import load_project
+
+BOOTS = Path(__file__).parent / "data" / "boots"
 
 
 def test_committed_catalogue_is_what_the_data_renders():
@@ -49,3 +55,55 @@ def test_a_users_demo_appears_in_the_catalogue(tmp_path: Path, monkeypatch):
     assert "| [`hello`](#hello) | a demo of my own | nommu |" in text
     assert "| `nommu` | nommu |  |  | pass | that it boots |" in text
     assert "1. `hello | world`" in text
+
+
+def test_every_chart_image_the_catalogue_shows_exists():
+    text = catalog.CATALOG.read_text()
+    shown = re.findall(r"!\[charts of [^\]]*\]\((charts/[^)]+\.svg)\)", text)
+    missing = [path for path in shown if not (catalog.CATALOG.parent / path).is_file()]
+    assert missing == [], f"docs/demos.md shows charts that are not committed: {missing}"
+
+
+def test_every_demo_that_declares_charts_shows_its_chart_in_the_catalogue():
+    """The committed examples come from a real run: `doit all`, then `doit catalog --from build/`, commit
+    docs/charts/ and docs/demos.md."""
+    project = load_project()
+    text = catalog.CATALOG.read_text()
+    without = []
+    for name, demo in project.demos.items():
+        images = [case for case in demo.cases if (catalog.CHARTS / catalog.chart_case(case)).is_file()]
+        section = text.split(f"\n## {name}\n", 1)[1].split("\n## ", 1)[0]
+        if demo.charts and not any(f"](charts/{catalog.chart_case(case)})" in section for case in images):
+            without.append(name)
+    assert without == [], f"demos that measure but show no chart in docs/demos.md: {without}"
+
+
+def test_catalog_from_a_build_draws_each_cases_chart(tmp_path: Path, monkeypatch):
+    from mmulab.pipeline import actions
+
+    boots = tmp_path / "build" / "boots"
+    boots.mkdir(parents=True)
+    shutil.copy(BOOTS / "kspace-c-mmu.log", boots)  # a real boot: the kernel's layout lines
+    (boots / "slab-c-nommu.log").write_text(
+        "mmulab: data: slab dentry before 10\nmmulab: data: slab dentry created 1010\n"
+    )
+    (boots / "slab-c-mmu.log").write_text("mmulab: slab: no data lines in this one\n")
+    monkeypatch.setattr(catalog, "CHARTS", tmp_path / "charts")
+    project = load_project()
+    written = actions.catalog_charts(project, tmp_path / "build")
+    assert sorted(path.name for path in written) == ["kspace-c-mmu.svg", "slab-c-nommu.svg"]
+    assert b"slab-c-nommu: nommu kernel" in (tmp_path / "charts" / "slab-c-nommu.svg").read_bytes()
+    images = catalog.committed_images(project, tmp_path / "charts")
+    text = catalog.render(project, images=images)
+    slab = text.split("\n## slab\n", 1)[1].split("\n## ", 1)[0]
+    assert "| `slab-c-nommu` (nommu kernel) |" in slab
+    assert f"![charts of slab-c-nommu]({tmp_path}/charts/slab-c-nommu.svg)" in slab
+    assert "slab-c-mmu.svg" not in slab  # no data line, no chart
+
+
+def test_catalog_from_a_folder_without_consoles_is_one_line(tmp_path: Path):
+    from mmulab.core.errors import UserError
+    from mmulab.pipeline import actions
+
+    with pytest.raises(UserError, match=r"^--from .*: no boot consoles in .*/boots \(run doit all there\)$"):
+        actions.catalog_charts(load_project(), tmp_path)

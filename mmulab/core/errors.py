@@ -39,3 +39,12 @@ class EnvError(ConfigError):
 
 class ToolMissing(UserError):
     template = "{tool}: not found on PATH (install Debian package {package}; ./setup.sh does)"
+
+
+class ChartError(UserError):
+    """A console's `mmulab: data:` line that cannot be drawn: the case, the console line and the format to write."""
+
+    template = (
+        "{case}: console line {line_number}: {reason}: {line!r} "
+        "(write `mmulab: data: <chart> <series> <x> <y>`, see docs/writing-demos.md){more}"
+    )

@@ -288,12 +288,47 @@ def repro(project: Project) -> None:
 
 
 @user_errors
-def catalog(project: Project) -> None:
-    """`doit catalog`: docs/demos.md from configs/demos.toml (unchanged content leaves the file alone)."""
+def catalog(project: Project, source: str = "") -> None:
+    """`doit catalog`: docs/demos.md from configs/demos.toml (unchanged content leaves the file alone); with
+    `--from <build dir>`, first each case's example chart docs/charts/<case>.svg from that run's consoles.
+    Without it the committed charts stay as they are."""
     from mmulab.project import catalog as demo_catalog
 
+    if source:
+        catalog_charts(project, Path(source).expanduser())
     write_atomic(demo_catalog.CATALOG, demo_catalog.render(project))
     print(f"catalog: {demo_catalog.CATALOG} ({len(project.demos)} demos, {len(project.boots)} boot cases)")
+
+
+def catalog_charts(project: Project, root: Path) -> list[Path]:
+    """Draw the example chart of every case of a demo that declares charts, from the consoles of the run in
+    `root`; the files written. A case whose console is missing or prints no data line keeps its committed one."""
+    from mmulab.boot.charts import draw_case
+    from mmulab.project import catalog as demo_catalog
+
+    layout = Layout(root.resolve())
+    if not (layout.root / "boots").is_dir():
+        raise UserError(f"--from {root}: no boot consoles in {layout.root / 'boots'} (run doit all there)")
+    written, missing, empty = [], [], []
+    for demo in project.demos.values():
+        for case_name in demo.cases if demo.charts else ():
+            console = layout.console_log(case_name)
+            if not console.is_file():
+                missing.append(case_name)
+                continue
+            case = project.boots[case_name]
+            svg = draw_case(case_name, case.variant, console.read_text(errors="replace"), demo.charts)
+            if svg is None:
+                empty.append(case_name)
+                continue
+            target = demo_catalog.CHARTS / demo_catalog.chart_case(case_name)
+            write_atomic(target, svg)
+            written.append(target)
+    print(f"catalog: {len(written)} chart(s) drawn from {layout.root} into {demo_catalog.CHARTS}")
+    for label, cases in (("no console", missing), ("no data line", empty)):
+        if cases:
+            print(f"catalog: {label} (committed chart kept): {', '.join(cases)}")
+    return written
 
 
 def needs_terminal(scripted: str) -> ConfigError:

@@ -465,8 +465,17 @@ def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     }
     yield {
         "basename": "catalog",
-        "doc": "render the demo catalogue docs/demos.md from configs/demos.toml",
+        "doc": "render the demo catalogue docs/demos.md from configs/demos.toml (--from BUILD: draw its charts)",
         "actions": [(actions.catalog, [project])],
+        "params": [
+            {
+                "name": "source",
+                "long": "from",
+                "type": str,
+                "default": "",
+                "help": "a build directory whose boot consoles draw docs/charts/<case>.svg (default: keep them)",
+            },
+        ],
         "uptodate": [False],
         "verbosity": 2,
     }

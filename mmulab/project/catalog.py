@@ -2,11 +2,14 @@
 
 What each demo shows, on which kernel, with which QEMU options and command line, and the console lines its
 verdict requires: all of it is the data the boots are judged by. `doit catalog` writes the file; a test
-fails when the committed copy differs from what the data renders.
+fails when the committed copy differs from what the data renders. A demo that declares charts shows the
+committed example images `docs/charts/<case>.svg` of its cases side by side (drawn by `doit catalog --from
+<build dir>` from a real run's consoles; this module only finds them: drawing is the boot stage's).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from mmulab.project.model import BootCase, Project
 
 TEMPLATE = PROJECT_ROOT / "configs" / "catalog" / "demos.md.j2"
 CATALOG = PROJECT_ROOT / "docs" / "demos.md"
+CHARTS = CATALOG.parent / "charts"  # the committed example images, one per case: <case>.svg
 
 
 @dataclass(frozen=True)
@@ -34,11 +38,22 @@ class RunEntry:
 
 
 @dataclass(frozen=True)
+class ChartImage:
+    """One case's example chart as the catalogue shows it: the case, its kernel, the image relative to docs/."""
+
+    case: str
+    variant: str
+    path: str
+
+
+@dataclass(frozen=True)
 class DemoEntry:
     name: str
     description: str
     builds: tuple[tuple[str, tuple[str, ...]], ...]
     runs: tuple[RunEntry, ...]
+    charts: tuple[str, ...] = ()  # the titles of the charts it declares
+    images: tuple[ChartImage, ...] = ()  # its cases' example charts, in case order
 
 
 def _relative(path: Path) -> str:
@@ -65,8 +80,26 @@ def _run(project: Project, case: BootCase) -> RunEntry:
     )
 
 
-def entries(project: Project) -> list[DemoEntry]:
-    """The catalogue's content: every demo in configs/demos.toml order, its builds and its runs."""
+def chart_case(case: str) -> str:
+    """The file name of a case's example chart under docs/charts/."""
+    return f"{case}.svg"
+
+
+def committed_images(project: Project, charts_dir: Path = CHARTS) -> dict[str, Path]:
+    """The example chart of every case of a demo that declares charts, where one is committed."""
+    return {
+        case: charts_dir / chart_case(case)
+        for demo in project.demos.values()
+        if demo.charts
+        for case in demo.cases
+        if (charts_dir / chart_case(case)).is_file()
+    }
+
+
+def entries(project: Project, images: Mapping[str, Path] | None = None) -> list[DemoEntry]:
+    """The catalogue's content: every demo in configs/demos.toml order, its builds, its runs and its cases'
+    example charts (`images`, case -> file; by default the committed ones)."""
+    images = committed_images(project) if images is None else images
     result = []
     for name, demo in project.demos.items():
         cases = [project.boots[case] for case in demo.cases]
@@ -79,13 +112,26 @@ def entries(project: Project) -> list[DemoEntry]:
             build_sources.append((build.language, tuple(dict.fromkeys(sources))))
         first_build = cases[0].build if cases else ""
         runs = tuple(_run(project, case) for case in cases if case.build == first_build)
-        result.append(DemoEntry(name, demo.description, tuple(build_sources), runs))
+        shown = tuple(
+            ChartImage(case.name, case.variant, _relative_to_docs(images[case.name]))
+            for case in cases
+            if case.name in images
+        )
+        titles = tuple(spec.title for spec in demo.charts.values())
+        result.append(DemoEntry(name, demo.description, tuple(build_sources), runs, titles, shown))
     return result
 
 
-def render(project: Project, template: Path = TEMPLATE) -> str:
-    """docs/demos.md as text."""
+def _relative_to_docs(path: Path) -> str:
+    try:
+        return path.relative_to(CATALOG.parent).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def render(project: Project, template: Path = TEMPLATE, images: Mapping[str, Path] | None = None) -> str:
+    """docs/demos.md as text (`images`: case -> example chart; by default the committed ones)."""
 
     env = templates.environment(template.parent)
     env.filters["cell"] = lambda text: str(text).replace("|", "\\|")
-    return env.get_template(template.name).render(demos=entries(project), variants=project.variants)
+    return env.get_template(template.name).render(demos=entries(project, images), variants=project.variants)

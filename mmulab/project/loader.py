@@ -15,12 +15,15 @@ from typing import Any, TypeVar
 from mmulab.core.errors import ConfigError
 from mmulab.core.settings import FRAGMENT_PREFIX, Settings
 from mmulab.project.model import (
+    CHART_NAME,
     NOASSERTION,
     PANIC_MARKER,
     SPDX_EXPRESSION,
     BootCase,
     Build,
     BusyboxSpec,
+    ChartKind,
+    ChartSpec,
     Demo,
     ElfRules,
     Expect,
@@ -317,8 +320,38 @@ def _demos(table: Table, toolchain: Toolchain, variants: dict[str, Variant]) -> 
                 case = replace(run_case, name=f"{build_name}-{run_name}", build=build_name, demo=demo_name)
                 result.boots[case.name] = case
                 cases.append(case.name)
-        result.demos[demo_name] = Demo(demo_name, demo.get("description", str, ""), tuple(cases))
+        charts = {name: _chart(name, chart) for name, chart in demo.entries("charts")}
+        result.demos[demo_name] = Demo(demo_name, demo.get("description", str, ""), tuple(cases), charts)
     return result
+
+
+_CHART_KEYS = ("title", "kind", "x", "y", "log")
+
+
+def _chart(name: str, chart: Table) -> ChartSpec:
+    """One `[demos.NAME.charts.CHART]` table: how the console's `mmulab: data: CHART ...` lines are drawn."""
+    if not CHART_NAME.fullmatch(name):
+        raise chart.fail("", f"{name!r} is not a chart name (lower case, digits, _ . -; at most 32 characters)")
+    unknown = sorted(set(chart.data) - set(_CHART_KEYS))
+    if unknown:
+        raise chart.fail(unknown[0], f"unknown field (a chart has {', '.join(_CHART_KEYS)})")
+    labels = {}
+    for key, hint in (
+        ("title", 'what the chart shows, in words: title = "free blocks per order"'),
+        ("x", 'the x axis label with its unit: x = "MiB allocated"'),
+        ("y", 'the y axis label with its unit: y = "free memory (kB)"'),
+    ):
+        labels[key] = chart.get(key, str, hint=hint).strip()
+        if not labels[key]:
+            raise chart.fail(key, f"empty ({hint})")
+    return ChartSpec(
+        name,
+        labels["title"],
+        _member(chart, "kind", ChartKind),
+        labels["x"],
+        labels["y"],
+        chart.get("log", bool, False),
+    )
 
 
 def _build(result: _Demos, demo_name: str, language: str, build: Table, toolchain: Toolchain) -> str:

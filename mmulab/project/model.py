@@ -254,11 +254,40 @@ class BootCase:
         object.__setattr__(self, "expect", Expect(self.expect))
 
 
+# A chart's name and a series' name, in configs/demos.toml and in a console's `mmulab: data:` lines alike.
+CHART_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+
+
+class ChartKind(StrEnum):
+    """How a chart draws its series (demos.toml `kind`): see docs/writing-demos.md."""
+
+    LINE = "line"  # numeric x, one line per series
+    BARS = "bars"  # label or number x, one bar per series side by side
+    RANGES = "ranges"  # x = start address, y = end address; series = <process>.<region>
+    FIELDS = "fields"  # series = a mode (sv57), x = field label in print order, y = the field's value
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    """One `[demos.<demo>.charts.<chart>]` declaration: how the data lines of that chart are drawn."""
+
+    name: str
+    title: str
+    kind: ChartKind
+    x: str  # axis label with its unit
+    y: str  # axis label with its unit
+    log: bool = False  # log scale on the value axis
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ChartKind(self.kind))
+
+
 @dataclass(frozen=True)
 class Demo:
     name: str
     description: str
     cases: tuple[str, ...]
+    charts: dict[str, ChartSpec] = field(default_factory=dict)  # the charts its programs print, by name
 
 
 @dataclass(frozen=True)
