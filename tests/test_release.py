@@ -598,6 +598,7 @@ def test_doit_publish_releases_a_real_build_once(session_build: Path, tmp_path: 
         manifest["files"]
     )
     assert all(tool["version"] for tool in manifest["tools"].values())
+    assert "charts/matrix.svg" in manifest["files"] and manifest["charts"]["matplotlib"]  # issue 19
     listing = subprocess.run(["tar", "-tJf", str(artifacts / "t1.tar.xz")], capture_output=True, text=True, check=True)
     names = listing.stdout.splitlines()
     # members in path order (a directory's name without its trailing slash: mmu, mmu-full, mmu-full/x, mmu/x)

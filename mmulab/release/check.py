@@ -388,8 +388,8 @@ def check_release(root: Path) -> tuple[Outcome, dict[str, Any] | None]:
             return read_document(files[name], name)
 
         seconds = run.get("boot_seconds") if run is not None else None  # run.json was checked above
-        charts = documents.charts_again(manifest, read, seconds if isinstance(seconds, dict) else {})
+        charts, drawn = documents.charts_again(manifest, read, seconds if isinstance(seconds, dict) else {})
         problems += [Problem(ProblemKind(kind), path, detail) for kind, path, detail in charts]
-        made = documents.made_again(root, manifest, statement, read, _this_mmulab, subjects)
+        made = documents.made_again(root, manifest, statement, read, _this_mmulab, subjects, drawn)
         problems += [Problem(ProblemKind.MISMATCH, path, detail) for path, detail in made]
     return Outcome(tuple(dict.fromkeys(problems)), len(files), document), manifest

@@ -112,18 +112,26 @@ def made_again(
     read: Callable[[str], bytes],
     ours: Callable[[], str],
     subjects: Mapping[str, str] | None = None,
+    charts: Mapping[str, bytes] | None = None,
 ) -> list[tuple[str, str]]:
     """The SBOM, the statement and the page, made again from the manifest and the files as publish makes them,
     against the release's: (path, detail) of each difference. `read(name)` gives a release file's bytes (bounded:
     TooLarge beyond); `ours()` names this mmulab (asked only when something differs); `subjects` are a signed
-    statement's (every file but the provenance and the sums, with its sha256)."""
+    statement's (every file but the provenance and the sums, with its sha256); `charts` the charts drawn again
+    (charts_again), whose sizes the page takes as publish's page does, the release's own charts aside."""
     found: list[tuple[str, str]] = []
     made: dict[str, Any] = {}
+    drawn = charts or {}
+
+    def page_read(path: Path) -> bytes:
+        name = path.relative_to(root).as_posix()
+        return drawn[name] if name in drawn else read(name)
+
     makers: dict[str, Callable[[], Any]] = {
         SBOM: lambda: made_sbom(root, manifest).encode(),
         PROVENANCE: lambda: made_statement(manifest, subjects),
         # encoded here: a manifest's text may hold what UTF-8 cannot encode (a lone surrogate, "\ud800")
-        INDEX: lambda: made_page(root, manifest, lambda path: read(path.relative_to(root).as_posix())).encode(),
+        INDEX: lambda: made_page(root, manifest, page_read).encode(),
     }
     for name, make in makers.items():
         try:
@@ -153,45 +161,38 @@ def made_again(
 
 def charts_again(
     manifest: Mapping[str, Any], read: Callable[[str], bytes], seconds: Mapping[str, float]
-) -> list[tuple[str, str, str]]:
+) -> tuple[list[tuple[str, str, str]], dict[str, bytes]]:
     """The charts drawn again from the release's consoles, boots and `seconds` (run.json's), against those the
-    manifest lists: (kind, path, detail) of each chart changed, missing or extra, each told once. Drawn by
-    another matplotlib, they are not compared: one line names both versions. `read(name)` gives a release
-    file's bytes (bounded: TooLarge beyond)."""
+    manifest lists: (kind, path, detail) of each chart changed, missing or extra, each told once, and the charts
+    drawn. Drawn by another matplotlib, they are not compared: one line names both versions. `read(name)` gives
+    a release file's bytes (bounded: TooLarge beyond)."""
     stated, ours = figures.recorded_version(manifest), figures.matplotlib_version()
     if stated is None:
-        return [("mismatch", MANIFEST, f"no {figures.CHARTS_KEY}.matplotlib: which matplotlib drew the charts")]
+        return [("mismatch", MANIFEST, f"no {figures.CHARTS_KEY}.matplotlib: which matplotlib drew the charts")], {}
     if stated != ours:
-        return [
-            (
-                "mismatch",
-                CHARTS,
-                f"drawn by matplotlib {stated}, this verify has matplotlib {ours}, which draws other bytes; "
-                f"verify with matplotlib {stated} (pip install 'matplotlib=={stated}' into mmulab's environment)",
-            )
-        ]
+        fix = f"verify with matplotlib {stated} (pip install 'matplotlib=={stated}' into mmulab's environment)"
+        told = f"drawn by matplotlib {stated}, this verify has matplotlib {ours}, which draws other bytes; {fix}"
+        return [("mismatch", CHARTS, told)], {}
     stated_files = manifest.get("files")
     listed = stated_files if isinstance(stated_files, dict) else {}
     charts = {path for path in listed if figures.is_chart(path)}
     try:
         drawn, troubles = figures.draw(manifest, lambda name: read(name) if name in listed else None, seconds)
     except TooLarge as exc:  # a console
-        return [("mismatch", exc.path, str(exc))]
+        return [("mismatch", exc.path, str(exc))], {}
     except MAKING_ERRORS as exc:
-        return [("mismatch", MANIFEST, f"the charts cannot be drawn from it ({type(exc).__name__}: {exc})")]
+        return [("mismatch", MANIFEST, f"the charts cannot be drawn from it ({type(exc).__name__}: {exc})")], {}
     found = [("mismatch", trouble.path, str(trouble)) for trouble in troubles]
     troubled = {trouble.chart for trouble in troubles}  # told once: by what cannot be drawn, not again by its chart
-    for path in sorted(charts | set(drawn)):
+    for path in sorted((charts | set(drawn)) - troubled):
         source = figures.source_of(path)
-        if path in troubled:
-            continue
         if path not in charts:
             found.append(("missing", path, f"{source} holds data lines: verify draws this chart, the release lacks it"))
         elif path not in drawn:
             found.append(("unexpected", path, f"{source} draws no chart (no data lines): nothing draws this file"))
         elif (difference := _bytes_difference(read, path, drawn[path], _line_difference)) != "":
             found.append(("mismatch", path, f"not the chart matplotlib {ours} draws from {source} ({difference})"))
-    return found
+    return found, drawn
 
 
 def _bytes_difference(
