@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "../lib/mmulab.h"
+#include "../lib/procfs.h"
+
+static int initialised = 1; /* names this program's data in /proc/self/maps */
 
 int main(int argc, char **argv)
 {
@@ -16,6 +18,8 @@ int main(int argc, char **argv)
 		return 2;
 	volatile unsigned long *target = (unsigned long *)strtoul(argv[1], NULL, 16);
 	say("addrspace: child pid %d targets 0x%lx", getpid(), (unsigned long)target);
+	maps_data("child", (const void *)main, &initialised);
+	data("maps", "child.target", "0x%lx 0x%lx", (unsigned long)target, (unsigned long)target);
 
 	int pipe_fds[2];
 	unsigned long value = 0x2222;

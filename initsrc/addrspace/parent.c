@@ -8,12 +8,15 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
-#include "../lib/mmulab.h"
+#include "../lib/procfs.h"
 
 #define CHILD "/bin/addrspace-child"
 
+static int initialised = 1; /* names this program's data in /proc/self/maps */
+
 int main(void)
 {
+	mount_fs("proc", "/proc");
 	volatile unsigned long *value =
 		mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (value == MAP_FAILED) {
@@ -22,6 +25,7 @@ int main(void)
 	}
 	*value = 0x1111;
 	say("addrspace: parent keeps 0x%lx at 0x%lx", *value, (unsigned long)value);
+	maps_data("parent", (const void *)main, &initialised);
 
 	char address[32];
 	snprintf(address, sizeof address, "0x%lx", (unsigned long)value);

@@ -100,6 +100,34 @@ static int frame_runs(char *start, long bytes)
 	return runs;
 }
 
+/* The chart's bars: free blocks of each order (0-10), summed over the zones of /proc/buddyinfo. */
+static void chart(const char *when)
+{
+	static char text[4096];
+	long blocks[11] = {0};
+	if (read_text("/proc/buddyinfo", text, sizeof text) < 0)
+		return;
+	for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		char *cursor = strstr(line, "zone");
+		if (!cursor || (strchr(line, '\n') && cursor > strchr(line, '\n')))
+			continue;
+		for (cursor += 4; *cursor == ' '; cursor++)
+			;
+		while (*cursor && *cursor != ' ' && *cursor != '\n')
+			cursor++; /* the zone's name */
+		for (int order = 0; order < 11; order++) {
+			char *end;
+			long count = strtol(cursor, &end, 10);
+			if (end == cursor)
+				break;
+			blocks[order] += count;
+			cursor = end;
+		}
+	}
+	for (int order = 0; order < 11; order++)
+		data("buddy", when, "%d %ld", order, blocks[order]);
+}
+
 int main(void)
 {
 	mount_basics();
@@ -112,6 +140,7 @@ int main(void)
 		say("buddy: vm.compaction_proactiveness=0 (no background compaction): %s", error ? strerror(-error) : "set");
 	}
 	show_buddyinfo("buddy", "before");
+	chart("before");
 	long initial = buddy_blocks(4);
 	if (nommu) {
 		char original[16] = "1";
@@ -135,6 +164,7 @@ int main(void)
 	long free_kb = meminfo_kb("MemFree");
 	say("buddy: freed every other one: MemFree %ld MiB", free_kb / 1024);
 	show_buddyinfo("buddy", "fragmented");
+	chart("fragmented");
 	long fragmented = buddy_blocks(4);
 	say("buddy: order>=4 free blocks: %ld before, %ld now", initial, fragmented);
 
@@ -174,6 +204,7 @@ int main(void)
 		int error = write_text("/proc/sys/vm/compact_memory", "1");
 		long after = buddy_blocks(4);
 		show_buddyinfo("buddy", "compacted");
+		chart("compacted");
 		say("buddy: compaction (vm.compact_memory%s): order>=4 free blocks %ld -> %ld", error ? " failed" : "",
 		    before, after);
 		say("buddy: compaction restored high-order blocks: %s", yes_no(!error && after > before));

@@ -61,9 +61,11 @@ int main(void)
 	unsigned long text = kernel_symbol("_stext"), low, high;
 	if (!text)
 		say("kspace: /proc/kallsyms does not show _stext");
-	else if (in_system_ram(text, &low, &high))
+	else if (in_system_ram(text, &low, &high)) {
 		say("kspace: kernel text _stext at 0x%lx: inside System RAM %lx-%lx: identity mapped", text, low, high);
-	else
+		/* the chart's one range (with an MMU it is drawn from the boot log's memory-layout lines) */
+		data("kspace", "ram.identity", "0x%lx 0x%lx", low, high + 1);
+	} else
 		say("kspace: kernel text _stext at 0x%lx: outside System RAM: a virtual address (the kernel mapping)",
 		    text);
 	/* %pK addresses are hashed unless kptr_restrict is 1 (then real, for a reader with CAP_SYSLOG: root) */

@@ -29,6 +29,21 @@ static inline void say(const char *format, ...)
 }
 
 /*
+ * One point of a chart, for the release page to draw: "mmulab: data: <chart> <series> <x> <y>" (x and y come
+ * from `point`, e.g. data("oom", "score", "%lu %ld", mib, score)). A data line is never a marker: the
+ * human-readable lines around it say what it means.
+ */
+static inline void data(const char *chart, const char *series, const char *point, ...)
+{
+	char values[96];
+	va_list args;
+	va_start(args, point);
+	vsnprintf(values, sizeof values, point, args);
+	va_end(args);
+	say("data: %s %s %s", chart, series, values);
+}
+
+/*
  * Wait, at most 2 s, until the console has sent everything written to it. A process's output waits in the tty
  * layer's buffer, which the UART driver empties by interrupt, on whichever hart takes it: powering off drops
  * what is left. (A two-hart boot on a busy host lost its last lines, cut mid-line by "reboot: Power down".)

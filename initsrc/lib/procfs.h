@@ -59,4 +59,68 @@ static inline int in_system_ram(unsigned long address, unsigned long *start, uns
 	return 0;
 }
 
+/* Where a /proc/self/maps line's address range belongs: the program's text or data, heap, stack or an mmap. */
+static inline const char *maps_region(const char *line, unsigned long low, unsigned long high, const char *perms,
+				      unsigned long code, unsigned long variable, unsigned long image_end)
+{
+	const char *path = strchr(line, '/');
+	const char *newline = strchr(line, '\n');
+	int file = path && (!newline || path < newline);
+	if (strstr(line, "[stack]") && (!newline || strstr(line, "[stack]") < newline))
+		return "stack";
+	if (strstr(line, "[heap]") && (!newline || strstr(line, "[heap]") < newline))
+		return "heap";
+	if (strstr(line, "[v") && (!newline || strstr(line, "[v") < newline))
+		return NULL; /* [vdso], [vvar]: the kernel's, not the program's */
+	if ((low <= code && code < high) || (file && perms[2] == 'x'))
+		return "text";
+	/* image_end: where the file mapping just above ended (0 if none): the anonymous part right after is its bss */
+	if ((low <= variable && variable < high) || (file && perms[1] == 'w') || (low == image_end && perms[1] == 'w'))
+		return "data";
+	return file ? "text" : "mmap";
+}
+
+/*
+ * This process's /proc/self/maps as points of the `maps` chart: "<who>.<region> <start> <end>" (end exclusive)
+ * for text, data, heap, stack and mmap regions. `code` and `variable` are addresses in this program's text and
+ * initialised data, which name its own mappings on both kernels: with an MMU the file is mapped in parts; without
+ * one the program is one anonymous rwx block holding both, split here at etext. Returns how many regions.
+ */
+static inline int maps_data(const char *who, const void *code, const void *variable)
+{
+	extern char etext[];
+	static char maps[16 * 1024];
+	if (read_text("/proc/self/maps", maps, sizeof maps) < 0) {
+		say("maps: %s: cannot read /proc/self/maps: %s", who, strerror(errno));
+		return 0;
+	}
+	unsigned long image_end = 0;
+	int regions = 0;
+	char series[48];
+	for (char *line = maps; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		unsigned long low, high;
+		char perms[5] = "";
+		if (sscanf(line, "%lx-%lx %4s", &low, &high, perms) != 3)
+			continue;
+		const char *region = maps_region(line, low, high, perms, (unsigned long)code, (unsigned long)variable,
+						 image_end);
+		if (!region)
+			continue;
+		regions++;
+		unsigned long split = (unsigned long)etext;
+		if (low <= (unsigned long)code && (unsigned long)code < high && low <= (unsigned long)variable &&
+		    (unsigned long)variable < high && low < split && split < high) {
+			snprintf(series, sizeof series, "%s.text", who);
+			data("maps", series, "0x%lx 0x%lx", low, split);
+			snprintf(series, sizeof series, "%s.data", who);
+			data("maps", series, "0x%lx 0x%lx", split, high);
+		} else {
+			snprintf(series, sizeof series, "%s.%s", who, region);
+			data("maps", series, "0x%lx 0x%lx", low, high);
+		}
+		image_end = strchr(line, '/') && strchr(line, '/') < strchr(line, '\n') ? high : 0;
+	}
+	return regions;
+}
+
 #endif

@@ -28,6 +28,10 @@ static void show_node(int node, long *total_kb)
 	read_text(path, text, sizeof text);
 	char *field = strstr(text, "MemTotal:");
 	*total_kb = field ? strtol(field + 9, NULL, 10) : 0;
+	field = strstr(text, "MemFree:");
+	char label[16];
+	snprintf(label, sizeof label, "node%d", node);
+	data("numa", "free", "%s %ld", label, field ? strtol(field + 8, NULL, 10) : 0);
 	char cpus[64] = "", distance[64] = "";
 	snprintf(path, sizeof path, "/sys/devices/system/node/node%d/cpulist", node);
 	read_text(path, cpus, sizeof cpus);
@@ -77,9 +81,10 @@ int main(void)
 		show_node(nodes++, &total_kb);
 		smallest = smallest < 0 || total_kb < smallest ? total_kb : smallest;
 	}
-	if (nodes == 0)
+	if (nodes == 0) {
 		say("numa: no /sys/devices/system/node: one node, all %ld MiB in one pool", meminfo_kb("MemTotal") / 1024);
-	else
+		data("numa", "free", "node0 %ld", meminfo_kb("MemFree"));
+	} else
 		say("numa: nodes in /sys/devices/system/node: %d", nodes);
 	if (nodes >= 2)
 		say("numa: every node has >= 32 MiB: %s", yes_no(smallest >= 32 * 1024));
@@ -97,6 +102,7 @@ int main(void)
 		if (nommu)
 			say("numa: NUMA needs SMP and an MMU on riscv (Kconfig: NUMA depends on SMP && MMU): a page is "
 			    "placed on a node, and moved between nodes, behind a virtual address");
+		data("numa", "bound", "node1 none"); /* no page bound: this kernel has no mbind() */
 		power_off();
 	}
 	say("numa: mbind(MPOL_BIND, node 1) = 0");
@@ -104,6 +110,8 @@ int main(void)
 	int where = -1;
 	long asked = syscall(SYS_get_mempolicy, &where, NULL, 0, page, MPOL_F_NODE | MPOL_F_ADDR);
 	say("numa: get_mempolicy(MPOL_F_NODE|MPOL_F_ADDR) = %ld: the page is on node %d", asked, where);
+	for (int node = 0; node < nodes; node++)
+		data("numa", "bound", "node%d %d", node, node == where ? 1 : 0);
 	char line[256];
 	numa_maps_line(page, line, sizeof line);
 	say("numa: numa_maps: %s", line);

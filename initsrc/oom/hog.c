@@ -31,6 +31,8 @@ static unsigned long hog(unsigned long limit_mib, const char *who)
 		allocated += CHUNK;
 		if (allocated % (8 * MIB) == 0)
 			say("%s: %lu MiB allocated and touched", who, allocated / MIB);
+		if (limit_mib && allocated % MIB == 0) /* the first MiBs, at oom_score_adj 0: the chart's points */
+			data("oom", "score", "%lu %ld", allocated / MIB, own_value("/proc/self/oom_score"));
 	}
 	return allocated;
 }
@@ -41,6 +43,7 @@ int main(int argc, char **argv)
 	if (getpid() != 1)
 		mount_fs("proc", "/proc");
 	long before = own_value("/proc/self/oom_score");
+	data("oom", "score", "0 %ld", before);
 	hog(FIRST_MIB, who);
 	long after = own_value("/proc/self/oom_score");
 	if (getpid() == 1)

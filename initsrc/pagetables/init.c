@@ -31,6 +31,8 @@ static void on_segv(int signal, siginfo_t *info, void *context)
 	siglongjmp(after_fault, 1);
 }
 
+static char mode[8] = "none"; /* the translation mode's name: sv39, sv48, sv57 (the `vaddr` chart's series) */
+
 /* Prints the translation mode; returns whether there is one (an MMU kernel). */
 static int translation_mode(void)
 {
@@ -45,6 +47,8 @@ static int translation_mode(void)
 	if (end)
 		*end = '\0';
 	say("pagetables: /proc/cpuinfo mmu: %s", value ? value + 2 : "?");
+	if (value)
+		snprintf(mode, sizeof mode, "%s", value + 2);
 	return value && strcmp(value + 2, "none") != 0;
 }
 
@@ -57,6 +61,18 @@ static int pagemap_entry(int fd, const volatile void *address, uint64_t *entry)
 
 #define PRESENT(entry) (((entry) >> 63) & 1)
 #define FRAME(entry) ((entry) & ((1ULL << 55) - 1))
+
+/* The `vaddr` chart: a virtual address split into its VPN fields (9 bits each, highest first) and offset. */
+static void address_fields(unsigned long address)
+{
+	int levels = strcmp(mode, "sv57") == 0 ? 5 : strcmp(mode, "sv48") == 0 ? 4 : 3;
+	char field[8];
+	for (int level = levels - 1; level >= 0; level--) {
+		snprintf(field, sizeof field, "vpn%d", level);
+		data("vaddr", mode, "%s %lu", field, (address >> (12 + 9 * level)) & 511);
+	}
+	data("vaddr", mode, "offset %lu", address & 4095);
+}
 
 static void pagemap(volatile unsigned char *pages)
 {
@@ -82,6 +98,11 @@ static void pagemap(volatile unsigned char *pages)
 	pagemap_entry(fd, &pages[3 * PAGE], &written_b);
 	say("pagetables: pagemap: after a write, pages 1 and 3 are in frames 0x%llx and 0x%llx",
 	    (unsigned long long)FRAME(written_a), (unsigned long long)FRAME(written_b));
+	data("frame", "pfn", "page1-read 0x%llx", (unsigned long long)FRAME(read_a));
+	data("frame", "pfn", "page2-read 0x%llx", (unsigned long long)FRAME(read_b));
+	data("frame", "pfn", "page1-written 0x%llx", (unsigned long long)FRAME(written_a));
+	data("frame", "pfn", "page3-written 0x%llx", (unsigned long long)FRAME(written_b));
+	address_fields((unsigned long)&pages[PAGE]);
 	int own = FRAME(written_a) && FRAME(written_b) && FRAME(written_a) != FRAME(written_b) &&
 		  FRAME(written_a) != FRAME(read_a);
 	say("pagetables: pagemap: written pages have frames of their own: %s", own ? "yes" : "no");
@@ -100,8 +121,12 @@ static void page_table_growth(void)
 		say("pagetables: mmap of %lu MiB failed: %s", PT_TOUCHES * PT_SPAN >> 20, strerror(errno));
 		return;
 	}
-	for (unsigned long i = 0; i < PT_TOUCHES; i++)
+	data("pagetables", "kb", "0 %ld", before);
+	for (unsigned long i = 0; i < PT_TOUCHES; i++) {
 		area[i * PT_SPAN] = 1;
+		if ((i + 1) % 8 == 0)
+			data("pagetables", "kb", "%lu %ld", i + 1, meminfo_kb("PageTables"));
+	}
 	long after = meminfo_kb("PageTables");
 	say("pagetables: PageTables: %ld kB before, %ld kB after touching %d pages 2 MiB apart", before, after,
 	    PT_TOUCHES);
@@ -131,6 +156,51 @@ static void protection(volatile unsigned char *page)
 
 static int data_word = 42;
 
+/* A big number as a student reads it aloud: "about 600 million". */
+static void in_words(unsigned long n, char *words, size_t size)
+{
+	static const struct {
+		unsigned long unit;
+		const char *name;
+	} scales[] = {{1000000000000UL, "trillion"}, {1000000000UL, "billion"}, {1000000UL, "million"}, {1000UL, "thousand"}};
+	for (size_t i = 0; i < sizeof scales / sizeof scales[0]; i++)
+		if (n >= scales[i].unit) {
+			snprintf(words, size, "about %lu %s", (n + scales[i].unit / 2) / scales[i].unit, scales[i].name);
+			return;
+		}
+	snprintf(words, size, "%lu", n);
+}
+
+/*
+ * "What's bigger, physical or virtual memory?": each process's user address space (the lower half of the
+ * translation's range: 2^56 bytes under Sv57, 2^38 under Sv39) against MemTotal. Without an MMU there is no
+ * virtual address space: a program's addresses are RAM's, so all there is to address is MemTotal.
+ */
+static void sizes(int translated)
+{
+	long total_kb = meminfo_kb("MemTotal");
+	say("pagetables: physical: MemTotal %ld MiB", total_kb / 1024);
+	if (!translated || total_kb <= 0) {
+		say("pagetables: virtual is physical: MemTotal %ld MiB is all a program can address", total_kb / 1024);
+		return;
+	}
+	static const struct {
+		const char *name, *mode, *size;
+		int bits;
+	} modes[] = {{"Sv57", "sv57", "64 PiB", 56}, {"Sv39", "sv39", "256 GiB", 38}};
+	int bigger = 1;
+	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+		unsigned long times = (1UL << modes[i].bits) / ((unsigned long)total_kb * 1024);
+		char words[48];
+		in_words(times, words, sizeof words);
+		say("pagetables: virtual under %s%s: %s per process (2^%d bytes): virtual is %s times physical",
+		    modes[i].name, strcmp(mode, modes[i].mode) == 0 ? " (this boot)" : "", modes[i].size, modes[i].bits,
+		    words);
+		bigger = bigger && times > 1;
+	}
+	say("pagetables: virtual is bigger than physical under Sv57 and Sv39: %s", yes_no(bigger));
+}
+
 int main(void)
 {
 	mount_fs("proc", "/proc");
@@ -144,8 +214,11 @@ int main(void)
 	pagemap(pages);
 	if (translated)
 		page_table_growth();
-	else /* and a 128 MiB mapping would have to be 128 MiB of contiguous RAM */
+	else { /* and a 128 MiB mapping would have to be 128 MiB of contiguous RAM */
 		say("pagetables: no page tables to grow without an MMU");
+		data("pagetables", "kb", "0 none");
+	}
+	sizes(translated);
 	say("pagetables: PageTables now: %ld kB", meminfo_kb("PageTables"));
 	protection(pages);
 	unsigned long low, high, own = (unsigned long)&data_word;

@@ -66,6 +66,13 @@ static void show(const char *when, const char *inodes)
 	    active_objects(inodes));
 }
 
+/* The chart's bars: active objects of both caches at one moment (`when`: before, created, reclaimed). */
+static void chart(const char *when, const char *inodes)
+{
+	data("slab", "dentry", "%s %ld", when, active_objects("dentry"));
+	data("slab", "inode", "%s %ld", when, active_objects(inodes));
+}
+
 int main(void)
 {
 	mount_fs("proc", "/proc");
@@ -81,6 +88,7 @@ int main(void)
 	const char *inodes = inode_cache();
 	long dentries = active_objects("dentry"), inode_objects = active_objects(inodes);
 	show("before", inodes);
+	chart("before", inodes);
 	char name[32];
 	for (int i = 0; i < FILES; i++) {
 		snprintf(name, sizeof name, "/tmp/f%04d", i);
@@ -92,6 +100,7 @@ int main(void)
 		close(fd);
 	}
 	show("after creating 1000 files in a tmpfs", inodes);
+	chart("created", inodes);
 	long grown_dentries = active_objects("dentry") - dentries, grown_inodes = active_objects(inodes) - inode_objects;
 	say("slab: dentry cache grew by at least %d objects: %s", AT_LEAST, grown_dentries >= AT_LEAST ? "yes" : "no");
 	say("slab: inode cache grew by at least %d objects: %s", AT_LEAST, grown_inodes >= AT_LEAST ? "yes" : "no");
@@ -121,6 +130,7 @@ int main(void)
 		nanosleep(&pause, NULL); /* an idle CPU is what lets the grace period end */
 	}
 	show("after echo 2 > /proc/sys/vm/drop_caches and shrinking both caches", inodes);
+	chart("reclaimed", inodes);
 	say("slab: waited %ld.%02ld s for RCU to free them (%d look%s, deadline %d s)", waited_ms / 1000,
 	    waited_ms % 1000 / 10, looks, looks == 1 ? "" : "s", DEADLINE_MS / 1000);
 	say("slab: unlinking and reclaim gave the dentries back: %s", dentries_back ? "yes" : "no");

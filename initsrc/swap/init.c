@@ -24,6 +24,32 @@
 #define MAX_CHUNKS 16384
 
 static void *chunks[MAX_CHUNKS];
+/* The `swap` chart's x: one step per look at MemFree and SwapFree, counted in shared memory (main maps it) so that
+ * the MMU child's points go on where the parent's stopped, and the parent's after the child's. */
+static int first_step, *step = &first_step;
+
+/* One point of each of the `swap` chart's lines (kB). */
+static void chart(void)
+{
+	data("swap", "memfree", "%d %ld", *step, meminfo_kb("MemFree"));
+	data("swap", "swapfree", "%d %ld", (*step)++, meminfo_kb("SwapFree"));
+}
+
+/* The file pages on the kernel's two LRU lists (kB): a page read once goes on the inactive one; read again,
+ * it moves to the active one; reclaim frees pages from the inactive list's far end. */
+struct lru {
+	long active, inactive;
+};
+
+static struct lru file_lru(void)
+{
+	return (struct lru){meminfo_kb("Active(file)"), meminfo_kb("Inactive(file)")};
+}
+
+static void show_lru(const char *when, struct lru lru)
+{
+	say("swap: LRU: %s: Active(file) %ld kB, Inactive(file) %ld kB", when, lru.active, lru.inactive);
+}
 
 static void show_free(const char *when)
 {
@@ -31,6 +57,7 @@ static void show_free(const char *when)
 	    "SwapFree %ld MiB",
 	    when, meminfo_kb("MemTotal") / 1024, meminfo_kb("MemFree") / 1024, meminfo_kb("Buffers") / 1024,
 	    meminfo_kb("Cached") / 1024, meminfo_kb("SwapTotal") / 1024, meminfo_kb("SwapFree") / 1024);
+	chart();
 }
 
 /*
@@ -50,6 +77,8 @@ static long hog_until_reclaimed(long filled, int nommu)
 	}
 	/* /proc/meminfo is read once every 256 KiB: generating it is slow under emulation. */
 	while (taken + HOG_CHUNK <= limit && (taken % (MIB / 4) || meminfo_kb("Buffers") > filled / 2)) {
+		if (taken % MIB == 0)
+			chart();
 		char *chunk = region ? region + taken : NULL;
 		if (nommu) {
 			if (count == MAX_CHUNKS)
@@ -81,13 +110,31 @@ static void page_cache_reclaim(int nommu)
 		return;
 	}
 	ssize_t got;
+	struct lru unread = file_lru();
 	while (total < 8 * MIB && (got = read(fd, buffer, sizeof buffer)) > 0)
 		total += got;
+	struct lru once = file_lru();
 	/* Kept open: the last close of a block device drops its page cache. */
 	long filled = meminfo_kb("Buffers");
 	say("swap: page cache: read %ld MiB of the RAM disk /dev/ram0: Buffers %ld MiB -> %ld MiB", total / MIB,
 	    before / 1024, filled / 1024);
 	say("swap: page cache: Buffers grew by >= 4 MiB: %s", yes_no(filled - before >= 4 * 1024));
+	/* The first quarter again: its pages are touched a second time. (A quarter: the kernel keeps the file
+	 * lists about equal in a small machine and moves active pages to the inactive list, to be reclaimed in
+	 * turn, once the inactive one is the smaller: with three times as many inactive pages, the hog below is
+	 * done before that.) */
+	long again = 0;
+	lseek(fd, 0, SEEK_SET);
+	while (again < total / 4 && (got = read(fd, buffer, sizeof buffer)) > 0)
+		again += got;
+	struct lru twice = file_lru();
+	show_lru("before reading", unread);
+	show_lru("after reading 8 MiB once", once);
+	show_lru("after reading its first 2 MiB again", twice);
+	say("swap: LRU: pages read once go on the inactive list (Inactive(file) grew by >= 4 MiB): %s",
+	    yes_no(once.inactive - unread.inactive >= 4 * 1024));
+	say("swap: LRU: pages read twice become active (Active(file) grew by >= 1 MiB on the second read): %s",
+	    yes_no(twice.active - once.active >= 1024));
 	/*
 	 * Watermark boosting (vm.watermark_boost_factor) raises every watermark by up to 4 MiB after a
 	 * fragmenting allocation and has kswapd reclaim that much more: it can drop the whole page cache
@@ -100,6 +147,13 @@ static void page_cache_reclaim(int nommu)
 		say("swap: cannot set vm.watermark_boost_factor: %s", strerror(errno));
 	long taken = hog_until_reclaimed(filled, nommu);
 	long after = meminfo_kb("Buffers");
+	struct lru reclaimed = file_lru();
+	show_lru("after the hog", reclaimed);
+	long inactive_fell = twice.inactive - reclaimed.inactive, active_fell = twice.active - reclaimed.active;
+	say("swap: LRU: Inactive(file) fell by %ld kB, Active(file) by %ld kB", inactive_fell, active_fell);
+	say("swap: LRU: reclaim takes the inactive pages first (Inactive(file) fell by >= 2 MiB, Active(file) by "
+	    "less than half that): %s",
+	    yes_no(inactive_fell >= 2 * 1024 && active_fell < inactive_fell / 2));
 	say("swap: page cache: a hog took %ld MiB; Buffers now %ld MiB", taken / 1024, after / 1024);
 	say("swap: page cache: the hog made the kernel drop it (Buffers fell by half): %s",
 	    yes_no(after <= filled / 2 && filled - before >= 4 * 1024));
@@ -138,8 +192,11 @@ static int touch_and_verify(long extra_mib)
 		say("swap: child: mmap of %ld MiB failed: %s", pages * PAGE / MIB, strerror(errno));
 		return 1;
 	}
-	for (long page = 0; page < pages; page++)
+	for (long page = 0; page < pages; page++) {
 		memory[page * (PAGE / 8)] = value_of(page);
+		if (page % (4 * MIB / PAGE) == 0)
+			chart();
+	}
 	long swap_total = meminfo_kb("SwapTotal"), swap_used = swap_total - meminfo_kb("SwapFree");
 	say("swap: child: touched %ld MiB, one value per page, with %ld MiB free: swap used %ld MiB", pages * PAGE / MIB,
 	    free_kb / 1024, swap_used / 1024);
@@ -157,6 +214,9 @@ static int touch_and_verify(long extra_mib)
 int main(void)
 {
 	mount_basics();
+	int *shared = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (shared != MAP_FAILED)
+		step = shared;
 	int nommu = nommu_kernel();
 	say("swap: %s kernel", nommu ? "NOMMU" : "MMU");
 	show_free("before");
