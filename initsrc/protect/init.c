@@ -72,6 +72,7 @@ static void on_segv(int signal_number, siginfo_t *info, void *context)
 	say("protect: child: signal %d (%s) at %p: the store was refused", signal_number,
 	    info->si_code == SEGV_MAPERR ? "SEGV_MAPERR" : info->si_code == SEGV_ACCERR ? "SEGV_ACCERR" : "SIGSEGV",
 	    info->si_addr);
+	drain_console(); /* this line out before the kernel's report of the second fault, never cut by it */
 	signal(SIGSEGV, SIG_DFL);
 }
 
