@@ -337,13 +337,15 @@ class UserFault:
     pc: int  # the ELF's own address of the faulting instruction
     cause: int | None
     where: SourceLocation
+    kernel_symbol: str = ""  # what the touched address is in System.map, when it lies inside the kernel image
 
     def describe(self) -> str:
         access = ACCESSES.get(self.cause or -1, "access")
         cause = f" ({cause_name(self.cause)})" if self.cause is not None else ""
+        inside = f", inside the kernel: {self.kernel_symbol}" if self.kernel_symbol else ""
         return (
             f"{self.program}[{self.pid}]: {SIGNALS.get(self.signal, f'signal {self.signal}')}: the {access} at pc "
-            f"{self.pc:#x} of {self.program}, in {self.where.describe()}, touched {self.address:#x}{cause}"
+            f"{self.pc:#x} of {self.program}, in {self.where.describe()}, touched {self.address:#x}{cause}{inside}"
         )
 
 
@@ -360,11 +362,15 @@ def _segment_address(elf_path: Path, offset: int) -> int | None:
 
 
 def user_faults(
-    lines: list[str], programs: Mapping[str, Path], roots: Sequence[Path] = (PROJECT_ROOT,)
+    lines: list[str],
+    programs: Mapping[str, Path],
+    roots: Sequence[Path] = (PROJECT_ROOT,),
+    symbols: SymbolTable | None = None,
 ) -> list[UserFault]:
     """Every `unhandled signal` the kernel printed, resolved against the program it names (by file name, in
     `programs`: the name in the image -> the built ELF). The kernel prints the faulting pc as a file offset
-    in the mapping (`[offset,start+size]`); without it, the epc of the register dump minus the start."""
+    in the mapping (`[offset,start+size]`); without it, the epc of the register dump minus the start. A touched
+    address inside the kernel image (a user store to the kernel's data) is named from `symbols` too."""
     faults = []
     for index, raw in enumerate(lines):
         match = _SIGNAL.search(strip_timestamp(raw))
@@ -381,10 +387,10 @@ def user_faults(
         if pc is None and epc is not None:
             pc = epc - start
         where = locate(elf, pc, roots) if elf is not None and pc is not None else SourceLocation()
+        address = int(match["address"], 16)
+        touched = (symbols.resolve(address) if symbols else None) or ""
         faults.append(
-            UserFault(
-                match["file"], int(match["pid"]), int(match["signal"]), int(match["address"], 16), pc or 0, cause, where
-            )
+            UserFault(match["file"], int(match["pid"]), int(match["signal"]), address, pc or 0, cause, where, touched)
         )
     return faults
 
@@ -483,5 +489,5 @@ class Resolver:
     def explain(self, lines: list[str]) -> tuple[str, ...]:
         """One paragraph per kernel fault and per user program fault the console shows."""
         notes = [fault.describe() for fault in kernel_faults(lines, self.symbols)]
-        notes += [fault.describe() for fault in user_faults(lines, self.programs, self.roots)]
+        notes += [fault.describe() for fault in user_faults(lines, self.programs, self.roots, self.symbols)]
         return tuple(notes)
