@@ -97,6 +97,26 @@ def test_bad_distcc_hosts_stops_doit_before_any_task(tmp_path: Path) -> None:
     assert not (tmp_path / "b" / "programs").exists()
 
 
+def test_setup_derives_the_servers_network_from_its_own_address() -> None:
+    """./setup.sh --distcc-server's --allow: the network of the machine's own address, never a fixed one."""
+    import ipaddress
+
+    shown = subprocess.run(
+        ["bash", "-c", "source ./setup.sh && own_network"],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+    )
+    routes = subprocess.run(["ip", "-o", "-4", "addr", "show", "scope", "global"], capture_output=True, text=True)
+    if not routes.stdout.strip():
+        assert shown.returncode != 0 and shown.stdout == ""
+        return
+    network, address = shown.stdout.split()
+    first = ipaddress.ip_interface(routes.stdout.split()[3])
+    assert ipaddress.ip_network(network) == first.network and ipaddress.ip_address(address) == first.ip
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(network)
+
+
 # -- unset: nothing changes; set: no stage key changes ------------------------------------------------------------
 
 
@@ -205,6 +225,37 @@ def test_no_server_reachable_builds_locally_with_one_line(tmp_path: Path, hung_p
         else:
             assert lines == []
     assert built["local"] == built["farm"]
+
+
+@pytest.mark.needs("distccd", "ccache", "gcc", CROSS)
+def test_host_compilers_never_go_through_distcc(tmp_path: Path) -> None:
+    """With the farm on, a stage's cross compile reaches the server, its HOSTCC (kbuild's host tools) does not:
+    the host compiler's script drops ccache's prefix_command. make -j becomes the slots."""
+    with DistccServer("127.0.0.2", slots=3) as server:
+        project = make_project(tmp_path / "build", jobs=1, distcc_hosts=farmhosts.parse(server.token))
+        with actions.compile_cache(project, "kernel:nommu", depend=True) as stage:
+            env = {**os.environ, **stage.runner.env}
+            assert stage.jobs == 3 and env["CCACHE_PREFIX"].endswith("distcc-prefix")
+            (tmp_path / "t.c").write_text("int host_tool(int x) { return x * 3; }\n")
+            after_probe = server.compiled()
+            subprocess.run(["gcc", "-c", "t.c", "-o", "host.o"], cwd=tmp_path, env=env, check=True)
+            assert server.compiled() == after_probe == 1
+            subprocess.run([CROSS, "-MD", "-c", "t.c", "-o", "cross.o"], cwd=tmp_path, env=env, check=True)
+            assert server.compiled() == 2
+            assert (tmp_path / "cross.d").read_text().startswith("cross.o: t.c")  # musl's -MD, through distcc
+        stats = distcc.read_stats(Layout(tmp_path / "build").farm_stats("kernel:nommu"))
+        assert stats is not None and (stats.remote, stats.fallbacks) == (1, 0), stats
+
+
+@pytest.mark.needs("ccache")
+def test_farm_without_the_compile_cache_warns_once_and_builds_locally(tmp_path: Path) -> None:
+    result = run_doit(
+        ["-n", "2", *ASM_PROGRAMS],
+        {"MMULAB_BUILD_DIR": str(tmp_path / "b"), "MMULAB_CCACHE": "0", "MMULAB_DISTCC_HOSTS": "127.0.0.2/2"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = warnings_of(result.stderr)
+    assert len(lines) == 1 and "build farm: not used: it runs behind the compile cache, which is off" in lines[0]
 
 
 # -- real servers: whole builds -----------------------------------------------------------------------------------
