@@ -42,9 +42,47 @@ apt_argument() {
     fi
 }
 
+# The network of this machine's first global IPv4 address (10.1.2.3/24 -> 10.1.2.0/24), and the address.
+own_network() {
+    local cidr
+    cidr=$(ip -o -4 addr show scope global 2>/dev/null | awk '{print $4; exit}')
+    [[ -n $cidr ]] || return 1
+    python3 -c 'import ipaddress, sys; i = ipaddress.ip_interface(sys.argv[1]); print(i.network, i.ip)' "$cidr"
+}
+
+# --distcc-server: a build-farm server needs distcc and the cross compiler only (tests/test_distcc.py's
+# probe compares its objects with the client's: install the same Debian release's compiler). Prints the one
+# distccd command line, bound to this machine's address and allowing its network only (it logs to syslog:
+# started as root it runs as the distccd user, who could not write a --log-file under /var/log).
+distcc_server() {
+    local specs missing sudo network address
+    specs=$'distcc\ngcc-riscv64-linux-gnu\nbinutils-riscv64-linux-gnu'
+    mapfile -t specs <<<"$specs"
+    missing=$(missing_specs "${specs[@]}")
+    if [[ -n $missing ]]; then
+        mapfile -t missing <<<"$missing"
+        sudo=""
+        [[ $(id -u) == 0 ]] || sudo="sudo"
+        echo "setup: installing ${missing[*]}"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    if ! read -r network address < <(own_network); then
+        echo "setup: no global IPv4 address on this machine (ip -4 addr): distccd needs one the clients reach" >&2
+        return 1
+    fi
+    echo "setup: distcc server ready; start it with (no authentication: a trusted network only, never the internet):"
+    echo "distccd --daemon --listen $address --allow $network --jobs $(nproc) --nice 10"
+    echo "setup: on each client: export MMULAB_DISTCC_HOSTS=\"$address/$(nproc) ...\" (docs/build-farm.md)"
+}
+
 main() {
     set -euo pipefail
     cd "$(dirname "${BASH_SOURCE[0]}")"
+    if [[ ${1:-} == --distcc-server ]]; then
+        distcc_server
+        return
+    fi
     local specs missing args sudo spec
     specs=$(package_specs configs/debian-packages.txt)
     # --tests: also what only the tests need (tests/debian-packages.txt: the browser for the release page).

@@ -116,7 +116,7 @@ def probe(url: str, timeout: float = PROBE_SECONDS) -> str:
     return ""
 
 
-def _run_id() -> int:
+def run_id() -> int:
     """The doit run's process: the same in each of `doit -n N`'s workers."""
     return os.getppid() if multiprocessing.parent_process() is not None else os.getpid()
 
@@ -124,7 +124,7 @@ def _run_id() -> int:
 def warn_once(marker: Path, message: str) -> None:
     """Print `message` on stderr once per doit run: the marker file holds the run that last printed it, read
     and rewritten under an exclusive flock (`doit -n 2`'s workers ask at the same moment)."""
-    run = str(_run_id())
+    run = str(run_id())
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         with open(marker, "a+", encoding="utf-8") as handle:
@@ -206,7 +206,8 @@ class CompileCache:
     def _links(self, ccache: str, path: str) -> None:
         """The masquerade folder: each cross compiler's name a link to ccache (which then runs the next one of
         that name on PATH); each host compiler's a script running ccache on the real one, without depend mode
-        (gcc -MMD leaves the system headers out of the dependency list: a new libc6-dev would go unseen)."""
+        (gcc -MMD leaves the system headers out of the dependency list: a new libc6-dev would go unseen) and never
+        through the build farm's distcc (CCACHE_PREFIX): host tools are built for this machine."""
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         for name in self.compilers:
             link = self.bin_dir / name
@@ -221,7 +222,9 @@ class CompileCache:
             real = shutil.which(name, path=path)
             if real is None:
                 continue
-            script = f'#!/bin/sh\nunset CCACHE_DEPEND\nexec {shlex.quote(ccache)} {shlex.quote(real)} "$@"\n'
+            script = (
+                f'#!/bin/sh\nunset CCACHE_DEPEND CCACHE_PREFIX\nexec {shlex.quote(ccache)} {shlex.quote(real)} "$@"\n'
+            )
             target = self.bin_dir / name
             if target.is_symlink():
                 target.unlink()

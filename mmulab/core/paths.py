@@ -76,6 +76,21 @@ class Layout:
         """The compile cache's counts for the last run of `task` (kernel:nommu...): ccache's stats log."""
         return self.ccache_stats_dir() / f"{task.replace(':', '-')}.stats"
 
+    def farm_stats_dir(self) -> Path:
+        return self.reports() / "distcc"
+
+    def farm_stats(self, task: str) -> Path:
+        """The build farm's counts for the last run of `task`: remote and local compiles (JSON)."""
+        return self.farm_stats_dir() / f"{task.replace(':', '-')}.json"
+
+    def farm_log(self, task: str) -> Path:
+        """distcc's client log of `task`'s last run (its warnings and errors once the stage ends)."""
+        return self.farm_stats_dir() / f"{task.replace(':', '-')}.log"
+
+    def farm_state(self) -> Path:
+        """The build farm's run state: probe verdicts, distcc's lock and backoff files, the prefix script."""
+        return self.root / ".distcc"
+
     def tool_versions(self) -> Path:
         return self.root / ".tool-versions.json"
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from mmulab.core import farmhosts
 from mmulab.core.errors import EnvError
 from mmulab.core.progress import ProgressMode
 
@@ -64,6 +65,7 @@ class Settings:
     ccache: bool = True
     ccache_dir: Path = Path.home() / ".cache" / "mmulab" / "ccache"
     ccache_remote: str = ""
+    distcc_hosts: farmhosts.FarmHosts = field(default_factory=farmhosts.FarmHosts)  # MMULAB_DISTCC_HOSTS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "progress", ProgressMode(self.progress))  # a member, also when given a string
@@ -99,6 +101,7 @@ class Settings:
             ccache=env.choice("MMULAB_CCACHE", ("0", "1"), "1") == "1",
             ccache_dir=env.path("MMULAB_CCACHE_DIR", Path(cache_home) / "mmulab" / "ccache"),
             ccache_remote=env.remote_storage("MMULAB_CCACHE_REMOTE"),
+            distcc_hosts=env.distcc_hosts("MMULAB_DISTCC_HOSTS"),
         )
         settings.check_paths(env)
         return settings
@@ -219,6 +222,14 @@ class _Environment:
                     accepts="ccache remote storage URLs such as redis://HOST:PORT, http://HOST/PATH or file:/DIR",
                 )
         return value
+
+    def distcc_hosts(self, name: str) -> farmhosts.FarmHosts:
+        """distcc's host list (HOST/LIMIT, HOST:PORT/LIMIT, localhost/N...): a token distcc would reject, or
+        that mmulab does not support, is told here rather than as a build that quietly stays local."""
+        try:
+            return farmhosts.parse(self.raw(name))
+        except farmhosts.HostSyntaxError as exc:
+            raise EnvError(variable=name, value=exc.token, problem=exc.problem, accepts=farmhosts.ACCEPTS) from None
 
     def fragments(self) -> dict[str, Path]:
         fragments = {}

@@ -16,7 +16,7 @@ from doit.exceptions import TaskError, TaskFailed
 from mmulab.boot import qemu
 from mmulab.boot.qemu import stdin_is_terminal
 from mmulab.boot.symbolize import Resolver, SymbolTable
-from mmulab.build import busybox, ccache, download, initramfs, kernel, kernelconfig, toolchain
+from mmulab.build import busybox, ccache, distcc, download, initramfs, kernel, kernelconfig, toolchain
 from mmulab.build import extract as build_extract
 from mmulab.build import fetch as build_fetch
 from mmulab.core.errors import ConfigError, UserError
@@ -50,20 +50,43 @@ def kernel_tree(project: Project) -> Path:
     return layout_of(project).kernel_tree(project.toolchain.kernel.source)
 
 
+@dataclass(frozen=True)
+class CompileStage:
+    """How a compiling stage runs its commands: `runner` carries the compile cache's (and the farm's)
+    variables, `jobs` is make's -j (the farm's slots when it has servers, else MMULAB_JOBS)."""
+
+    runner: Runner
+    jobs: int
+
+
 @contextlib.contextmanager
-def compile_cache(project: Project, task: str, depend: bool = False) -> Iterator[Runner]:
-    """The runner for a compiling stage: its compilers through ccache (unless MMULAB_CCACHE=0 or ccache is
-    missing); afterwards one line with the stage's hits and misses (its stats log feeds the run's summary)."""
-    statslog = layout_of(project).ccache_stats(task)
+def compile_cache(project: Project, task: str, depend: bool = False, farm: bool = True) -> Iterator[CompileStage]:
+    """A compiling stage's runner: its compilers through ccache (unless MMULAB_CCACHE=0 or ccache is missing)
+    and, with MMULAB_DISTCC_HOSTS and `farm`, ccache's misses through distcc to the servers that pass the
+    probe; afterwards one line with the stage's hits and misses (its stats log feeds the run's summary)."""
+    layout = layout_of(project)
+    statslog = layout.ccache_stats(task)
     statslog.unlink(missing_ok=True)  # without ccache this run, the last run's counts must not be shown
-    cache = ccache.from_settings(project.settings, toolchain.compiler(project.toolchain))
+    layout.farm_stats(task).unlink(missing_ok=True)  # likewise the farm's
+    compiler = toolchain.compiler(project.toolchain)
+    cache = ccache.from_settings(project.settings, compiler)
     environment = cache.environment(statslog, depend)
+    jobs = project.settings.jobs
+    servers = distcc.Farm(project.settings.distcc_hosts, compiler, layout.farm_state(), cache.bin_dir)
+    farmed = farm and bool(servers.hosts) and servers.ready(bool(environment))
+    if farmed and (hosts := servers.usable()) and any(not h.local for h in hosts):
+        environment = {**environment, **servers.environment(layout.farm_log(task), hosts)}
+        jobs = servers.jobs(hosts, jobs)
     try:
-        yield RUNNER.with_env(environment)
+        yield CompileStage(RUNNER.with_env(environment), jobs)
     finally:
         stats = ccache.read_stats(statslog) if environment else None
         if stats is not None:
             print(f"{task}: compile cache: {stats.line()}")
+        if "CCACHE_PREFIX" in environment:
+            farm_stats = servers.report(task, layout.farm_log(task), layout.farm_stats(task))
+            if farm_stats is not None:
+                print(f"{task}: build farm: {farm_stats.line()}")
 
 
 @dataclass(frozen=True)
@@ -107,7 +130,7 @@ def configure_kernel(project: Project, variant: str) -> None:
         require(tool)
     work = layout_of(project).kernel_dir(variant)
     write_atomic(work / "fragment.config", fragment)
-    with compile_cache(project, f"kconfig:{variant}") as runner:
+    with compile_cache(project, f"kconfig:{variant}", farm=False) as stage:  # host tools and cc-option probes
         final = kernelconfig.configure(
             tree,
             work / "obj",
@@ -115,7 +138,7 @@ def configure_kernel(project: Project, variant: str) -> None:
             project.toolchain,
             fragment,
             work / "config.log",
-            runner=runner,
+            runner=stage.runner,
             user_tree=project.settings.linux_src is not None,
         )
     write_atomic(work / "config", final)
@@ -127,20 +150,20 @@ def build_kernel(project: Project, variant: str) -> None:
     for tool in ("make", "bc", toolchain.compiler(project.toolchain)):
         require(tool)
     work = layout_of(project).kernel_dir(variant)
-    print(f"kernel {variant}: make -j{settings.jobs} {project.toolchain.kernel.image} (log: {work / 'build.log'})")
-    request = kernel.KernelBuild(
-        label=variant,
-        source=kernel_tree(project),
-        config=work / "config",
-        work=work,
-        toolchain=project.toolchain,
-        jobs=settings.jobs,
-        source_date_epoch=settings.source_date_epoch,
-        progress=settings.progress,
-        user_tree=settings.linux_src is not None,
-    )
-    with compile_cache(project, f"kernel:{variant}", depend=True) as runner:
-        kernel.build(request, runner)
+    with compile_cache(project, f"kernel:{variant}", depend=True) as stage:
+        print(f"kernel {variant}: make -j{stage.jobs} {project.toolchain.kernel.image} (log: {work / 'build.log'})")
+        request = kernel.KernelBuild(
+            label=variant,
+            source=kernel_tree(project),
+            config=work / "config",
+            work=work,
+            toolchain=project.toolchain,
+            jobs=stage.jobs,
+            source_date_epoch=settings.source_date_epoch,
+            progress=settings.progress,
+            user_tree=settings.linux_src is not None,
+        )
+        kernel.build(request, stage.runner)
 
 
 @user_errors
@@ -150,19 +173,19 @@ def build_libc(project: Project, name: str) -> None:
     work = layout.libc_dir()
     require("make")
     print(f"libc {name}: kernel headers + {libc.source} into {layout.sysroot()} (log: {work / 'build.log'})")
-    request = toolchain.LibcBuild(
-        libc,
-        project.toolchain,
-        layout.tree(libc.source),
-        kernel_tree(project),
-        work,
-        layout.sysroot(),
-        project.settings.jobs,
-        project.settings.progress,
-        user_tree=project.settings.linux_src is not None,
-    )
-    with compile_cache(project, f"libc:{name}", depend=True) as runner:
-        toolchain.build_libc(request, runner)
+    with compile_cache(project, f"libc:{name}", depend=True) as stage:
+        request = toolchain.LibcBuild(
+            libc,
+            project.toolchain,
+            layout.tree(libc.source),
+            kernel_tree(project),
+            work,
+            layout.sysroot(),
+            stage.jobs,
+            project.settings.progress,
+            user_tree=project.settings.linux_src is not None,
+        )
+        toolchain.build_libc(request, stage.runner)
     Sysroot(name, str(layout.sysroot()), tree_digest(layout.sysroot())).write(layout.sysroot_record())
 
 
@@ -171,7 +194,7 @@ def build_program(project: Project, name: str) -> None:
     layout = layout_of(project)
     output = layout.program(name)
     program = project.programs[name]
-    with compile_cache(project, f"program:{name}") as runner:
+    with compile_cache(project, f"program:{name}") as stage:
         toolchain.build_program(
             program,
             project.toolchain,
@@ -179,7 +202,7 @@ def build_program(project: Project, name: str) -> None:
             output.with_suffix(".log"),
             layout.sysroot(),
             toolchain.source_roots(project.settings),
-            runner,
+            stage.runner,
         )
 
 
@@ -193,20 +216,20 @@ def build_busybox(project: Project, key: str) -> None:
     shared = busybox.shared_builds(project.variants)[key]
     work = layout.busybox_dir(key)
     print(f"busybox {shared.label}: configure and build (log: {work / 'make.log'})")
-    request = busybox.BusyboxBuild(
-        spec,
-        shared.flavour,
-        shared.label,
-        project.toolchain,
-        layout.tree(spec.source),
-        layout.sysroot(),
-        work,
-        project.settings.jobs,
-        project.settings.source_date_epoch,
-        project.settings.progress,
-    )
-    with compile_cache(project, f"busybox:{key}", depend=True) as runner:
-        busybox.build(request, runner)
+    with compile_cache(project, f"busybox:{key}", depend=True) as stage:
+        request = busybox.BusyboxBuild(
+            spec,
+            shared.flavour,
+            shared.label,
+            project.toolchain,
+            layout.tree(spec.source),
+            layout.sysroot(),
+            work,
+            stage.jobs,
+            project.settings.source_date_epoch,
+            project.settings.progress,
+        )
+        busybox.build(request, stage.runner)
 
 
 @user_errors

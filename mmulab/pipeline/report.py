@@ -12,6 +12,7 @@ from doit.reporter import ConsoleReporter
 
 from mmulab.boot import summary
 from mmulab.boot.judge import Verdict
+from mmulab.build import distcc
 from mmulab.core.errors import UserError
 from mmulab.core.paths import Layout
 from mmulab.core.settings import Settings
@@ -77,6 +78,9 @@ class MmulabReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no ty
             return
         path = summary.write_cache(every, layout.reports())
         self.write("\n" + summary.cache_table(this_run) + f"\n(every stage's last run: {path})\n")
+        farmed = {name: stats for name in sorted(ran) if (stats := distcc.read_stats(layout.farm_stats(name)))}
+        if farmed:
+            self.write(distcc.table(farmed) + f"\n(distcc's warnings: {layout.farm_stats_dir()}/*.log)\n")
 
     def complete_run(self) -> None:
         self._cache_report()
