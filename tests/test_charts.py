@@ -80,6 +80,12 @@ HOSTILE_RC = textwrap.dedent(
 )
 
 
+def first_difference(first: bytes, second: bytes) -> str:
+    """The first line where two SVGs differ, both ways (what a failed comparison shows)."""
+    pairs = zip(first.decode().splitlines(), second.decode().splitlines(), strict=False)
+    return next((f"{a!r} != {b!r}" for a, b in pairs if a != b), f"lengths {len(first)} != {len(second)}")
+
+
 def text_of(svg: bytes) -> str:
     return svg.decode()
 
@@ -120,8 +126,11 @@ def test_the_same_console_gives_the_same_bytes_in_another_process_folder_home_an
         )
         assert done.returncode == 0, done.stderr.decode()
         outputs.append(done.stdout)
-    assert outputs[0] == outputs[1], "a user's matplotlibrc or another folder changed the chart's bytes"
-    assert outputs[0] == charts.draw_case("fork-c-mmu", "mmu", EVERY_KIND, SPECS)
+    assert outputs[0] == outputs[1], (
+        f"a user's matplotlibrc or another folder changed the bytes: {first_difference(*outputs)}"
+    )
+    here = charts.draw_case("fork-c-mmu", "mmu", EVERY_KIND, SPECS) or b""
+    assert outputs[0] == here, first_difference(outputs[0], here)
     assert b"font-family" in outputs[0] or b"font:" in outputs[0]  # text kept as text (svg.fonttype none)
     assert b"DejaVu Sans" in outputs[0]
 
