@@ -304,3 +304,11 @@ def test_the_memory_demos_declare_the_charts_they_print():
         assert pair in declared
     for demo in ("kspace", "slab", "oom", "swap", "buddy", "numa"):
         assert (demo, demo) in declared
+
+
+def test_lines_differ_by_marker_and_dash_so_they_read_in_black_and_white():
+    console = "".join(f"mmulab: data: swap s{n} {x} {x * n}\n" for n in (1, 2, 3) for x in (0, 1, 2))
+    svg = text_of(charts.draw_case("swap-c-mmu-full", "mmu-full", console, {}) or b"")
+    markers = set(re.findall(r'<path id="(m[0-9a-f]+)"', svg))  # each marker shape once; the ticks take two
+    assert len(markers) >= 2 + 3, markers
+    assert svg.count("stroke-dasharray") >= 2  # dashed and dotted lines beside the solid one
