@@ -208,7 +208,7 @@ def test_verdict_names_the_faults_the_console_shows() -> None:
     verdict = judge.judge(mmu_case, recorded(mmu_case.name), False, 0, 1, resolver=resolver)
     assert verdict.passed
     (note,) = verdict.notes
-    assert "in main+0x264 at initsrc/addrspace/child.c:34: `*target = 0x3333;`, touched 0x7ffff7fe9000" in note
+    assert "in main+0x204 at initsrc/addrspace/child.c:34: `*target = 0x3333;`, touched 0x7ffff7fe9000" in note
     assert note in verdict.summary() and note in verdict.to_dict()["notes"]
     oops_case = PROJECT.boots["clone_vm-c-nommu"]
     symbols = qemu.Resolver(symbolize.SymbolTable.load(SYMBOLS / "nommu-plain.System.map"))

@@ -90,7 +90,7 @@ def recorded_boot(case: str) -> list[str]:
 @pytest.mark.parametrize(
     ("language", "pc", "function", "line", "text", "address"),
     [
-        ("c", 0x74A, "main+0x264", "initsrc/addrspace/child.c:34", "*target = 0x3333;", 0x7FFFF7FE9000),
+        ("c", 0x6EA, "main+0x204", "initsrc/addrspace/child.c:34", "*target = 0x3333;", 0x7FFFF7FE9000),
         ("asm", 0x2B4, "parsed+0xa4", "initsrc/addrspace/child.S:61", "sd\tt0, 0(s0)", 0x7FFFF7FF9000),
     ],
 )
@@ -124,7 +124,7 @@ def test_user_fault_without_debug_info_names_the_function(tmp_path: Path) -> Non
     data[at : at + 13] = b"\0.nodebug_ln\0"  # the line table's section renamed: no DWARF lines to read
     stripped.write_bytes(bytes(data))
     (fault,) = symbolize.user_faults(recorded_boot("addrspace-c-mmu"), {"addrspace-child": stripped})
-    assert fault.where.function == "main+0x264" and fault.where.line == 0
+    assert fault.where.function == "main+0x204" and fault.where.line == 0
 
 
 def test_user_fault_of_an_unknown_program_keeps_the_kernels_numbers() -> None:

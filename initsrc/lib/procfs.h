@@ -59,22 +59,30 @@ static inline int in_system_ram(unsigned long address, unsigned long *start, uns
 	return 0;
 }
 
-/* Where a /proc/self/maps line's address range belongs: the program's text or data, heap, stack or an mmap. */
+/* Whether `needle` occurs in the line that starts at `line` (before its newline). */
+static inline int in_line(const char *line, const char *needle)
+{
+	const char *found = strstr(line, needle), *newline = strchr(line, '\n');
+	return found && (!newline || found < newline);
+}
+
+/*
+ * Where a /proc/self/maps line's address range belongs: the program's text or data, heap, stack or an mmap;
+ * NULL for the kernel's [vdso] and [vvar]. `image_end` is where the file mapping just above ended (0 if none):
+ * the anonymous writable part right after it is the program's bss.
+ */
 static inline const char *maps_region(const char *line, unsigned long low, unsigned long high, const char *perms,
 				      unsigned long code, unsigned long variable, unsigned long image_end)
 {
-	const char *path = strchr(line, '/');
-	const char *newline = strchr(line, '\n');
-	int file = path && (!newline || path < newline);
-	if (strstr(line, "[stack]") && (!newline || strstr(line, "[stack]") < newline))
+	int file = in_line(line, "/");
+	if (in_line(line, "[stack]"))
 		return "stack";
-	if (strstr(line, "[heap]") && (!newline || strstr(line, "[heap]") < newline))
+	if (in_line(line, "[heap]"))
 		return "heap";
-	if (strstr(line, "[v") && (!newline || strstr(line, "[v") < newline))
-		return NULL; /* [vdso], [vvar]: the kernel's, not the program's */
+	if (in_line(line, "[v"))
+		return NULL;
 	if ((low <= code && code < high) || (file && perms[2] == 'x'))
 		return "text";
-	/* image_end: where the file mapping just above ended (0 if none): the anonymous part right after is its bss */
 	if ((low <= variable && variable < high) || (file && perms[1] == 'w') || (low == image_end && perms[1] == 'w'))
 		return "data";
 	return file ? "text" : "mmap";
@@ -118,7 +126,7 @@ static inline int maps_data(const char *who, const void *code, const void *varia
 			snprintf(series, sizeof series, "%s.%s", who, region);
 			data("maps", series, "0x%lx 0x%lx", low, high);
 		}
-		image_end = strchr(line, '/') && strchr(line, '/') < strchr(line, '\n') ? high : 0;
+		image_end = in_line(line, "/") ? high : 0;
 	}
 	return regions;
 }
