@@ -80,6 +80,12 @@ HOSTILE_RC = textwrap.dedent(
 )
 
 
+def first_difference(first: bytes, second: bytes) -> str:
+    """The first line where two SVGs differ, both ways (what a failed comparison shows)."""
+    pairs = zip(first.decode().splitlines(), second.decode().splitlines(), strict=False)
+    return next((f"{a!r} != {b!r}" for a, b in pairs if a != b), f"lengths {len(first)} != {len(second)}")
+
+
 def text_of(svg: bytes) -> str:
     return svg.decode()
 
@@ -120,8 +126,11 @@ def test_the_same_console_gives_the_same_bytes_in_another_process_folder_home_an
         )
         assert done.returncode == 0, done.stderr.decode()
         outputs.append(done.stdout)
-    assert outputs[0] == outputs[1], "a user's matplotlibrc or another folder changed the chart's bytes"
-    assert outputs[0] == charts.draw_case("fork-c-mmu", "mmu", EVERY_KIND, SPECS)
+    assert outputs[0] == outputs[1], (
+        f"a user's matplotlibrc or another folder changed the bytes: {first_difference(*outputs)}"
+    )
+    here = charts.draw_case("fork-c-mmu", "mmu", EVERY_KIND, SPECS) or b""
+    assert outputs[0] == here, first_difference(outputs[0], here)
     assert b"font-family" in outputs[0] or b"font:" in outputs[0]  # text kept as text (svg.fonttype none)
     assert b"DejaVu Sans" in outputs[0]
 
@@ -295,3 +304,11 @@ def test_the_memory_demos_declare_the_charts_they_print():
         assert pair in declared
     for demo in ("kspace", "slab", "oom", "swap", "buddy", "numa"):
         assert (demo, demo) in declared
+
+
+def test_lines_differ_by_marker_and_dash_so_they_read_in_black_and_white():
+    console = "".join(f"mmulab: data: swap s{n} {x} {x * n}\n" for n in (1, 2, 3) for x in (0, 1, 2))
+    svg = text_of(charts.draw_case("swap-c-mmu-full", "mmu-full", console, {}) or b"")
+    markers = set(re.findall(r'<path id="(m[0-9a-f]+)"', svg))  # each marker shape once; the ticks take two
+    assert len(markers) >= 2 + 3, markers
+    assert svg.count("stroke-dasharray") >= 2  # dashed and dotted lines beside the solid one

@@ -15,11 +15,12 @@ import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmulab.boot.judge import Outcome
 from mmulab.boot.series import KSPACE_CHART, KSPACE_PROCESS, Series, parse_console
-from mmulab.core.errors import ChartError
+from mmulab.core.errors import ChartError, UserError
 from mmulab.project.model import ChartKind, ChartSpec, Project
 
 if TYPE_CHECKING:
@@ -160,10 +161,16 @@ def _panels(console_text: str, case: str, specs: Mapping[str, ChartSpec]) -> lis
 def _fixed_style() -> Iterator[None]:
     """matplotlib's own defaults plus RC, whatever the user's matplotlibrc says; restored afterwards."""
     import matplotlib
+    from matplotlib import font_manager
 
     with matplotlib.rc_context():
         matplotlib.rcdefaults()
         matplotlib.rcParams.update(RC)
+        font = Path(font_manager.findfont(font_manager.FontProperties(family=["sans-serif"])))
+        if not font.is_relative_to(matplotlib.get_data_path()):  # another DejaVu Sans: other widths, other bytes
+            raise UserError(
+                f"charts: matplotlib chose the font {font}, not its own DejaVu Sans (delete its font cache)"
+            )
         yield
 
 
@@ -308,7 +315,8 @@ def _draw_ranges(axes: Axes, series: Sequence[Series]) -> None:
         y = row[process]
         for point in one.points:
             start, end = step[float(point.x)], step[float(point.y or 0)]
-            if start == end:
+            if start == end:  # one address: a marker, and a dotted line through every row (inside whose region?)
+                axes.axvline(start, color="black", linestyle=":", linewidth=0.8)
                 axes.plot([start], [y + 0.3], marker="v", color="black", markersize=8)
                 axes.annotate(region or one.name, (start, y + 0.45), ha="center", va="bottom", fontsize=7)
                 continue
