@@ -59,25 +59,30 @@ int mmulab_probe(int n)
     return sum;
 }
 """
-# ccache's prefix_command. -MD/-MMD without -MF: gcc names the dependency file after -o, but distcc's local
-# preprocessor run (-E, no -o) would name it after the source, and ccache's depend mode (musl's -MD) would
-# find none; an explicit -MF and -MQ give the file and the target gcc itself would have written.
+# ccache's prefix_command. A compile with debug info (-g...) runs the compiler itself, locally: distcc
+# preprocesses locally (-E), and the expanded text moves the tokens after a macro, so the columns DWARF records
+# would differ from a direct compile's (found by tests/test_distcc.py on a demo program; the kernels, musl and
+# busybox build without -g). -MD/-MMD without -MF: gcc names the dependency file after -o, but distcc's local
+# preprocessor run (-E, no -o) would name it after the source, and ccache's depend mode (musl's -MD) would find
+# none; an explicit -MF and -MQ give the file and the target gcc itself would have written.
 PREFIX_SCRIPT = """\
 #!/bin/sh
 compiler=$1
 shift
-dep= mf= out= previous=
+dep= mf= out= previous= debug=
 for arg do
     [ "$previous" = -o ] && out=$arg
-    case $arg in -MD | -MMD) dep=1 ;; -MF*) mf=1 ;; esac
+    case $arg in -MD | -MMD) dep=1 ;; -MF*) mf=1 ;; -g0) ;; -g*) debug=1 ;; esac
     previous=$arg
 done
+PATH=${{PATH#{masquerade}}}
+[ -n "$debug" ] && exec "$compiler" "$@"
 if [ -n "$dep" ] && [ -z "$mf" ] && [ -n "$out" ]; then
     set -- "$@" -MF "${{out%.*}}.d" -MQ "$out"
 fi
-PATH=${{PATH#{masquerade}}} exec {distcc} "${{compiler##*/}}" "$@"
+exec {distcc} "${{compiler##*/}}" "$@"
 """
-_COMPLETED = re.compile(r"^distcc\[\d+\] compile \S+ on (\S+) completed ok$")
+_COMPLETED = re.compile(r"^distcc\[\d+\] compile (?!\(null\) )\S+ on (\S+) completed ok$")
 _ERROR = re.compile(r"^distcc\[\d+\] (?:\(\w+\) )?ERROR: (.*)$")
 _GAVE_UP = "failed to distribute"  # distcc's "Warning: failed to distribute, running locally instead"
 
