@@ -156,7 +156,7 @@ def test_switching_the_farm_changes_no_stage_key(tmp_path: Path) -> None:
 # -- distcc's log and the probe's comparison ----------------------------------------------------------------------
 
 
-def test_log_counts_remote_local_and_fallbacks() -> None:
+def test_log_counts_remote_local_and_fallbacks_not_compile_errors() -> None:
     log = "\n".join(
         [
             "distcc[1] compile a.c on 127.0.0.2:3632/2 completed ok",
@@ -166,6 +166,11 @@ def test_log_counts_remote_local_and_fallbacks() -> None:
             "distcc[3] (dcc_build_somewhere) Warning: failed to distribute, running locally instead",
             "distcc[3] compile c.c on localhost completed ok",
             "distcc[4] compile (null) on localhost completed ok",  # riscv64-linux-gnu-gcc --version
+            # musl's configure probing a flag the compiler refuses: an error there and here, no server fault
+            "distcc[5] ERROR: compile ./conf1-2-1.c on 127.0.0.2:3632/2 failed",
+            "distcc[5] (dcc_build_somewhere) Warning: remote compilation of './conf1-2-1.c' failed, retrying locally",
+            "distcc[5] Warning: failed to distribute ./conf1-2-1.c to 127.0.0.2:3632/2, running locally instead",
+            "distcc[5] ERROR: compile ./conf1-2-1.c on localhost failed",
         ]
     )
     stats = distcc.parse_log(log)

@@ -85,6 +85,9 @@ exec {distcc} "${{compiler##*/}}" "$@"
 _COMPLETED = re.compile(r"^distcc\[\d+\] compile (?!\(null\) )\S+ on (\S+) completed ok$")
 _ERROR = re.compile(r"^distcc\[\d+\] (?:\(\w+\) )?ERROR: (.*)$")
 _GAVE_UP = "failed to distribute"  # distcc's "Warning: failed to distribute, running locally instead"
+# No server's fault: the probe's own, a --version call, a compile that failed here too.
+_QUIET = re.compile(r"fallbacks are disabled|compile \(null\) | on localhost failed")
+_REFUSED = "failed, retrying locally"  # "remote compilation of 'x.c' failed, retrying locally": a compile error
 
 
 @dataclass(frozen=True)
@@ -118,18 +121,28 @@ class FarmStats:
 
 
 def parse_log(text: str) -> FarmStats:
-    """distcc's client log (DISTCC_LOG, info level): 'compile X on HOST completed ok' per compile."""
+    """distcc's client log (DISTCC_LOG, info level): 'compile X on HOST completed ok' per compile. A compile
+    the server's compiler refused (a configure probe's deliberate error) is retried locally by distcc too, but
+    that is no server fault: only the other local runs count as fallbacks, and only their errors name one."""
+    lines = text.splitlines()
+    refused = {_pid(line) for line in lines if _REFUSED in line}
     ran: Counter[str] = Counter()
     fallbacks = 0
     problem = ""
-    for line in text.splitlines():
+    for line in lines:
         if match := _COMPLETED.match(line):
             ran["local" if match[1] == "localhost" else "remote"] += 1
+        elif _pid(line) in refused:
+            continue
         elif _GAVE_UP in line:
             fallbacks += 1
-        elif (error := _ERROR.match(line)) and not problem and "fallbacks are disabled" not in line:
+        elif (error := _ERROR.match(line)) and not problem and not _QUIET.search(line):
             problem = error[1]
     return FarmStats(ran["remote"], ran["local"], fallbacks, problem)
+
+
+def _pid(line: str) -> str:
+    return line.split("]", 1)[0]
 
 
 def elf_sections(data: bytes) -> dict[str, bytes]:
