@@ -156,7 +156,7 @@ def test_switching_the_farm_changes_no_stage_key(tmp_path: Path) -> None:
 # -- distcc's log and the probe's comparison ----------------------------------------------------------------------
 
 
-def test_log_counts_remote_local_and_fallbacks() -> None:
+def test_log_counts_remote_local_and_fallbacks_not_compile_errors() -> None:
     log = "\n".join(
         [
             "distcc[1] compile a.c on 127.0.0.2:3632/2 completed ok",
@@ -165,6 +165,12 @@ def test_log_counts_remote_local_and_fallbacks() -> None:
             "distcc[3] ERROR: nonblocking connect to 127.0.0.9:3632 failed: Connection refused",
             "distcc[3] (dcc_build_somewhere) Warning: failed to distribute, running locally instead",
             "distcc[3] compile c.c on localhost completed ok",
+            "distcc[4] compile (null) on localhost completed ok",  # riscv64-linux-gnu-gcc --version
+            # musl's configure probing a flag the compiler refuses: an error there and here, no server fault
+            "distcc[5] ERROR: compile ./conf1-2-1.c on 127.0.0.2:3632/2 failed",
+            "distcc[5] (dcc_build_somewhere) Warning: remote compilation of './conf1-2-1.c' failed, retrying locally",
+            "distcc[5] Warning: failed to distribute ./conf1-2-1.c to 127.0.0.2:3632/2, running locally instead",
+            "distcc[5] ERROR: compile ./conf1-2-1.c on localhost failed",
         ]
     )
     stats = distcc.parse_log(log)
@@ -245,6 +251,27 @@ def test_host_compilers_never_go_through_distcc(tmp_path: Path) -> None:
             assert (tmp_path / "cross.d").read_text().startswith("cross.o: t.c")  # musl's -MD, through distcc
         stats = distcc.read_stats(Layout(tmp_path / "build").farm_stats("kernel:nommu"))
         assert stats is not None and (stats.remote, stats.fallbacks) == (1, 0), stats
+
+
+@pytest.mark.needs("distccd", "ccache", CROSS)
+def test_macro_columns_in_debug_info_never_differ_through_the_farm(tmp_path: Path) -> None:
+    """distcc's local -E moves the tokens after a macro's expansion: compiled remotely with -g, DWARF's column
+    numbers differed from a direct compile's (a demo program's bytes changed). A -g compile stays local; the
+    same file without -g goes to the server, and both are the local compiler's bytes."""
+    source = tmp_path / "m.c"
+    source.write_text("#define TWICE(x) ((x) + (x))\nint f(int a) { return TWICE(a) * TWICE(a + 1) + a; }\n")
+    with DistccServer("127.0.0.2") as server:
+        project = make_project(tmp_path / "build", distcc_hosts=farmhosts.parse(server.token))
+        with actions.compile_cache(project, "program:fork-c") as stage:
+            env = {**os.environ, **stage.runner.env, "PWD": str(tmp_path)}
+            for flags, compiles in ((["-g", "-O2"], 1), (["-O2"], 2)):
+                objects = []
+                for name, environment in (("local", {**os.environ, "PWD": str(tmp_path)}), ("farm", env)):
+                    command = [CROSS, *flags, "-c", "m.c", "-o", f"{name}{len(flags)}.o"]
+                    subprocess.run(command, cwd=tmp_path, env=environment, check=True)
+                    objects.append((tmp_path / f"{name}{len(flags)}.o").read_bytes())
+                assert objects[0] == objects[1], flags
+                assert server.compiled() == compiles, (flags, server.compiled())  # 1: the probe
 
 
 @pytest.mark.needs("ccache")

@@ -59,27 +59,35 @@ int mmulab_probe(int n)
     return sum;
 }
 """
-# ccache's prefix_command. -MD/-MMD without -MF: gcc names the dependency file after -o, but distcc's local
-# preprocessor run (-E, no -o) would name it after the source, and ccache's depend mode (musl's -MD) would
-# find none; an explicit -MF and -MQ give the file and the target gcc itself would have written.
+# ccache's prefix_command. A compile with debug info (-g...) runs the compiler itself, locally: distcc
+# preprocesses locally (-E), and the expanded text moves the tokens after a macro, so the columns DWARF records
+# would differ from a direct compile's (found by tests/test_distcc.py on a demo program; the kernels, musl and
+# busybox build without -g). -MD/-MMD without -MF: gcc names the dependency file after -o, but distcc's local
+# preprocessor run (-E, no -o) would name it after the source, and ccache's depend mode (musl's -MD) would find
+# none; an explicit -MF and -MQ give the file and the target gcc itself would have written.
 PREFIX_SCRIPT = """\
 #!/bin/sh
 compiler=$1
 shift
-dep= mf= out= previous=
+dep= mf= out= previous= debug=
 for arg do
     [ "$previous" = -o ] && out=$arg
-    case $arg in -MD | -MMD) dep=1 ;; -MF*) mf=1 ;; esac
+    case $arg in -MD | -MMD) dep=1 ;; -MF*) mf=1 ;; -g0) ;; -g*) debug=1 ;; esac
     previous=$arg
 done
+PATH=${{PATH#{masquerade}}}
+[ -n "$debug" ] && exec "$compiler" "$@"
 if [ -n "$dep" ] && [ -z "$mf" ] && [ -n "$out" ]; then
     set -- "$@" -MF "${{out%.*}}.d" -MQ "$out"
 fi
-PATH=${{PATH#{masquerade}}} exec {distcc} "${{compiler##*/}}" "$@"
+exec {distcc} "${{compiler##*/}}" "$@"
 """
-_COMPLETED = re.compile(r"^distcc\[\d+\] compile \S+ on (\S+) completed ok$")
+_COMPLETED = re.compile(r"^distcc\[\d+\] compile (?!\(null\) )\S+ on (\S+) completed ok$")
 _ERROR = re.compile(r"^distcc\[\d+\] (?:\(\w+\) )?ERROR: (.*)$")
 _GAVE_UP = "failed to distribute"  # distcc's "Warning: failed to distribute, running locally instead"
+# No server's fault: the probe's own, a --version call, a compile that failed here too.
+_QUIET = re.compile(r"fallbacks are disabled|compile \(null\) | on localhost failed")
+_REFUSED = "failed, retrying locally"  # "remote compilation of 'x.c' failed, retrying locally": a compile error
 
 
 @dataclass(frozen=True)
@@ -113,18 +121,28 @@ class FarmStats:
 
 
 def parse_log(text: str) -> FarmStats:
-    """distcc's client log (DISTCC_LOG, info level): 'compile X on HOST completed ok' per compile."""
+    """distcc's client log (DISTCC_LOG, info level): 'compile X on HOST completed ok' per compile. A compile
+    the server's compiler refused (a configure probe's deliberate error) is retried locally by distcc too, but
+    that is no server fault: only the other local runs count as fallbacks, and only their errors name one."""
+    lines = text.splitlines()
+    refused = {_pid(line) for line in lines if _REFUSED in line}
     ran: Counter[str] = Counter()
     fallbacks = 0
     problem = ""
-    for line in text.splitlines():
+    for line in lines:
         if match := _COMPLETED.match(line):
             ran["local" if match[1] == "localhost" else "remote"] += 1
+        elif _pid(line) in refused:
+            continue
         elif _GAVE_UP in line:
             fallbacks += 1
-        elif (error := _ERROR.match(line)) and not problem and "fallbacks are disabled" not in line:
+        elif (error := _ERROR.match(line)) and not problem and not _QUIET.search(line):
             problem = error[1]
     return FarmStats(ran["remote"], ran["local"], fallbacks, problem)
+
+
+def _pid(line: str) -> str:
+    return line.split("]", 1)[0]
 
 
 def elf_sections(data: bytes) -> dict[str, bytes]:
