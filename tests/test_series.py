@@ -108,7 +108,10 @@ def test_layout_like_lines_outside_the_kernels_block_are_not_read():
 
 
 def test_the_nommu_kernel_prints_no_layout_and_no_data_line_gives_no_series():
-    assert parse_console((BOOTS / "kspace-c-nommu.log").read_text()) == ((), ())
+    assert parse_console((BOOTS / "pidns-c-nommu.log").read_text()) == ((), ())
+    series, problems = parse_console((BOOTS / "kspace-c-nommu.log").read_text())
+    assert problems == ()
+    assert [(one.chart, one.name) for one in series] == [("kspace", "ram.identity")]
 
 
 @settings(derandomize=True, max_examples=200, database=None, deadline=None)
