@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mmulab.core.errors import ConfigError
 from mmulab.core.settings import Settings
 from mmulab.project import catalog
 from mmulab.project.loader import load_project
@@ -107,3 +108,42 @@ def test_catalog_from_a_folder_without_consoles_is_one_line(tmp_path: Path):
 
     with pytest.raises(UserError, match=r"^--from .*: no boot consoles in .*/boots \(run doit all there\)$"):
         actions.catalog_charts(load_project(), tmp_path)
+
+
+def _readme_questions() -> set[tuple[str, str]]:
+    """The README's table of the lecture's questions: (question, demo) per row."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows = re.findall(r'^\| "(.+?)" \| \[`([a-z_]+)`\]\(docs/demos\.md#\2\) \|', readme, re.M)
+    return set(rows)
+
+
+def test_every_question_of_the_lecture_is_answered_by_a_demo_in_the_catalogue_and_the_readme():
+    """configs/demos.toml's `answers` are the one list: the catalogue renders it, and the README's table names the
+    same questions with the same demos (issue 20: PMP, namespaces, virtual vs physical, LRU, fork is clone)."""
+    project = load_project()
+    answered = {(question, name) for name, demo in project.demos.items() for question in demo.answers}
+    assert {name for _question, name in answered} >= {"protect", "namespaces", "pagetables", "swap", "fork"}
+    text = catalog.render(project)
+    for question, name in answered:
+        assert f'| "{question}" | [`{name}`](#{name}) |' in text
+        assert f"## {name}\n" in text
+    assert _readme_questions() == answered
+
+
+def test_a_demos_answers_must_be_a_list_of_strings(tmp_path: Path, monkeypatch):
+    (tmp_path / "hello.S").write_text(".globl _start\n_start:\n")
+    (tmp_path / "demos.toml").write_text(
+        textwrap.dedent(
+            """\
+            [demos.mine]
+            answers = "Is it?"
+            [demos.mine.builds.asm]
+            init = ["hello.S"]
+            [demos.mine.runs.nommu]
+            must = ["hello"]
+            """
+        )
+    )
+    monkeypatch.setenv("MMULAB_CONFIG_OVERLAY", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"demos\.toml: demos\.mine\.answers: expected list, found 'Is it\?'"):
+        load_project(Settings.from_environment())

@@ -54,6 +54,7 @@ class DemoEntry:
     runs: tuple[RunEntry, ...]
     charts: tuple[str, ...] = ()  # the titles of the charts it declares
     images: tuple[ChartImage, ...] = ()  # its cases' example charts, in case order
+    answers: tuple[str, ...] = ()  # the lecture's questions it answers
 
 
 def _relative(path: Path) -> str:
@@ -118,7 +119,7 @@ def entries(project: Project, images: Mapping[str, Path] | None = None) -> list[
             if case.name in images
         )
         titles = tuple(spec.title for spec in demo.charts.values())
-        result.append(DemoEntry(name, demo.description, tuple(build_sources), runs, titles, shown))
+        result.append(DemoEntry(name, demo.description, tuple(build_sources), runs, titles, shown, demo.answers))
     return result
 
 

@@ -321,7 +321,8 @@ def _demos(table: Table, toolchain: Toolchain, variants: dict[str, Variant]) -> 
                 result.boots[case.name] = case
                 cases.append(case.name)
         charts = {name: _chart(name, chart) for name, chart in demo.entries("charts")}
-        result.demos[demo_name] = Demo(demo_name, demo.get("description", str, ""), tuple(cases), charts)
+        answers = demo.strings("answers", ())
+        result.demos[demo_name] = Demo(demo_name, demo.get("description", str, ""), tuple(cases), charts, answers)
     return result
 
 

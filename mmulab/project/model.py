@@ -288,6 +288,7 @@ class Demo:
     description: str
     cases: tuple[str, ...]
     charts: dict[str, ChartSpec] = field(default_factory=dict)  # the charts its programs print, by name
+    answers: tuple[str, ...] = ()  # the lecture's questions its verdicts answer
 
 
 @dataclass(frozen=True)
