@@ -16,6 +16,7 @@ import pytest
 from conftest import clean_environment
 
 from mmulab.boot import charts
+from mmulab.boot.series import Series
 from mmulab.core.errors import ChartError, ConfigError
 from mmulab.core.settings import Settings
 from mmulab.project.loader import load_project
@@ -312,3 +313,13 @@ def test_lines_differ_by_marker_and_dash_so_they_read_in_black_and_white():
     markers = set(re.findall(r'<path id="(m[0-9a-f]+)"', svg))  # each marker shape once; the ticks take two
     assert len(markers) >= 2 + 3, markers
     assert svg.count("stroke-dasharray") >= 2  # dashed and dotted lines beside the solid one
+
+
+def test_a_region_has_the_same_colour_and_hatch_on_every_chart_whatever_was_printed_first():
+    """Text is the same blue on the NOMMU chart (text printed first) and the MMU one (mmap printed first)."""
+    nommu = charts._region_styles([Series("maps", name, ()) for name in ("parent.text", "parent.data", "parent.stack")])
+    mmu = charts._region_styles([Series("maps", name, ()) for name in ("parent.mmap", "parent.stack", "child.text")])
+    assert nommu["text"] == mmu["text"] and nommu["stack"] == mmu["stack"]
+    assert len({*nommu.values(), *mmu.values()}) == 4  # text, data, stack, mmap: four looks
+    own = charts._region_styles([Series("maps", "parent.guard", ()), Series("maps", "parent.text", ())])
+    assert own["guard"] not in nommu.values()

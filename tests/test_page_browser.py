@@ -75,7 +75,8 @@ def test_the_page_shows_each_chart_beside_its_console_and_the_matrix_chart(
         assert width > 100 and height > 100, src
     assert shown[MATRIX_CHART] in _images(dom.by_id("matrix"))
     cases = len(json.loads((published / "run.json").read_text())["boot_seconds"])
-    assert shown[MATRIX_CHART].attrs["alt"].startswith(f"Seconds from boot to verdict for each of the {cases} boot cases")
+    alt = shown[MATRIX_CHART].attrs["alt"]
+    assert alt.startswith(f"Seconds from boot to verdict for each of the {cases} boot cases")
     for case in DATA_LINES:
         run = dom.by_id(f"run-{case}")
         img = shown[f"charts/{case}.svg"]

@@ -294,10 +294,16 @@ def _draw_bars(axes: Axes, series: Sequence[Series], log: bool) -> None:
     axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
+# The regions /proc/self/maps names, each in the same colour and hatch on every chart (text is text everywhere,
+# whichever region a console printed first); a region of a user's own comes after them.
+KNOWN_REGIONS = ("text", "data", "heap", "mmap", "stack")
+
+
 def _region_styles(series: Sequence[Series]) -> dict[str, tuple[str, str]]:
-    """One colour and hatch per region name (heap is the same in the parent and the child)."""
-    regions = dict.fromkeys(s.name.split(".", 1)[-1] for s in series)
-    return {r: (COLOURS[i % len(COLOURS)], HATCHES[i % len(HATCHES)]) for i, r in enumerate(regions)}
+    """One colour and hatch per region name (heap is the same in the parent and the child, and in every case)."""
+    printed = dict.fromkeys(s.name.split(".", 1)[-1] for s in series)
+    regions = [*KNOWN_REGIONS, *(r for r in printed if r not in KNOWN_REGIONS)]
+    return {r: (COLOURS[i % len(COLOURS)], HATCHES[i % len(HATCHES)]) for i, r in enumerate(regions) if r in printed}
 
 
 def _draw_ranges(axes: Axes, series: Sequence[Series]) -> None:
