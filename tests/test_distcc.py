@@ -295,73 +295,51 @@ def build_outputs(build: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.needs("distccd", "ccache", CROSS)
-def test_server_killed_mid_build_changes_nothing(tmp_path: Path) -> None:
-    """musl and a C program through two servers, one killed (SIGKILL, its children too) once it has compiled
-    100 files: the build finishes, the bytes are the local build's, and one warning line says compiles fell
-    back."""
-    reference = run_doit(["program:fork-c"], {"MMULAB_BUILD_DIR": str(tmp_path / "local")})
-    assert reference.returncode == 0, reference.stdout + reference.stderr
-    build = tmp_path / "farm"
-    with DistccServer("127.0.0.2") as survivor, DistccServer("127.0.0.3") as victim:
-        env = {
-            **clean_environment(),
-            "MMULAB_BUILD_DIR": str(build),
-            "MMULAB_CCACHE_DIR": str(tmp_path / "empty-cache"),  # every compile must really run
-            "MMULAB_DISTCC_HOSTS": f"{survivor.token} {victim.token}",
-        }
-        process = subprocess.Popen(
-            doit_argv(["program:fork-c"]), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        try:
-            while victim.compiled() < 100 and process.poll() is None:
-                time.sleep(0.2)
-            assert process.poll() is None, "the build ended before the victim compiled 100 files"
-            victim.kill()
-            stdout, stderr = process.communicate(timeout=1800)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
-        assert survivor.compiled() > 100
-    assert build_outputs(build) == build_outputs(tmp_path / "local") and len(build_outputs(build)) == 2
-    lines = warnings_of(stderr)
-    assert len(lines) <= 1 and all("fell back to local" in line for line in lines), stderr
-    stats = distcc.read_stats(Layout(build).farm_stats("libc:musl"))
-    assert stats is not None and stats.remote > 200, stats
-
-
-@pytest.mark.slow
-@pytest.mark.needs("distccd", "ccache", CROSS)
-def test_kernel_libc_and_program_identical_through_the_farm(tmp_path: Path, kernel_tree: Path) -> None:
-    """The NOMMU kernel (the smallest), libc.a and a C program: built locally (through the session's compile
-    cache), then through two loopback servers with an empty cache so every compile runs: the same bytes, both
-    servers' logs show compiles, the run's table counts them, and make -j follows the slots (2 x 3)."""
+def test_kernel_libc_and_program_identical_through_the_farm_though_a_server_dies(
+    tmp_path: Path, kernel_tree: Path
+) -> None:
+    """The NOMMU kernel, libc.a and a C program: built locally (through the session's compile cache), then through
+    two loopback servers with an empty cache so every compile runs, one server killed (SIGKILL, its children too)
+    once it has compiled 100 files: the build finishes with the same bytes, both servers' logs show compiles, the
+    run's table counts them, make -j follows the slots (2 x 3), and at most one line says compiles fell back.
+    (One farm build proves both the farm's bytes and its faults: a second whole build would cost the suite
+    minutes; the fast tests above cover a healthy farm's silence and the probe.)"""
     tasks = ["kernel:nommu", "program:fork-c"]
     common = {"LINUX_SRC": str(kernel_tree), "MMULAB_PROGRESS": "off", "MMULAB_JOBS": "2"}
     reference = run_doit(tasks, {**common, "MMULAB_BUILD_DIR": str(tmp_path / "local")})
     assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
     build = tmp_path / "farm"
-    with DistccServer("127.0.0.2", slots=3) as first, DistccServer("127.0.0.3", slots=3) as second:
+    with DistccServer("127.0.0.2", slots=3) as survivor, DistccServer("127.0.0.3", slots=3) as victim:
+        env = {
+            **clean_environment(),
+            **common,
+            "MMULAB_BUILD_DIR": str(build),
+            "MMULAB_CCACHE_DIR": str(tmp_path / "empty-cache"),  # every compile must really run
+            "MMULAB_DISTCC_HOSTS": f"{survivor.token} {victim.token}",
+        }
         started = time.monotonic()
-        result = run_doit(
-            tasks,
-            {
-                **common,
-                "MMULAB_BUILD_DIR": str(build),
-                "MMULAB_CCACHE_DIR": str(tmp_path / "empty-cache"),
-                "MMULAB_DISTCC_HOSTS": f"{first.token} {second.token}",
-            },
-        )
+        process = subprocess.Popen(doit_argv(tasks), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            while victim.compiled() < 100 and process.poll() is None:
+                time.sleep(0.2)
+            assert process.poll() is None, "the build ended before the victim compiled 100 files"
+            victim.kill()
+            stdout, stderr = process.communicate(timeout=3600)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         print(f"farm build: {time.monotonic() - started:.0f} s")  # for the lead's notes, never asserted
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert first.compiled() > 300 and second.compiled() > 300, (first.compiled(), second.compiled())
-    assert warnings_of(result.stderr) == [], result.stderr
-    assert "kernel nommu: make -j6 Image" in result.stdout
+        assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+        assert survivor.compiled() > 300 and victim.compiled() >= 100, (survivor.compiled(), victim.compiled())
+    lines = warnings_of(stderr)
+    assert len(lines) <= 1 and all("fell back to local" in line for line in lines), stderr
+    assert "kernel nommu: make -j6 Image" in stdout
     image = "nommu/kernel/out/Image"
     assert digest(build / image) == digest(tmp_path / "local" / image)
     assert build_outputs(build) == build_outputs(tmp_path / "local") and len(build_outputs(build)) == 2
     kernel = distcc.read_stats(Layout(build).farm_stats("kernel:nommu"))
-    assert kernel is not None and kernel.remote > 600 and kernel.fallbacks == 0, kernel
-    assert "build farm (distcc):" in result.stdout and "kernel:nommu" in result.stdout.split("build farm")[-1]
+    musl = distcc.read_stats(Layout(build).farm_stats("libc:musl"))
+    assert kernel is not None and musl is not None and kernel.remote + musl.remote > 1000, (kernel, musl)
+    assert "build farm (distcc):" in stdout and "kernel:nommu" in stdout.split("build farm")[-1]
     assert os.listdir(build / ".distcc" / "client")  # distcc's own lock files stay in the build directory
