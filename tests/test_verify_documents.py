@@ -601,12 +601,14 @@ def test_charts_a_console_of_too_many_data_lines_is_one_line_and_not_drawn(
 
 
 def test_charts_numbers_matplotlib_cannot_draw_are_one_line_naming_the_console(
-    published: Path, capsys: pytest.CaptureFixture[str]
+    published: Path, capsys: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
 ) -> None:
-    """Valid data lines whose numbers matplotlib cannot lay out (a stranger's console): one line, no traceback."""
+    """Valid data lines whose numbers matplotlib cannot lay out (a stranger's console): one line, no traceback,
+    and none of numpy's overflow warnings on the way (they reached the user's stderr)."""
     log = published / "boots" / "oom-c-mmu.log"
     log.write_text(log.read_text() + "mmulab: data: oom score 1e308 1e308\nmmulab: data: oom score -1e308 -5\n")
     vouch(published)
     code, problems = problems_of(capsys, published)
     assert code == 1 and len(problems) == 1, problems
     assert problems[0].startswith("mismatch: boots/oom-c-mmu.log: its data lines cannot be drawn (ValueError: ")
+    assert [str(warning.message) for warning in recwarn] == []

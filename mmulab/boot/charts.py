@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import textwrap
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -159,11 +160,14 @@ def _panels(console_text: str, case: str, specs: Mapping[str, ChartSpec]) -> lis
 
 @contextmanager
 def _fixed_style() -> Iterator[None]:
-    """matplotlib's own defaults plus RC, whatever the user's matplotlibrc says; restored afterwards."""
+    """matplotlib's own defaults plus RC, whatever the user's matplotlibrc says; restored afterwards. Its warnings
+    (numpy's overflow on a console's extreme numbers) are not the user's business: a chart it cannot draw is a
+    ChartError, one line."""
     import matplotlib
     from matplotlib import font_manager
 
-    with matplotlib.rc_context():
+    with matplotlib.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         matplotlib.rcdefaults()
         matplotlib.rcParams.update(RC)
         font = Path(font_manager.findfont(font_manager.FontProperties(family=["sans-serif"])))
