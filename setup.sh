@@ -50,23 +50,31 @@ own_network() {
     python3 -c 'import ipaddress, sys; i = ipaddress.ip_interface(sys.argv[1]); print(i.network, i.ip)' "$cidr"
 }
 
+# Installs the specs dpkg does not have as asked, in one apt-get call (after apt-get update); with nothing
+# missing it makes no apt call at all.
+install_missing() {
+    local missing args sudo spec
+    missing=$(missing_specs "$@")
+    [[ -n $missing ]] || return 0
+    mapfile -t missing <<<"$missing"
+    sudo=""
+    [[ $(id -u) == 0 ]] || sudo="sudo"
+    echo "setup: installing ${missing[*]%%=\?*}"
+    $sudo apt-get update -qq
+    args=()
+    for spec in "${missing[@]}"; do
+        args+=("$(apt_argument "$spec")")
+    done
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${args[@]}" >/dev/null
+}
+
 # --distcc-server: a build-farm server needs distcc and the cross compiler only (tests/test_distcc.py's
 # probe compares its objects with the client's: install the same Debian release's compiler). Prints the one
 # distccd command line, bound to this machine's address and allowing its network only (it logs to syslog:
 # started as root it runs as the distccd user, who could not write a --log-file under /var/log).
 distcc_server() {
-    local specs missing sudo network address
-    specs=$'distcc\ngcc-riscv64-linux-gnu\nbinutils-riscv64-linux-gnu'
-    mapfile -t specs <<<"$specs"
-    missing=$(missing_specs "${specs[@]}")
-    if [[ -n $missing ]]; then
-        mapfile -t missing <<<"$missing"
-        sudo=""
-        [[ $(id -u) == 0 ]] || sudo="sudo"
-        echo "setup: installing ${missing[*]}"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
+    local network address
+    install_missing distcc gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu
     if ! read -r network address < <(own_network); then
         echo "setup: no global IPv4 address on this machine (ip -4 addr): distccd needs one the clients reach" >&2
         return 1
@@ -83,26 +91,14 @@ main() {
         distcc_server
         return
     fi
-    local specs missing args sudo spec
+    local specs
     specs=$(package_specs configs/debian-packages.txt)
     # --tests: also what only the tests need (tests/debian-packages.txt: the browser for the release page).
     if [[ ${1:-} == --tests ]]; then
         specs+=$'\n'$(package_specs tests/debian-packages.txt)
     fi
     mapfile -t specs <<<"$specs"
-    missing=$(missing_specs "${specs[@]}")
-    if [[ -n $missing ]]; then
-        mapfile -t missing <<<"$missing"
-        sudo=""
-        [[ $(id -u) == 0 ]] || sudo="sudo"
-        echo "setup: installing ${missing[*]%%=\?*}"
-        $sudo apt-get update -qq
-        args=()
-        for spec in "${missing[@]}"; do
-            args+=("$(apt_argument "$spec")")
-        done
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${args[@]}" >/dev/null
-    fi
+    install_missing "${specs[@]}"
 
     if [[ ! -x .venv/bin/python ]]; then
         python3 -m venv .venv

@@ -15,6 +15,7 @@ import http.server
 import importlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -285,3 +286,12 @@ def http_server(tmp_path: Path) -> Iterator[LocalServer]:
     yield server
     server.httpd.shutdown()
     server.httpd.server_close()
+
+
+@pytest.fixture
+def hung_port() -> Iterator[int]:
+    """A loopback port that accepts connections (the kernel does) and never answers: a hung server."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        yield hung.getsockname()[1]

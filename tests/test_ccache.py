@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -154,14 +153,6 @@ def test_environment_masquerades_the_compilers(tmp_path: Path) -> None:
     assert stats is not None and (stats.calls, stats.hits, stats.misses) == (2, 1, 1)
     log = (tmp_path / "stats" / "x.stats").read_text()
     assert "preprocessed_cache_miss" in log  # the default mode ran the preprocessor: not depend mode
-
-
-@pytest.fixture
-def hung_port() -> Iterator[int]:
-    with socket.socket() as hung:
-        hung.bind(("127.0.0.1", 0))
-        hung.listen(8)
-        yield hung.getsockname()[1]
 
 
 @pytest.mark.needs("ccache", "riscv64-linux-gnu-gcc")

@@ -309,7 +309,7 @@ def test_every_preferred_version_is_a_known_one_in_sources_toml() -> None:
 
 def apt_cache_fake(versions: list[str], candidate: str) -> str:
     rows = "".join(
-        f"{PACKAGE} | {v} | http://deb.debian.org/debian-security bookworm-security/main amd64\\n" for v in versions
+        f"{PACKAGE} | {v} | http://mirror.invalid/debian-security bookworm-security/main amd64\\n" for v in versions
     )
     return (
         f'apt-cache() {{ case $1 in madison) printf "{rows}";; '
@@ -349,3 +349,23 @@ def test_missing_specs_keep_any_installed_version_of_a_preferred_package() -> No
     result = setup_sh(f"missing_specs {specs}", fakes)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["make=1.0", "qemu-system-misc", "opensbi"]
+
+
+def test_install_missing_updates_once_and_installs_only_what_dpkg_lacks_with_its_apt_argument() -> None:
+    """One apt-get update and one install of exactly the missing specs (a preferred version as apt_argument
+    makes it); the main job's and `--distcc-server`'s packages go through this one function."""
+    fakes = (
+        apt_cache_fake(["6.12.117-1~deb12u1"], "6.12.117-1~deb12u1")
+        + '\ndpkg-query() { case ${@: -1} in make) printf "ii 4.3-4.1";; *) return 1;; esac; }'
+        + '\nid() { echo 0; }\napt-get() { echo "apt-get $*" >&2; }'
+    )
+    result = setup_sh(f"install_missing make distcc '{PACKAGE}=?6.12.117-1~deb12u1'", fakes)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"setup: installing distcc {PACKAGE}\n"
+    calls = [line for line in result.stderr.splitlines() if line.startswith("apt-get")]
+    assert calls == [
+        "apt-get update -qq",
+        f"apt-get install -y -qq --no-install-recommends distcc {PACKAGE}=6.12.117-1~deb12u1",
+    ]
+    nothing = setup_sh("install_missing make", fakes)
+    assert nothing.returncode == 0 and nothing.stdout == "" and "apt-get" not in nothing.stderr

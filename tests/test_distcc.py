@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,15 +32,6 @@ def digest(path: Path) -> str:
 
 def warnings_of(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "warning" in line]
-
-
-@pytest.fixture
-def hung_port() -> Iterator[int]:
-    """A port that accepts connections (the kernel does) and never answers."""
-    with socket.socket() as hung:
-        hung.bind(("127.0.0.1", 0))
-        hung.listen(8)
-        yield hung.getsockname()[1]
 
 
 def refused_port() -> int:

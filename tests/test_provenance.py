@@ -60,7 +60,7 @@ SOURCES = [
         "name": "busybox",
         "version": "1.35.0",
         "file": "sources/busybox_1.35.0.orig.tar.bz2",
-        "origin": "http://deb.debian.org/debian/pool/main/b/busybox/busybox_1.35.0.orig.tar.bz2",
+        "origin": "http://mirror.invalid/debian/pool/main/b/busybox/busybox_1.35.0.orig.tar.bz2",
         "origin_kind": "debian-source",
         "package": "busybox",
         "package_version": "",
