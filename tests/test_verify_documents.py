@@ -484,7 +484,7 @@ def test_charts_a_changed_chart_is_one_line_naming_it(published: Path, capsys: p
     assert code == 1
     assert len(problems) == 1, problems
     assert problems[0].startswith(
-        f"mismatch: charts/oom-c-mmu.svg: not the chart matplotlib {figures.matplotlib_version()} draws from "
+        f"mismatch: charts/oom-c-mmu.svg: not the chart matplotlib {charts.matplotlib_version()} draws from "
         "boots/oom-c-mmu.log (line "
     )
 
@@ -548,7 +548,7 @@ def test_charts_the_matrix_is_drawn_from_run_json_boot_seconds(
 def test_charts_drawn_by_another_matplotlib_is_one_line_naming_both_and_the_fix(
     published: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ours = figures.matplotlib_version()
+    ours = charts.matplotlib_version()
     rewrite(published, "manifest.json", lambda m: m["charts"].__setitem__("matplotlib", "3.1.0"))
     vouch(published)  # the page names the matplotlib: made again too
     assert problems_of(capsys, published) == (

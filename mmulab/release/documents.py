@@ -166,7 +166,7 @@ def charts_again(
     manifest lists: (kind, path, detail) of each chart changed, missing or extra, each told once, and the charts
     drawn. Drawn by another matplotlib, they are not compared: one line names both versions. `read(name)` gives
     a release file's bytes (bounded: TooLarge beyond)."""
-    stated, ours = figures.recorded_version(manifest), figures.matplotlib_version()
+    stated, ours = figures.recorded_version(manifest), figures.drawing_version()
     if stated is None:
         return [("mismatch", MANIFEST, f"no {figures.CHARTS_KEY}.matplotlib: which matplotlib drew the charts")], {}
     if stated != ours:

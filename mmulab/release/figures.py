@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mmulab.boot import series
+from mmulab.boot import charts, series
 from mmulab.core.errors import UserError
 from mmulab.project.model import ChartKind, ChartSpec
 from mmulab.release.format import CHARTS, MATRIX_CHART, RUN, chart_file, console_log
@@ -40,16 +40,14 @@ class ChartTrouble(Exception):
         self.chart = chart
 
 
-def matplotlib_version() -> str:
-    """The matplotlib that draws here (imported to ask)."""
-    from mmulab.boot import charts
-
+def drawing_version() -> str:
+    """The matplotlib that draws the charts here (compared with the one a release's manifest names)."""
     return charts.matplotlib_version()
 
 
 def record() -> dict[str, str]:
     """The manifest's `charts`: which matplotlib drew the release's charts."""
-    return {"matplotlib": matplotlib_version()}
+    return {"matplotlib": drawing_version()}
 
 
 def recorded_version(manifest: Mapping[str, Any]) -> str | None:
@@ -124,8 +122,6 @@ def draw(
 
     `read(name)` gives a release file's bytes, None when the release has no such file (verify's reads are
     bounded: what they raise is the caller's); `seconds` are the boot seconds per case."""
-    from mmulab.boot import charts
-
     specs = specs_by_case(manifest)
     drawn: dict[str, bytes] = {}
     troubles: list[ChartTrouble] = []
