@@ -36,11 +36,19 @@ def test_catalogue_lists_every_demo_run_and_marker():
     assert "| `mmu-mmu-off` | mmu | `-cpu rv64,mmu=off` |" in text
 
 
+def _overlay_settings(folder: Path, monkeypatch, demos_toml: str) -> Settings:
+    """A user's overlay folder holding an empty asm init and `demos_toml`, named by MMULAB_CONFIG_OVERLAY."""
+    (folder / "hello.S").write_text(".globl _start\n_start:\n")
+    (folder / "demos.toml").write_text(textwrap.dedent(demos_toml))
+    monkeypatch.setenv("MMULAB_CONFIG_OVERLAY", str(folder))
+    return Settings.from_environment()
+
+
 def test_a_users_demo_appears_in_the_catalogue(tmp_path: Path, monkeypatch):
-    (tmp_path / "hello.S").write_text(".globl _start\n_start:\n")
-    (tmp_path / "demos.toml").write_text(
-        textwrap.dedent(
-            """
+    settings = _overlay_settings(
+        tmp_path,
+        monkeypatch,
+        """
             [demos.hello]
             description = "a demo of my own"
             [demos.hello.builds.asm]
@@ -48,11 +56,9 @@ def test_a_users_demo_appears_in_the_catalogue(tmp_path: Path, monkeypatch):
             [demos.hello.runs.nommu]
             shows = "that it boots"
             must = ["hello | world"]
-            """
-        )
+            """,
     )
-    monkeypatch.setenv("MMULAB_CONFIG_OVERLAY", str(tmp_path))
-    text = catalog.render(load_project(Settings.from_environment()))
+    text = catalog.render(load_project(settings))
     assert "| [`hello`](#hello) | a demo of my own | nommu |" in text
     assert "| `nommu` | nommu |  |  | pass | that it boots |" in text
     assert "1. `hello | world`" in text
@@ -131,19 +137,17 @@ def test_every_question_of_the_lecture_is_answered_by_a_demo_in_the_catalogue_an
 
 
 def test_a_demos_answers_must_be_a_list_of_strings(tmp_path: Path, monkeypatch):
-    (tmp_path / "hello.S").write_text(".globl _start\n_start:\n")
-    (tmp_path / "demos.toml").write_text(
-        textwrap.dedent(
-            """\
+    settings = _overlay_settings(
+        tmp_path,
+        monkeypatch,
+        """\
             [demos.mine]
             answers = "Is it?"
             [demos.mine.builds.asm]
             init = ["hello.S"]
             [demos.mine.runs.nommu]
             must = ["hello"]
-            """
-        )
+            """,
     )
-    monkeypatch.setenv("MMULAB_CONFIG_OVERLAY", str(tmp_path))
     with pytest.raises(ConfigError, match=r"demos\.toml: demos\.mine\.answers: expected list, found 'Is it\?'"):
-        load_project(Settings.from_environment())
+        load_project(settings)
