@@ -18,16 +18,38 @@ from mmulab.core.fsutil import relative_from
 from mmulab.core.tools import RUNNER, Runner
 from mmulab.kconfig.dotconfig import kconfig_line, merge, parse_config, verify
 from mmulab.kconfig.tree import KconfigSource, linux_source
+from mmulab.kconfig.version import KernelVersion
 from mmulab.project.model import Toolchain, Variant
 
 
+class OptionsDropped(UserError):
+    """Requested options that the tree's Kconfig dropped: each named with the reason read from that tree (a kernel
+    series that cannot have them is not supported by the variant: `doit matrix` says so with these lines)."""
+
+    template = "{what}: {count} requested option(s) did not survive {update}:{listed}"
+
+    def __init__(self, what: str, count: int, update: str, problems: list[str]) -> None:
+        super().__init__(what=what, count=count, update=update, listed="".join(f"\n  - {p}" for p in problems))
+        self.problems = tuple(problems)
+
+
 def fragment_context(
-    variant: Variant, toolchain: Toolchain, base_config: str, kconfig: Mapping[str, Any], cmdline: str = ""
+    variant: Variant,
+    toolchain: Toolchain,
+    base_config: str,
+    kconfig: Mapping[str, Any],
+    cmdline: str = "",
+    linux_version: KernelVersion | None = None,
 ) -> dict[str, Any]:
     """The names a kernel fragment template sees (busybox's are busybox.template_context). The sysroot and the
     compiler's own header directory stay placeholders ({sysroot}, {gcc_include}): they are filled in when the
-    build runs, so declaring tasks runs no compiler and cache keys do not depend on the checkout's path."""
+    build runs, so declaring tasks runs no compiler and cache keys do not depend on the checkout's path.
+    `linux_version` is the tree's (kconfig.version.tree_version): a template branches on it where an option was
+    added, renamed or removed between releases (`{% if linux_version >= (6, 7) %}`); a fragment is part of a
+    kernel series' key through it."""
+    context = {} if linux_version is None else {"linux_version": tuple(linux_version)}
     return {
+        **context,
         "variant": variant.name,
         "mmu": variant.mmu,
         "features": list(variant.features),
@@ -63,15 +85,16 @@ def template_inputs(template: Path, context: Mapping[str, Any]) -> list[Any]:
     return [template.name, [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files], dict(context)]
 
 
-def fragment_inputs(variant: Variant, toolchain: Toolchain) -> list[Any]:
-    """The inputs of render_fragment(variant, toolchain): the template's and the extra fragments'."""
-    context = fragment_context(variant, toolchain, variant.base_config, variant.kconfig, variant.cmdline)
+def fragment_inputs(variant: Variant, toolchain: Toolchain, linux_version: KernelVersion) -> list[Any]:
+    """The inputs of render_fragment(variant, toolchain, linux_version): the template's and the extra fragments'."""
+    context = fragment_context(variant, toolchain, variant.base_config, variant.kconfig, variant.cmdline, linux_version)
     return [template_inputs(variant.template, context), [(str(f), f.read_text()) for f in variant.fragments]]
 
 
-def render_fragment(variant: Variant, toolchain: Toolchain) -> str:
-    """The variant's kernel fragment: its template rendered with its data, then its extra fragments."""
-    context = fragment_context(variant, toolchain, variant.base_config, variant.kconfig, variant.cmdline)
+def render_fragment(variant: Variant, toolchain: Toolchain, linux_version: KernelVersion) -> str:
+    """The variant's kernel fragment for a tree of `linux_version`: its template rendered with its data, then its
+    extra fragments."""
+    context = fragment_context(variant, toolchain, variant.base_config, variant.kconfig, variant.cmdline, linux_version)
     text = render_template(variant.template, context)
     for fragment in variant.fragments:
         body = fragment.read_text()
@@ -130,10 +153,7 @@ def apply_fragment(
     final_text = config_path.read_text()
     problems = verify(parse_config(fragment, "fragment"), parse_config(final_text), source)
     if problems:
-        raise UserError(
-            f"{what}: {len(problems)} requested option(s) did not survive {update[-1]}:\n"
-            + "\n".join(f"  - {p}" for p in problems)
-        )
+        raise OptionsDropped(what=what, count=len(problems), update=update[-1], problems=problems)
     return final_text
 
 

@@ -316,10 +316,10 @@ def generate(project: Project) -> dict[str, File]:
     linux = project.sources[project.toolchain.kernel.source]
     if linux.filename != f"linux-{linux.version}.tar.xz":
         raise ConfigError(
-            f"configs/sources.toml: sources.{linux.name}.filename: {linux.filename!r} is not the kernel.org name "
+            f"configs/kernels.toml: series.{project.series}.filename: {linux.filename!r} is not the kernel.org name "
             f"Buildroot downloads (linux-{linux.version}.tar.xz)"
         )
-    hash_lines = f"# {GENERATED}\n# From configs/sources.toml ({linux.name}): {linux.download_location}\n"
+    hash_lines = f"# {GENERATED}\n# From configs/kernels.toml ({project.series}): {linux.download_location}\n"
     hash_lines += f"sha256  {linux.sha256}  {linux.filename}\n"
     files: dict[str, File] = {
         "README.md": File(_readme(project, spec, packages)),
@@ -331,10 +331,14 @@ def generate(project: Project) -> dict[str, File]:
         f"{board}/patches/linux-headers/linux-headers.hash": File(hash_lines),
     }
     from mmulab.build.kernelconfig import render_fragment
+    from mmulab.kconfig.version import parse_version
 
+    version = parse_version(linux.version)
+    assert version is not None, linux.version  # the loader checked every series' versions
     for variant in project.variants:
         files[f"configs/{spec.defconfig_name(variant)}"] = File(_defconfig(project, spec, variant, packages))
-        files[f"{board}/{variant}/linux.fragment"] = File(render_fragment(project.variants[variant], project.toolchain))
+        fragment = render_fragment(project.variants[variant], project.toolchain, version)
+        files[f"{board}/{variant}/linux.fragment"] = File(fragment)
         if project.toolchain.busybox is not None:
             files[f"{board}/{variant}/busybox.fragment"] = File(_busybox_fragment(project, spec, variant))
     for package in packages:

@@ -5,13 +5,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+USER_TREE_FOLDER = "linux-src"
+
+
+def series_root(build_dir: Path, series: str, user_tree: bool = False) -> Path:
+    """Where one kernel series' outputs live in the build directory: `linux-<series>/`, or `linux-src/` for a user's
+    own tree (LINUX_SRC). Everything built depends on the kernel tree (the kernels, and through its headers musl,
+    busybox and every program), so a series' folder holds all of it, its doit database and its lock: two series
+    never share a build product, and switching back to one rebuilds nothing."""
+    return build_dir / (USER_TREE_FOLDER if user_tree else f"linux-{series}")
+
+
+def matrix_reports(build_dir: Path) -> Path:
+    """The version matrix's reports (every series at once): beside the series' folders."""
+    return build_dir / "reports"
+
 
 @dataclass(frozen=True)
 class Layout:
-    """Paths of every stage's outputs under `root` (the build directory)."""
+    """Paths of every stage's outputs under `root`: one kernel series' folder of the build directory
+    (`series_root`)."""
 
     root: Path
     linux_src: Path | None = None
+
+    @classmethod
+    def of_series(cls, build_dir: Path, series: str, linux_src: Path | None = None) -> Layout:
+        return cls(series_root(build_dir, series, linux_src is not None), linux_src)
 
     def fetched(self, source: str) -> Path:
         return self.root / "sources" / f"{source}.fetched.json"
@@ -28,6 +48,15 @@ class Layout:
 
     def kernel_dir(self, variant: str) -> Path:
         return self.root / variant / "kernel"
+
+    def dropped_options(self, variant: str) -> Path:
+        """The requested options the variant's last kernel config run lost in olddefconfig, with the tree's reasons
+        (JSON; absent when none were)."""
+        return self.kernel_dir(variant) / "dropped-options.json"
+
+    def failed_tasks(self) -> Path:
+        """Each task the last doit run saw fail, with its message (JSON): what `doit matrix` reads of a series."""
+        return self.reports() / "failed-tasks.json"
 
     def kernel_output(self, variant: str, name: str) -> Path:
         return self.kernel_dir(variant) / "out" / name

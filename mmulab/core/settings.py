@@ -23,6 +23,9 @@ DEFAULT_APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.lis
 # A release name becomes a directory and a file name: a safe name, never "." or ".." (no leading dot).
 RELEASE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
 RELEASE_NAME_ACCEPTS = "a name of letters, digits and . _ + - (not starting with .)"
+# A kernel series' name (configs/kernels.toml, MMULAB_KERNEL): part of a folder name, build/linux-<series>/.
+SERIES_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]*")
+SERIES_NAME_ACCEPTS = "letters, digits and . _ + -"
 _URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:[^|]")  # scheme:rest, as ccache's remote_storage takes them
 
 T = TypeVar("T")
@@ -66,6 +69,7 @@ class Settings:
     ccache_dir: Path = Path.home() / ".cache" / "mmulab" / "ccache"
     ccache_remote: str = ""
     distcc_hosts: farmhosts.FarmHosts = field(default_factory=farmhosts.FarmHosts)  # MMULAB_DISTCC_HOSTS
+    kernel_series: str = ""  # MMULAB_KERNEL: a series of configs/kernels.toml ("" for its default)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "progress", ProgressMode(self.progress))  # a member, also when given a string
@@ -102,6 +106,7 @@ class Settings:
             ccache_dir=env.path("MMULAB_CCACHE_DIR", Path(cache_home) / "mmulab" / "ccache"),
             ccache_remote=env.remote_storage("MMULAB_CCACHE_REMOTE"),
             distcc_hosts=env.distcc_hosts("MMULAB_DISTCC_HOSTS"),
+            kernel_series=env.matching("MMULAB_KERNEL", SERIES_NAME, f"a kernel series name ({SERIES_NAME_ACCEPTS})"),
         )
         settings.check_paths(env)
         return settings

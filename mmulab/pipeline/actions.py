@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -21,8 +22,9 @@ from mmulab.build import extract as build_extract
 from mmulab.build import fetch as build_fetch
 from mmulab.core.errors import ConfigError, UserError
 from mmulab.core.fsutil import JsonRecord, sha256_of, tree_digest, write_atomic
-from mmulab.core.paths import Layout
+from mmulab.core.paths import Layout, series_root
 from mmulab.core.tools import RUNNER, Runner, require
+from mmulab.kconfig.version import tree_version
 from mmulab.project.model import BootCase, Project
 
 
@@ -43,7 +45,7 @@ def user_errors(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def layout_of(project: Project) -> Layout:
-    return Layout(project.settings.build_dir, project.settings.linux_src)
+    return Layout(project.build_root(), project.settings.linux_src)
 
 
 def kernel_tree(project: Project) -> Path:
@@ -125,22 +127,29 @@ def configure_kernel(project: Project, variant: str) -> None:
     if not (tree / "Makefile").is_file():
         raise UserError(f"{tree}: not a kernel source tree (no Makefile); check LINUX_SRC")
     info = project.variants[variant]
-    fragment = kernelconfig.render_fragment(info, project.toolchain)  # a broken template is told before tools
+    # A broken template is told before any tool runs.
+    fragment = kernelconfig.render_fragment(info, project.toolchain, tree_version(tree))
     for tool in ("make", "flex", "bison", toolchain.compiler(project.toolchain)):
         require(tool)
-    work = layout_of(project).kernel_dir(variant)
+    layout = layout_of(project)
+    work = layout.kernel_dir(variant)
     write_atomic(work / "fragment.config", fragment)
+    layout.dropped_options(variant).unlink(missing_ok=True)
     with compile_cache(project, f"kconfig:{variant}", farm=False) as stage:  # host tools and cc-option probes
-        final = kernelconfig.configure(
-            tree,
-            work / "obj",
-            info,
-            project.toolchain,
-            fragment,
-            work / "config.log",
-            runner=stage.runner,
-            user_tree=project.settings.linux_src is not None,
-        )
+        try:
+            final = kernelconfig.configure(
+                tree,
+                work / "obj",
+                info,
+                project.toolchain,
+                fragment,
+                work / "config.log",
+                runner=stage.runner,
+                user_tree=project.settings.linux_src is not None,
+            )
+        except kernelconfig.OptionsDropped as dropped:
+            write_atomic(layout.dropped_options(variant), json.dumps(list(dropped.problems), indent=2) + "\n")
+            raise
     write_atomic(work / "config", final)
 
 
@@ -311,6 +320,19 @@ def repro(project: Project) -> None:
 
 
 @user_errors
+def matrix(project: Project, series: str = "") -> None:
+    """`doit matrix [--series A,B]`: each series' `doit all`, then the table; a case that failed (or did not run)
+    on any series fails the task, a case its kernel cannot support (the reason read from its Kconfig) does not."""
+    from mmulab.pipeline import matrix as version_matrix
+
+    cells, runs, (json_path, xml_path, _text) = version_matrix.run(project, series)
+    print("\n" + version_matrix.table(cells, runs) + f"\n(matrix: {json_path}, JUnit: {xml_path})")
+    failed = [cell for cell in cells if cell.state in (version_matrix.CellState.FAIL, version_matrix.CellState.NOT_RUN)]
+    if failed:
+        raise UserError(f"matrix: {len(failed)} cell(s) failed or did not run (reasons under the table)")
+
+
+@user_errors
 def catalog(project: Project, source: str = "") -> None:
     """`doit catalog`: docs/demos.md from configs/demos.toml (unchanged content leaves the file alone); with
     `--from <build dir>`, first each case's example chart docs/charts/<case>.svg from that run's consoles.
@@ -329,7 +351,12 @@ def catalog_charts(project: Project, root: Path) -> list[Path]:
     from mmulab.boot.charts import draw_case
     from mmulab.project import catalog as demo_catalog
 
-    layout = Layout(root.resolve())
+    build_dir = root.resolve()
+    # A build directory holds one folder per kernel series: the consoles of this project's series (a series'
+    # folder itself is taken as it is).
+    layout = Layout(series_root(build_dir, project.series))
+    if not (layout.root / "boots").is_dir() and (build_dir / "boots").is_dir():
+        layout = Layout(build_dir)
     if not (layout.root / "boots").is_dir():
         raise UserError(f"--from {root}: no boot consoles in {layout.root / 'boots'} (run doit all there)")
     written, missing, empty = [], [], []

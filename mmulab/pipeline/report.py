@@ -3,6 +3,7 @@ after boots, the boot matrix summary (also written as JSON and JUnit XML)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,13 @@ from mmulab.boot import summary
 from mmulab.boot.judge import Verdict
 from mmulab.build import distcc
 from mmulab.core.errors import UserError
+from mmulab.core.fsutil import write_atomic
 from mmulab.core.paths import Layout
-from mmulab.core.settings import Settings
 
 COMPILING = ("kconfig:", "kernel:", "libc:", "program:", "busybox:")
+# The folder of the build directory this run builds in (its kernel series'): set by run.py when doit loads dodo.py
+# (doit makes the reporter itself, from its class).
+RUN_ROOT: Path | None = None
 
 
 class MmulabReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no type hints: its classes are Any
@@ -27,6 +31,7 @@ class MmulabReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no ty
         super().__init__(outstream, options)
         self.boots: dict[str, tuple[Any, str]] = {}
         self.compiled: list[str] = []  # the compiling tasks that ran: their compile cache counts are reported
+        self.failed: dict[str, str] = {}  # task -> its message, for every task that failed in this run
 
     def _note(self, task: Any, status: str) -> None:
         if status in ("ran", "failed") and task.name.startswith(COMPILING):
@@ -50,6 +55,8 @@ class MmulabReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no ty
             return
         self.failures.append({"task": task, "exception": fail})
         message = fail.message if not fail.traceback else _one_line(fail)
+        if task.executed and task.actions:
+            self.failed[task.name] = message.strip()
         if not task.actions:  # a group task (boot:, demo:, all): doit names the dependency that failed
             message = f"incomplete: {message.strip()} failed"
         sys.stderr.write(f"mmulab: error: {task.name}: {message.rstrip()}\n")
@@ -68,10 +75,9 @@ class MmulabReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no ty
 
     def _cache_report(self) -> None:
         """The compile cache's hits and misses of each compiling stage this run ran (when ccache was used)."""
-        try:
-            layout = Layout(Settings.from_environment().build_dir)
-        except UserError:
+        if RUN_ROOT is None:
             return
+        layout = Layout(RUN_ROOT)
         ran = set(self.compiled)
         every = summary.cache_stats(layout.ccache_stats_dir())
         if not (this_run := {name: stats for name, stats in every.items() if name in ran}):
@@ -83,6 +89,8 @@ class MmulabReporter(ConsoleReporter):  # type: ignore[misc]  # doit ships no ty
             self.write(distcc.table(farmed) + f"\n(distcc's warnings: {layout.farm_stats_dir()}/*.log)\n")
 
     def complete_run(self) -> None:
+        if RUN_ROOT is not None and (self.failed or Layout(RUN_ROOT).reports().is_dir()):
+            write_atomic(Layout(RUN_ROOT).failed_tasks(), json.dumps(self.failed, indent=2, sort_keys=True) + "\n")
         self._cache_report()
         if self.boots:
             verdicts = self._verdicts()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from doit.exceptions import InvalidCommand
@@ -57,18 +58,28 @@ def refuse_interactive_without_terminal(project: Project, argv: list[str], has_t
             raise ConfigError(f"{boot.task}: {needs_terminal(boot.scripted)}")
 
 
+def run_root(project: Project, invocation: doitcli.Invocation) -> Path:
+    """Where a run keeps its lock and doit database: its kernel series' folder; `doit matrix` (which runs one doit per
+    series, each in its series' folder) at the top of the build directory."""
+    if invocation.command == "run" and invocation.positional() == ("matrix",):
+        return project.settings.build_dir
+    return project.build_root()
+
+
 def dodo_globals(argv: list[str]) -> dict[str, Any]:
     """What dodo.py exposes to doit: the task creators and DOIT_CONFIG."""
     sys.excepthook = _on_uncaught
     try:
         from mmulab.core.paths import Layout
+        from mmulab.pipeline import report
         from mmulab.pipeline.report import MmulabReporter
         from mmulab.pipeline.tasks import all_tasks, doit_task_functions, task_names
         from mmulab.project.loader import load_project
 
         project = load_project()
-        layout = Layout(project.settings.build_dir)
         invocation = doitcli.read(argv)
+        layout = Layout(run_root(project, invocation))
+        report.RUN_ROOT = layout.root
         refuse_interactive_without_terminal(project, argv, stdin_is_terminal())
         try:
             layout.root.mkdir(parents=True, exist_ok=True)

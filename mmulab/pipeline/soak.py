@@ -333,7 +333,7 @@ def soak(
     the per-case numbers and where soak.json went."""
     from mmulab.core.lock import BuildLock
 
-    layout = Layout(project.settings.build_dir, project.settings.linux_src)
+    layout = Layout(project.build_root(), project.settings.linux_src)
     if build:
         build_first(project, cases, jobs)
     lock = BuildLock(layout.lock())  # no doit run may rebuild a kernel under a boot; held until this process ends

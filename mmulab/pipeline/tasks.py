@@ -89,9 +89,10 @@ def extracted_tree_current(project: Project, name: str) -> bool:
 
 def kconfig_inputs(project: Project, variant: str) -> Any:
     from mmulab.build.kernelconfig import fragment_inputs
+    from mmulab.kconfig.version import tree_version
 
     info = project.variants[variant]
-    fragment = fragment_inputs(info, project.toolchain)
+    fragment = fragment_inputs(info, project.toolchain, tree_version(actions.kernel_tree(project)))
     return [
         fragment,
         info.base_config,
@@ -474,6 +475,22 @@ def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
                 "type": str,
                 "default": "",
                 "help": "a build directory whose boot consoles draw docs/charts/<case>.svg (default: keep them)",
+            },
+        ],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+    yield {
+        "basename": "matrix",
+        "doc": "build every variant of every kernel series (configs/kernels.toml), boot every case: one table",
+        "actions": [(actions.matrix, [project])],
+        "params": [
+            {
+                "name": "series",
+                "long": "series",
+                "type": str,
+                "default": "",
+                "help": "only these series, comma-separated (default: every series of configs/kernels.toml)",
             },
         ],
         "uptodate": [False],

@@ -12,8 +12,9 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from mmulab.core.errors import ConfigError
-from mmulab.core.settings import FRAGMENT_PREFIX, Settings
+from mmulab.core.errors import ConfigError, EnvError
+from mmulab.core.settings import FRAGMENT_PREFIX, SERIES_NAME, SERIES_NAME_ACCEPTS, Settings
+from mmulab.kconfig.version import parse_version
 from mmulab.project.model import (
     CHART_NAME,
     NOASSERTION,
@@ -27,6 +28,7 @@ from mmulab.project.model import (
     Demo,
     ElfRules,
     Expect,
+    KernelSeries,
     KernelSpec,
     KnownVersion,
     Language,
@@ -53,72 +55,105 @@ def _member(table: Table, key: str, kind: type[E], default: Any = ...) -> E:
 
 
 def _sources(table: Table) -> dict[str, Source]:
-    sources = {}
-    for name, entry in table.entries("sources"):
-        version = entry.get("version", str)
-        sha256 = _check_sha256(entry, entry.get("sha256", str))
-        filename = entry.get("filename", str)
-        hash_source = entry.get("hash_source", str, "unconfirmed")
-        origins = []
-        raw_origins = entry.get("origins", list, hint="a list of [[sources.NAME.origins]] tables")
-        for index, raw in enumerate(raw_origins):
-            if not isinstance(raw, dict):
-                raise entry.fail(f"origins[{index}]", "expected a table")
-            origin = Table(raw, entry.file, f"{entry.where}.origins[{index}]", entry.base_dir)
-            kind = _member(origin, "kind", OriginKind)
-            required = {
-                OriginKind.URL: ("url",),
-                OriginKind.LOCAL_FILE: ("path",),
-                OriginKind.DEBIAN_SOURCE: ("package", "file"),
-            }[kind]
-            values = {key: origin.get(key, str) for key in required}
-            if kind is OriginKind.LOCAL_FILE and not Path(values["path"]).is_absolute():
-                values["path"] = str(origin.path(values["path"]))  # relative to the checkout
-            optional = {k: origin.get(k, str, "") for k in ("package", "package_version") if k not in values}
-            known = _known_versions(origin, kind, optional.get("package", ""))
-            if known:
-                optional["package_version"] = known[0].package_version
-            origin_sha = known[0].sha256 if known else origin.get("sha256", str, sha256)
-            origins.append(
-                Origin(
-                    kind=kind,
-                    sha256=_check_sha256(origin, origin_sha),
-                    version=known[0].version if known else origin.get("version", str, version),
-                    filename=origin.get("filename", str, values.get("file", filename)),
-                    component=origin.get("component", str, "main"),
-                    hash_source=origin.get("hash_source", str, hash_source),
-                    known=known,
-                    **values,
-                    **optional,
-                )
+    return {name: _source(name, entry) for name, entry in table.entries("sources")}
+
+
+def _source(name: str, entry: Table) -> Source:
+    """One pinned source (a configs/sources.toml entry, or a kernel series of configs/kernels.toml)."""
+    version = entry.get("version", str)
+    sha256 = _check_sha256(entry, entry.get("sha256", str))
+    filename = entry.get("filename", str)
+    hash_source = entry.get("hash_source", str, "unconfirmed")
+    origins = []
+    raw_origins = entry.get("origins", list, hint="a list of [[sources.NAME.origins]] tables")
+    for index, raw in enumerate(raw_origins):
+        if not isinstance(raw, dict):
+            raise entry.fail(f"origins[{index}]", "expected a table")
+        origin = Table(raw, entry.file, f"{entry.where}.origins[{index}]", entry.base_dir)
+        kind = _member(origin, "kind", OriginKind)
+        required = {
+            OriginKind.URL: ("url",),
+            OriginKind.LOCAL_FILE: ("path",),
+            OriginKind.DEBIAN_SOURCE: ("package", "file"),
+        }[kind]
+        values = {key: origin.get(key, str) for key in required}
+        if kind is OriginKind.LOCAL_FILE and not Path(values["path"]).is_absolute():
+            values["path"] = str(origin.path(values["path"]))  # relative to the checkout
+        optional = {k: origin.get(k, str, "") for k in ("package", "package_version") if k not in values}
+        known = _known_versions(origin, kind, optional.get("package", ""))
+        if known:
+            optional["package_version"] = known[0].package_version
+        origin_sha = known[0].sha256 if known else origin.get("sha256", str, sha256)
+        origins.append(
+            Origin(
+                kind=kind,
+                sha256=_check_sha256(origin, origin_sha),
+                version=known[0].version if known else origin.get("version", str, version),
+                filename=origin.get("filename", str, values.get("file", filename)),
+                component=origin.get("component", str, "main"),
+                hash_source=origin.get("hash_source", str, hash_source),
+                known=known,
+                **values,
+                **optional,
             )
-        if not origins:
-            raise entry.fail("origins", "no origin listed (add at least one [[...origins]] table)")
-        patches = tuple((entry.file.parent / p).resolve() for p in entry.strings("patches", ()))
-        for patch in patches:
-            if not patch.is_file():
-                raise entry.fail("patches", f"{patch}: no such file")
-        license = entry.get("license", str, NOASSERTION)
-        if not SPDX_EXPRESSION.fullmatch(license):
-            raise entry.fail("license", f"{license!r} is not an SPDX license id (e.g. GPL-2.0-only, MIT)")
-        download_location = entry.get("download_location", str, NOASSERTION)
-        if download_location != NOASSERTION and not re.fullmatch(r"https?://\S+", download_location):
-            raise entry.fail("download_location", f"{download_location!r} is not an http(s) URL (or NOASSERTION)")
-        pipeline = entry.get("pipeline", bool, True)
-        absolute_links = entry.get("absolute_links", bool, False)
-        sources[name] = Source(
-            name,
-            version,
-            sha256,
-            filename,
-            tuple(origins),
-            patches,
-            license,
-            download_location,
-            pipeline,
-            absolute_links,
         )
-    return sources
+    if not origins:
+        raise entry.fail("origins", "no origin listed (add at least one [[...origins]] table)")
+    patches = tuple((entry.file.parent / p).resolve() for p in entry.strings("patches", ()))
+    for patch in patches:
+        if not patch.is_file():
+            raise entry.fail("patches", f"{patch}: no such file")
+    license = entry.get("license", str, NOASSERTION)
+    if not SPDX_EXPRESSION.fullmatch(license):
+        raise entry.fail("license", f"{license!r} is not an SPDX license id (e.g. GPL-2.0-only, MIT)")
+    download_location = entry.get("download_location", str, NOASSERTION)
+    if download_location != NOASSERTION and not re.fullmatch(r"https?://\S+", download_location):
+        raise entry.fail("download_location", f"{download_location!r} is not an http(s) URL (or NOASSERTION)")
+    pipeline = entry.get("pipeline", bool, True)
+    absolute_links = entry.get("absolute_links", bool, False)
+    return Source(
+        name, version, sha256, filename, tuple(origins), patches, license, download_location, pipeline, absolute_links
+    )
+
+
+KERNEL_SOURCE = "linux"  # the name the chosen series' source has in the project (fetch:linux, the SBOM's package)
+
+
+def _kernel_series(table: Table) -> tuple[str, dict[str, KernelSeries]]:
+    """configs/kernels.toml: the default series' name and every series, in version order."""
+    series = {}
+    for name, entry in table.entries("series"):
+        if not SERIES_NAME.fullmatch(name):
+            raise entry.fail("", f"{name!r} is not a series name ({SERIES_NAME_ACCEPTS}, e.g. 6.18)")
+        debian = Table(entry.get("debian", dict, {}), entry.file, f"{entry.where}.debian", entry.base_dir)
+        source = _source(KERNEL_SOURCE, entry)
+        for where, pinned in [
+            ("version", source.version),
+            *((f"origins: {o.describe()}", o.version) for o in source.origins),
+        ]:
+            version = parse_version(pinned)
+            if version is None or version.series != name:
+                raise entry.fail(where, f"{pinned!r} is not a point release of series {name} ({name}.N)")
+        series[name] = KernelSeries(name, source, debian.get("package", str, ""), debian.strings("suites", ()))
+    if not series:
+        raise table.fail("series", 'no kernel series (add a [series."6.12"] table)')
+    default = table.get("default", str, hint='the series built when MMULAB_KERNEL is unset, e.g. default = "6.12"')
+    if default not in series:
+        raise table.fail("default", f"{default!r} is not a series of this file ({', '.join(series)})")
+    return default, dict(sorted(series.items(), key=lambda item: item[1].version_key()))
+
+
+def chosen_series(settings: Settings, default: str, series: dict[str, KernelSeries]) -> KernelSeries:
+    """MMULAB_KERNEL's series, else the default; an unknown name is one line naming every known series (exit 2)."""
+    name = settings.kernel_series or default
+    if name not in series:
+        raise EnvError(
+            variable="MMULAB_KERNEL",
+            value=name,
+            problem="no such kernel series in configs/kernels.toml",
+            accepts=f"one of {', '.join(series)} (the default is {default})",
+        )
+    return series[name]
 
 
 def _known_versions(origin: Table, kind: OriginKind, package: str) -> tuple[KnownVersion, ...]:
@@ -453,6 +488,11 @@ def load_project(settings: Settings | None = None) -> Project:
     settings = settings or Settings.from_environment()
     sources_table = load_table(settings, "sources.toml", ("sources",))
     sources = _sources(sources_table)
+    if KERNEL_SOURCE in sources:
+        raise sources_table.fail(f"sources.{KERNEL_SOURCE}", "the kernel is pinned per series in configs/kernels.toml")
+    default_series, kernel_series = _kernel_series(load_table(settings, "kernels.toml", ("series",)))
+    series = chosen_series(settings, default_series, kernel_series)
+    sources = {KERNEL_SOURCE: series.source, **sources}
     external_sources = {name: source for name, source in sources.items() if not source.pipeline}
     sources = {name: source for name, source in sources.items() if source.pipeline}
     toolchain = _toolchain(load_table(settings, "toolchain.toml", ("languages", "libc")), set(sources))
@@ -471,4 +511,6 @@ def load_project(settings: Settings | None = None) -> Project:
         demos.boots,
         demos.demos,
         external_sources,
+        series.name,
+        kernel_series,
     )

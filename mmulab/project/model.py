@@ -120,6 +120,21 @@ class Source:
 
 
 @dataclass(frozen=True)
+class KernelSeries:
+    """One kernel series of configs/kernels.toml: its name (MMULAB_KERNEL's value, e.g. "6.18"), the pinned point
+    release (a Source like any other), and where `mmulab pins` looks for newer ones in Debian's archive."""
+
+    name: str
+    source: Source
+    debian_package: str = ""
+    debian_suites: tuple[str, ...] = ()
+
+    def version_key(self) -> tuple[int, ...]:
+        """The series' name as numbers, for ordering (6.1 < 6.12 < 6.18 < 7.1)."""
+        return tuple(int(part) if part.isdigit() else 0 for part in self.name.split("."))
+
+
+@dataclass(frozen=True)
 class QemuSpec:
     machine: str
     bios: str
@@ -304,6 +319,10 @@ class Project:
     demos: dict[str, Demo] = field(default_factory=dict)
     # Pinned sources outside the pipeline's builds and releases (pipeline = false in sources.toml).
     external_sources: dict[str, Source] = field(default_factory=dict)
+    # The kernel series this project builds (MMULAB_KERNEL, else configs/kernels.toml's default): its pinned source
+    # is sources[toolchain.kernel.source]. Every series known, in version order, for `doit matrix` and `mmulab pins`.
+    series: str = ""
+    kernel_series: dict[str, KernelSeries] = field(default_factory=dict)
 
     def source(self, name: str) -> Source:
         """A pinned source by name, whether the pipeline builds it or not."""
@@ -311,6 +330,12 @@ class Project:
 
     def all_sources(self) -> dict[str, Source]:
         return {**self.sources, **self.external_sources}
+
+    def build_root(self) -> Path:
+        """This project's folder of the build directory: its kernel series' (or the user's tree's)."""
+        from mmulab.core.paths import series_root
+
+        return series_root(self.settings.build_dir, self.series, self.settings.linux_src is not None)
 
 
 def interactive_case(project: Project, variant: str, build: str) -> BootCase | None:

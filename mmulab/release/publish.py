@@ -495,7 +495,7 @@ def publish(
             "doit publish --allow-dirty (MMULAB_ALLOW_DIRTY=1)"
         )
     name = check_name(name or default_name(vcs, project_version(root)))
-    layout = Layout(settings.build_dir, settings.linux_src)
+    layout = Layout(project.build_root(), settings.linux_src)
     verdicts = refresh_summary(project, layout)
     files = release_files(project, layout)
     _check_present(files)

@@ -308,8 +308,9 @@ def rebuild(root: Path, manifest: dict[str, Any], accepted: tuple[str, ...], out
             raise UserError(f"--rebuild: the pipeline failed (doit exit {code}); its output is above")
         settings = Settings.from_environment(env)
         project = load_project(replace(settings, build_dir=work / "build"))
-        rebuilt = release.release_files(project, Layout(work / "build"))
+        layout = Layout(project.build_root())
+        rebuilt = release.release_files(project, layout)
         volatile = tuple(release.VOLATILE)
         compared = [p for p in rebuilt if not p.startswith(volatile) and p not in METADATA]
-        found = compare_rebuilt(files, rebuilt, volatile) + compare_facts(manifest, project, Layout(work / "build"))
+        found = compare_rebuilt(files, rebuilt, volatile) + compare_facts(manifest, project, layout)
         return [problem.line() for problem in found], len(compared)

@@ -147,7 +147,7 @@ def run(project: Project, root: Path, build: Callable[[Project, Environment, Pat
         for env in builds:
             started_at.append(build(project, env, root))
             rebuilt = load_project(replace(project.settings, build_dir=env.build_dir))
-            files.append(release_files(rebuilt, Layout(env.build_dir)))
+            files.append(release_files(rebuilt, Layout(rebuilt.build_root())))
         differences = compare(*files)
     except BaseException:
         shutil.rmtree(outside, ignore_errors=True)
