@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmulab.core.errors import ExitCode, UserError
+from mmulab.core.fsutil import write_atomic
 
 if TYPE_CHECKING:
     from mmulab.release import signing
@@ -114,7 +115,43 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument(
         "--keep-consoles", action="store_true", help="keep every boot's console in build/soak/ (default: failures')"
     )
+    pins = commands.add_parser(
+        "pins",
+        help="each kernel series' pinned point releases and the newest each origin offers (--write moves the pins)",
+        description="For each series of configs/kernels.toml: the pinned version of each origin and the newest "
+        "point release it offers, checked as that origin is trusted (kernel.org: its sha256sums.asc, signature "
+        "checked with MMULAB_KERNELORG_KEYRING; Debian: InRelease signed by Debian's archive keyring -> Sources -> "
+        ".dsc -> orig tarball still in the pool). An unreachable origin is one line. --write moves every pin a "
+        "verified newer release exists for in configs/kernels.toml (review it with git diff). Exit 0.",
+    )
+    pins.add_argument("--write", action="store_true", help="move the pins in configs/kernels.toml")
     return parser
+
+
+def _pins(write: bool) -> int:
+    from mmulab.build import pins
+    from mmulab.project.loader import load_project
+
+    project = load_project()
+    keyring = project.settings.kernel_org_keyring
+    results = pins.check(project, pins.Http(), project.settings.debian_keyring, keyring)
+    print(pins.table(results))
+    moves = pins.movable(results)
+    if not moves:
+        print("mmulab: pins: every pin is the newest point release its origin offers (or the origin was not reached)")
+        return ExitCode.OK
+    if not write:
+        listed = ", ".join(f"{series} {offer.origin} {offer.version}" for series, offer in moves)
+        print(f"mmulab: pins: {len(moves)} pin(s) can move ({listed}): mmulab pins --write")
+        return ExitCode.OK
+    path = project.settings.configs_dir / "kernels.toml"
+    text = path.read_text()
+    for series, offer in moves:
+        text = pins.rewrite(text, project, series, offer)
+        print(f"mmulab: pins: {series}: {offer.origin} pin moved to {offer.version} ({offer.filename})")
+    write_atomic(path, text)
+    print(f"mmulab: pins: {path} written; review it with git diff")
+    return ExitCode.OK
 
 
 def _positive(text: str) -> int:
@@ -225,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _boot_images(parser, args)
         if args.command == "soak":
             return _soak(args)
+        if args.command == "pins":
+            return _pins(args.write)
         parser.error(f"unknown command {args.command!r}")
     except UserError as error:
         sys.stdout.flush()

@@ -151,7 +151,7 @@ def test_kernel_fragments_are_the_pipelines() -> None:
     project = load_project(Settings.from_environment({}))
     for name, variant in project.variants.items():
         assert (TREE / "board/mmulab" / name / "linux.fragment").read_text() == render_fragment(
-            variant, project.toolchain
+            variant, project.toolchain, project.pinned_linux_version()
         )
 
 

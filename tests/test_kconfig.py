@@ -18,7 +18,9 @@ from mmulab.project.loader import load_project
 
 def test_nommu_fragment_renders_what_the_nommu_kernel_needs() -> None:
     variant = load_project().variants["nommu"]
-    values = dotconfig.parse_config(kernelconfig.render_fragment(variant, load_project().toolchain))
+    values = dotconfig.parse_config(
+        kernelconfig.render_fragment(variant, load_project().toolchain, load_project().pinned_linux_version())
+    )
     assert values["MMU"] == "n"
     assert values["BINFMT_ELF_FDPIC"] == "y"
     assert values["BLK_DEV_INITRD"] == "y"
@@ -34,7 +36,9 @@ def test_same_template_renders_an_mmu_variant() -> None:
         mmu=True,
         kconfig={"RISCV_ISA_FALLBACK": True, "LOG_BUF_SHIFT": 14, "LOCALVERSION": 'say "hi"'},
     )
-    values = dotconfig.parse_config(kernelconfig.render_fragment(variant, load_project().toolchain))
+    values = dotconfig.parse_config(
+        kernelconfig.render_fragment(variant, load_project().toolchain, load_project().pinned_linux_version())
+    )
     assert values["MMU"] == "y" and "BINFMT_ELF_FDPIC" not in values
     assert values["RISCV_ISA_FALLBACK"] == "y"
     assert values["LOG_BUF_SHIFT"] == "14"
@@ -45,7 +49,7 @@ def test_user_fragment_is_merged_last(tmp_path: Path) -> None:
     fragment = tmp_path / "mine.config"
     fragment.write_text("# mine\n# CONFIG_PRINTK_TIME is not set\nCONFIG_LOG_BUF_SHIFT=13\n")
     project = make_project(tmp_path, user_fragments={"nommu": fragment})
-    text = kernelconfig.render_fragment(project.variants["nommu"], project.toolchain)
+    text = kernelconfig.render_fragment(project.variants["nommu"], project.toolchain, project.pinned_linux_version())
     assert text.rstrip().endswith("CONFIG_LOG_BUF_SHIFT=13")
     assert dotconfig.parse_config(text)["PRINTK_TIME"] == "n"
 
@@ -89,7 +93,7 @@ def test_dependency_expressions_use_tristate_logic(expression: str, expected: in
 def test_dropped_option_fails_naming_it_and_its_unmet_dependency(tmp_path: Path, kernel_tree: Path) -> None:
     project = load_project()
     variant = replace(project.variants["nommu"], kconfig={"SWAP": True, "NO_SUCH_OPTION": True})
-    fragment = kernelconfig.render_fragment(variant, load_project().toolchain)
+    fragment = kernelconfig.render_fragment(variant, load_project().toolchain, load_project().pinned_linux_version())
     with pytest.raises(UserError) as error:
         kernelconfig.configure(kernel_tree, tmp_path / "obj", variant, project.toolchain, fragment, tmp_path / "log")
     message = str(error.value)

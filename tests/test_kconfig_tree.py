@@ -323,7 +323,7 @@ def test_real_tree_explains_list_kunit_test_and_other_architectures(tmp_path: Pa
             tmp_path / "obj",
             variant,
             project.toolchain,
-            kernelconfig.render_fragment(variant, project.toolchain),
+            kernelconfig.render_fragment(variant, project.toolchain, project.pinned_linux_version()),
             tmp_path / "log",
         )
     lines = {line.split()[1].split("=")[0]: line for line in str(error.value).splitlines()[1:]}
@@ -348,7 +348,7 @@ def test_real_tree_explains_list_kunit_test_and_other_architectures(tmp_path: Pa
         tmp_path / "fixed",
         fixed,
         project.toolchain,
-        kernelconfig.render_fragment(fixed, project.toolchain),
+        kernelconfig.render_fragment(fixed, project.toolchain, project.pinned_linux_version()),
         tmp_path / "log2",
     )
     values = dotconfig.parse_config(text)

@@ -33,7 +33,9 @@ def recorded(name: str) -> list[str]:
 
 
 def fragment(variant: str) -> dict[str, str]:
-    return dotconfig.parse_config(kernelconfig.render_fragment(PROJECT.variants[variant], PROJECT.toolchain))
+    return dotconfig.parse_config(
+        kernelconfig.render_fragment(PROJECT.variants[variant], PROJECT.toolchain, PROJECT.pinned_linux_version())
+    )
 
 
 def test_every_demo_runs_on_both_kernels() -> None:

@@ -8,13 +8,14 @@ Kconfig entry and the current values of the symbols in it.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mmulab.core import templates
 from mmulab.core.errors import ConfigError, UserError
-from mmulab.core.fsutil import relative_from
+from mmulab.core.fsutil import relative_from, write_atomic
 from mmulab.core.tools import RUNNER, Runner
 from mmulab.kconfig.dotconfig import kconfig_line, merge, parse_config, verify
 from mmulab.kconfig.tree import KconfigSource, linux_source
@@ -166,16 +167,25 @@ def configure(
     log: Path,
     runner: Runner = RUNNER,
     user_tree: bool = False,
+    dropped_record: Path | None = None,
 ) -> str:
-    """Produce a verified kernel .config in `objdir` from the variant's base config and fragment."""
-    return apply_fragment(
-        make_args(source, objdir, toolchain, user_tree),
-        objdir,
-        variant.base_config,
-        fragment,
-        log,
-        f"kernel config {variant.name}",
-        ["olddefconfig"],
-        linux_source(source, toolchain.arch),
-        runner=runner,
-    )
+    """Produce a verified kernel .config in `objdir` from the variant's base config and fragment. The options
+    olddefconfig dropped, with the tree's reasons, also go to `dropped_record` (JSON), which is absent otherwise."""
+    if dropped_record:
+        dropped_record.unlink(missing_ok=True)
+    try:
+        return apply_fragment(
+            make_args(source, objdir, toolchain, user_tree),
+            objdir,
+            variant.base_config,
+            fragment,
+            log,
+            f"kernel config {variant.name}",
+            ["olddefconfig"],
+            linux_source(source, toolchain.arch),
+            runner=runner,
+        )
+    except OptionsDropped as dropped:
+        if dropped_record:
+            write_atomic(dropped_record, json.dumps(list(dropped.problems), indent=2) + "\n")
+        raise

@@ -331,10 +331,8 @@ def generate(project: Project) -> dict[str, File]:
         f"{board}/patches/linux-headers/linux-headers.hash": File(hash_lines),
     }
     from mmulab.build.kernelconfig import render_fragment
-    from mmulab.kconfig.version import parse_version
 
-    version = parse_version(linux.version)
-    assert version is not None, linux.version  # the loader checked every series' versions
+    version = project.pinned_linux_version()
     for variant in project.variants:
         files[f"configs/{spec.defconfig_name(variant)}"] = File(_defconfig(project, spec, variant, packages))
         fragment = render_fragment(project.variants[variant], project.toolchain, version)

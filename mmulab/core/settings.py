@@ -19,6 +19,7 @@ from mmulab.core.progress import ProgressMode
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FRAGMENT_PREFIX = "MMULAB_FRAGMENT_"
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")  # Debian package debian-archive-keyring
 DEFAULT_APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 # A release name becomes a directory and a file name: a safe name, never "." or ".." (no leading dot).
 RELEASE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
@@ -70,6 +71,10 @@ class Settings:
     ccache_remote: str = ""
     distcc_hosts: farmhosts.FarmHosts = field(default_factory=farmhosts.FarmHosts)  # MMULAB_DISTCC_HOSTS
     kernel_series: str = ""  # MMULAB_KERNEL: a series of configs/kernels.toml ("" for its default)
+    # What `mmulab pins` checks signatures with: Debian's archive keyring, and kernel.org's autosigner key (none by
+    # default: kernel.org's sums are then shown as unverified and never written).
+    debian_keyring: Path = DEBIAN_KEYRING
+    kernel_org_keyring: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "progress", ProgressMode(self.progress))  # a member, also when given a string
@@ -107,6 +112,9 @@ class Settings:
             ccache_remote=env.remote_storage("MMULAB_CCACHE_REMOTE"),
             distcc_hosts=env.distcc_hosts("MMULAB_DISTCC_HOSTS"),
             kernel_series=env.matching("MMULAB_KERNEL", SERIES_NAME, f"a kernel series name ({SERIES_NAME_ACCEPTS})"),
+            debian_keyring=env.file("MMULAB_DEBIAN_KEYRING", "an OpenPGP keyring file (gpgv --keyring)")
+            or DEBIAN_KEYRING,
+            kernel_org_keyring=env.file("MMULAB_KERNELORG_KEYRING", "an OpenPGP keyring file (gpgv --keyring)"),
         )
         settings.check_paths(env)
         return settings

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -134,22 +133,18 @@ def configure_kernel(project: Project, variant: str) -> None:
     layout = layout_of(project)
     work = layout.kernel_dir(variant)
     write_atomic(work / "fragment.config", fragment)
-    layout.dropped_options(variant).unlink(missing_ok=True)
     with compile_cache(project, f"kconfig:{variant}", farm=False) as stage:  # host tools and cc-option probes
-        try:
-            final = kernelconfig.configure(
-                tree,
-                work / "obj",
-                info,
-                project.toolchain,
-                fragment,
-                work / "config.log",
-                runner=stage.runner,
-                user_tree=project.settings.linux_src is not None,
-            )
-        except kernelconfig.OptionsDropped as dropped:
-            write_atomic(layout.dropped_options(variant), json.dumps(list(dropped.problems), indent=2) + "\n")
-            raise
+        final = kernelconfig.configure(
+            tree,
+            work / "obj",
+            info,
+            project.toolchain,
+            fragment,
+            work / "config.log",
+            runner=stage.runner,
+            user_tree=project.settings.linux_src is not None,
+            dropped_record=layout.dropped_options(variant),
+        )
     write_atomic(work / "config", final)
 
 
@@ -317,19 +312,6 @@ def repro(project: Project) -> None:
     if differences:
         raise UserError(f"repro: {len(differences)} file(s) differ between the two builds; report: {root}/report.json")
     print(f"repro: every release file is bit-identical between the two builds (report: {root}/report.json)")
-
-
-@user_errors
-def matrix(project: Project, series: str = "") -> None:
-    """`doit matrix [--series A,B]`: each series' `doit all`, then the table; a case that failed (or did not run)
-    on any series fails the task, a case its kernel cannot support (the reason read from its Kconfig) does not."""
-    from mmulab.pipeline import matrix as version_matrix
-
-    cells, runs, (json_path, xml_path, _text) = version_matrix.run(project, series)
-    print("\n" + version_matrix.table(cells, runs) + f"\n(matrix: {json_path}, JUnit: {xml_path})")
-    failed = [cell for cell in cells if cell.state in (version_matrix.CellState.FAIL, version_matrix.CellState.NOT_RUN)]
-    if failed:
-        raise UserError(f"matrix: {len(failed)} cell(s) failed or did not run (reasons under the table)")
 
 
 @user_errors

@@ -28,6 +28,7 @@ from mmulab.core.doitcli import doit_argv
 from mmulab.core.errors import ConfigError, UserError
 from mmulab.core.fsutil import write_atomic
 from mmulab.core.paths import Layout, matrix_reports
+from mmulab.pipeline.actions import user_errors
 from mmulab.project.model import BootCase, Project
 
 JSON_NAME, XML_NAME, TEXT_NAME = "matrix.json", "matrix.xml", "matrix.txt"
@@ -307,3 +308,14 @@ def run(project: Project, only: str = "") -> tuple[list[Cell], list[SeriesRun], 
         passed = sum(cell.state is CellState.PASS for cell in found)
         print(f"matrix: linux {series} ({result.version or '?'}): {passed}/{len(found)} PASS in {result.seconds:.0f} s")
     return cells, runs, write(cells, runs, project, reports)
+
+
+@user_errors
+def action(project: Project, series: str = "") -> None:
+    """`doit matrix [--series A,B]`: each series' `doit all`, then the table; a case that failed (or did not run)
+    on any series fails the task, a case its kernel cannot support (the reason read from its Kconfig) does not."""
+    cells, runs, (json_path, xml_path, _text) = run(project, series)
+    print("\n" + table(cells, runs) + f"\n(matrix: {json_path}, JUnit: {xml_path})")
+    failed = [cell for cell in cells if cell.state in (CellState.FAIL, CellState.NOT_RUN)]
+    if failed:
+        raise UserError(f"matrix: {len(failed)} cell(s) failed or did not run (reasons under the table)")

@@ -18,7 +18,7 @@ from mmulab.build.download import Fetched
 from mmulab.build.extract import Extracted
 from mmulab.core.paths import Layout
 from mmulab.core.tools import ToolVersions
-from mmulab.pipeline import actions
+from mmulab.pipeline import actions, matrix
 from mmulab.pipeline.actions import layout_of
 from mmulab.pipeline.uptodate import Check, InputsUnchanged, RecordedPathExists
 from mmulab.project.model import Project, interactive_case
@@ -483,7 +483,7 @@ def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
     yield {
         "basename": "matrix",
         "doc": "build every variant of every kernel series (configs/kernels.toml), boot every case: one table",
-        "actions": [(actions.matrix, [project])],
+        "actions": [(matrix.action, [project])],
         "params": [
             {
                 "name": "series",

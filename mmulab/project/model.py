@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mmulab.core.settings import Settings
+from mmulab.kconfig.version import KernelVersion, parse_version
 
 
 class OriginKind(StrEnum):
@@ -330,6 +331,13 @@ class Project:
 
     def all_sources(self) -> dict[str, Source]:
         return {**self.sources, **self.external_sources}
+
+    def pinned_linux_version(self) -> KernelVersion:
+        """The kernel version this project's series pins (its first origin's): what a fragment is rendered for when
+        no tree is at hand (the Buildroot tree, tests). A build renders for the tree's own Makefile version."""
+        version = parse_version(self.source(self.toolchain.kernel.source).version)
+        assert version is not None, "the loader checks every series' versions"
+        return version
 
     def build_root(self) -> Path:
         """This project's folder of the build directory: its kernel series' (or the user's tree's)."""
