@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import ROOT, report, timed
+from benchlib import ROOT, report, series_folder, timed
 
 from mmulab.core.doitcli import doit_argv
 
@@ -60,7 +60,7 @@ def kernel_stage(root: Path, env: dict[str, str], fresh: bool = True) -> float:
 def stats(root: Path) -> dict[str, int]:
     from mmulab.build.ccache import read_stats
 
-    found = read_stats(root / "build" / "reports" / "ccache" / f"kernel-{VARIANT}.stats")
+    found = read_stats(series_folder(root / "build") / "reports" / "ccache" / f"kernel-{VARIANT}.stats")
     return found.to_dict() if found else {}
 
 

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import ROOT, report, timed
+from benchlib import ROOT, report, series_folder, timed
 
 from mmulab.core.doitcli import doit_argv
 
@@ -98,7 +98,7 @@ def main() -> None:
             results.update({f"farm_{key}": value for key, value in farm.items()})
             results["farm_server_job_s"] = server_job_seconds(first) + server_job_seconds(second)
             results["farm_server_compiles"] = first.compiled() + second.compiled()
-            counts = json.loads((build / "reports" / "distcc" / f"kernel-{VARIANT}.json").read_text())
+            counts = json.loads((series_folder(build) / "reports" / "distcc" / f"kernel-{VARIANT}.json").read_text())
             results["farm_counts"] = counts
             compiles = counts["remote"] + counts["local"]
             results["farm_remote_share"] = counts["remote"] / compiles if compiles else 0.0

@@ -19,7 +19,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from benchlib import DOIT, ROOT, doit_command, report, timed
+from benchlib import DOIT, ROOT, doit_command, report, series_folder, timed
 
 from mmulab.build import busybox
 from mmulab.project.loader import load_project
@@ -95,7 +95,7 @@ def main() -> None:
         results["noop_doit_all_median_s"] = statistics.median(timed([*DOIT, "all"], all_env) for _ in range(5))
         for variant in ("nommu", "mmu"):  # each flavour's one busybox build (mmu-full takes mmu's)
             key = busybox.Flavour.of(load_project().variants[variant]).key
-            shutil.rmtree(work / "build-all" / "busybox" / key)
+            shutil.rmtree(series_folder(work / "build-all") / "busybox" / key)
             timed([*doit_command("forget"), f"busybox:{key}"], all_env)
             results[f"busybox_build_{variant}_s"] = timed([*DOIT, f"busybox:{variant}"], all_env)
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchlib import ROOT, report
+from benchlib import ROOT, report, series_folder
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     from mmulab.core.settings import Settings
 
-    reports = Settings.from_environment().build_dir / "reports"
+    reports = series_folder(Settings.from_environment().build_dir) / "reports"
     results: dict[str, object] = {"load_average_at_start": os.getloadavg()[0]}
     command = [sys.executable, "-m", "mmulab", "soak", "--load", "--rounds", str(args.rounds), "-n", str(args.jobs)]
     env = {**os.environ, "MMULAB_PROGRESS": "off"}

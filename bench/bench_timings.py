@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from benchlib import DOIT, ROOT, report
+from benchlib import DOIT, ROOT, report, series_folder
 
 from mmulab.boot import judge, qemu
 from mmulab.build import ccache
@@ -93,7 +93,7 @@ def linux_tree(given: Path | None, work: Path) -> Path:
     result = subprocess.run([*DOIT, "extract:linux"], env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         sys.exit(f"bench: doit extract:linux failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return build / "src" / "linux"
+    return series_folder(build) / "src" / "linux"
 
 
 def measured(run: Callable[[], object], check: Callable[[object], bool], what: str, rounds: int) -> list[float]:

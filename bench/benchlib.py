@@ -55,3 +55,12 @@ def _shown(value: Any) -> Any:
     if isinstance(value, list):
         return [round(v, 1) if isinstance(v, float) else v for v in value]
     return value
+
+
+def series_folder(build_dir: Path) -> Path:
+    """The folder of `build_dir` a run of the default kernel series builds in (build/linux-<series>/)."""
+    from mmulab.core.paths import series_root
+    from mmulab.core.settings import Settings
+    from mmulab.project.loader import load_project
+
+    return series_root(build_dir, load_project(Settings.from_environment({})).series)

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, NoReturn
 import pytest
 
 from mmulab.core.doitcli import doit_argv
+from mmulab.core.paths import series_root
 from mmulab.core.settings import Settings
 from mmulab.project.loader import load_project
 from mmulab.project.model import Project
@@ -194,6 +195,11 @@ def checkout_configs() -> Project:
     return load_project(Settings.from_environment({}))
 
 
+def default_root(build_dir: Path) -> Path:
+    """The folder of `build_dir` that a run of the default kernel series builds in (build/linux-<series>/)."""
+    return series_root(build_dir, checkout_configs().series)
+
+
 class LazyProject:
     """`load_project()` (from the tests' clean environment) on first use, never when a test module is imported."""
 
@@ -236,7 +242,7 @@ def kernel_tree(session_build: Path) -> Path:
     tests' shared session build; extracted by whichever test asks first."""
     result = run_doit(["extract:linux"], {"MMULAB_BUILD_DIR": str(session_build)})
     assert result.returncode == 0, result.stdout + result.stderr
-    tree = session_build / "src" / "linux"
+    tree = default_root(session_build) / "src" / "linux"
     assert (tree / "Makefile").is_file()
     return tree
 

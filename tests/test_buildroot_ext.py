@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import caller_variable, checkout_configs, make_project, missing, needs_module, run_doit
+from conftest import caller_variable, checkout_configs, default_root, make_project, missing, needs_module, run_doit
 
 from mmulab.boot.images import ConfigCheck, config_problems
 from mmulab.build import busybox as busybox_build
@@ -415,7 +415,7 @@ def test_post_image_boots_the_matrix(tmp_path: Path, session_build: Path, buildr
     result = run_doit(["boot:nommu"], {"MMULAB_BUILD_DIR": str(build_dir)}, timeout=3600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     project = load_project()
-    layout = Layout(build_dir)
+    layout = Layout(default_root(build_dir))
     work = tmp_path / "br"
     images, linux, busybox = work / "images", tmp_path / "linux", tmp_path / "busybox"
     for folder in (images, linux, busybox, work / "target" / "bin", work / "busybox-build"):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from conftest import DOIT, LazyProject, make_project, run_doit
+from conftest import DOIT, LazyProject, default_root, make_project, run_doit
 from helpers_pipeline import executed
 
 from mmulab.build import busybox, extract, kernelconfig, toolchain
@@ -135,7 +135,8 @@ def test_the_mmu_and_mmu_full_images_hold_the_one_busybox_compiled_for_both(tmp_
     compiled = [name for name in executed(result.stdout) if name.startswith("busybox:")]
     assert len(compiled) == 1 and result.stdout.count(": configure and build (log: ") == 1, result.stdout
     layout = Layout(build)
-    assert [folder.name for folder in (build / "busybox").iterdir()] == [compiled[0].removeprefix("busybox:")]
+    folders = [folder.name for folder in (default_root(build) / "busybox").iterdir()]
+    assert folders == [compiled[0].removeprefix("busybox:")]
     binary = busybox.output(layout, PROJECT.variants["mmu"]).read_bytes()
     assert binary.startswith(b"\x7fELF") and len(binary) > 100_000
     for variant in ("mmu", "mmu-full"):

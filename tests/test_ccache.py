@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from checkout_copy import copy_checkout, run_doit_in
-from conftest import checkout_configs, make_project, run_doit
+from conftest import checkout_configs, default_root, make_project, run_doit
 from redis_server import RedisServer, ask
 
 from mmulab.boot import summary
@@ -170,12 +170,13 @@ def test_programs_same_bytes_with_and_without_cache_and_a_hung_remote(tmp_path: 
         build = tmp_path / name / "build"
         result = run_doit(["-n", "2", *PROGRAMS], {"MMULAB_BUILD_DIR": str(build), "MMULAB_PROGRESS": "off", **env})
         assert result.returncode == 0, result.stdout + result.stderr
-        built[name] = {p: digest(build / "programs" / p[8:] / p[8:]) for p in PROGRAMS}
+        built[name] = {p: digest(default_root(build) / "programs" / p[8:] / p[8:]) for p in PROGRAMS}
         warnings = [line for line in result.stderr.splitlines() if "warning" in line]
         if name == "warm":
             assert len(warnings) == 1 and f"127.0.0.1:{hung_port} unreachable" in warnings[0], result.stderr
             # ccache was never pointed at it (each compile would wait for it): no remote counter in any stage
-            logs = [(build / "reports" / "ccache" / f"{p.replace(':', '-')}.stats").read_text() for p in PROGRAMS]
+            stats = default_root(build) / "reports" / "ccache"
+            logs = [(stats / f"{p.replace(':', '-')}.stats").read_text() for p in PROGRAMS]
             assert not any("remote_storage" in log for log in logs), logs
             assert "compile cache (ccache):" in result.stdout
             assert "0 misses" in result.stdout and "hits (0 remote)" in result.stdout
@@ -228,7 +229,7 @@ def test_redis_shares_the_cache_between_build_dirs(tmp_path: Path, kernel_tree: 
                 assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
                 built[name] = {output: digest(build / output) for output in outputs}
                 stdout[name], builds[name] = result.stdout, build
-                stats = ccache.read_stats(build / "reports" / "ccache" / "kernel-mmu.stats")
+                stats = ccache.read_stats(default_root(build) / "reports" / "ccache" / "kernel-mmu.stats")
                 if name == "off":
                     assert stats is None
                 elif name == "first":
@@ -236,7 +237,7 @@ def test_redis_shares_the_cache_between_build_dirs(tmp_path: Path, kernel_tree: 
                     assert int(ask(url, "DBSIZE")[1:]) > 300
                 else:
                     assert stats is not None and stats.remote_hits > 300 and stats.misses < stats.hits / 20, stats
-                    libc = ccache.read_stats(build / "reports" / "ccache" / "libc-musl.stats")
+                    libc = ccache.read_stats(default_root(build) / "reports" / "ccache" / "libc-musl.stats")
                     assert libc is not None and libc.remote_hits > 500, libc
             program = (builds["second"] / "programs" / "fork-c" / "fork-c").read_bytes()
     finally:

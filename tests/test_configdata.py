@@ -23,16 +23,22 @@ def copied_configs(tmp_path: Path) -> Path:
     ("file", "old", "new", "message"),
     [
         (
-            "sources.toml",
+            "kernels.toml",
             'sha256 = "c92591d8',
             'sha256 = "C92591D8',
-            r"configs/sources\.toml: sources\.linux\.sha256: .* is not a lowercase 64-digit sha256",
+            r"configs/kernels\.toml: series\.6\.12\.sha256: .* is not a lowercase 64-digit sha256",
         ),
         (
             "sources.toml",
             'kind = "url"',
             'kind = "ftp"',
-            r"sources\.toml: sources\.linux\.origins\[0\]\.kind: 'ftp' is not one of url, debian-source, local-file",
+            r"sources\.toml: sources\.busybox\.origins\[0\]\.kind: 'ftp' is not one of url, debian-source, local-file",
+        ),
+        (
+            "kernels.toml",
+            'default = "6.12"',
+            'default = "5.4"',
+            r"configs/kernels\.toml: default: '5\.4' is not a series of this file \(6\.1, 6\.12, 6\.18, 7\.1\)",
         ),
         (
             "variants.toml",

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import LazyProject, run_doit
+from conftest import LazyProject, default_root, run_doit
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from helpers_pipeline import executed
@@ -30,7 +30,7 @@ def full_run(session_build: Path, kernel_tree: Path, tmp_path_factory: pytest.Te
     module's demo:fork, another module's boot:nommu) rewrites build/reports/ with its own cases."""
     result = run_doit(["all"], {"MMULAB_BUILD_DIR": str(session_build)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    shutil.copytree(session_build / "reports", _reports_of(tmp_path_factory), dirs_exist_ok=True)
+    shutil.copytree(default_root(session_build) / "reports", _reports_of(tmp_path_factory), dirs_exist_ok=True)
     return session_build, result.stdout
 
 
@@ -60,16 +60,17 @@ def test_every_demo_boots_on_every_variant_as_expected(full_run: tuple[Path, str
 def test_consoles_show_the_difference_between_the_kernels(full_run: tuple[Path, str]) -> None:
     build, _ = full_run
     for language in ("asm", "c"):
-        nommu = (build / "boots" / f"addrspace-{language}-nommu.log").read_text()
-        mmu = (build / "boots" / f"addrspace-{language}-mmu.log").read_text()
+        nommu = (default_root(build) / "boots" / f"addrspace-{language}-nommu.log").read_text()
+        mmu = (default_root(build) / "boots" / f"addrspace-{language}-mmu.log").read_text()
         assert "mmulab: addrspace: parent: value now 0x3333" in nommu
         assert "mmulab: addrspace: child: read() into that address returned -14" in mmu
         assert "mmulab: addrspace: parent: child killed by signal 11" in mmu
         assert "mmulab: addrspace: parent: value now 0x1111" in mmu
         assert (
-            "mmulab: pidns: child sees itself as pid 1" in (build / "boots" / f"pidns-{language}-mmu.log").read_text()
+            "mmulab: pidns: child sees itself as pid 1"
+            in (default_root(build) / "boots" / f"pidns-{language}-mmu.log").read_text()
         )
-        fork_nommu = (build / "boots" / f"fork-{language}-nommu.log").read_text()
+        fork_nommu = (default_root(build) / "boots" / f"fork-{language}-nommu.log").read_text()
         assert "mmulab: fork: parent byte after child exit = B" in fork_nommu
 
 
@@ -86,14 +87,14 @@ def test_faults_and_hangs_are_named(full_run: tuple[Path, str], all_reports: Pat
         path, line, text = found.groups()
         assert path == f"initsrc/addrspace/child.{'S' if language == 'asm' else 'c'}"
         assert (PROJECT_ROOT / path).read_text().splitlines()[int(line) - 1].strip() == text
-        console = (build / "boots" / f"addrspace-{language}-mmu.log").read_text()
+        console = (default_root(build) / "boots" / f"addrspace-{language}-mmu.log").read_text()
         kept = re.search(r"mmulab: addrspace: parent keeps 0x1111 at (0x[0-9a-f]+)", console)
         assert kept, console[-2000:]  # the fault is at the very address the parent told the child
         assert f"touched {kept.group(1)} (cause 15: store/AMO page fault)" in note, note
         hang = verdicts[f"clone_vm-{language}-mmu-mmu-off"]  # how fast: bench/, not here
         assert hang["reason"].startswith("hung as expected: stuck after a fault at _start_kernel+0x"), hang
         assert "(cause 1: instruction access fault" in hang["reason"] and "the MMU is off" in hang["reason"]
-        assert (build / "boots" / f"clone_vm-{language}-mmu-mmu-off.traps").read_text()
+        assert (default_root(build) / "boots" / f"clone_vm-{language}-mmu-mmu-off.traps").read_text()
 
 
 def test_junit_report_lists_every_boot(all_reports: Path) -> None:
@@ -106,7 +107,7 @@ def test_junit_report_lists_every_boot(all_reports: Path) -> None:
 def test_every_program_is_static_pie_and_c_ones_self_relocate(full_run: tuple[Path, str]) -> None:
     build, _ = full_run
     for name, program in PROJECT.programs.items():
-        binary = build / "programs" / name / name
+        binary = default_root(build) / "programs" / name / name
         assert build_elfcheck.problems(binary, "static-pie") == [], name
         with binary.open("rb") as handle:
             relocations = [
@@ -131,8 +132,8 @@ def test_nothing_changed_means_nothing_runs(full_run: tuple[Path, str]) -> None:
 
 def test_busybox_shell_runs_the_check_script_on_both_kernels(full_run: tuple[Path, str]) -> None:
     build, _ = full_run
-    nommu = (build / "boots" / "shell-busybox-nommu.log").read_text()
-    mmu = (build / "boots" / "shell-busybox-mmu.log").read_text()
+    nommu = (default_root(build) / "boots" / "shell-busybox-nommu.log").read_text()
+    mmu = (default_root(build) / "boots" / "shell-busybox-mmu.log").read_text()
     for console in (nommu, mmu):
         assert "mmulab: shell: pipeline counted 3 words" in console
         assert "mmulab: shell: background job finished with status 0" in console
@@ -164,7 +165,7 @@ def test_editing_the_busybox_init_script_repacks_only_the_initramfs(full_run: tu
 def boot_interval(build: Path, case: str) -> tuple[float, float]:
     """When a boot ran, in seconds since the epoch: its verdict is written once the boot has ended (its mtime
     the end), and says how long the boot took (QEMU's start to its end, rounded to 10 ms)."""
-    verdict = build / "boots" / f"{case}.json"
+    verdict = default_root(build) / "boots" / f"{case}.json"
     end = verdict.stat().st_mtime
     return end - json.loads(verdict.read_text())["seconds"], end
 
@@ -177,7 +178,8 @@ def test_boots_run_in_parallel_processes(full_run: tuple[Path, str], tmp_path: P
     names = PROJECT.demos["fork"].cases
     cases = [f"smoke:{case}" for case in names]
     saved = tmp_path / "saved"
-    kept = [*build.glob(".doit.db*"), *(p for case in names for p in (build / "boots").glob(f"{case}.*"))]
+    root = default_root(build)
+    kept = [*root.glob(".doit.db*"), *(p for case in names for p in (root / "boots").glob(f"{case}.*"))]
     for path in kept:
         (saved / path.relative_to(build)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, saved / path.relative_to(build))

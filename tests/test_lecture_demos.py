@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import LazyProject, checkout_configs, run_doit
+from conftest import LazyProject, checkout_configs, default_root, run_doit
 
 from mmulab.boot import judge as boot_judge
 from mmulab.boot.symbolize import Resolver, SymbolTable
@@ -134,7 +134,7 @@ def test_doit_demo_protect_and_namespaces_pass_on_real_boots(session_build: Path
     result = run_doit(["demo:protect", "demo:namespaces"], {"MMULAB_BUILD_DIR": str(session_build)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for name in CASES:
-        verdict = json.loads((session_build / "boots" / f"{name}.json").read_text())
+        verdict = json.loads((default_root(session_build) / "boots" / f"{name}.json").read_text())
         assert verdict["passed"], verdict
-    notes = json.loads((session_build / "boots" / "protect-c-mmu-full.json").read_text())["notes"]
+    notes = json.loads((default_root(session_build) / "boots" / "protect-c-mmu-full.json").read_text())["notes"]
     assert any("inside the kernel: init_uts_ns+0x82/" in note for note in notes), notes

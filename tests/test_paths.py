@@ -25,6 +25,7 @@ from pathlib import Path
 import conftest
 import pytest
 from checkout_copy import Result, copy_checkout, run_doit_in
+from conftest import default_root
 
 from mmulab.boot import qemu
 from mmulab.build import busybox
@@ -83,13 +84,13 @@ def assert_boots_and_sees_header_edits(
     assert result.returncode == 0, shown(result)
     cases = [task.removeprefix("smoke:") for task in (*CASES, *also) if task.startswith("smoke:")]
     for case in cases:
-        assert '"passed": true' in (build / "boots" / f"{case}.json").read_text(), case
-    assert "mmulab-paths: greeting one" in (build / "boots" / "hello-asm-nommu.log").read_text()
+        assert '"passed": true' in (default_root(build) / "boots" / f"{case}.json").read_text(), case
+    assert "mmulab-paths: greeting one" in (default_root(build) / "boots" / "hello-asm-nommu.log").read_text()
     (overlay / "hello.h").write_text(GREETING_HEADER.format("two"))
     result = doit(checkout, ["smoke:hello-asm-nommu"], env)
     assert result.returncode == 0, shown(result)
     assert ".  program:hello-asm" in result.stdout, shown(result)  # rebuilt, not "-- " (up to date)
-    assert "mmulab-paths: greeting two" in (build / "boots" / "hello-asm-nommu.log").read_text()
+    assert "mmulab-paths: greeting two" in (default_root(build) / "boots" / "hello-asm-nommu.log").read_text()
 
 
 def tmpfs_folder() -> Path | None:
@@ -141,7 +142,7 @@ def test_a_checkout_and_an_overlay_at_paths_with_a_space_hash_and_dollar_build_a
     env = clean_environment(MMULAB_BUILD_DIR=str(tmp_path / "build"), MMULAB_CONFIG_OVERLAY=str(overlay))
     result = doit(checkout, ["program:hello-asm"], env, timeout=300)
     assert result.returncode == 0, shown(result)
-    program = tmp_path / "build" / "programs" / "hello-asm" / "hello-asm"
+    program = default_root(tmp_path / "build") / "programs" / "hello-asm" / "hello-asm"
     assert b"mmulab-paths: greeting one" in program.read_bytes()
     (overlay / "hello.h").write_text(GREETING_HEADER.format("two"))
     result = doit(checkout, ["program:hello-asm"], env, timeout=300)
@@ -200,7 +201,7 @@ def test_build_dir_on_tmpfs_outside_the_checkout_builds_and_boots(tmp_path: Path
     )
     nommu_busybox = f"busybox/{busybox.Flavour.of(conftest.checkout_configs().variants['nommu']).key}/out/busybox"
     for built in ("nommu/kernel/out/Image", nommu_busybox, "programs/clone_vm-c/clone_vm-c"):
-        assert (tmpfs_build / built).stat().st_size > 0, built
+        assert (default_root(tmpfs_build) / built).stat().st_size > 0, built
 
 
 # --- no terminal: refused in one line; with one, the boot runs and ends ---

@@ -14,7 +14,7 @@ from pathlib import Path
 from subprocess import PIPE
 
 import pytest
-from conftest import DOIT, run_doit
+from conftest import DOIT, default_root, run_doit
 from helpers_pipeline import executed
 
 from mmulab.core.settings import PROJECT_ROOT
@@ -66,14 +66,14 @@ def test_nommu_boot_shows_the_childs_write_then_caches_every_stage(
     first = run_doit(["boot:nommu"], env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "smoke:mine-asm-nommu" in executed(first.stdout)
-    verdict = json.loads((session_build / "boots" / "clone_vm-asm-nommu.json").read_text())
+    verdict = json.loads((default_root(session_build) / "boots" / "clone_vm-asm-nommu.json").read_text())
     assert (verdict["passed"], verdict["observed"]) == (True, "pass")
-    console = (session_build / "boots" / "clone_vm-asm-nommu.log").read_text()
+    console = (default_root(session_build) / "boots" / "clone_vm-asm-nommu.log").read_text()
     assert "mmulab: parent: shared byte before clone = A" in console
     assert "mmulab: parent: shared byte after child exit = B" in console
     assert "Kernel panic" not in console
 
-    image = session_build / "nommu" / "kernel" / "out" / "Image"
+    image = default_root(session_build) / "nommu" / "kernel" / "out" / "Image"
     image_mtime = image.stat().st_mtime_ns
     noop = run_doit(["boot:nommu"], env)
     assert noop.returncode == 0
@@ -86,7 +86,7 @@ def test_nommu_boot_shows_the_childs_write_then_caches_every_stage(
         assert rebuilt.returncode == 0, rebuilt.stderr
         assert executed(rebuilt.stdout) == ["program:mine-asm", "initramfs:mine-asm-nommu", "smoke:mine-asm-nommu"]
         assert image.stat().st_mtime_ns == image_mtime
-        log = (session_build / "boots" / "mine-asm-nommu.log").read_text()
+        log = (default_root(session_build) / "boots" / "mine-asm-nommu.log").read_text()
         assert "mmulab: clone_vm init started (edited)" in log
 
 
@@ -163,7 +163,8 @@ def test_removing_part_of_the_build_directory_rebuilds_what_needs_it(
     before = run_doit(["demo:mine"], env)  # whatever ran before in this session: everything up to date first
     assert before.returncode == 0, before.stderr
     # doit's database is one file or several (.dat/.dir/.bak with Python's dumb dbm): all of them go
-    removed = sorted(session_build.glob(f"{part}*")) if part == ".doit.db" else [session_build / part]
+    root = default_root(session_build)
+    removed = sorted(root.glob(f"{part}*")) if part == ".doit.db" else [root / part]
     assert removed and all(path.exists() for path in removed), f"{part} should exist after the earlier builds"
     for path in removed:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -183,7 +184,7 @@ def test_ctrl_c_during_a_kernel_build_prints_one_line_exits_130_and_leaves_no_pr
     run = subprocess.Popen(
         [*DOIT_RUN, "kernel:nommu"], env=env, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True
     )
-    log = build / "nommu" / "kernel" / "build.log"
+    log = default_root(build) / "nommu" / "kernel" / "build.log"
     deadline = time.monotonic() + 300
     while not (log.is_file() and log.read_text().count("  CC ") >= 20):
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
@@ -193,10 +194,10 @@ def test_ctrl_c_during_a_kernel_build_prints_one_line_exits_130_and_leaves_no_pr
     assert run.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "mmulab: interrupted: rerun to continue"
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
-    objdir = str(build / "nommu" / "kernel" / "obj")
+    objdir = str(default_root(build) / "nommu" / "kernel" / "obj")
     leftovers = [p for p in Path("/proc").glob("[0-9]*") if objdir in _cmdline(p)]
     assert leftovers == [], "make or a compiler survived the interrupt"
-    assert not (build / "nommu" / "kernel" / "out").exists(), "nothing half-built is published"
+    assert not (default_root(build) / "nommu" / "kernel" / "out").exists(), "nothing half-built is published"
 
 
 def _cmdline(proc: Path) -> str:

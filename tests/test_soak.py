@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import LazyProject
+from conftest import LazyProject, default_root
 
 from mmulab.boot import qemu
 from mmulab.boot.judge import Outcome, Verdict
@@ -385,7 +385,7 @@ def test_every_memory_demo_passes_ten_times_on_a_loaded_host(session_build: Path
     env = {**os.environ, "MMULAB_BUILD_DIR": str(session_build), "MMULAB_PROGRESS": "off"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
-    report = json.loads((session_build / "reports" / "soak.json").read_text())
+    report = json.loads((default_root(session_build) / "reports" / "soak.json").read_text())
     cases = soak.select_cases(PROJECT, MEMORY_DEMOS)
     assert {PROJECT.variants[PROJECT.boots[c].variant].mmu for c in cases} == {True, False}
     assert (report["boots"], report["failed"], report["load_workers"]) == (rounds * len(cases), 0, os.cpu_count())

@@ -247,6 +247,7 @@ def test_every_check_computes_and_a_built_directory_is_up_to_date(build: Path) -
         "publish",
         "catalog",
         "repro",
+        "matrix",
         "buildroot-ext",
     }
     found = statuses(project)
@@ -293,7 +294,7 @@ def test_doit_makes_every_group_with_its_own_doc_and_all_its_sub_tasks(tmp_path:
         assert task.doc and task.doc not in creator_docs, f"{name}: no doc of its own in doit list"
     singles = {task["basename"]: task["doc"] for task in declared if "name" not in task}
     assert {name: loaded[name].doc for name in singles} == singles
-    assert {"all", "publish", "catalog", "repro", "buildroot-ext"} <= set(singles)
+    assert {"all", "publish", "catalog", "repro", "matrix", "buildroot-ext"} <= set(singles)
 
 
 def test_a_group_the_project_gives_no_sub_task_is_not_declared(tmp_path: Path) -> None:

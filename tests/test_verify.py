@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from checkout_copy import copy_checkout, run_doit_in
+from conftest import default_root
 
 import mmulab.release
 from mmulab import cli
@@ -450,7 +451,7 @@ def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
         fetched = {name: fetch(project, name) for name in project.sources}
         seen["fetched"] = {name: (f.origin, Path(f.path).name) for name, f in fetched.items()}
         seen["env"] = {k: env[k] for k in ("MMULAB_MIRRORS", "MMULAB_APT_SOURCES", "SOURCE_DATE_EPOCH")}
-        build = Path(env["MMULAB_BUILD_DIR"])
+        build = default_root(Path(env["MMULAB_BUILD_DIR"]))
         for path, data in built_from({name: Path(f.path).read_bytes() for name, f in fetched.items()}).items():
             (build / path).parent.mkdir(parents=True, exist_ok=True)
             (build / path).write_bytes(data)
@@ -573,7 +574,7 @@ def test_published_release_rebuilds_bit_for_bit_elsewhere(tmp_path: Path) -> Non
     result = run_doit_in(checkout, ["publish"], env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     published = checkout / "artifacts" / "verify-test"
-    assert (checkout / "build" / "boots").is_dir()  # built in the checkout's own build/
+    assert (default_root(checkout / "build") / "boots").is_dir()  # built in the checkout's own build/
     elsewhere = tmp_path / "elsewhere" / "deeper" / "verify-test"
     shutil.copytree(published, elsewhere)
     archive = checkout / "artifacts" / "verify-test.tar.xz"

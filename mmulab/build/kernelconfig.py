@@ -73,7 +73,10 @@ def render_template(template: Path, context: Mapping[str, Any]) -> str:
         text = env.get_template(template.name).render(**context)
     except jinja2.TemplateError as exc:
         where = f"{template}:{getattr(exc, 'lineno', None) or '?'}"
-        about = f" (variant {context['variant']})" if "variant" in context else ""  # busybox's sees no variant
+        facts = [f"variant {context['variant']}"] if "variant" in context else []  # busybox's sees no variant
+        if "linux_version" in context:
+            facts.append(f"linux {'.'.join(map(str, context['linux_version']))}")
+        about = f" ({', '.join(facts)})" if facts else ""
         raise ConfigError(f"{where}: template error: {exc}{about}") from None
     parse_config(text, str(template))
     return text
@@ -86,7 +89,7 @@ def template_inputs(template: Path, context: Mapping[str, Any]) -> list[Any]:
     return [template.name, [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files], dict(context)]
 
 
-def fragment_inputs(variant: Variant, toolchain: Toolchain, linux_version: KernelVersion) -> list[Any]:
+def fragment_inputs(variant: Variant, toolchain: Toolchain, linux_version: KernelVersion | None) -> list[Any]:
     """The inputs of render_fragment(variant, toolchain, linux_version): the template's and the extra fragments'."""
     context = fragment_context(variant, toolchain, variant.base_config, variant.kconfig, variant.cmdline, linux_version)
     return [template_inputs(variant.template, context), [(str(f), f.read_text()) for f in variant.fragments]]

@@ -89,10 +89,15 @@ def extracted_tree_current(project: Project, name: str) -> bool:
 
 def kconfig_inputs(project: Project, variant: str) -> Any:
     from mmulab.build.kernelconfig import fragment_inputs
+    from mmulab.core.errors import ConfigError
     from mmulab.kconfig.version import tree_version
 
     info = project.variants[variant]
-    fragment = fragment_inputs(info, project.toolchain, tree_version(actions.kernel_tree(project)))
+    try:  # the fragment is rendered for the tree's own version: part of the key
+        version = tree_version(actions.kernel_tree(project))
+    except ConfigError:  # no tree yet: the stage runs anyway (and then says what is wrong with the tree)
+        version = None
+    fragment = fragment_inputs(info, project.toolchain, version)
     return [
         fragment,
         info.base_config,
