@@ -121,14 +121,14 @@ def series_cells(project: Project, layout: Layout) -> list[Cell]:
     failed = _read_json(layout.failed_tasks()) or {}
     cells = []
     for name, case in project.boots.items():
-        verdict = verdicts.get(name)
-        if verdict is not None and verdict.observed is not Outcome.NOT_RUN:
-            if verdict.passed:
+        seen = verdicts.get(name)
+        if seen is not None and seen.observed is not Outcome.NOT_RUN:
+            if seen.passed:
                 cells.append(Cell(project.series, name, CellState.PASS))
                 continue
-            where = f"; {verdict.notes[0]}" if verdict.notes else ""
+            where = f"; {seen.notes[0]}" if seen.notes else ""
             cells.append(
-                Cell(project.series, name, CellState.FAIL, f"{verdict.observed.value}: {verdict.reason}{where}")
+                Cell(project.series, name, CellState.FAIL, f"{seen.observed.value}: {seen.reason}{where}")
             )
             continue
         dropped = _read_json(layout.dropped_options(case.variant))
