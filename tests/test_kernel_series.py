@@ -311,3 +311,57 @@ def test_a_bad_signature_reads_nothing(tmp_path: Path, http_server: LocalServer,
     found = {r.series: r for r in pins.check(project, pins.Http(), public)}["6.18"]
     assert "Debian" not in found.offers
     assert any("InRelease: the signature does not verify" in note for note in found.notes)
+
+
+# --- kernel.org first, Debian's pool offline, and a pin no origin serves any more ---
+
+
+def test_kernel_org_is_the_first_origin_and_debians_pool_the_fallback(tmp_path: Path, http_server: LocalServer) -> None:
+    from mmulab.build.fetch import fetch
+
+    tarball, orig = b"kernel.org's bytes", b"Debian's repacked bytes"
+    text, settings = local_origins(tmp_path, http_server)
+    text = text.replace(
+        "6f16ff302599f6fe34742890322cf0775703105fbd8767449682fca6af0fb782", hashlib.sha256(tarball).hexdigest()
+    )
+    text = text.replace(
+        "fdf4c4d487c95b17a41cb38003faef86669e532a44fe702eb31a3390b6a60cca", hashlib.sha256(orig).hexdigest()
+    )
+    assert settings.config_overlay is not None
+    (settings.config_overlay / "kernels.toml").write_text(text)
+    (http_server.root / "kernel/v6.x").mkdir(parents=True)
+    (http_server.root / "kernel/v6.x/linux-6.18.33.tar.xz").write_bytes(tarball)
+    (http_server.root / "debian/pool/main/l/linux").mkdir(parents=True)
+    (http_server.root / "debian/pool/main/l/linux/linux_6.18.15.orig.tar.xz").write_bytes(orig)
+    settings = replace(settings, kernel_series="6.18", download_dir=tmp_path / "dl", build_dir=tmp_path / "build")
+    first = fetch(load_project(settings), "linux")
+    assert (first.version, first.origin) == ("6.18.33", f"{http_server.url}/kernel/v6.x/linux-6.18.33.tar.xz")
+    (http_server.root / "kernel/v6.x/linux-6.18.33.tar.xz").unlink()  # kernel.org unreachable or gone
+    settings = replace(settings, download_dir=tmp_path / "dl2")
+    fallback = fetch(load_project(settings), "linux")
+    assert (fallback.version, fallback.sha256) == ("6.18.15", hashlib.sha256(orig).hexdigest())
+    assert fallback.origin.endswith("/debian/pool/main/l/linux/linux_6.18.15.orig.tar.xz")
+
+
+def test_a_pin_no_origin_serves_is_one_line_naming_the_series_and_mmulab_pins(
+    tmp_path: Path, http_server: LocalServer
+) -> None:
+    _text, settings = local_origins(tmp_path, http_server)
+    apt = settings.apt_sources[0]
+    env = {
+        "MMULAB_KERNEL": "6.18",
+        "MMULAB_BUILD_DIR": str(tmp_path / "build"),
+        "MMULAB_DL_DIR": str(tmp_path / "dl"),
+        "MMULAB_CONFIG_OVERLAY": str(settings.config_overlay),
+        "MMULAB_APT_SOURCES": str(apt),
+        "MMULAB_FETCH_RETRIES": "0",
+    }
+    result = run_doit(["fetch:linux"], env, timeout=120)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("mmulab: error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith(
+        "mmulab: error: fetch:linux: kernel series 6.18: no origin serves the pinned linux 6.18.33/6.18.15 any more ("
+    )
+    assert lines[0].endswith("`mmulab pins --write` moves the pins")
+    assert not any((tmp_path / "dl").rglob("*.tar.xz")), "nothing half-downloaded is kept"

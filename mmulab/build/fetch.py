@@ -86,7 +86,8 @@ def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fet
             origin_sidecar_path(final).unlink(missing_ok=True)
     import requests  # only when something is downloaded: imports cost a no-op run 0.17 s
 
-    failures = []
+    failures: list[str] = []
+    shorts: list[str] = []
     settings = project.settings
     with requests.Session() as session:
         for candidate in _candidates(project, source):
@@ -105,6 +106,23 @@ def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fet
                 return origin_sidecar(fetched, True)
             except OriginFailed as exc:
                 failures.append(f"  - {location}: {exc}")
+                shorts.append(f"{location}: {exc.short}")
                 if exc.bad or candidate.mirror:
                     print(f"mmulab: warning: {location}: {exc.short}: skipped; {_advice(candidate)}", file=sys.stderr)
+    if name == project.toolchain.kernel.source and project.kernel_series:
+        raise PinGone(
+            series=project.series,
+            versions="/".join(dict.fromkeys(o.version for o in source.origins)),
+            tried="; ".join(shorts),
+        )
     raise UserError(f"source {name!r}: every origin failed:\n" + "\n".join(failures))
+
+
+class PinGone(UserError):
+    """A kernel series' pinned point release that no origin serves any more (Debian's pool drops superseded point
+    releases): one line naming the series and the command that moves the pin."""
+
+    template = (
+        "kernel series {series}: no origin serves the pinned linux {versions} any more ({tried}); "
+        "`mmulab pins` shows the newest point releases each origin offers, `mmulab pins --write` moves the pins"
+    )

@@ -127,9 +127,7 @@ def series_cells(project: Project, layout: Layout) -> list[Cell]:
                 cells.append(Cell(project.series, name, CellState.PASS))
                 continue
             where = f"; {seen.notes[0]}" if seen.notes else ""
-            cells.append(
-                Cell(project.series, name, CellState.FAIL, f"{seen.observed.value}: {seen.reason}{where}")
-            )
+            cells.append(Cell(project.series, name, CellState.FAIL, f"{seen.observed.value}: {seen.reason}{where}"))
             continue
         dropped = _read_json(layout.dropped_options(case.variant))
         if f"kconfig:{case.variant}" in failed and dropped:
