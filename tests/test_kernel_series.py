@@ -365,3 +365,40 @@ def test_a_pin_no_origin_serves_is_one_line_naming_the_series_and_mmulab_pins(
     )
     assert lines[0].endswith("`mmulab pins --write` moves the pins")
     assert not any((tmp_path / "dl").rglob("*.tar.xz")), "nothing half-downloaded is kept"
+
+
+# --- a second series in the same build directory (slow: one more NOMMU kernel) ---
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file of a series' folder but doit's database, with its mtime and size."""
+    return {
+        str(path.relative_to(folder)): (path.stat().st_mtime_ns, path.stat().st_size)
+        for path in folder.rglob("*")
+        if path.is_file() and not path.name.startswith(".doit.db")
+    }
+
+
+@pytest.mark.slow
+def test_two_series_in_one_build_directory_never_reuse_each_others_outputs(session_build: Path) -> None:
+    from conftest import default_root
+    from helpers_pipeline import executed
+
+    case, other = "clone_vm-asm-nommu", next(name for name in PROJECT.kernel_series if name != PROJECT.series)
+    env = {"MMULAB_BUILD_DIR": str(session_build)}
+    first = run_doit([f"smoke:{case}"], env, timeout=3600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    default = default_root(session_build)
+    before = _snapshot(default)
+
+    swapped = run_doit([f"smoke:{case}"], {**env, "MMULAB_KERNEL": other}, timeout=3600)
+    assert swapped.returncode == 0, swapped.stdout[-3000:] + swapped.stderr[-3000:]
+    needed = {"fetch:linux", "extract:linux", "kconfig:nommu", "kernel:nommu", "program:clone_vm-asm"}
+    assert needed | {"initramfs:clone_vm-asm-nommu", f"smoke:{case}"} <= set(executed(swapped.stdout))
+    theirs = series_root(session_build, other)
+    assert (theirs / "boots" / f"{case}.log").read_text().count(f"Linux version {other}.") == 1
+    assert (theirs / "nommu/kernel/out/Image").read_bytes() != (default / "nommu/kernel/out/Image").read_bytes()
+    assert _snapshot(default) == before, "the other series wrote into the default series' folder"
+
+    back = run_doit([f"smoke:{case}"], env, timeout=3600)
+    assert back.returncode == 0 and executed(back.stdout) == [], back.stdout
