@@ -18,7 +18,7 @@ from mmulab.build.download import Fetched
 from mmulab.build.extract import Extracted
 from mmulab.core.paths import Layout
 from mmulab.core.tools import ToolVersions
-from mmulab.pipeline import actions, matrix
+from mmulab.pipeline import actions, kernel_versions, matrix
 from mmulab.pipeline.actions import layout_of
 from mmulab.pipeline.uptodate import Check, InputsUnchanged, RecordedPathExists
 from mmulab.project.model import Project, interactive_case
@@ -496,6 +496,22 @@ def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
                 "type": str,
                 "default": "",
                 "help": "only these series, comma-separated (default: every series of configs/kernels.toml)",
+            },
+        ],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+    yield {
+        "basename": "kernel-versions",
+        "doc": "render docs/kernel-versions.md from a build's doit matrix run (--from BUILD, default the build dir)",
+        "actions": [(kernel_versions.action, [project])],
+        "params": [
+            {
+                "name": "source",
+                "long": "from",
+                "type": str,
+                "default": "",
+                "help": "the build directory whose doit matrix run the page shows (default MMULAB_BUILD_DIR's)",
             },
         ],
         "uptodate": [False],

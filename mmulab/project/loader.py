@@ -28,6 +28,7 @@ from mmulab.project.model import (
     Demo,
     ElfRules,
     Expect,
+    KernelFacts,
     KernelSeries,
     KernelSpec,
     KnownVersion,
@@ -117,6 +118,17 @@ def _source(name: str, entry: Table) -> Source:
 
 
 KERNEL_SOURCE = "linux"  # the name the chosen series' source has in the project (fetch:linux, the SBOM's package)
+
+
+def _kernel_facts(table: Table) -> KernelFacts:
+    facts = table.table("facts", {})
+    console = []
+    for index, raw in enumerate(facts.get("console", list, [])):
+        entry = Table(
+            raw if isinstance(raw, dict) else {}, facts.file, f"{facts.where}.console[{index}]", facts.base_dir
+        )
+        console.append((entry.get("case", str), entry.get("line", str)))
+    return KernelFacts(facts.strings("kconfig", ()), tuple(console))
 
 
 def _kernel_series(table: Table) -> tuple[str, dict[str, KernelSeries]]:
@@ -490,7 +502,8 @@ def load_project(settings: Settings | None = None) -> Project:
     sources = _sources(sources_table)
     if KERNEL_SOURCE in sources:
         raise sources_table.fail(f"sources.{KERNEL_SOURCE}", "the kernel is pinned per series in configs/kernels.toml")
-    default_series, kernel_series = _kernel_series(load_table(settings, "kernels.toml", ("series",)))
+    kernels_table = load_table(settings, "kernels.toml", ("series",))
+    default_series, kernel_series = _kernel_series(kernels_table)
     series = chosen_series(settings, default_series, kernel_series)
     sources = {KERNEL_SOURCE: series.source, **sources}
     external_sources = {name: source for name, source in sources.items() if not source.pipeline}
@@ -513,4 +526,5 @@ def load_project(settings: Settings | None = None) -> Project:
         external_sources,
         series.name,
         kernel_series,
+        _kernel_facts(kernels_table),
     )

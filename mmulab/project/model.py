@@ -136,6 +136,15 @@ class KernelSeries:
 
 
 @dataclass(frozen=True)
+class KernelFacts:
+    """What docs/kernel-versions.md reads of each series' build (configs/kernels.toml [facts]): Kconfig symbols, and
+    console lines as (case, a text the line holds)."""
+
+    kconfig: tuple[str, ...] = ()
+    console: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class QemuSpec:
     machine: str
     bios: str
@@ -324,6 +333,7 @@ class Project:
     # is sources[toolchain.kernel.source]. Every series known, in version order, for `doit matrix` and `mmulab pins`.
     series: str = ""
     kernel_series: dict[str, KernelSeries] = field(default_factory=dict)
+    kernel_facts: KernelFacts = field(default_factory=KernelFacts)
 
     def source(self, name: str) -> Source:
         """A pinned source by name, whether the pipeline builds it or not."""
