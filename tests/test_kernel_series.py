@@ -402,3 +402,44 @@ def test_two_series_in_one_build_directory_never_reuse_each_others_outputs(sessi
 
     back = run_doit([f"smoke:{case}"], env, timeout=3600)
     assert back.returncode == 0 and executed(back.stdout) == [], back.stdout
+
+
+def test_the_kernel_versions_page_ties_each_claim_to_a_kconfig_line_or_a_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mmulab.pipeline import kernel_versions
+
+    build = tmp_path / "build"
+    depends = {
+        "6.1": "ARM || ((M68K || SUPERH || XTENSA) && !MMU)",
+        "6.12": "ARM || ((M68K || RISCV || SUPERH) && !MMU)",
+    }
+    for series, expression in depends.items():
+        tree = series_root(build, series) / "src" / "linux"
+        (tree / "fs").mkdir(parents=True)
+        (tree / "Kconfig").write_text('source "fs/Kconfig.binfmt"\n')
+        (tree / "fs/Kconfig.binfmt").write_text(
+            f'config BINFMT_ELF_FDPIC\n\tbool "ELF FDPIC"\n\tdepends on {expression}\n'
+        )
+        boots = series_root(build, series) / "boots"
+        boots.mkdir()
+        (boots / "clone_vm-asm-nommu.log").write_text(f"[    0.000000] Linux version {series}.9 (gcc 12)\nmore\n")
+    project = make_project(build)
+    cells = [
+        matrix.Cell(
+            "6.1", "clone_vm-asm-nommu", matrix.CellState.UNSUPPORTED, "nommu kernel: CONFIG_BINFMT_ELF_FDPIC: unmet"
+        )
+    ]
+    cells += [matrix.Cell("6.12", "clone_vm-asm-nommu", matrix.CellState.PASS)]
+    runs = [matrix.SeriesRun(name, f"{name}.9", "Debian", 0, 60.0, "log") for name in depends]
+    (build / "reports").mkdir()
+    matrix.write(cells, runs, project, build / "reports")
+    monkeypatch.setattr(kernel_versions, "PAGE", tmp_path / "kernel-versions.md")
+    page = kernel_versions.write(project, build).read_text()
+    assert "| clone_vm-asm-nommu | not supported [1] | PASS |" in page
+    assert "[1] **6.1**: nommu kernel: CONFIG_BINFMT_ELF_FDPIC: unmet" in page
+    cells_of = [f"depends on {depends[name]} (fs/Kconfig.binfmt:1)".replace("|", "\\|") for name in depends]
+    assert f"| `BINFMT_ELF_FDPIC` | {cells_of[0]} | {cells_of[1]} |" in page  # a pipe in a table cell is escaped
+    assert f"- `BINFMT_ELF_FDPIC`: depends on {depends['6.12']} (fs/Kconfig.binfmt:1); in 6.1: depends on" in page
+    assert "- Console, clone_vm-asm-nommu: `[    0.000000] Linux version 6.12.9 (gcc 12)`" in page
+    assert "| `SLOB` | absent | absent |" in page

@@ -54,7 +54,8 @@ def kconfig_facts(tree: Path, arch: str, series: str, symbols: tuple[str, ...]) 
             facts.append(KconfigFact(symbol, series))
             continue
         entry = mine[0]
-        depends = " && ".join(f"({c.expression})" if "||" in c.expression else c.expression for c in entry.depends)
+        parts = [c.expression for c in entry.depends]
+        depends = parts[0] if len(parts) == 1 else " && ".join(f"({p})" if "||" in p else p for p in parts)
         facts.append(KconfigFact(symbol, series, f"{entry.file}:{entry.line}", depends, entry.has_prompt))
     return facts
 
