@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TextIO
@@ -137,30 +138,37 @@ def _overlay(seeds: list[Seed], project: Project, cache: Path, directory: Path) 
     accepted = [seed for seed in seeds if not seed.pinned]
     if not accepted:
         return None
-    lines = ["# Written by mmulab verify --rebuild --accept-source: the release's own bytes, accepted by name."]
+    header = "# Written by mmulab verify --rebuild --accept-source: the release's own bytes, accepted by name."
+    lines, kernel = [header], [header]
     for seed in accepted:
         patches = ", ".join(json.dumps(str(p)) for p in project.sources[seed.name].patches)
-        lines += [
-            f"[sources.{seed.name}]",
-            f"version = {json.dumps(seed.version or 'accepted')}",
-            f"sha256 = {json.dumps(seed.sha256)}",
-            f"filename = {json.dumps(seed.cache_name)}",
-            'hash_source = "accepted with mmulab verify --accept-source"',
-            f"patches = [{patches}]",
-            f"[[sources.{seed.name}.origins]]",
-            'kind = "local-file"',
-            f"path = {json.dumps(str(cache / seed.name / seed.cache_name))}",
-            "",
-        ]
+        # The kernel is pinned per series (configs/kernels.toml): the accepted tarball replaces the series' pin.
+        table = f'series."{project.series}"' if seed.name == project.toolchain.kernel.source else f"sources.{seed.name}"
+        (kernel if table.startswith("series.") else lines).extend(
+            [
+                f"[{table}]",
+                f"version = {json.dumps(seed.version or 'accepted')}",
+                f"sha256 = {json.dumps(seed.sha256)}",
+                f"filename = {json.dumps(seed.cache_name)}",
+                'hash_source = "accepted with mmulab verify --accept-source"',
+                f"patches = [{patches}]",
+                f"[[{table}.origins]]",
+                'kind = "local-file"',
+                f"path = {json.dumps(str(cache / seed.name / seed.cache_name))}",
+                "",
+            ]
+        )
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "sources.toml").write_text("\n".join(lines) + "\n")
+    (directory / "kernels.toml").write_text("\n".join(kernel) + "\n")
     return directory
 
 
-def rebuild_environment(work: Path, epoch: int, overlay: Path | None) -> dict[str, str]:
+def rebuild_environment(work: Path, epoch: int, overlay: Path | None, series: str = "") -> dict[str, str]:
     """The pipeline's environment for an offline rebuild: the temporary build and download directories, no
-    mirrors, no apt archive, no user kernel tree or fragments, this checkout's configs, the release's epoch."""
-    dropped = ("LINUX_SRC", "SOURCE_DATE_EPOCH", "MMULAB_ALLOW_DIRTY")
+    mirrors, no apt archive, no user kernel tree or fragments, this checkout's configs, the release's epoch and
+    its kernel series (`series`; this checkout's default when "")."""
+    dropped = ("LINUX_SRC", "SOURCE_DATE_EPOCH", "MMULAB_ALLOW_DIRTY", "MMULAB_KERNEL")
     env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("MMULAB_FRAGMENT_")}
     for key in ("MMULAB_CONFIGS", "MMULAB_CONFIG_OVERLAY", "MMULAB_ARTIFACTS_DIR"):
         env.pop(key, None)
@@ -174,7 +182,22 @@ def rebuild_environment(work: Path, epoch: int, overlay: Path | None) -> dict[st
     }
     if overlay is not None:
         env["MMULAB_CONFIG_OVERLAY"] = str(overlay)
+    if series:
+        env["MMULAB_KERNEL"] = series
     return env
+
+
+def release_series(manifest: dict[str, Any], known: Iterable[str]) -> str:
+    """The kernel series of this checkout whose point releases the release's kernel source is ("" if none)."""
+    from mmulab.kconfig.version import parse_version
+
+    sources = manifest.get("sources")
+    for source in sources if isinstance(sources, list) else []:
+        if isinstance(source, dict) and source.get("name") == "linux" and isinstance(source.get("version"), str):
+            version = parse_version(source["version"])
+            if version is not None and version.series in known:
+                return version.series
+    return ""
 
 
 def run_pipeline(env: dict[str, str]) -> int:
@@ -276,6 +299,9 @@ def rebuild(root: Path, manifest: dict[str, Any], accepted: tuple[str, ...], out
     from mmulab.project.loader import load_project
 
     checkout = load_project(Settings.from_environment(rebuild_environment(Path("/nonexistent"), 0, None)))
+    series = release_series(manifest, checkout.kernel_series)
+    if series and series != checkout.series:  # a release of another kernel series is rebuilt as that series
+        checkout = load_project(Settings.from_environment(rebuild_environment(Path("/nonexistent"), 0, None, series)))
     seeds, refusals = plan_seeds(manifest, checkout, accepted)
     problems = [problem.line() for problem in check_patches(manifest, checkout)]
     epoch = manifest.get("source_date_epoch")
@@ -301,7 +327,8 @@ def rebuild(root: Path, manifest: dict[str, Any], accepted: tuple[str, ...], out
                 raise UserError(f"{seed.release_path}: changed while verifying (its sha256 differs now)")
             why = "pinned by configs/sources.toml" if seed.pinned else "NOT pinned here; accepted with --accept-source"
             print(f"mmulab: verify: source {seed.name}: {seed.release_path} (sha256 {seed.sha256}): {why}", file=out)
-        env = rebuild_environment(work, epoch, _overlay(seeds, checkout, work / "downloads", work / "overlay"))
+        overlay = _overlay(seeds, checkout, work / "downloads", work / "overlay")
+        env = rebuild_environment(work, epoch, overlay, checkout.series)
         print(f"mmulab: verify: rebuilding offline in {work} (SOURCE_DATE_EPOCH={epoch})", file=out, flush=True)
         code = run_pipeline(env)
         if code != 0:
