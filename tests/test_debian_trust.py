@@ -211,7 +211,7 @@ def test_upstream_version() -> None:
     assert upstream_version("1.35.0") == "1.35.0"
 
 
-# --- the known versions in configs/sources.toml ---
+# --- the known versions in configs/kernels.toml ---
 
 
 def test_the_linux_local_file_origin_lists_its_known_versions() -> None:
@@ -237,7 +237,11 @@ KNOWN = '  { package_version = "6.12.117-1~deb12u1", version = "6.12.117", sha25
         ),
         ('package = "linux-source-6.12"\n', "", r"origins\[1\]\.package: missing \(known versions"),
         ('path = "/usr/src', f'sha256 = "{PINNED_SHA}"\npath = "/usr/src', r"origins\[1\]\.sha256: give it in"),
-        ('url = "https://cdn', 'known = []\nurl = "https://cdn', r"origins\[0\]\.known: only a local-file origin"),
+        (
+            'url = "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.12',
+            'known = []\nurl = "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.12',
+            r"origins\[0\]\.known: only a local-file origin",
+        ),
     ],
     ids=["sha256", "package_version", "unknown-field", "not-a-table", "twice", "no-package", "both", "url-origin"],
 )
@@ -245,10 +249,10 @@ def test_known_versions_mistakes_name_file_and_field(tmp_path: Path, old: str, n
     configs = tmp_path / "configs"
     shutil.copytree(PROJECT_ROOT / "configs", configs)
     shutil.copytree(PROJECT_ROOT / "initsrc", tmp_path / "initsrc")
-    path = configs / "sources.toml"
+    path = configs / "kernels.toml"
     assert old in path.read_text()
     path.write_text(path.read_text().replace(old, new, 1))
-    with pytest.raises(UserError, match=r"^\S*configs/sources\.toml: sources\.linux\." + message) as error:
+    with pytest.raises(UserError, match=r"^\S*configs/kernels\.toml: series\.6\.12\." + message) as error:
         make_project(tmp_path / "build", configs_dir=configs)
     assert "\n" not in str(error.value)
 
@@ -257,7 +261,7 @@ def test_a_known_entry_may_leave_the_version_to_the_package_version(tmp_path: Pa
     configs = tmp_path / "configs"
     shutil.copytree(PROJECT_ROOT / "configs", configs)
     shutil.copytree(PROJECT_ROOT / "initsrc", tmp_path / "initsrc")
-    path = configs / "sources.toml"
+    path = configs / "kernels.toml"
     path.write_text(path.read_text().replace('version = "6.12.117", ', ""))
     (origin,) = [o for o in make_project(tmp_path / "build", configs_dir=configs).sources["linux"].origins[1:]]
     assert origin.pins() == (KnownVersion("6.12.117-1~deb12u1", "6.12.117", PINNED_SHA),)
@@ -293,7 +297,7 @@ def test_the_package_list_yields_names_and_versions() -> None:
         assert re.fullmatch(r"[a-z0-9][a-z0-9+.-]+(=\??[0-9][A-Za-z0-9.+~:-]*)?", spec), spec
 
 
-def test_every_preferred_version_is_a_known_one_in_sources_toml() -> None:
+def test_every_preferred_version_is_a_known_one_in_kernels_toml() -> None:
     known = {
         (origin.package, pin.package_version)
         for source in load_project().sources.values()
@@ -304,7 +308,7 @@ def test_every_preferred_version_is_a_known_one_in_sources_toml() -> None:
     preferred = [tuple(spec.split("=?", 1)) for spec in package_specs() if "=?" in spec]
     assert preferred
     for name, version in preferred:
-        assert (name, version) in known, f"{name}=?{version}: add it to known = [...] in configs/sources.toml"
+        assert (name, version) in known, f"{name}=?{version}: add it to known = [...] in configs/kernels.toml"
 
 
 def apt_cache_fake(versions: list[str], candidate: str) -> str:

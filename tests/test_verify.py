@@ -396,7 +396,7 @@ def test_rebuild_refuses_sources_this_checkout_does_not_pin(
     assert [line.split()[2] for line in refused] == ["busybox", "linux"]
     assert refused[1] == (
         f"refused: source linux (sources/linux-source-6.12.tar.xz, sha256 {sha(b'fake linux tarball')}): not pinned "
-        "by this checkout's configs/sources.toml; check it yourself, then --accept-source linux uses it"
+        "by this checkout's configs/kernels.toml (series 6.12); check it yourself, then --accept-source linux uses it"
     )
     assert out[-1] == f"mmulab: verify: {release}: rebuild not attempted: 2 problem(s)"
 

@@ -84,7 +84,7 @@ def plan_seeds(manifest: dict[str, Any], project: Project, accepted: tuple[str, 
         if pinned is None and name not in accepted:
             refusals.append(
                 f"refused: source {name} ({path}, sha256 {sha256}): not pinned by this checkout's "
-                f"configs/sources.toml; check it yourself, then --accept-source {name} uses it"
+                f"{pins_file(project, name)}; check it yourself, then --accept-source {name} uses it"
             )
             continue
         cache_name = pinned.filename if pinned else PurePosixPath(path).name
@@ -162,6 +162,13 @@ def _overlay(seeds: list[Seed], project: Project, cache: Path, directory: Path) 
     (directory / "sources.toml").write_text("\n".join(lines) + "\n")
     (directory / "kernels.toml").write_text("\n".join(kernel) + "\n")
     return directory
+
+
+def pins_file(project: Project, name: str) -> str:
+    """Where this checkout pins source `name`: the kernel per series, everything else in sources.toml."""
+    if name == project.toolchain.kernel.source:
+        return f"configs/kernels.toml (series {project.series})"
+    return "configs/sources.toml"
 
 
 def rebuild_environment(work: Path, epoch: int, overlay: Path | None, series: str = "") -> dict[str, str]:
@@ -325,7 +332,8 @@ def rebuild(root: Path, manifest: dict[str, Any], accepted: tuple[str, ...], out
             shutil.copyfile(files[seed.release_path], cached)
             if sha256_of(cached) != seed.sha256:  # the release changed under us
                 raise UserError(f"{seed.release_path}: changed while verifying (its sha256 differs now)")
-            why = "pinned by configs/sources.toml" if seed.pinned else "NOT pinned here; accepted with --accept-source"
+            pinned = f"pinned by {pins_file(checkout, seed.name)}"
+            why = pinned if seed.pinned else "NOT pinned here; accepted with --accept-source"
             print(f"mmulab: verify: source {seed.name}: {seed.release_path} (sha256 {seed.sha256}): {why}", file=out)
         overlay = _overlay(seeds, checkout, work / "downloads", work / "overlay")
         env = rebuild_environment(work, epoch, overlay, checkout.series)
