@@ -183,6 +183,11 @@ def _unchanged(inputs: Callable[..., Any], *args: Any) -> InputsUnchanged:
 # --- task declarations ---
 
 
+def _text_option(name: str, long: str, help: str) -> dict[str, Any]:
+    """A command task's `--long TEXT` option (default ""), given to its action as `name`."""
+    return {"name": name, "long": long, "type": str, "default": "", "help": help}
+
+
 def _group(basename: str, doc: str) -> Task:
     """A task group's doc, doit's own way: an entry named None, ahead of the group's sub-tasks (doit makes the
     group task from it and adds the sub-tasks to it). `all_tasks` leaves it out when the group has none."""
@@ -444,13 +449,9 @@ def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
         "actions": [(actions.publish, [project])],
         "task_dep": ["all"],
         "params": [
-            {
-                "name": "release",
-                "long": "release",
-                "type": str,
-                "default": "",
-                "help": "release name (default MMULAB_RELEASE, else mmulab-<version>-<git describe>)",
-            },
+            _text_option(
+                "release", "release", "release name (default MMULAB_RELEASE, else mmulab-<version>-<git describe>)"
+            ),
             {
                 "name": "allow_dirty",
                 "long": "allow-dirty",
@@ -458,13 +459,9 @@ def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
                 "default": False,
                 "help": "publish from a git tree with uncommitted changes (manifest says dirty)",
             },
-            {
-                "name": "sign",
-                "long": "sign",
-                "type": str,
-                "default": "",
-                "help": "sign the provenance with this Ed25519 private key (PEM; default MMULAB_SIGNING_KEY)",
-            },
+            _text_option(
+                "sign", "sign", "sign the provenance with this Ed25519 private key (PEM; default MMULAB_SIGNING_KEY)"
+            ),
         ],
         "uptodate": [False],
         "verbosity": 2,
@@ -474,13 +471,11 @@ def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
         "doc": "render the demo catalogue docs/demos.md from configs/demos.toml (--from BUILD: draw its charts)",
         "actions": [(actions.catalog, [project])],
         "params": [
-            {
-                "name": "source",
-                "long": "from",
-                "type": str,
-                "default": "",
-                "help": "a build directory whose boot consoles draw docs/charts/<case>.svg (default: keep them)",
-            },
+            _text_option(
+                "source",
+                "from",
+                "a build directory whose boot consoles draw docs/charts/<case>.svg (default: keep them)",
+            ),
         ],
         "uptodate": [False],
         "verbosity": 2,
@@ -490,13 +485,9 @@ def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
         "doc": "build every variant of every kernel series (configs/kernels.toml), boot every case: one table",
         "actions": [(matrix.action, [project])],
         "params": [
-            {
-                "name": "series",
-                "long": "series",
-                "type": str,
-                "default": "",
-                "help": "only these series, comma-separated (default: every series of configs/kernels.toml)",
-            },
+            _text_option(
+                "series", "series", "only these series, comma-separated (default: every series of configs/kernels.toml)"
+            ),
         ],
         "uptodate": [False],
         "verbosity": 2,
@@ -506,13 +497,11 @@ def _release_tasks(project: Project, layout: Layout) -> Iterator[Task]:
         "doc": "render docs/kernel-versions.md from a build's doit matrix run (--from BUILD, default the build dir)",
         "actions": [(kernel_versions.action, [project])],
         "params": [
-            {
-                "name": "source",
-                "long": "from",
-                "type": str,
-                "default": "",
-                "help": "the build directory whose doit matrix run the page shows (default MMULAB_BUILD_DIR's)",
-            },
+            _text_option(
+                "source",
+                "from",
+                "the build directory whose doit matrix run the page shows (default MMULAB_BUILD_DIR's)",
+            ),
         ],
         "uptodate": [False],
         "verbosity": 2,
