@@ -114,7 +114,8 @@ def broken_template(tmp_path: Path) -> Env:
 
     fake_tree = tmp_path / "linux"
     fake_tree.mkdir()
-    (fake_tree / "Makefile").write_text("")  # passes the "is it a kernel tree" check; the template fails first
+    # Passes the "is it a kernel tree" check and gives the template its version; the template fails first.
+    (fake_tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 0\n")
     return {**copied_configs(tmp_path, edit), "LINUX_SRC": str(fake_tree)}
 
 

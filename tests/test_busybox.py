@@ -87,7 +87,7 @@ def test_one_busybox_task_per_build_and_each_variant_names_the_one_its_images_ta
     from mmulab.pipeline import tasks
 
     project = make_project(tmp_path / "build")
-    layout = Layout(project.settings.build_dir)
+    layout = Layout(project.build_root())
     declared = {
         f"{t['basename']}:{t['name']}": t for t in tasks.all_tasks(project) if "name" in t and not tasks.is_group(t)
     }
@@ -134,7 +134,7 @@ def test_the_mmu_and_mmu_full_images_hold_the_one_busybox_compiled_for_both(tmp_
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     compiled = [name for name in executed(result.stdout) if name.startswith("busybox:")]
     assert len(compiled) == 1 and result.stdout.count(": configure and build (log: ") == 1, result.stdout
-    layout = Layout(build)
+    layout = Layout(default_root(build))
     folders = [folder.name for folder in (default_root(build) / "busybox").iterdir()]
     assert folders == [compiled[0].removeprefix("busybox:")]
     binary = busybox.output(layout, PROJECT.variants["mmu"]).read_bytes()
@@ -263,7 +263,7 @@ def busybox_tree(session_build: Path) -> Path:
     """The pinned busybox source as the pipeline extracts it: its extraction record names the pinned sha256."""
     result = run_doit(["extract:busybox"], {"MMULAB_BUILD_DIR": str(session_build)})
     assert result.returncode == 0, result.stdout + result.stderr
-    layout = Layout(session_build)
+    layout = Layout(default_root(session_build))
     record = extract.Extracted.read(layout.extracted("busybox"))
     assert record.sha256 == PROJECT.sources["busybox"].sha256, record
     assert Path(record.tree) == layout.tree("busybox")

@@ -119,7 +119,7 @@ def test_every_program_is_static_pie_and_c_ones_self_relocate(full_run: tuple[Pa
         if program.language == "c":
             assert relocations and set(relocations) == {build_elfcheck.R_RISCV_RELATIVE}, name
     for variant in PROJECT.variants:
-        binary = busybox.output(Layout(build), PROJECT.variants[variant])
+        binary = busybox.output(Layout(default_root(build)), PROJECT.variants[variant])
         assert build_elfcheck.problems(binary, "static-pie") == [], variant
 
 
@@ -138,7 +138,7 @@ def test_busybox_shell_runs_the_check_script_on_both_kernels(full_run: tuple[Pat
         assert "mmulab: shell: pipeline counted 3 words" in console
         assert "mmulab: shell: background job finished with status 0" in console
         assert "MemTotal:" in console
-    assert "hush" in busybox.output(Layout(build), PROJECT.variants["nommu"], "busybox.links").read_text()
+    assert "hush" in busybox.output(Layout(default_root(build)), PROJECT.variants["nommu"], "busybox.links").read_text()
     assert "/bin/busybox" in mmu.split("/proc/self/maps of cat")[1]
     assert "rwxp 00000000 00:00 0" in nommu.split("/proc/self/maps of cat")[1]
 

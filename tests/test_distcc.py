@@ -115,7 +115,7 @@ def test_unset_farm_changes_nothing_the_runner_sees(tmp_path: Path) -> None:
     """Without MMULAB_DISTCC_HOSTS every compiling stage's runner has exactly the compile cache's variables and
     make -j stays MMULAB_JOBS: the same command lines and environment as before the farm existed."""
     project = make_project(tmp_path / "build", jobs=3)
-    layout = Layout(project.settings.build_dir)
+    layout = Layout(project.build_root())
     for task, depend in (("kernel:nommu", True), ("libc:musl", True), ("program:fork-c", False)):
         cache = ccache.from_settings(project.settings, toolchain.compiler(project.toolchain))
         expected = cache.environment(layout.ccache_stats(task), depend)
@@ -328,8 +328,8 @@ def test_kernel_libc_and_program_identical_through_the_farm_though_a_server_dies
     image = "nommu/kernel/out/Image"
     assert digest(build / image) == digest(tmp_path / "local" / image)
     assert build_outputs(build) == build_outputs(tmp_path / "local") and len(build_outputs(build)) == 2
-    kernel = distcc.read_stats(Layout(build).farm_stats("kernel:nommu"))
-    musl = distcc.read_stats(Layout(build).farm_stats("libc:musl"))
+    kernel = distcc.read_stats(Layout(default_root(build)).farm_stats("kernel:nommu"))
+    musl = distcc.read_stats(Layout(default_root(build)).farm_stats("libc:musl"))
     assert kernel is not None and musl is not None and kernel.remote + musl.remote > 1000, (kernel, musl)
     assert "build farm (distcc):" in stdout and "kernel:nommu" in stdout.split("build farm")[-1]
     assert os.listdir(build / ".distcc" / "client")  # distcc's own lock files stay in the build directory

@@ -86,7 +86,7 @@ def synthetic_project(tmp_path: Path) -> Project:
 def synthetic(tmp_path: Path) -> Synthetic:
     """A build directory with every file `doit all` leaves that a release takes, as small fakes."""
     project = synthetic_project(tmp_path)
-    layout = Layout(project.settings.build_dir)
+    layout = Layout(project.build_root())
     for variant in project.variants:
         for name in (project.toolchain.kernel.image, "System.map", "config"):
             _write(layout.kernel_output(variant, name), f"{variant} {name}\n", 0o600)  # the kernel's are 0600
@@ -173,7 +173,7 @@ def test_a_failed_boot_is_not_published(synthetic: Synthetic) -> None:
 def manifest_of(tmp: str) -> bytes:
     """manifest.json of the synthetic build under `tmp`, as bytes: run in new processes."""
     project = synthetic_project(Path(tmp))
-    layout = Layout(project.settings.build_dir)
+    layout = Layout(project.build_root())
     files = release.release_files(project, layout)
     return release.dumps(release.build_manifest(project, layout, files, "r1", _vcs(), TOOLS)).encode()
 

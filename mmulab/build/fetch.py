@@ -88,6 +88,7 @@ def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fet
 
     failures: list[str] = []
     shorts: list[str] = []
+    served_bad = False  # an origin answered with wrong bytes: not a vanished pin
     settings = project.settings
     with requests.Session() as session:
         for candidate in _candidates(project, source):
@@ -107,9 +108,10 @@ def fetch(project: Project, name: str, dpkg_admindir: Path | None = None) -> Fet
             except OriginFailed as exc:
                 failures.append(f"  - {location}: {exc}")
                 shorts.append(f"{location}: {exc.short}")
+                served_bad = served_bad or exc.bad
                 if exc.bad or candidate.mirror:
                     print(f"mmulab: warning: {location}: {exc.short}: skipped; {_advice(candidate)}", file=sys.stderr)
-    if name == project.toolchain.kernel.source and project.kernel_series:
+    if name == project.toolchain.kernel.source and project.kernel_series and not served_bad:
         raise PinGone(
             series=project.series,
             versions="/".join(dict.fromkeys(o.version for o in source.origins)),
