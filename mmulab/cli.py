@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import io
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmulab.core.errors import ExitCode, UserError
+from mmulab.core.errors import ExitCode, UserError, say
 
 if TYPE_CHECKING:
     from mmulab.release import signing
@@ -208,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = _parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminated)  # as Ctrl-C: the finally blocks remove what was extracted
     try:
         if args.command == "verify":
             from mmulab.release.verify import verify
@@ -228,13 +230,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown command {args.command!r}")
     except UserError as error:
         sys.stdout.flush()
-        print(f"mmulab: error: {error}", file=sys.stderr)
+        say(f"mmulab: error: {error}", sys.stderr)
         return error.exit_code
     except OSError as error:
         sys.stdout.flush()
-        print(f"mmulab: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        say(f"mmulab: error: {error.filename or ''}: {error.strerror or error}", sys.stderr)
         return ExitCode.FAILED
     except KeyboardInterrupt:
         sys.stdout.flush()
         print("\nmmulab: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM, handled as Ctrl-C is: KeyboardInterrupt unwinds (and cleans up) and the exit code is 130."""
+    raise KeyboardInterrupt

@@ -27,7 +27,7 @@ from mmulab.release.format import SUMS
 MAX_TOTAL_BYTES = 2 << 30  # what may come out of xz in all (members' contents), 2 GiB
 MAX_MEMBERS = 10_000  # a release has about a hundred files
 MAX_HEADER_BYTES = 4 << 10  # one pax / GNU long-name header's body (Python <3.11.10's pax regex is quadratic in it)
-MAX_METADATA_BYTES = 64 << 10  # all pax / GNU long-name bodies of one archive (publish writes one per name over 100 bytes)
+MAX_METADATA_BYTES = 64 << 10  # all pax / GNU long-name bodies (publish writes one per name over 100 bytes)
 MAX_HEADER_CHAIN = 8  # metadata headers in a row before a member (tar writes one or two; tarfile recurses per one)
 MAX_DEPTH = 64  # path components of a member or release file (a release's deepest file has 4)
 MAX_NAME_BYTES = 1024  # a member's name or link target (a release's longest is under 100)
@@ -154,7 +154,7 @@ class _Headers:
             self._skip, self._body, self._want = -len(block) % tarfile.BLOCKSIZE, b"", tarfile.BLOCKSIZE
             return
         self._want = tarfile.BLOCKSIZE
-        if block == tarfile.NUL * tarfile.BLOCKSIZE or _checksum(block) not in tarfile.calc_chksums(block):
+        if block == tarfile.NUL * tarfile.BLOCKSIZE or _checksum(block) not in _sums(block):
             self._want = 0  # the tar end (or a header tarfile refuses itself): tarfile reads no further header
             return
         kind, size = block[156:157], _number(block[124:136])
@@ -218,6 +218,12 @@ def _pax_records(body: bytes, refuse: Callable[[str], _Refused]) -> Iterator[tup
 
 def _checksum(block: bytes) -> int | None:
     return _number(block[148:156])
+
+
+def _sums(block: bytes) -> tuple[int, int]:
+    """A header's checksum as tar computes it (its own field as spaces): unsigned and, as some tars did, signed."""
+    rest = block[:148] + block[156:]
+    return 256 + sum(rest), 256 + sum(b - 256 if b > 127 else b for b in rest)
 
 
 def _number(field: bytes) -> int | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from html.parser import HTMLParser
@@ -280,7 +281,7 @@ def spdx_problems(sbom: Mapping[str, Any]) -> list[str]:
                 if not sha1 or not all(isinstance(v, str) and _SHA1.fullmatch(v) for v in sha1):
                     problems.append(f"{what}: no SHA1 checksum (SPDX 2.3 requires one for every file)")
     known = {i for i in ids if isinstance(i, str)}
-    duplicates = sorted({i for i in known if ids.count(i) > 1})
+    duplicates = sorted(i for i, count in Counter(i for i in ids if isinstance(i, str)).items() if count > 1)
     if duplicates:
         problems.append(f"SPDXID {duplicates[0]!r} names more than one element")
     problems += _relationship_problems(sbom.get("relationships", []), known)
