@@ -42,6 +42,10 @@ MAX_JSON_BYTES = 1 << 20
 MAX_PROBLEMS = 20  # problems told of one document (or of the files): the check stops at the next one
 _SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# The characters of a name publish writes (configs' names, pinned file names, a safe --release): nothing a terminal
+# acts on, so `sha256sum -c SHA256SUMS` prints a release's names as they are.
+NAME_CHARACTERS = "A-Z a-z 0-9 . _ + ~ @ = , -"
+_NAME = re.compile(r"[A-Za-z0-9._+~@=,-]+")
 
 
 class ProblemKind(StrEnum):
@@ -100,6 +104,10 @@ def release_listing(root: Path) -> tuple[dict[str, Path], list[Problem]]:
             relative = prefix + entry.name
             if not _is_utf8(entry.name):
                 problems.append(Problem(ProblemKind.UNEXPECTED, relative, "not a UTF-8 file name"))
+            elif not _NAME.fullmatch(entry.name):
+                problems.append(
+                    Problem(ProblemKind.UNEXPECTED, relative, f"a name of other characters than {NAME_CHARACTERS}")
+                )
             elif entry.is_symlink():
                 problems.append(
                     Problem(ProblemKind.UNEXPECTED, relative, "a symlink (a release holds regular files only)")
