@@ -30,7 +30,7 @@ from test_verify import run_verify, write_release, write_sums
 from mmulab.boot import series
 from mmulab.core.errors import printable
 from mmulab.release import archive as release_archive
-from mmulab.release import check, documents, signing
+from mmulab.release import check, documents, page, signing
 from mmulab.release import verify as release_verify
 
 hypothesis.configuration.set_hypothesis_home_dir(Path(os.devnull) / "hypothesis")  # nothing written (as fuzz)
@@ -280,6 +280,58 @@ def test_issue28_sigterm_cleans_up_as_ctrl_c_does(
     assert (code, err) == (130, ["", "mmulab: interrupted"])
     assert seen and list(scratch.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_issue28_names_publish_never_writes_are_unexpected_though_listed_everywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name with ESC or U+202E, listed consistently, was accepted; `sha256sum -c SHA256SUMS` printed it raw."""
+    release = write_release(tmp_path / "r1", {"boots/a\x1b[2Kb\u202e.log": b"x"})
+    code, out, _ = run_verify(capsys, str(release))
+    assert code == 1
+    assert out[0] == f"unexpected: boots/a\\x1b[2Kb\\u202e.log: a name of other characters than {check.NAME_CHARACTERS}"
+
+
+def _marked_lines_as_before(lines: list[str], must: list[str]) -> tuple[set[int], tuple[str, ...]]:
+    """The page's matching as it was (a line-by-line rescan per must string): the reference."""
+    marked: set[int] = set()
+    missing: list[str] = []
+    position = 0
+    for wanted in must:
+        found = next((i for i in range(position, len(lines)) if wanted in lines[i]), None)
+        if found is None:
+            missing.append(wanted)
+        else:
+            marked.add(found)
+            position = found + 1
+    return marked, tuple(missing)
+
+
+@given(
+    st.lists(st.text("ab\n", max_size=4), max_size=8),
+    st.lists(st.text("ab\n", max_size=3), max_size=6),
+)
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+def test_issue28_must_strings_are_one_search_each_and_mark_what_the_rescan_marked(
+    lines: list[str], must: list[str]
+) -> None:
+    lines = [line.replace("\n", "") for line in lines]
+    assert page.marked_lines(lines, must) == _marked_lines_as_before(lines, must)
+
+
+def test_issue28_unmatched_must_strings_do_not_rescan_the_console() -> None:
+    """A 16 MB console with 400 strings never seen was killed at 60 s."""
+    lines = ["[    1.000000] a console line, over and over"] * 200_000
+    marked, missing = page.marked_lines(lines, [f"never {i}" for i in range(400)])
+    assert marked == set() and len(missing) == 400
+
+
+def test_issue28_the_page_reads_a_console_to_its_budget(tmp_path: Path) -> None:
+    """The page kept 5,000 lines of every console with no byte limit (four 60 MiB consoles: 1.1 GB)."""
+    console = tmp_path / "c.log"
+    console.write_bytes(b"x" * (3 << 20) + b"\n")
+    lines, used = page._read_lines(console, Path.read_bytes, page.MAX_CONSOLE_BYTES)
+    assert used == page.MAX_CONSOLE_BYTES and sum(map(len, lines)) == page.MAX_CONSOLE_BYTES
 
 
 def test_issue28_charts_and_series_of_one_console_are_capped() -> None:

@@ -44,8 +44,8 @@ _SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # The characters of a name publish writes (configs' names, pinned file names, a safe --release): nothing a terminal
 # acts on, so `sha256sum -c SHA256SUMS` prints a release's names as they are.
-NAME_CHARACTERS = "A-Z a-z 0-9 . _ + ~ @ = , -"
-_NAME = re.compile(r"[A-Za-z0-9._+~@=,-]+")
+NAME_CHARACTERS = "A-Z a-z 0-9 . _ + ~ : @ = , -"
+_NAME = re.compile(r"[A-Za-z0-9._+~:@=,-]+")
 
 
 class ProblemKind(StrEnum):
@@ -169,6 +169,14 @@ class _Digests:
             return digest.hexdigest()
 
 
+class _NotRegular(documents.TooLarge):
+    """A document swapped for a fifo, device or folder since the listing: not read (nor blocked on)."""
+
+    def __init__(self, path: str) -> None:
+        Exception.__init__(self, "no longer a regular file; not read")
+        self.path = path
+
+
 def read_document(path: Path, name: str, cap: int | None = None) -> bytes:
     """The bytes of release file `name` at `path`, at most `cap` (MAX_DOCUMENT_BYTES): opened without blocking or
     following a link, its size is checked first, then at most one byte more is read (in case it grew);
@@ -180,7 +188,7 @@ def read_document(path: Path, name: str, cap: int | None = None) -> bytes:
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(descriptor, "rb") as handle:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise documents.TooLarge(name, 0)
+            raise _NotRegular(name)
         data = handle.read(size + 1)  # read(n) allocates n at once: ask for what stat said (plus one)
         if len(data) > size:  # it grew since
             data += handle.read(cap + 1 - len(data))
