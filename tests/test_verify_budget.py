@@ -174,10 +174,12 @@ def test_issue28_sha256sums_of_a_million_lines_costs_what_twenty_do(
 
 
 def test_issue28_spdx_duplicate_ids_are_counted_once(tmp_path: Path) -> None:
-    """`ids.count(i)` for every id: 40,000 ids took 63 s."""
-    files = [{"SPDXID": f"SPDXRef-{i}", "fileName": f"./f{i}"} for i in range(40_000)]
-    problems = documents.spdx_problems({"files": [*files, {"SPDXID": "SPDXRef-7"}]})
-    assert "SPDXID 'SPDXRef-7' names more than one element" in problems
+    """`ids.count(i)` for every id: 40,000 ids took 63 s. Here 40,000 valid files, one id given twice."""
+    sbom = json.loads((write_release(tmp_path / "r1") / "sbom.spdx.json").read_text())
+    template = sbom["files"][0]
+    sbom["files"] += [{**template, "SPDXID": f"SPDXRef-many-{i}"} for i in range(40_000)]
+    sbom["files"].append({**template, "SPDXID": "SPDXRef-many-7"})
+    assert documents.spdx_problems(sbom) == ["SPDXID 'SPDXRef-many-7' names more than one element"]
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from mmulab.core.fsutil import CHUNK
 from mmulab.release import documents, signing
 from mmulab.release.archive import MAX_DEPTH, MAX_MEMBERS, MAX_TOTAL_BYTES, inside_path
 from mmulab.release.format import (
+    BOOTS,
     FORMAT,
     INDEX,
     MANIFEST,
@@ -39,6 +40,7 @@ from mmulab.release.format import (
 MAX_DOCUMENT_BYTES = 64 << 20
 # A JSON document is parsed whole, and 1 MiB of `[{},` is 20 MB of Python objects: a release's are under 200 KB.
 MAX_JSON_BYTES = 1 << 20
+MAX_CONSOLE_BYTES = 16 << 20  # a console read for the page and the charts: decoded and split, it costs 4x
 MAX_PROBLEMS = 20  # problems told of one document (or of the files): the check stops at the next one
 _SUMS_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -436,7 +438,7 @@ def check_release(root: Path) -> tuple[Outcome, dict[str, Any] | None]:
     sbom = _load_json(files, SBOM, problems)
     if sbom is not None:
         problems += bounded(_check_sbom(sbom, digests), SBOM)
-        problems += [Problem(ProblemKind.MISMATCH, SBOM, d) for d in documents.spdx_problems(sbom)[: documents.SHOWN]]
+        problems += [Problem(ProblemKind.MISMATCH, SBOM, d) for d in documents.spdx_problems(sbom)]
         del sbom  # not needed again: the JSON documents are not all held at once
     document = _load_json(files, PROVENANCE, problems)
     signed = document is not None and signing.is_envelope(document)
@@ -454,7 +456,7 @@ def check_release(root: Path) -> tuple[Outcome, dict[str, Any] | None]:
         subjects = {path: digests(path) for path in files if path not in signing.NOT_SUBJECTS} if signed else None
 
         def read(name: str) -> bytes:
-            return read_document(files[name], name)
+            return read_document(files[name], name, MAX_CONSOLE_BYTES if name.startswith(BOOTS) else None)
 
         seconds = run.get("boot_seconds") if run is not None else None  # run.json was checked above
         charts, drawn = documents.charts_again(manifest, read, seconds if isinstance(seconds, dict) else {})
