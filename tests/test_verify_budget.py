@@ -295,17 +295,15 @@ def test_issue28_names_publish_never_writes_are_unexpected_though_listed_everywh
 
 
 def _marked_lines_as_before(lines: list[str], must: list[str]) -> tuple[set[int], tuple[str, ...]]:
-    """The page's matching as it was (a line-by-line rescan per must string): the reference."""
-    marked: set[int] = set()
-    missing: list[str] = []
-    position = 0
+    """The page's matching as it was (every line after the last match tried, per must string): the reference."""
+    marked, missing, position = set(), [], 0
     for wanted in must:
-        found = next((i for i in range(position, len(lines)) if wanted in lines[i]), None)
-        if found is None:
-            missing.append(wanted)
+        hits = [i for i in range(position, len(lines)) if wanted in lines[i]]
+        if hits:
+            marked.add(hits[0])
+            position = hits[0] + 1
         else:
-            marked.add(found)
-            position = found + 1
+            missing.append(wanted)
     return marked, tuple(missing)
 
 
