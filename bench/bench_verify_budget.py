@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from test_verify import write_release, write_sums
 from test_verify_budget import block, long_name, pax, regular, tar_xz
 
-from mmulab.release import archive
+from mmulab.boot import series
+from mmulab.release import archive, check
 
 MEASURE = """
 import resource, subprocess, sys
@@ -95,12 +96,21 @@ def signatures(folder: Path) -> Path:
 def big_console(folder: Path) -> Path:
     """Issue: consoles of 60 MiB on the page (1.1 GB for four); here one, consistent with every document."""
     console = b"[    0.000000] Linux version\n" + b"[    1.000000] noise " * (3 << 20) + b"\n"
+    return write_release(folder / "console60", {"boots/clone_vm-asm-nommu.log": console})
+
+
+def console_at_the_limit(folder: Path) -> Path:
+    """The largest console verify reads (check.MAX_CONSOLE_BYTES), consistent with every document."""
+    line = b"[    1.000000] a console line of a long boot\n"
+    console = b"[    0.000000] Linux version\n" + line * ((check.MAX_CONSOLE_BYTES - 100) // len(line))
     return write_release(folder / "console", {"boots/clone_vm-asm-nommu.log": console})
 
 
 def many_charts(folder: Path) -> Path:
-    """The most charts the limits draw: 16 charts of 32 series each."""
-    lines = "".join(f"mmulab: data: c{c} s{s} 1 2\n" for c in range(16) for s in range(32))
+    """The most charts the limits draw: MAX_CHARTS charts of MAX_SERIES series each."""
+    lines = "".join(
+        f"mmulab: data: c{c} s{s} 1 2\n" for c in range(series.MAX_CHARTS) for s in range(series.MAX_SERIES)
+    )
     console = f"[    0.000000] Linux version\n{lines}".encode()
     return write_release(folder / "charts", {"boots/clone_vm-asm-nommu.log": console})
 
@@ -115,7 +125,8 @@ CASES: dict[str, Callable[[Path], Path]] = {
     "json_1_MiB_of_objects": json_objects,
     "30000_signatures": signatures,
     "console_60_MiB": big_console,
-    "charts_16x32": many_charts,
+    "console_16_MiB": console_at_the_limit,
+    "charts_at_the_limit": many_charts,
 }
 
 

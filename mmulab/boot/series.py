@@ -15,7 +15,7 @@ from mmulab.project.model import CHART_NAME
 
 DATA_PREFIX = "mmulab: data:"
 KSPACE_CHART = "kspace"  # the chart the kernel's "Virtual kernel memory layout:" lines become
-MAX_CHARTS = 16  # charts of one console: a demo draws one to three; each is a matplotlib panel (~0.1 s, ~1 MB)
+MAX_CHARTS = 8  # charts of one console: a demo draws one to three; each is a matplotlib panel (~0.1 s, ~1 MB)
 MAX_SERIES = 32  # series of one chart (the kernel's layout has about a dozen regions)
 KSPACE_PROCESS = "virtual"  # its series are virtual.<region> (virtual.vmalloc, virtual.pci_io, ...)
 
