@@ -13,7 +13,6 @@ or (path, detail) pairs.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -234,13 +233,9 @@ def _line_difference(found: bytes, made: bytes) -> str:
 # Checking them
 
 
-def spdx_problems(sbom: Mapping[str, Any]) -> list[str]:
-    """The first SHOWN problems of the SPDX 2.3 required fields that matter (document, creation info, packages,
-    files, relationships): made lazily, so a document of a million bad elements costs what SHOWN do."""
-    return list(itertools.islice(_spdx_problems(sbom), SHOWN))
-
-
-def _spdx_problems(sbom: Mapping[str, Any]) -> Iterator[str]:
+def spdx_problems(sbom: Mapping[str, Any]) -> Iterator[str]:
+    """The SPDX 2.3 required fields that matter (document, creation info, packages, files, relationships), made
+    lazily: a reader that takes the first SHOWN pays for SHOWN, however many bad elements follow."""
     for key, wanted in (("dataLicense", "CC0-1.0"), ("SPDXID", provenance.DOCUMENT_ID)):
         if sbom.get(key) != wanted:
             yield f"{key} {sbom.get(key)!r}, SPDX 2.3 requires {wanted!r}"
