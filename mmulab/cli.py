@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import io
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmulab.core.errors import ExitCode, UserError
+from mmulab.core.errors import ExitCode, UserError, say
 from mmulab.core.fsutil import write_atomic
 
 if TYPE_CHECKING:
@@ -135,20 +136,21 @@ def _pins(write: bool) -> int:
     project = load_project()
     keyring = project.settings.kernel_org_keyring
     results = pins.check(project, pins.Http(), project.settings.debian_keyring, keyring)
-    print(pins.table(results))
+    for line in pins.table(results).splitlines():  # versions and notes come from the origins: escaped
+        say(line)
     moves = pins.movable(results)
     if not moves:
         print("mmulab: pins: every pin is the newest point release its origin offers (or the origin was not reached)")
         return ExitCode.OK
     if not write:
         listed = ", ".join(f"{series} {offer.origin} {offer.version}" for series, offer in moves)
-        print(f"mmulab: pins: {len(moves)} pin(s) can move ({listed}): mmulab pins --write")
+        say(f"mmulab: pins: {len(moves)} pin(s) can move ({listed}): mmulab pins --write")
         return ExitCode.OK
     path = project.settings.configs_dir / "kernels.toml"
     text = path.read_text()
     for series, offer in moves:
         text = pins.rewrite(text, project, series, offer)
-        print(f"mmulab: pins: {series}: {offer.origin} pin moved to {offer.version} ({offer.filename})")
+        say(f"mmulab: pins: {series}: {offer.origin} pin moved to {offer.version} ({offer.filename})")
     write_atomic(path, text)
     print(f"mmulab: pins: {path} written; review it with git diff")
     return ExitCode.OK
@@ -245,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = _parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminated)  # as Ctrl-C: the finally blocks remove what was extracted
     try:
         if args.command == "verify":
             from mmulab.release.verify import verify
@@ -267,13 +270,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown command {args.command!r}")
     except UserError as error:
         sys.stdout.flush()
-        print(f"mmulab: error: {error}", file=sys.stderr)
+        say(f"mmulab: error: {error}", sys.stderr)
         return error.exit_code
     except OSError as error:
         sys.stdout.flush()
-        print(f"mmulab: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        say(f"mmulab: error: {error.filename or ''}: {error.strerror or error}", sys.stderr)
         return ExitCode.FAILED
     except KeyboardInterrupt:
         sys.stdout.flush()
         print("\nmmulab: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM, handled as Ctrl-C is: KeyboardInterrupt unwinds (and cleans up) and the exit code is 130."""
+    raise KeyboardInterrupt

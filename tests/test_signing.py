@@ -246,8 +246,8 @@ def test_a_signed_release_without_key_proves_integrity_only(
     code, out, _ = run(capsys, "verify", str(root))
     assert code == 0
     assert out[-1] == (
-        f"mmulab: verify: {root}: signed by key {alice[2]}, which it was not told to trust (--key PUB): proves "
-        "integrity only, not who published it"
+        f"mmulab: verify: {root}: claims a signature by key {alice[2]}, not checked (no --key PUB to trust): "
+        "proves integrity only, not who published it"
     )
 
 
@@ -320,8 +320,8 @@ def test_a_tampered_signed_release_with_manifest_sbom_and_sums_regenerated_fails
     code, out, _ = run(capsys, "verify", str(root), "--key", str(alice[1]))
     assert code == 1
     assert out[0] == (
-        f"mismatch: {PROVENANCE}: the signature by trusted key {alice[2]} does not verify: the statement was "
-        "changed after it was signed"
+        f"mismatch: {PROVENANCE}: the signature under trusted key {alice[2]} does not verify with that key: "
+        "another key made it, or the statement was changed after it was signed"
     )
     assert len(out) == 2  # the files agree with every document: only the signature tells
 
@@ -361,9 +361,9 @@ def test_a_file_the_signed_statement_does_not_cover_is_a_problem(
     ("change", "problem"),
     [
         ({"payloadType": "text/plain"}, "DSSE payloadType 'text/plain', expected 'application/vnd.in-toto+json'"),
-        ({"payload": "not base64!"}, "DSSE payload: not valid base64"),
+        ({"payload": "not base64!"}, "DSSE payload: not canonical base64"),
         ({"payload": base64.b64encode(b"[1]").decode()}, "DSSE payload: not a JSON object"),
-        ({"signatures": [{"sig": "AAAA"}]}, "DSSE signature 1: no keyid"),
+        ({"signatures": [{"keyid": "", "sig": "AAAA"}]}, "DSSE signature 1: no keyid"),
         ({"signatures": "none"}, "DSSE signatures: not a list of objects"),
     ],
 )

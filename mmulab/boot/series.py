@@ -15,6 +15,8 @@ from mmulab.project.model import CHART_NAME
 
 DATA_PREFIX = "mmulab: data:"
 KSPACE_CHART = "kspace"  # the chart the kernel's "Virtual kernel memory layout:" lines become
+MAX_CHARTS = 8  # charts of one console: a demo draws one to three; each is a matplotlib panel (~0.1 s, ~1 MB)
+MAX_SERIES = 32  # series of one chart (the kernel's layout has about a dozen regions)
 KSPACE_PROCESS = "virtual"  # its series are virtual.<region> (virtual.vmalloc, virtual.pci_io, ...)
 
 _NUMBER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]{1,16}|(?:\d{1,40}(?:\.\d{0,40})?|\.\d{1,40})(?:[eE][+-]?\d{1,3})?)")
@@ -38,6 +40,8 @@ class Reason(StrEnum):
     X = "x is neither a number (12, 1.5, 0x1f) nor a label (a letter, then letters, digits, _ . : -; at most 32)"
     Y = "y is neither a number (12, 1.5, 0x1f) nor the word none"
     NOT_AT_START = "the data line does not start the console line (output interleaved with it?)"
+    CHARTS = f"a chart beyond the {MAX_CHARTS} one console may draw"
+    MANY_SERIES = f"a series beyond the {MAX_SERIES} one chart may draw"
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,9 @@ def parse_console(text: str) -> tuple[tuple[Series, ...], tuple[DataProblem, ...
         if in_layout and (match := _LAYOUT_LINE.fullmatch(line)):
             region = re.sub(r"[^a-z0-9]+", "_", match["region"].strip())
             start, end = float(int(match["start"], 16)), float(int(match["end"], 16))
-            points.setdefault((KSPACE_CHART, f"{KSPACE_PROCESS}.{region}"), []).append(Point(start, end))
+            key = (KSPACE_CHART, f"{KSPACE_PROCESS}.{region}")
+            if key in points or not _too_many(points, KSPACE_CHART):  # else the region is left out of the chart
+                points.setdefault(key, []).append(Point(start, end))
             continue
         in_layout = bool(_LAYOUT_HEADER.fullmatch(line))
         where = line.find(DATA_PREFIX)
@@ -116,6 +122,21 @@ def parse_console(text: str) -> tuple[tuple[Series, ...], tuple[DataProblem, ...
             problems.append(DataProblem(number, line, parsed))
             continue
         chart, name, point = parsed
+        if (chart, name) not in points:
+            why = _too_many(points, chart)
+            if why:
+                problems.append(DataProblem(number, line, why))
+                continue
         points.setdefault((chart, name), []).append(point)
     series = tuple(Series(chart, name, tuple(values)) for (chart, name), values in points.items())
     return series, tuple(problems)
+
+
+def _too_many(points: dict[tuple[str, str], list[Point]], chart: str) -> Reason | None:
+    """Whether a new series of `chart` goes past the charts' budget (checked before any panel is drawn)."""
+    charts = {known for known, _ in points}
+    if chart not in charts and len(charts) >= MAX_CHARTS:
+        return Reason.CHARTS
+    if sum(known == chart for known, _ in points) >= MAX_SERIES:
+        return Reason.MANY_SERIES
+    return None

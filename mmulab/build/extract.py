@@ -37,7 +37,8 @@ class LinkGuard:
     `l2 -> l1/..` is lexically inside but really one level up). So what a later member names is where it lands.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_folders: int | None = None) -> None:
+        self.max_folders = max_folders  # a stranger's archive: folders named only as parents count too
         self.folders: set[str] = {""}  # the tree's folders, as members or as parents of members
         self.files: set[str] = set()  # regular files and hard links: what a hard link may name
         self.links: set[str] = set()  # symbolic links
@@ -83,6 +84,8 @@ class LinkGuard:
                 return f"it lies under the file {folder!r}"
             new.append(folder)
             folder = folder.rpartition("/")[0]
+        if self.max_folders is not None and len(self.folders) + len(new) > self.max_folders:
+            return f"more than {self.max_folders} folders in all"
         self.folders.update(new)
         return None
 

@@ -3,8 +3,9 @@ wording of a kind of failure lives in one place and tests can match it."""
 
 from __future__ import annotations
 
+import sys
 from enum import IntEnum
-from typing import Any
+from typing import Any, TextIO
 
 
 class ExitCode(IntEnum):
@@ -14,6 +15,18 @@ class ExitCode(IntEnum):
     FAILED = 1  # a task or a check failed: the message says what to fix
     BAD_INPUT = 2  # bad configuration, environment or command line: nothing was built
     INTERRUPTED = 130  # Ctrl-C: what finished is kept, a rerun goes on from there
+
+
+def printable(text: str) -> str:
+    """`text` as one line a terminal shows as it is: what is not printable (a newline, `\r`, ESC, a lone
+    surrogate from a JSON escape or a file name that is not UTF-8, a bidi override) written as Python escapes
+    it: `\n`, `\x1b`, `\udcff`, `\u202e`. Every line with a stranger's text in it goes through here."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def say(text: str, file: TextIO | None = None, flush: bool = False) -> None:
+    """Print `text` as one escaped line (`printable`) on `file` (stdout)."""
+    print(printable(text), file=file or sys.stdout, flush=flush)
 
 
 class UserError(Exception):

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -232,44 +233,44 @@ def _line_difference(found: bytes, made: bytes) -> str:
 # Checking them
 
 
-def spdx_problems(sbom: Mapping[str, Any]) -> list[str]:
-    """The SPDX 2.3 required fields that matter (document, creation info, packages, files, relationships)."""
-    problems: list[str] = []
+def spdx_problems(sbom: Mapping[str, Any]) -> Iterator[str]:
+    """The SPDX 2.3 required fields that matter (document, creation info, packages, files, relationships), made
+    lazily: a reader that takes the first SHOWN pays for SHOWN, however many bad elements follow."""
     for key, wanted in (("dataLicense", "CC0-1.0"), ("SPDXID", provenance.DOCUMENT_ID)):
         if sbom.get(key) != wanted:
-            problems.append(f"{key} {sbom.get(key)!r}, SPDX 2.3 requires {wanted!r}")
+            yield f"{key} {sbom.get(key)!r}, SPDX 2.3 requires {wanted!r}"
     for key in ("name", "documentNamespace"):
         if not isinstance(sbom.get(key), str) or not sbom[key].strip():
-            problems.append(f"no {key}")
+            yield f"no {key}"
     namespace = sbom.get("documentNamespace")
     if isinstance(namespace, str) and namespace.strip() and (":" not in namespace or "#" in namespace):
-        problems.append(f"documentNamespace {namespace!r} is not a URI without '#'")
+        yield f"documentNamespace {namespace!r} is not a URI without '#'"
     info = sbom.get("creationInfo")
     if not isinstance(info, dict):
-        problems.append("no creationInfo")
+        yield "no creationInfo"
     else:
         if not isinstance(info.get("created"), str) or not _UTC_STAMP.fullmatch(info["created"]):
-            problems.append(f"creationInfo.created {info.get('created')!r} is not YYYY-MM-DDThh:mm:ssZ")
+            yield f"creationInfo.created {info.get('created')!r} is not YYYY-MM-DDThh:mm:ssZ"
         creators = info.get("creators")
         if not isinstance(creators, list) or not creators:
-            problems.append("creationInfo.creators: none")
+            yield "creationInfo.creators: none"
         elif not all(isinstance(c, str) and _CREATOR.fullmatch(c) for c in creators):
-            problems.append("creationInfo.creators: each must be 'Tool: ...', 'Person: ...' or 'Organization: ...'")
+            yield "creationInfo.creators: each must be 'Tool: ...', 'Person: ...' or 'Organization: ...'"
     ids = [sbom.get("SPDXID")]
     for kind, required in (("packages", ("name", "downloadLocation")), ("files", ("fileName",))):
         elements = sbom.get(kind, [])
         if not isinstance(elements, list) or not all(isinstance(e, dict) for e in elements):
-            problems.append(f"{kind}: not a list of objects")
+            yield f"{kind}: not a list of objects"
             continue
         for number, element in enumerate(elements):
             what = f"{kind}[{number}]"
             spdx_id = element.get("SPDXID")
             if not isinstance(spdx_id, str) or not _SPDX_ID.fullmatch(spdx_id):
-                problems.append(f"{what}: SPDXID {spdx_id!r} is not SPDXRef-<letters, digits, '.', '-'>")
+                yield f"{what}: SPDXID {spdx_id!r} is not SPDXRef-<letters, digits, '.', '-'>"
             ids.append(spdx_id)
-            problems += [
+            yield from (
                 f"{what}: no {key}" for key in required if not isinstance(element.get(key), str) or not element[key]
-            ]
+            )
             if kind == "files":
                 checksums = element.get("checksums")
                 sha1 = [
@@ -278,13 +279,12 @@ def spdx_problems(sbom: Mapping[str, Any]) -> list[str]:
                     if isinstance(c, dict) and c.get("algorithm") == "SHA1"
                 ]
                 if not sha1 or not all(isinstance(v, str) and _SHA1.fullmatch(v) for v in sha1):
-                    problems.append(f"{what}: no SHA1 checksum (SPDX 2.3 requires one for every file)")
+                    yield f"{what}: no SHA1 checksum (SPDX 2.3 requires one for every file)"
     known = {i for i in ids if isinstance(i, str)}
-    duplicates = sorted({i for i in known if ids.count(i) > 1})
+    duplicates = sorted(i for i, count in Counter(i for i in ids if isinstance(i, str)).items() if count > 1)
     if duplicates:
-        problems.append(f"SPDXID {duplicates[0]!r} names more than one element")
-    problems += _relationship_problems(sbom.get("relationships", []), known)
-    return problems
+        yield f"SPDXID {duplicates[0]!r} names more than one element"
+    yield from _relationship_problems(sbom.get("relationships", []), known)
 
 
 def _relationship_problems(relationships: Any, known: set[str]) -> list[str]:

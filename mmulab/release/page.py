@@ -11,6 +11,8 @@ publisher writes `render(release_root, manifest)` as index.html; `mmulab verify`
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +35,9 @@ PREFERRED_LANGUAGES = ("c", "asm")
 PREFERRED_VARIANTS = ("nommu", "mmu")
 MARKER_PREFIX = "mmulab:"
 MAX_CONSOLE_LINES = 5000  # the page shows at most this many lines of a console; the log file has them all
+MAX_CONSOLE_BYTES = 1 << 20  # the page reads the first MiB of a console (a boot prints tens of KB)
+MAX_CONSOLES_BYTES = 16 << 20  # and 16 MiB of consoles in all: a later console is shown by its link only
+MAX_MUST = 100  # must strings marked per console (a demo has a dozen): each is a search of the console
 FAILED_TAIL_LINES = 12  # a failed case also shows its last lines: where it stopped
 SHORT_HASH = 12
 METADATA_FILES = tuple(name for name in METADATA if name != INDEX)  # linked from the page (itself aside)
@@ -153,8 +158,10 @@ def render(
     files = manifest.get("files", {})
     specs = figures.specs_by_case(manifest)
     consoles = {}
+    left = MAX_CONSOLES_BYTES
     for entry in boots:
-        console = _console(release_root, entry, must.get(entry["case"]), read)
+        console, used = _console(release_root, entry, must.get(entry["case"]), read, min(left, MAX_CONSOLE_BYTES))
+        left -= used
         consoles[entry["case"]] = _with_chart(release_root, console, files, specs.get(console.case, {}), read)
     matrix_chart = None
     if MATRIX_CHART in files:
@@ -222,21 +229,27 @@ def _log_path(release_root: Path, case: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _read_lines(path: Path, read: Callable[[Path], bytes]) -> list[str]:
-    """The console's lines: undecodable bytes and control characters (but tabs) become U+FFFD."""
-    text = read(path).decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+def _read_lines(path: Path, read: Callable[[Path], bytes], limit: int) -> tuple[list[str], int]:
+    """The console's lines, from its first `limit` bytes: undecodable bytes and control characters (but tabs)
+    become U+FFFD; and the bytes used."""
+    data = read(path)[:limit]
+    text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
     lines = [_CONTROL.sub("\N{REPLACEMENT CHARACTER}", line) for line in text.split("\n")]
-    return lines[:-1] if lines[-1] == "" else lines
+    return (lines[:-1] if lines[-1] == "" else lines), len(data)
 
 
 def marked_lines(lines: Sequence[str], must: Iterable[str]) -> tuple[set[int], tuple[str, ...]]:
     """The indexes of the lines that satisfied the must strings, matched in order as boot.judge does,
-    and the must strings never seen."""
+    and the must strings never seen (beyond MAX_MUST, not searched). One search of the text per string (a
+    string never seen used to rescan the console line by line)."""
+    text = "\n".join(lines)
+    starts = list(itertools.accumulate((len(line) + 1 for line in lines[:-1]), initial=0))
     marked: set[int] = set()
     missing: list[str] = []
     position = 0
-    for wanted in must:
-        found = next((i for i in range(position, len(lines)) if wanted in lines[i]), None)
+    for number, wanted in enumerate(must):
+        at = text.find(wanted, starts[position]) if number < MAX_MUST and position < len(lines) else -1
+        found = bisect.bisect_right(starts, at) - 1 if at >= 0 and "\n" not in wanted else None
         if found is None:
             missing.append(wanted)
         else:
@@ -246,8 +259,12 @@ def marked_lines(lines: Sequence[str], must: Iterable[str]) -> tuple[set[int], t
 
 
 def _console(
-    release_root: Path, entry: Mapping[str, Any], must: tuple[str, ...] | None, read: Callable[[Path], bytes]
-) -> Console:
+    release_root: Path,
+    entry: Mapping[str, Any],
+    must: tuple[str, ...] | None,
+    read: Callable[[Path], bytes],
+    limit: int,
+) -> tuple[Console, int]:
     """A case's verdict and console; its must lines are marked (without them, its `mmulab:` lines are)."""
     case = str(entry["case"])
     passed = bool(entry.get("passed", False))
@@ -264,8 +281,10 @@ def _console(
     )
     path = _log_path(release_root, case)
     if path is None:
-        return facts
-    lines = _read_lines(path, read)
+        return facts, 0
+    if limit <= 0:  # the page's console budget is spent: the log is linked, not shown
+        return replace(facts, log=_href(console_log(case))), 0
+    lines, used = _read_lines(path, read, limit)
     own = {i for i, line in enumerate(lines) if line.lstrip().startswith(MARKER_PREFIX)}
     marked, missing = marked_lines(lines, must) if must is not None else (own, ())
     tail = set(range(max(0, len(lines) - FAILED_TAIL_LINES), len(lines))) if not passed else set()
@@ -275,7 +294,7 @@ def _console(
         key.append(Line(lines[index], index in marked, gap=index - previous - 1))
         previous = index
     full = tuple(Line(line, i in marked) for i, line in enumerate(lines[:MAX_CONSOLE_LINES]))
-    return replace(
+    shows = replace(
         facts,
         log=_href(console_log(case)),
         key_lines=tuple(key),
@@ -284,6 +303,7 @@ def _console(
         trailing_gap=len(lines) - previous - 1,
         missing=missing,
     )
+    return shows, used
 
 
 def _with_chart(

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mmulab.core.doitcli import doit_argv
-from mmulab.core.errors import ExitCode, UserError
+from mmulab.core.errors import ExitCode, UserError, say
 from mmulab.core.fsutil import CHUNK, sha256_of
 from mmulab.core.settings import PROJECT_ROOT
 
@@ -334,10 +334,10 @@ def rebuild(root: Path, manifest: dict[str, Any], accepted: tuple[str, ...], out
                 raise UserError(f"{seed.release_path}: changed while verifying (its sha256 differs now)")
             pinned = f"pinned by {pins_file(checkout, seed.name)}"
             why = pinned if seed.pinned else "NOT pinned here; accepted with --accept-source"
-            print(f"mmulab: verify: source {seed.name}: {seed.release_path} (sha256 {seed.sha256}): {why}", file=out)
+            say(f"mmulab: verify: source {seed.name}: {seed.release_path} (sha256 {seed.sha256}): {why}", out)
         overlay = _overlay(seeds, checkout, work / "downloads", work / "overlay")
         env = rebuild_environment(work, epoch, overlay, checkout.series)
-        print(f"mmulab: verify: rebuilding offline in {work} (SOURCE_DATE_EPOCH={epoch})", file=out, flush=True)
+        say(f"mmulab: verify: rebuilding offline in {work} (SOURCE_DATE_EPOCH={epoch})", out, flush=True)
         code = run_pipeline(env)
         if code != 0:
             raise UserError(f"--rebuild: the pipeline failed (doit exit {code}); its output is above")

@@ -40,6 +40,9 @@ MAKE_ONE = "make one with mmulab keygen KEY (or openssl genpkey -algorithm ed255
 _PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 _PUBLIC_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----", re.DOTALL)
 _SHOWN_KEYID = re.compile(r"[0-9A-Za-z._:/+=-]{1,128}")
+MAX_SIGNATURES = 8  # signatures of one envelope: publish writes one; each is tried against every trusted key
+_ENVELOPE_KEYS = {"payload", "payloadType", "signatures"}  # exactly these: DSSE's envelope, nothing beside it
+_SIGNATURE_KEYS = {"keyid", "sig"}
 
 
 class BadEnvelope(ValueError):
@@ -270,18 +273,25 @@ def is_envelope(document: Mapping[str, Any]) -> bool:
 
 
 def _base64(text: Any, what: str) -> bytes:
+    """Canonical base64 only (standard or URL-safe, as DSSE allows): text that decodes and encodes back to
+    itself; other pad bits or padding would let one signature be written many ways."""
     if not isinstance(text, str):
         raise BadEnvelope(f"{what}: not a base64 string")
-    for altchars in (None, b"-_"):  # DSSE allows standard and URL-safe base64
+    for altchars in (None, b"-_"):
         try:
-            return base64.b64decode(text, altchars=altchars, validate=True)
+            data = base64.b64decode(text, altchars=altchars, validate=True)
         except (binascii.Error, ValueError):
             continue
-    raise BadEnvelope(f"{what}: not valid base64")
+        if base64.b64encode(data, altchars=altchars).decode() == text:
+            return data
+    raise BadEnvelope(f"{what}: not canonical base64")
 
 
 def open_envelope(document: Mapping[str, Any]) -> Opened:
     """The parts of the DSSE envelope `document`, decoded; BadEnvelope says what is wrong with it."""
+    if set(document) != _ENVELOPE_KEYS:
+        names = ", ".join(repr(key)[:40] for key in sorted(set(document) ^ _ENVELOPE_KEYS)[:3])
+        raise BadEnvelope(f"DSSE envelope: keys other than payload, payloadType and signatures ({names})")
     payload_type = document.get("payloadType")
     if payload_type != PAYLOAD_TYPE:
         raise BadEnvelope(f"DSSE payloadType {payload_type!r}, expected {PAYLOAD_TYPE!r}")
@@ -295,8 +305,12 @@ def open_envelope(document: Mapping[str, Any]) -> Opened:
     entries = document.get("signatures")
     if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
         raise BadEnvelope("DSSE signatures: not a list of objects")
+    if len(entries) > MAX_SIGNATURES:
+        raise BadEnvelope(f"DSSE signatures: {len(entries)}, more than {MAX_SIGNATURES}")
     signatures: dict[str, bytes] = {}
     for number, entry in enumerate(entries, 1):
+        if set(entry) != _SIGNATURE_KEYS:
+            raise BadEnvelope(f"DSSE signature {number}: keys other than keyid and sig")
         keyid = entry.get("keyid")
         if not isinstance(keyid, str) or not keyid:
             raise BadEnvelope(f"DSSE signature {number}: no keyid")
@@ -348,8 +362,8 @@ def judge(document: Mapping[str, Any], keys: Sequence[PublicKey]) -> Judgement:
     signers = ", ".join(shown(keyid) for keyid in opened.keyids)
     if not keys:
         return Judgement(
-            note=f"signed by key {signers}, which it was not told to trust (--key PUB): proves integrity only, "
-            "not who published it"
+            note=f"claims a signature by key {signers}, not checked (no --key PUB to trust): proves integrity "
+            "only, not who published it"
         )
     accepted = verified_by(opened, keys)
     if accepted:
@@ -358,8 +372,8 @@ def judge(document: Mapping[str, Any], keys: Sequence[PublicKey]) -> Judgement:
     known = [key for key in keys if key.keyid in opened.keyids]
     if known:
         return Judgement(
-            problem=f"the signature by trusted key {known[0].keyid} does not verify: the statement was changed "
-            "after it was signed"
+            problem=f"the signature under trusted key {known[0].keyid} does not verify with that key: another key "
+            "made it, or the statement was changed after it was signed"
         )
     trusted = ", ".join(key.keyid for key in keys)
     return Judgement(problem=f"signed by key {signers}, not by a trusted key ({trusted})")

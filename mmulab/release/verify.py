@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from mmulab.core.errors import ExitCode
+from mmulab.core.errors import ExitCode, say
 from mmulab.release import signing
 from mmulab.release.archive import unpacked
-from mmulab.release.check import Problem, ProblemKind, check_release, printable
+from mmulab.release.check import Problem, ProblemKind, check_release
 from mmulab.release.format import MANIFEST, PROVENANCE, SBOM, SUMS
 from mmulab.release.rebuild import rebuild
 
@@ -29,7 +29,7 @@ def verify(
     """Verify the release directory or `.tar.xz` at `target`, its signature against the trusted `keys`; one line
     per problem on `out` (stdout); 0 or 1."""
     out = out or sys.stdout
-    shown = printable(str(target))
+    shown = str(target)
     with contextlib.ExitStack() as stack:
         root = target if target.is_dir() else stack.enter_context(unpacked(target))
         outcome, manifest = check_release(root)
@@ -40,27 +40,27 @@ def verify(
         )
         problems = tuple(dict.fromkeys([*outcome.problems, *signed]))
         for problem in problems:
-            print(problem.line(), file=out)
+            say(problem.line(), out)
         if problems:
-            print(f"mmulab: verify: {shown}: {len(problems)} problem(s) in {outcome.files} files", file=out)
+            say(f"mmulab: verify: {shown}: {len(problems)} problem(s) in {outcome.files} files", out)
             if rebuild_it:
-                print("mmulab: verify: rebuild not attempted: the release does not agree with itself", file=out)
+                say("mmulab: verify: rebuild not attempted: the release does not agree with itself", out)
             return ExitCode.FAILED
-        print(
+        say(
             f"mmulab: verify: {shown}: {outcome.files} files agree with {SUMS}, {MANIFEST}, {SBOM}, {PROVENANCE}",
             file=out,
         )
         if signature is not None:
-            print(f"mmulab: verify: {shown}: {signature.note}", file=out)
+            say(f"mmulab: verify: {shown}: {signature.note}", out)
         if not rebuild_it or manifest is None:
             return ExitCode.OK
         lines, compared = rebuild(root, manifest, accepted, out)
         for line in lines:
-            print(line, file=out)
+            say(line, out)
         if lines:
             what = "does not match" if compared else "not attempted"
-            print(f"mmulab: verify: {shown}: rebuild {what}: {len(lines)} problem(s)", file=out)
+            say(f"mmulab: verify: {shown}: rebuild {what}: {len(lines)} problem(s)", out)
             return ExitCode.FAILED
-        print(f"mmulab: verify: {shown}: rebuilt bit for bit: {compared} files identical", file=out)
+        say(f"mmulab: verify: {shown}: rebuilt bit for bit: {compared} files identical", out)
         return ExitCode.OK
     raise AssertionError("unreachable")
