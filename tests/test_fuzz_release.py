@@ -928,6 +928,7 @@ def verify_in_subprocess(place: Place, target: Path) -> Run:
     return Run(result.returncode, out, err)
 
 
+@pytest.mark.slow  # a verify process per example (24): the in-process properties hold the same contract, fast
 @settings_for(12)
 @given(
     spec=archives(),
