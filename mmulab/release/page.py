@@ -191,7 +191,7 @@ def render(
 def kernels_of(manifest: Mapping[str, Any]) -> list[str]:
     """The kernels a release holds: each variant it boots (in boot order), then any other it has a kernel
     configuration of."""
-    booted = [str(entry.get("variant", "")) for entry in manifest.get("boots", ())]
+    booted = [str(entry.get("variant", "")) for entry in manifest.get("boots", ()) if isinstance(entry, Mapping)]
     configured = [name.removeprefix("kernel-") for name in manifest.get("configs", {}) if name.startswith("kernel-")]
     return [kernel for kernel in dict.fromkeys([*booted, *configured]) if kernel]
 
@@ -201,7 +201,7 @@ def series_of(manifest: Mapping[str, Any]) -> list[str]:
     versions = {
         ".".join(str(source.get("version", "")).split(".")[:2])
         for source in manifest.get("sources", ())
-        if str(source.get("name", "")).split("-")[0] == "linux"
+        if isinstance(source, Mapping) and str(source.get("name", "")).split("-")[0] == "linux"
     }
     numbered = [v for v in versions if re.fullmatch(r"\d+\.\d+", v)]
     return sorted(numbered, key=lambda v: tuple(int(n) for n in v.split(".")))
