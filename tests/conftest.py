@@ -139,6 +139,21 @@ def live_descendants(root: int | None = None) -> dict[int, str]:
 
 
 LEFT_BEHIND_GRACE = 5.0  # seconds a process a test ended may take to go (polled; a bound, not a wait)
+# Helpers that live as long as pytest by design: multiprocessing's spawn context starts one resource tracker (and
+# forkserver one server) for the whole process, the first time a test uses it.
+LIFELONG_HELPERS = ("from multiprocessing.resource_tracker import main", "from multiprocessing.forkserver import main")
+
+
+def _lifelong(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return any(helper in command for helper in LIFELONG_HELPERS)
+
+
+def _left(before: set[int]) -> dict[int, str]:
+    return {p: n for p, n in live_descendants().items() if p not in before and not _lifelong(p)}
 
 
 @pytest.fixture(autouse=True)
@@ -148,7 +163,7 @@ def no_process_left_behind() -> Iterator[None]:
     before = set(live_descendants())
     yield
     give_up = time.monotonic() + LEFT_BEHIND_GRACE
-    while (left := {p: n for p, n in live_descendants().items() if p not in before}) and time.monotonic() < give_up:
+    while (left := _left(before)) and time.monotonic() < give_up:
         time.sleep(0.02)
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
