@@ -10,15 +10,18 @@ failure, not a skip (`missing`): CI installs everything `./setup.sh --tests` doe
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import importlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -106,6 +109,69 @@ def home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFacto
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     return home
+
+
+def live_descendants(root: int | None = None) -> dict[int, str]:
+    """Every live process under `root` (this one by default), pid -> its name, from the kernel's children lists
+    (/proc/<pid>/task/<tid>/children: cheap, only the tree below us is read); zombies are over and left out."""
+    found: dict[int, str] = {}
+    stack = [os.getpid() if root is None else root]
+    while stack:
+        pid = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                try:
+                    stat = Path(f"/proc/{child}/stat").read_text()
+                except OSError:
+                    continue
+                name, _, rest = stat.partition(" (")[2].rpartition(") ")
+                if rest[:1] != "Z":
+                    found[child] = name
+                stack.append(child)
+    return found
+
+
+LEFT_BEHIND_GRACE = 5.0  # seconds a process a test ended may take to go (polled; a bound, not a wait)
+# Helpers that live as long as pytest by design: multiprocessing's spawn context starts one resource tracker (and
+# forkserver one server) for the whole process, the first time a test uses it.
+LIFELONG_HELPERS = ("from multiprocessing.resource_tracker import main", "from multiprocessing.forkserver import main")
+
+
+def _lifelong(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return any(helper in command for helper in LIFELONG_HELPERS)
+
+
+def _left(before: set[int]) -> dict[int, str]:
+    return {p: n for p, n in live_descendants().items() if p not in before and not _lifelong(p)}
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """A test, passed or failed, leaves no process of its own running: the processes under pytest after it (its
+    fixtures' teardowns done) are those there before it. One left behind is killed and the test errors, naming it."""
+    before = set(live_descendants())
+    yield
+    give_up = time.monotonic() + LEFT_BEHIND_GRACE
+    while (left := _left(before)) and time.monotonic() < give_up:
+        time.sleep(0.02)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if left:
+        named = ", ".join(f"{name} (pid {pid})" for pid, name in sorted(left.items()))
+        pytest.fail(f"the test left process(es) running: {named}", pytrace=False)
 
 
 def caller_variable(name: str) -> str:

@@ -202,6 +202,19 @@ def test_a_panic_not_forbidden_is_still_not_a_pass(case: BootCase) -> None:
     assert "No working init found" in verdict.reason and "Kernel panic" in verdict.excerpt
 
 
+PANIC_AFTER_ALL = "[    9.9] Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b"
+
+
+@pytest.mark.parametrize("name", [name for name in CASES if PROJECT.boots[name].expect == "pass"])
+def test_a_panic_after_every_must_line_is_still_not_a_pass(name: str) -> None:
+    """Every must line printed, then a panic no must_not line forbids: a panic, never a pass."""
+    lenient = replace(PROJECT.boots[name], must_not=())
+    verdict = judge.judge(lenient, [*recorded(name), PANIC_AFTER_ALL], timed_out=False, exit_code=0, seconds=1)
+    assert verdict.missing == ()
+    assert (verdict.passed, verdict.observed) == (False, "panic"), verdict.summary()
+    assert "Attempted to kill init" in verdict.reason
+
+
 def test_verdict_names_the_faults_the_console_shows() -> None:
     mmu_case = PROJECT.boots["addrspace-c-mmu"]
     resolver = qemu.Resolver(None, {"addrspace-child": SYMBOLS / "addrspace-child-c"})

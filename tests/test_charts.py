@@ -5,6 +5,7 @@ The drawing is real matplotlib; the bytes must not depend on the process, folder
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -323,3 +324,51 @@ def test_a_region_has_the_same_colour_and_hatch_on_every_chart_whatever_was_prin
     assert len({*nommu.values(), *mmu.values()}) == 4  # text, data, stack, mmap: four looks
     own = charts._region_styles([Series("maps", "parent.guard", ()), Series("maps", "parent.text", ())])
     assert own["guard"] not in nommu.values()
+
+
+# The chart rules (mmulab/boot/legibility.py), checked on matplotlib's geometry of every chart the catalogue draws.
+RECORDED_CHART_CASES = sorted(
+    log.stem
+    for log in BOOTS.glob("*.log")
+    if log.stem in load_project().boots and charts.case_specs(load_project(), log.stem)
+)
+
+
+def recorded_problems(case: str, specs: dict[str, ChartSpec] | None = None) -> tuple[str, ...]:
+    project = load_project()
+    console = (BOOTS / f"{case}.log").read_text(errors="replace")
+    return charts.case_problems(case, project.boots[case].variant, console, specs or charts.case_specs(project, case))
+
+
+def test_the_recorded_consoles_cover_the_demos_with_bars_and_lines():
+    assert {"buddy-c-nommu", "buddy-c-mmu-full", "pagetables-c-mmu", "numa-c-mmu-full"} <= set(RECORDED_CHART_CASES)
+
+
+@pytest.mark.parametrize("case", RECORDED_CHART_CASES)
+def test_every_chart_shows_every_nonzero_value_and_the_differences_of_near_equal_ones(case: str):
+    assert recorded_problems(case) == ()
+
+
+@pytest.mark.parametrize("case", ["buddy-c-nommu", "buddy-c-mmu-full"])
+def test_buddy_on_a_linear_count_axis_as_it_was_hides_the_high_orders(case: str):
+    linear = {name: dataclasses.replace(spec, log=False) for name, spec in load_project().demos["buddy"].charts.items()}
+    (problem,) = recorded_problems(case, linear)
+    assert "nonzero value(s) drawn under 3 px from zero" in problem and "log axis" in problem
+
+
+def test_frame_numbers_drawn_from_zero_as_they_were_hide_which_pages_share_a_frame():
+    from matplotlib.figure import Figure
+
+    from mmulab.boot.legibility import problems
+
+    frames = [0x8049B, 0x8049B, 0x80357, 0x80356]  # pagetables-c-mmu: two reads share the zero page
+    figure = Figure(figsize=(5.4, 3.0), dpi=100)
+    figure.add_axes((0.1, 0.1, 0.8, 0.8)).bar(range(4), frames)
+    (problem,) = problems(figure)
+    assert "values from 525142 to 525467 spread over 0.1 px" in problem and "offset axis" in problem
+
+
+def test_near_equal_frame_numbers_are_drawn_on_an_offset_axis_with_their_values():
+    svg = text_of(charts.draw_case("pagetables-c-mmu", "mmu", (BOOTS / "pagetables-c-mmu.log").read_text(), {}) or b"")
+    assert "axis from 524947, not from zero" in svg
+    assert all(label in svg for label in ("0x8049b", "0x80357", "0x80356"))

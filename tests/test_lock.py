@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from mmulab.core.doitcli import COMMANDS, READ_ONLY_COMMANDS, doit_argv, read
@@ -23,12 +25,28 @@ while not Path(sys.argv[2]).exists():
 """
 
 
-def hold(build: Path, release: Path) -> subprocess.Popen[str]:
+@contextlib.contextmanager
+def holding(build: Path, release: Path) -> Iterator[subprocess.Popen[str]]:
+    """A process holding the build directory's lock until `release` exists; ended however the test ends."""
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(build), str(release)], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT
     )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    return holder
+    with ended(holder):
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder
+        release.touch()
+        holder.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def ended(process: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """`process`, killed and reaped on the way out if it is still running (a failed assertion included)."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def doit(args: list[str], build: Path) -> subprocess.Popen[str]:
@@ -43,15 +61,13 @@ def doit(args: list[str], build: Path) -> subprocess.Popen[str]:
 
 def test_a_second_run_waits_for_the_holder_says_for_whom_then_goes_on(tmp_path: Path) -> None:
     build, release = tmp_path / "build", tmp_path / "release"
-    holder = hold(build, release)
-    waiter = doit(["forget"], build)
-    said = first_line(waiter, deadline=60)
-    assert said == f"mmulab: waiting for the run holding {build / '.lock'} (pid {holder.pid})"
-    # It does wait: the kernel lists it as blocked on the lock file (seen as soon as it is, no fixed sleep).
-    assert blocked_on(build / ".lock", waiter, deadline=60), "the second run must wait while the first holds it"
-    release.touch()
-    holder.wait(timeout=10)
-    _out, err = waiter.communicate(timeout=30)
+    with holding(build, release) as holder, ended(doit(["forget"], build)) as waiter:
+        said = first_line(waiter, deadline=60)
+        assert said == f"mmulab: waiting for the run holding {build / '.lock'} (pid {holder.pid})"
+        # It does wait: the kernel lists it as blocked on the lock file (seen as soon as it is, no fixed sleep).
+        assert blocked_on(build / ".lock", waiter, deadline=60), "the second run must wait while the first holds it"
+        release.touch()
+        _out, err = waiter.communicate(timeout=30)
     assert waiter.returncode == 0, err
     assert "Traceback" not in err
 
@@ -83,19 +99,16 @@ def first_line(process: subprocess.Popen[str], deadline: float) -> str:
 
 def test_other_build_directories_and_read_only_commands_do_not_wait(tmp_path: Path) -> None:
     build, release = tmp_path / "build", tmp_path / "release"
-    holder = hold(build, release)
-    try:
+    with holding(build, release):
         other = doit(["forget"], tmp_path / "other-build")
         listing = doit(["list"], build)
         outputs = {}
         for name, process in (("other", other), ("list", listing)):
-            out, err = process.communicate(timeout=30)
+            with ended(process):
+                out, err = process.communicate(timeout=30)
             assert process.returncode == 0 and "waiting" not in err, err
             outputs[name] = out
         assert "kernel " in outputs["list"]
-    finally:
-        release.touch()
-        holder.wait(timeout=10)
 
 
 def test_the_doit_command_is_its_first_argument_or_run() -> None:

@@ -395,3 +395,20 @@ def test_a_browser_screenshot_of_the_page(release: tuple[Path, dict], tmp_path: 
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
     assert struct.unpack(">II", data[16:24]) == (1400, 2000)
     assert len(data) > 50_000, "a nearly blank screenshot"
+
+
+def lead(root: Path, manifest: dict) -> str:
+    return " ".join(
+        next(p for p in parse(page.render(root, manifest, NOTES)).iter("p") if "lead" in p.classes()).text().split()
+    )
+
+
+def test_the_opening_sentence_names_the_kernels_and_series_the_manifest_holds(release: tuple[Path, dict]) -> None:
+    root, manifest = release
+    assert lead(root, manifest).startswith("RISC-V Linux 6.12 built from pinned sources as 2 kernels: mmu and nommu, ")
+    manifest["configs"]["kernel-mmu-full"] = manifest["configs"]["kernel-nommu"]
+    manifest["sources"].append({**manifest["sources"][0], "name": "linux-6.6", "version": "6.6.60"})
+    assert lead(root, manifest).startswith(
+        "RISC-V Linux 6.6 and 6.12 built from pinned sources as 3 kernels: mmu, nommu and mmu-full, "
+    )
+    assert "twice" not in lead(root, manifest)

@@ -176,28 +176,87 @@ def test_removing_part_of_the_build_directory_rebuilds_what_needs_it(
         assert any(path.exists() for path in removed), f"{part} was not rebuilt"
 
 
-def test_ctrl_c_during_a_kernel_build_prints_one_line_exits_130_and_leaves_no_process(
-    tmp_path: Path, kernel_tree: Path
-) -> None:
-    build = tmp_path / "build"
-    env = {**os.environ, "MMULAB_BUILD_DIR": str(build), "LINUX_SRC": str(kernel_tree)}
+# The cross compiler, held at its first compile of a C file until the test says go: the build is then surely in
+# make when Ctrl-C comes, however warm the compile cache and fast the host.
+HELD_COMPILER = """#!/bin/sh
+for arg in "$@"; do
+  case "$arg" in
+    *.c) if [ -f "$arg" ] && [ ! -e "$MMULAB_TEST_GATE/go" ]; then
+           touch "$MMULAB_TEST_GATE/held"
+           while [ ! -e "$MMULAB_TEST_GATE/go" ]; do sleep 0.05; done
+         fi ;;
+  esac
+done
+exec "$MMULAB_TEST_REAL_CC" "$@"
+"""
+
+
+@contextlib.contextmanager
+def held_kernel_build(tmp_path: Path, kernel_tree: Path) -> Iterator[tuple[subprocess.Popen[str], Path, Path]]:
+    """`doit kernel:nommu` in its own session with its cross compiler held (the run, its build dir, the gate
+    folder: `held` appears when make waits in the compiler, `go` lets it on). Ended however the test ends."""
+    from mmulab.project.loader import load_project
+
+    compiler = f"{load_project().toolchain.cross_prefix}gcc"
+    real = shutil.which(compiler)
+    assert real, f"{compiler} is not on PATH"
+    wrappers, gate, build = tmp_path / "bin", tmp_path / "gate", tmp_path / "build"
+    wrappers.mkdir()
+    gate.mkdir()
+    (wrappers / compiler).write_text(HELD_COMPILER)
+    (wrappers / compiler).chmod(0o755)
+    env = {
+        **os.environ,
+        "MMULAB_BUILD_DIR": str(build),
+        "LINUX_SRC": str(kernel_tree),
+        "MMULAB_CCACHE": "0",  # a compile cache hit would never call the compiler
+        "PATH": f"{wrappers}:{os.environ['PATH']}",
+        "MMULAB_TEST_GATE": str(gate),
+        "MMULAB_TEST_REAL_CC": real,
+    }
     run = subprocess.Popen(
         [*DOIT_RUN, "kernel:nommu"], env=env, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True
     )
-    log = default_root(build) / "nommu" / "kernel" / "build.log"
-    deadline = time.monotonic() + 300
-    while not (log.is_file() and log.read_text().count("  CC ") >= 20):
-        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
-        time.sleep(0.2)
-    os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C on a terminal does: the whole foreground group
-    _stdout, stderr = run.communicate(timeout=60)
+    try:
+        yield run, build, gate
+    finally:
+        (gate / "go").touch()
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
+
+
+def wait_for(path: Path, run: subprocess.Popen[str], deadline: float) -> None:
+    """Until `path` exists (polled; `deadline` seconds is a bound, never a measurement), the run still going."""
+    give_up = time.monotonic() + deadline
+    while not path.exists():
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < give_up, f"{path.name} did not appear within {deadline} s"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_during_a_kernel_build_prints_one_line_exits_130_and_leaves_no_process(
+    tmp_path: Path, kernel_tree: Path
+) -> None:
+    from mmulab.core.paths import Layout, series_root
+
+    with held_kernel_build(tmp_path, kernel_tree) as (run, build, gate):
+        wait_for(gate / "held", run, deadline=1200)  # make is in the compiler, held there: the build cannot end
+        os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C on a terminal does: the whole foreground group
+        _stdout, stderr = run.communicate(timeout=60)
     assert run.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "mmulab: interrupted: rerun to continue"
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
-    objdir = str(default_root(build) / "nommu" / "kernel" / "obj")
-    leftovers = [p for p in Path("/proc").glob("[0-9]*") if objdir in _cmdline(p)]
+    kernel_dir = Layout(series_root(build, "", user_tree=True)).kernel_dir("nommu")
+    leftovers = [
+        p
+        for p in Path("/proc").glob("[0-9]*")
+        if str(kernel_dir) in _cmdline(p) or str(tmp_path / "bin") in _cmdline(p)
+    ]
     assert leftovers == [], "make or a compiler survived the interrupt"
-    assert not (default_root(build) / "nommu" / "kernel" / "out").exists(), "nothing half-built is published"
+    assert not Layout(series_root(build, "", user_tree=True)).kernel_output("nommu", "Image").exists(), (
+        "nothing half-built is published"
+    )
 
 
 def _cmdline(proc: Path) -> str:

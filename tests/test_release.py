@@ -85,6 +85,11 @@ def synthetic_project(tmp_path: Path) -> Project:
 @pytest.fixture
 def synthetic(tmp_path: Path) -> Synthetic:
     """A build directory with every file `doit all` leaves that a release takes, as small fakes."""
+    return make_synthetic(tmp_path)
+
+
+def make_synthetic(tmp_path: Path) -> Synthetic:
+    """The synthetic fixture's build directory under `tmp_path` (also for a module's one shared release)."""
     project = synthetic_project(tmp_path)
     layout = Layout(project.build_root())
     for variant in project.variants:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_release import Synthetic, synthetic  # noqa: F401  (synthetic: the fixture)
+from test_release import Synthetic, make_synthetic, synthetic  # noqa: F401  (synthetic: the fixture)
 from test_verify import dumps, run_verify, write_sums
 
 from mmulab.boot import charts
@@ -29,10 +29,19 @@ from mmulab.release.publish import project_version
 GiB = 1 << 30
 
 
+@pytest.fixture(scope="module")
+def published_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A release as `doit publish` makes it (after `doit all` passed): published once for the module."""
+    return make_synthetic(tmp_path_factory.mktemp("synthetic")).publish()
+
+
 @pytest.fixture
-def published(synthetic: Synthetic) -> Path:  # noqa: F811
-    """A release as `doit publish` makes it (after `doit all` passed), not yet touched."""
-    return synthetic.publish()
+def published(published_once: Path, tmp_path: Path) -> Path:
+    """The module's release, not yet touched: each test's own copy (publishing for every test was most of the
+    module's time)."""
+    copy = tmp_path / "published" / published_once.name
+    shutil.copytree(published_once, copy, symlinks=True)
+    return copy
 
 
 def problems_of(capsys: pytest.CaptureFixture[str], release: Path) -> tuple[int, list[str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import io
+import math
 import textwrap
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -72,6 +73,9 @@ MATRIX_STYLE: dict[str, tuple[str, str]] = {  # outcome -> (colour, hatch)
     Outcome.NOT_RUN: ("#BBBBBB", "oo"),
 }
 OTHER_STYLE = ("#777777", "--")
+# Bars whose spread is under this share of their largest value start their axis just under them (legibility's
+# second rule asks for a spread over SPREAD of the axes' height; from zero that needs about 0.27).
+NEAR_EQUAL = 0.3
 
 
 def matplotlib_version() -> str:
@@ -191,20 +195,35 @@ def draw_case(case: str, kernel: str, console_text: str, specs: Mapping[str, Cha
     if not panels:
         return None
     with _fixed_style():
-        from matplotlib.figure import Figure
+        return _svg(_case_figure(case, kernel, panels))
 
-        header = 0.55
-        total = header + sum(PANEL_TOP + p.height + p.below for p in panels)
-        figure = Figure(figsize=(WIDTH, total))
-        figure.suptitle(f"{case}: {kernel} kernel", x=0.5, y=1 - 0.2 / total, va="top", fontsize=12)
-        top = total - header
-        for panel in panels:
-            bottom = top - PANEL_TOP - panel.height
-            rect = (LEFT / WIDTH, bottom / total, (WIDTH - LEFT - RIGHT) / WIDTH, panel.height / total)
-            axes = figure.add_axes(rect)
-            _draw_panel(axes, panel, kernel)
-            top = bottom - panel.below
-        return _svg(figure)
+
+def case_problems(case: str, kernel: str, console_text: str, specs: Mapping[str, ChartSpec]) -> tuple[str, ...]:
+    """Where the case's chart (as draw_case draws it) breaks a rule of mmulab.boot.legibility, one line each."""
+    from mmulab.boot.legibility import problems
+
+    panels = _panels(console_text, case, specs)
+    if not panels:
+        return ()
+    with _fixed_style():
+        return problems(_case_figure(case, kernel, panels))
+
+
+def _case_figure(case: str, kernel: str, panels: Sequence[_Panel]) -> Figure:
+    from matplotlib.figure import Figure
+
+    header = 0.55
+    total = header + sum(PANEL_TOP + p.height + p.below for p in panels)
+    figure = Figure(figsize=(WIDTH, total))
+    figure.suptitle(f"{case}: {kernel} kernel", x=0.5, y=1 - 0.2 / total, va="top", fontsize=12)
+    top = total - header
+    for panel in panels:
+        bottom = top - PANEL_TOP - panel.height
+        rect = (LEFT / WIDTH, bottom / total, (WIDTH - LEFT - RIGHT) / WIDTH, panel.height / total)
+        axes = figure.add_axes(rect)
+        _draw_panel(axes, panel, kernel)
+        top = bottom - panel.below
+    return figure
 
 
 def _draw_panel(axes: Axes, panel: _Panel, kernel: str) -> None:
@@ -268,9 +287,20 @@ def _draw_line(axes: Axes, series: Sequence[Series], log: bool) -> None:
     axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
+def _offset(series: Sequence[Series], log: bool) -> float:
+    """Where the value axis of a bar chart starts: zero, or just under the values when they are near-equal large
+    numbers (four frame numbers of about 525,000), so that their differences show rather than their size."""
+    values = [p.y for s in series for p in s.points if p.y is not None]
+    if log or not values or min(values) <= 0 or max(values) == min(values):
+        return 0.0
+    low, high = min(values), max(values)
+    return float(math.floor(low - 0.6 * (high - low))) if high - low < NEAR_EQUAL * high else 0.0
+
+
 def _draw_bars(axes: Axes, series: Sequence[Series], log: bool) -> None:
     categories = _categories(series)
     width = 0.8 / len(series)
+    base = _offset(series, log)
     for index, one in enumerate(series):
         colour = COLOURS[index % len(COLOURS)]
         offset = -0.4 + width * (index + 0.5)
@@ -279,7 +309,8 @@ def _draw_bars(axes: Axes, series: Sequence[Series], log: bool) -> None:
         ys = [y for x in categories if (y := values.get(x)) is not None]
         axes.bar(
             xs,
-            ys,
+            [y - base for y in ys],
+            bottom=base,
             width=width,
             color=colour,
             edgecolor="black",
@@ -287,12 +318,20 @@ def _draw_bars(axes: Axes, series: Sequence[Series], log: bool) -> None:
             hatch=HATCHES[index % len(HATCHES)],
             label=one.name,
         )
+        for at, y in zip(xs, ys, strict=True) if base else ():
+            axes.annotate(f"{_fmt(y)}\n{_address(y)}", (at, y), ha="center", va="bottom", fontsize=7)
         for i, x in enumerate(categories):
             if x in values and values[x] is None:
                 _none_note(axes, i + offset, "black")
     axes.set_xticks(range(len(categories)), [_label(x) for x in categories])
     if log:
         axes.set_yscale("log")
+        axes.set_ylabel(f"{axes.get_ylabel()}, log scale")
+    if base:
+        top = max(y for s in series for p in s.points if (y := p.y) is not None)
+        axes.set_ylim(base, top + 0.3 * (top - base))
+        axes.ticklabel_format(axis="y", style="plain", useOffset=False)
+        axes.set_ylabel(f"{axes.get_ylabel()}\n(axis from {_fmt(base)}, not from zero)")
     axes.grid(True, axis="y", color="#dddddd", linewidth=0.6)
     axes.set_axisbelow(True)
     axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)

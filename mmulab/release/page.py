@@ -178,6 +178,8 @@ def render(
         epoch=epoch,
         epoch_utc=datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         matrix=list(consoles.values()),
+        kernels=kernels_of(manifest),
+        series=series_of(manifest),
         matrix_chart=matrix_chart,
         drawn_by=figures.recorded_version(manifest) or "",
         passed=sum(1 for c in consoles.values() if c.passed),
@@ -191,6 +193,25 @@ def render(
         metadata=METADATA_FILES,
         href=_href,
     )
+
+
+def kernels_of(manifest: Mapping[str, Any]) -> list[str]:
+    """The kernels a release holds: each variant it boots (in boot order), then any other it has a kernel
+    configuration of."""
+    booted = [str(entry.get("variant", "")) for entry in manifest.get("boots", ()) if isinstance(entry, Mapping)]
+    configured = [name.removeprefix("kernel-") for name in manifest.get("configs", {}) if name.startswith("kernel-")]
+    return [kernel for kernel in dict.fromkeys([*booted, *configured]) if kernel]
+
+
+def series_of(manifest: Mapping[str, Any]) -> list[str]:
+    """The Linux series the kernels are built from (major.minor of every linux source), oldest first."""
+    versions = {
+        ".".join(str(source.get("version", "")).split(".")[:2])
+        for source in manifest.get("sources", ())
+        if isinstance(source, Mapping) and str(source.get("name", "")).split("-")[0] == "linux"
+    }
+    numbered = [v for v in versions if re.fullmatch(r"\d+\.\d+", v)]
+    return sorted(numbered, key=lambda v: tuple(int(n) for n in v.split(".")))
 
 
 def _href(path: str) -> str:
