@@ -363,6 +363,13 @@ def needs_terminal(scripted: str) -> ConfigError:
     )
 
 
+def appended(project: Project, case: BootCase, append: str) -> BootCase:
+    """`case` with `append` at the end of its kernel command line (a shell's init, shell:<variant>)."""
+    if not append:
+        return case
+    return replace(case, cmdline=f"{case.cmdline or project.variants[case.variant].cmdline} {append}")
+
+
 @user_errors
 def console(project: Project, case_name: str, append: str = "", scripted: str = "") -> None:
     """An interactive boot on the user's terminal (dodo.py refuses a run without one before anything builds;
@@ -370,10 +377,7 @@ def console(project: Project, case_name: str, append: str = "", scripted: str = 
     if not stdin_is_terminal():
         raise needs_terminal(scripted or f"smoke:{case_name}")
     require(project.toolchain.qemu)
-    case = project.boots[case_name]
-    if append:
-        case = replace(case, cmdline=f"{case.cmdline or project.variants[case.variant].cmdline} {append}")
-    command = boot_command(project, case, True)
+    command = boot_command(project, appended(project, project.boots[case_name], append), True)
     print("mmulab: interactive boot; leave QEMU with Ctrl-A X\n$ " + " ".join(command), flush=True)
     code = qemu.run_interactive(command)
     if code != 0:
