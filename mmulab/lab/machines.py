@@ -163,8 +163,9 @@ class Slots:
             await entry[0]
         except asyncio.CancelledError:
             if entry in self._waiting:
-                self._waiting.remove(entry)
-                self._retell()
+                left = self._waiting.index(entry)
+                del self._waiting[left]
+                self._retell(left)
             else:  # the slot was handed over just as the waiter left: pass it on
                 self.release()
             raise
@@ -173,10 +174,11 @@ class Slots:
         if self._waiting:
             future, _told = self._waiting.pop(0)
             future.set_result(None)  # the slot goes straight to the next in line
-            self._retell()
+            self._retell(0)
         else:
             self.running -= 1
 
-    def _retell(self) -> None:
-        for place, (_future, told) in enumerate(self._waiting, 1):
+    def _retell(self, moved: int) -> None:
+        """Tell those from index `moved` on their new place (those before it did not move)."""
+        for place, (_future, told) in enumerate(self._waiting[moved:], moved + 1):
             told(place)

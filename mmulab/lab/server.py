@@ -14,6 +14,7 @@ import concurrent.futures
 import functools
 import hmac
 import json
+import os
 import secrets
 import signal
 import tempfile
@@ -25,7 +26,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from mmulab.core.errors import ExitCode, UserError
+from mmulab.core.errors import ConfigError, ExitCode, UserError
 from mmulab.lab import machines
 from mmulab.lab.machines import Limits, LiveRunner, Slots
 from mmulab.project.model import Project
@@ -300,7 +301,8 @@ async def _serve(lab: Lab, host: str, port: int) -> int:
         try:
             await site.start()
         except OSError as error:
-            raise UserError(f"lab: cannot listen on {host}:{port}: {error.strerror or error}") from None
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise ConfigError(f"lab: cannot listen on {host}:{port}: {reason}") from None
         for address in runner.addresses:
             shown = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
             lab.say(f"lab: serving http://{shown}:{address[1]}/?token={lab.token}")
