@@ -172,8 +172,7 @@ class Stream:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._fd, selectors.EVENT_READ)
         self._lines = LineBuffer()
-        # Called with every piece of output as it is read (a live view of a boot, e.g. the lab's browser tab).
-        self.tap: Callable[[bytes], None] | None = None
+        self.tap: Callable[[bytes], None] | None = None  # gets every piece of output as it is read (the lab)
 
     def _chunk(self) -> bytes | None:
         """What the pipe holds now: b"" at the end of the output, None when nothing is there yet."""
@@ -187,11 +186,9 @@ class Stream:
 
     def send(self, data: bytes) -> int:
         """Write to its stdin (`stream(stdin=True)`) never blocking: the bytes that went in (0: pipe full or gone)."""
-        if self.process.stdin is None or self.process.stdin.closed:
-            return 0
         try:
-            return os.write(self.process.stdin.fileno(), data)
-        except (BlockingIOError, BrokenPipeError, ValueError):
+            return os.write(self.process.stdin.fileno(), data) if self.process.stdin else 0
+        except (BlockingIOError, BrokenPipeError, ValueError):  # full; the process gone; the pipe closed
             return 0
 
     def kill(self) -> None:
@@ -354,10 +351,9 @@ class Runner:
 
     @contextlib.contextmanager
     def stream(self, command: Sequence[str | Path], *, stdin: bool = False) -> Iterator[Stream]:
-        """Start `command` in its own process group, stdin closed (or, with `stdin`, a pipe `Stream.send` writes
-        to: the lab's shells), its output read as it comes (a boot's console, judged while it runs). Never leaves
-        it behind: one still running at the end (a timeout, a panic, an interrupt) is stopped with its whole group
-        as a build tool is (`_stop_group`)."""
+        """Start `command` in its own process group, stdin closed (with `stdin`: a pipe for `Stream.send`), its
+        output read as it comes (a boot's console, judged while it runs). Never leaves it behind: one still running
+        at the end (a timeout, a panic, an interrupt) is stopped with its whole group (`_stop_group`)."""
         argv = [str(part) for part in command]
         try:
             process = subprocess.Popen(

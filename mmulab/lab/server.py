@@ -97,7 +97,7 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
     except web.HTTPNotFound:
         lab.say(f"lab: 404 {request.method} {request.path[:200]!r} from {_peer(request)}: not a page of the lab")
         raise
-    if request.query.get("token"):
+    if request.query.get("token") and not response.prepared:  # a websocket's headers are long sent
         response.set_cookie(COOKIE, lab.token, httponly=True, samesite="Strict")
     return response
 
@@ -200,13 +200,13 @@ async def _run(lab: Lab, kind: str, name: str, label: str, terminal: Terminal, r
                     "event": "verdict",
                     "passed": verdict.passed,
                     "outcome": str(verdict.observed),
-                    "line": verdict.summary(),
+                    "line": verdict.summary().splitlines()[0],
                 }
             )
             if result.chart is not None:
                 terminal.put({"event": "chart", "svg": result.chart.decode()})
             lab.say(f"lab: {label}: {verdict.summary().splitlines()[0]}")
-        terminal.put({"event": "ended", "reason": "idle" if runner.stopped else "powered off"})
+        terminal.put({"event": "ended", "reason": "stopped: idle" if runner.stopped else "the machine stopped"})
     finally:
         lab.slots.release()
         lab.say(f"lab: {label}: ended")

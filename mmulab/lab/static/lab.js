@@ -33,7 +33,7 @@ class Pane {
     this.chart.className = "chart";
     this.box.append(heading, this.state, host, this.chart);
     document.getElementById("panes").append(this.box);
-    this.term = new Terminal({convertEol: false, scrollback: 5000, fontSize: 12, disableStdin: !interactive});
+    this.term = new Terminal({convertEol: true, scrollback: 5000, fontSize: 12, disableStdin: !interactive});
     this.fit = new FitAddon.FitAddon();
     this.term.loadAddon(this.fit);
     this.term.open(host);
