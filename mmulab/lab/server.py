@@ -138,7 +138,7 @@ class Terminal:
 
 async def _machine(request: web.Request, kind: str, name: str) -> web.WebSocketResponse:
     lab = request.app[LAB]
-    socket = web.WebSocketResponse(max_msg_size=lab.limits.input_bytes, heartbeat=30)
+    socket = web.WebSocketResponse(max_msg_size=lab.limits.input_bytes + 1, heartbeat=30)  # aiohttp: < max
     await socket.prepare(request)
     lab.sockets.add(socket)
     lab.serial += 1
