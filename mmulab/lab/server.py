@@ -189,7 +189,7 @@ async def _run(lab: Lab, kind: str, name: str, label: str, terminal: Terminal, r
             runner.stop()
             await asyncio.gather(future, return_exceptions=True)  # QEMU gone before the slot is free
             raise
-        except UserError as error:
+        except (UserError, OSError) as error:  # QEMU missing, a console that cannot be read back
             terminal.put({"event": "ended", "reason": str(error)})
             lab.say(f"lab: {label}: {error}")
             return
