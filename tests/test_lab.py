@@ -28,13 +28,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from conftest import caller_variable, clean_environment
 
 from mmulab.lab import server
-from mmulab.lab.machines import Slots
+from mmulab.lab.machines import Limits, Slots
 
 STATIC = server.STATIC
 VENDOR = STATIC / "vendor"
@@ -130,6 +131,26 @@ def test_a_waiter_cancelled_as_its_slot_came_hands_the_slot_on() -> None:
 
     slots = asyncio.run(scenario())
     assert (slots.running, slots.waiting) == (0, 0)
+
+
+def test_a_machine_is_stopped_once_quiet_for_the_idle_timeout_and_traffic_postpones_it() -> None:
+    async def scenario() -> tuple[list[str], float]:
+        said: list[str] = []
+        stopped: list[float] = []
+        lab = SimpleNamespace(limits=Limits(1, 0.2), say=said.append)
+        terminal = SimpleNamespace(active=time.monotonic())
+        runner = SimpleNamespace(stop=lambda: stopped.append(time.monotonic()))
+        watch = asyncio.create_task(server._idle(lab, terminal, runner, "shell nommu #1"))  # type: ignore[arg-type]
+        begun = time.monotonic()
+        await asyncio.sleep(0.1)
+        terminal.active = time.monotonic()  # a keystroke
+        await asyncio.wait_for(watch, 10)
+        assert len(stopped) == 1
+        return said, stopped[0] - begun
+
+    said, after = asyncio.run(scenario())
+    assert said == ["lab: shell nommu #1: idle for 0.2 s: stopped"]
+    assert after >= 0.3  # 0.2 s after the keystroke at 0.1 s, not 0.2 s after the start
 
 
 @pytest.mark.parametrize(
