@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmulab.core.errors import ExitCode, UserError, say
+from mmulab.core.errors import ConfigError, ExitCode, UserError, say
 from mmulab.core.fsutil import write_atomic
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmulab",
         description="mmulab: checks on published releases and their signing keys, boots of images built elsewhere, "
-        "soaks.",
+        "soaks, the lab in a browser.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     verify = commands.add_parser(
@@ -116,6 +117,32 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument(
         "--keep-consoles", action="store_true", help="keep every boot's console in build/soak/ (default: failures')"
     )
+    lab = commands.add_parser(
+        "lab",
+        help="serve the demos in a browser: every case of a demo booting side by side, a shell on each kernel",
+        description="Build what the demos boot (through doit), then serve a page where choosing a demo boots all "
+        "of its cases at once, their consoles streaming side by side with each verdict and chart, and 'shell' opens "
+        "a busybox shell on each kernel. Prints the URL with its access token (every request needs it). At most "
+        "--machines QEMUs run at once, more wait in line; a machine quiet for --idle seconds is stopped. "
+        "Ctrl-C stops the server (exit 130), SIGTERM too (exit 0); every QEMU is gone when it returns.",
+    )
+    lab.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="ADDR:PORT",
+        help="where to listen (default 127.0.0.1:8080; 0.0.0.0:8080 for a lab network; port 0: any free port)",
+    )
+    lab.add_argument("--demo", action="append", default=[], help="offer only this demo (repeatable; default all)")
+    lab.add_argument(
+        "--machines",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        help="QEMUs at once (default: the number of cores); more wait in line, told their place",
+    )
+    lab.add_argument(
+        "--idle", type=_positive, default=300, metavar="SECONDS", help="stop a machine quiet this long (default 300)"
+    )
+    lab.add_argument("--no-build", action="store_true", help="serve what is built; build nothing first")
     pins = commands.add_parser(
         "pins",
         help="each kernel series' pinned point releases and the newest each origin offers (--write moves the pins)",
@@ -154,6 +181,24 @@ def _pins(write: bool) -> int:
     write_atomic(path, text)
     print(f"mmulab: pins: {path} written; review it with git diff")
     return ExitCode.OK
+
+
+def _lab(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from mmulab.lab import server
+    from mmulab.lab.machines import Limits
+    from mmulab.project.loader import load_project
+
+    try:
+        listen = server.parse_listen(args.listen)
+    except ValueError as error:
+        parser.error(f"lab: --listen {error}")
+    project = load_project()
+    for demo in args.demo:
+        if demo not in project.demos:
+            raise ConfigError(f"lab: no demo {demo!r} (configs/demos.toml has: {', '.join(sorted(project.demos))})")
+    demos = tuple(dict.fromkeys(args.demo)) or tuple(project.demos)
+    limits = Limits(args.machines, float(args.idle))
+    return server.serve(project, demos, limits, listen, not args.no_build, lambda line: print(line, flush=True))
 
 
 def _positive(text: str) -> int:
@@ -267,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _soak(args)
         if args.command == "pins":
             return _pins(args.write)
+        if args.command == "lab":
+            return _lab(parser, args)
         parser.error(f"unknown command {args.command!r}")
     except UserError as error:
         sys.stdout.flush()

@@ -15,7 +15,7 @@ import selectors
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -167,16 +167,35 @@ class Stream:
         self.pid: int | None = process.pid
         self._fd = process.stdout.fileno()
         os.set_blocking(self._fd, False)
+        if process.stdin is not None:
+            os.set_blocking(process.stdin.fileno(), False)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._fd, selectors.EVENT_READ)
         self._lines = LineBuffer()
+        self.tap: Callable[[bytes], None] | None = None  # gets every piece of output as it is read (the lab)
 
     def _chunk(self) -> bytes | None:
         """What the pipe holds now: b"" at the end of the output, None when nothing is there yet."""
         try:
-            return os.read(self._fd, 65536)
+            chunk = os.read(self._fd, 65536)
         except BlockingIOError:
             return None
+        if chunk and self.tap is not None:
+            self.tap(chunk)
+        return chunk
+
+    def send(self, data: bytes) -> int:
+        """Write to its stdin (`stream(stdin=True)`) never blocking: the bytes that went in (0: pipe full or gone)."""
+        try:
+            return os.write(self.process.stdin.fileno(), data) if self.process.stdin else 0
+        except (BlockingIOError, BrokenPipeError, ValueError):  # full; the process gone; the pipe closed
+            return 0
+
+    def kill(self) -> None:
+        """Stop its whole process group now (from any thread): whoever reads it then sees its output end."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
     def read(self, timeout: float) -> Output | None:
         """What it printed within `timeout` seconds (an empty Output when nothing); None once it printed all it
@@ -220,6 +239,9 @@ class Stream:
             self._selector.close()
             assert self.process.stdout is not None
             self.process.stdout.close()
+            if self.process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self.process.stdin.close()
 
 
 class Runner:
@@ -328,15 +350,15 @@ class Runner:
         process.stdout.close()
 
     @contextlib.contextmanager
-    def stream(self, command: Sequence[str | Path]) -> Iterator[Stream]:
-        """Start `command` in its own process group, stdin closed, its output read as it comes (a boot's console,
-        judged while it runs). Never leaves it behind: one still running at the end (a timeout, a panic, an
-        interrupt) is stopped with its whole group as a build tool is (`_stop_group`)."""
+    def stream(self, command: Sequence[str | Path], *, stdin: bool = False) -> Iterator[Stream]:
+        """Start `command` in its own process group, stdin closed (with `stdin`: a pipe for `Stream.send`), its
+        output read as it comes (a boot's console, judged while it runs). Never leaves it behind: one still running
+        at the end (a timeout, a panic, an interrupt) is stopped with its whole group (`_stop_group`)."""
         argv = [str(part) for part in command]
         try:
             process = subprocess.Popen(
                 argv,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

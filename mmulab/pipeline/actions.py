@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -24,7 +24,7 @@ from mmulab.core.fsutil import JsonRecord, sha256_of, tree_digest, write_atomic
 from mmulab.core.paths import Layout, series_root
 from mmulab.core.tools import RUNNER, Runner, require
 from mmulab.kconfig.version import tree_version
-from mmulab.project.model import BootCase, Project
+from mmulab.project.model import BootCase, Project, with_cmdline
 
 
 def user_errors(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -379,10 +379,7 @@ def console(project: Project, case_name: str, append: str = "", scripted: str = 
     if not stdin_is_terminal():
         raise needs_terminal(scripted or f"smoke:{case_name}")
     require(project.toolchain.qemu)
-    case = project.boots[case_name]
-    if append:
-        case = replace(case, cmdline=f"{case.cmdline or project.variants[case.variant].cmdline} {append}")
-    command = boot_command(project, case, True)
+    command = boot_command(project, with_cmdline(project, project.boots[case_name], append), True)
     print("mmulab: interactive boot; leave QEMU with Ctrl-A X\n$ " + " ".join(command), flush=True)
     code = qemu.run_interactive(command)
     if code != 0:

@@ -307,15 +307,16 @@ def pipeline_boot(project: Project, layout: Layout, keep: bool, name: str, round
     return verdict
 
 
-def build_first(project: Project, cases: Sequence[str], jobs: int) -> None:
-    """Build (or find built) what the cases boot, through doit: the pipeline's own stages and cache."""
+def build_first(project: Project, cases: Sequence[str], jobs: int, who: str = "soak") -> None:
+    """Build (or find built) what the cases boot, through doit: the pipeline's own stages and cache (for `who`:
+    `mmulab soak`, `mmulab lab`)."""
     from mmulab.core.doitcli import doit_argv
 
     command = doit_argv(["-n", str(jobs), *build_tasks(project, cases)])
     result = subprocess.run(command, check=False)
     if result.returncode != 0:
         raise UserError(
-            f"soak: building the kernels and images failed (`{' '.join(command[3:])}` exit {result.returncode})"
+            f"{who}: building the kernels and images failed (`{' '.join(command[3:])}` exit {result.returncode})"
         )
 
 

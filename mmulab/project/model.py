@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -359,3 +359,10 @@ class Project:
 def interactive_case(project: Project, variant: str, build: str) -> BootCase | None:
     """The first boot case of `build` on `variant` (what console:<variant> and shell:<variant> boot)."""
     return next((c for c in project.boots.values() if c.variant == variant and c.build == build), None)
+
+
+def with_cmdline(project: Project, case: BootCase, append: str) -> BootCase:
+    """`case` with `append` at the end of its kernel command line (a shell's init: shell:<variant>, the lab)."""
+    if not append:
+        return case
+    return replace(case, cmdline=f"{case.cmdline or project.variants[case.variant].cmdline} {append}")
