@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import functools
 import json
-import os
+import math
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import make_project
+from conftest import clean_environment, make_project
+from kernel_series import git, kernel_series
 
 from mmulab.boot.judge import Outcome as Observed
 from mmulab.boot.judge import Verdict
@@ -26,21 +28,6 @@ from mmulab.pipeline.actions import layout_of
 from mmulab.project.model import Project
 
 CASE = "clone_vm-asm-nommu"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Ada",
-    "GIT_AUTHOR_EMAIL": "ada@example.org",
-    "GIT_COMMITTER_NAME": "Ada",
-    "GIT_COMMITTER_EMAIL": "ada@example.org",
-    "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
-    "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
-}
-
-
-def git(tree: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-C", str(tree), *args], env={**os.environ, **GIT_ENV}, capture_output=True, text=True, check=True
-    )
-    return result.stdout.strip()
 
 
 def series(tree: Path, behaviours: Sequence[str]) -> list[str]:
@@ -321,3 +308,40 @@ def test_side_by_side_starts_at_the_first_real_difference() -> None:
     row = shown.splitlines()[3]
     assert row.startswith("good end ") and row.endswith("| bad end")
     assert shown.splitlines()[4].strip() == "| x"
+
+
+# --- slow: a real regression in a git tree made from the pinned kernel ---
+
+
+@pytest.mark.slow
+def test_a_real_regression_is_found_and_the_unbuildable_commit_skipped(tmp_path: Path, kernel_tree: Path) -> None:
+    tree = tmp_path / "linux"
+    hashes = kernel_series(kernel_tree, tree)
+    build = tmp_path / "build"
+    environment = {**clean_environment(), "MMULAB_BUILD_DIR": str(build), "LINUX_SRC": str(tree)}
+    result = subprocess.run(
+        [sys.executable, "-m", "mmulab", "bisect", "--good", hashes[0], "--bad", "main", "--case", CASE],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(result.stdout)
+    report = json.loads((build / "reports" / "bisect.json").read_text())
+    assert report["first_bad"]["hash"] == hashes[9], result.stdout
+    assert report["first_bad"]["subject"] == "fork: refuse CLONE_VM | CLONE_VFORK without an MMU"
+    steps = [step for step in report["steps"] if step["role"] == "step"]
+    assert len(steps) <= math.ceil(math.log2(12)) + 2, result.stdout
+    marks = {step["commit"]: step for step in report["steps"]}
+    if hashes[6] in marks:  # tested: skip, with kconfig's reason
+        assert marks[hashes[6]]["mark"] == "skip"
+        assert "BINFMT_ELF_FDPIC" in marks[hashes[6]]["reason"], marks[hashes[6]]
+    assert any(step["mark"] == "skip" for step in steps), result.stdout  # git's first choice of 12 is commit 6
+    assert any("fork.c" in note or "clone" in note for note in report["notes"]), report["notes"]
+    assert f"bisect: first bad commit: {hashes[9]}" in result.stdout
+    assert git(tree, "symbolic-ref", "HEAD") == "refs/heads/main"
+    assert git(tree, "rev-parse", "HEAD") == hashes[-1]
+    assert git(tree, "status", "--porcelain", "--untracked-files=no") == ""
+    assert not list((tree / ".git").glob("BISECT_*"))
