@@ -300,6 +300,27 @@ def test_usage_mistakes_are_told_by_the_parser(capsys: pytest.CaptureFixture[str
     assert "mmulab bisect: error:" in capsys.readouterr().err
 
 
+def test_what_counts_as_a_failure_outside_the_kernel() -> None:
+    project = make_project(Path("/nonexistent"))
+    case = project.boots[CASE]
+
+    def verdict(observed: Observed, seconds: float = 1.0) -> Verdict:
+        return Verdict(CASE, "", "", "", "", "pass", observed, observed is Observed.PASS, seconds, "why")
+
+    command = "$ qemu-system-riscv64 -M virt -kernel Image"
+    no_start = [command, "qemu-system-riscv64: -kernel Image: No such file or directory"]
+    kernel_said = [command, "[    0.000000] Linux version 6.12", "[    0.1] Run /init as init process"]
+    assert bisectstep.infrastructure(None, case, []) == "the boot left no verdict (QEMU could not start?)"
+    infra = bisectstep.infrastructure
+    assert infra(verdict(Observed.INCOMPLETE), case, no_start) == f"QEMU did not start: {no_start[1]}"
+    assert bisectstep.infrastructure(verdict(Observed.QEMU_ERROR), case, kernel_said) == "qemu-error: why"
+    starved = verdict(Observed.HANG, case.timeout * SLOW_HOST_LIMIT)
+    assert bisectstep.infrastructure(starved, case, kernel_said).startswith("the host starved the boot")
+    for observed in (Observed.INCOMPLETE, Observed.PANIC, Observed.FORBIDDEN_LINE, Observed.PASS):
+        assert bisectstep.infrastructure(verdict(observed), case, kernel_said) == ""
+    assert bisectstep.infrastructure(verdict(Observed.HANG, case.timeout), case, kernel_said) == ""
+
+
 def test_side_by_side_starts_at_the_first_real_difference() -> None:
     good = ["[    0.1] Linux version 6.12 #1", "[    0.2] at 0x80001000", "[    0.3] same", "[    0.4] good end"]
     bad = ["[    0.5] Linux version 6.12 #2", "[    0.7] at 0x80002000", "[    0.9] same", "[    1.1] bad end", "x"]

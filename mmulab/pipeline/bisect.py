@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -196,9 +195,12 @@ class Git:
     def head(self) -> str:
         return self._git("rev-parse", "HEAD")
 
-    def fetch_from(self, source: Path) -> None:
-        """Commits the user made since the clone (a resumed bisect's refs may be new)."""
-        self._git("fetch", "--quiet", str(source), "+refs/heads/*:refs/remotes/origin/*")
+    def origin(self) -> str:
+        """The repository this one was cloned from ("" when none)."""
+        try:
+            return self._git("config", "--get", "remote.origin.url")
+        except UserError:
+            return ""
 
 
 @dataclass(frozen=True)
@@ -390,9 +392,3 @@ def report(git: Git, outcome: Outcome) -> dict[str, Any]:
         "seconds": round(sum(step.seconds for step in outcome.steps), 1),
         **outcome.extra,
     }
-
-
-def timed(function: Callable[[], Step]) -> Step:
-    started = time.monotonic()
-    step = function()
-    return replace(step, seconds=round(time.monotonic() - started, 1))

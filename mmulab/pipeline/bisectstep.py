@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +45,7 @@ def infrastructure(verdict: Verdict | None, case: BootCase, console: Sequence[st
         return f"{verdict.observed.value}: {verdict.reason}"
     if verdict.observed is Observed.HANG and (verdict.seconds or 0) >= case.timeout * SLOW_HOST_LIMIT:
         return f"the host starved the boot ({verdict.seconds:g} s of wall time for a {case.timeout:g} s timeout)"
-    printed = [line for line in console if line.strip()]
+    printed = [line for line in console if line.strip() and not line.startswith("$ ")]  # not the command line
     if verdict.observed is Observed.INCOMPLETE and all(line.startswith("qemu-system") for line in printed):
         return f"QEMU did not start: {printed[0].strip() if printed else verdict.reason}"
     return ""
@@ -105,7 +106,7 @@ class PipelineOracle:
 
     def doit(self, tasks: Sequence[str], log: Path) -> int:
         code = self.run_tasks(tasks, log, self.environment())
-        if code == ExitCode.INTERRUPTED or code < 0:
+        if code in (ExitCode.INTERRUPTED, -signal.SIGINT):
             raise KeyboardInterrupt
         return code
 
@@ -192,7 +193,7 @@ def bisect(
         good_hash, bad_hash = check_inputs(user, good, bad, cases, list(project.boots))
         state = State(str(tree), good_hash, bad_hash, tuple(dict.fromkeys(cases)), retries)
     clone = layout.bisect_dir() / "tree"
-    if not (clone / ".git").is_dir():
+    if not (clone / ".git").is_dir() or Git(clone).origin() != str(tree):  # a clone of another tree is no use
         remove_tree(clone)
         Git(tree).clone_to(clone)
     state.write(state_path)
