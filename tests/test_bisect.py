@@ -206,7 +206,7 @@ def test_a_boot_failing_outside_the_kernel_every_time_is_skip(tmp_path: Path) ->
 
 
 def test_all_good_and_all_bad_are_told_at_the_start(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"--bad \w{12} passes \(\): it is not a bad commit"):
+    with pytest.raises(ConfigError, match=r"--bad \w{12} passes: it is not a bad commit"):
         start(tmp_path / "a", ["pass"] * 4)
     with pytest.raises(ConfigError, match=r"--good \w{12} fails \(clone_vm-asm-nommu: incomplete: .*\): it is not"):
         start(tmp_path / "b", ["fail"] * 4)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -192,9 +192,6 @@ class Git:
         """Only the files that differ change (and get a new mtime): make rebuilds what they touch."""
         self._git("-c", "advice.detachedHead=false", "checkout", "--quiet", "--force", "--detach", commit)
 
-    def head(self) -> str:
-        return self._git("rev-parse", "HEAD")
-
     def origin(self) -> str:
         """The repository this one was cloned from ("" when none)."""
         try:
@@ -210,7 +207,6 @@ class Outcome:
     first_bad: Commit | None
     candidates: tuple[Commit, ...]
     steps: tuple[Step, ...]
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_inputs(git: Git, good: str, bad: str, cases: Sequence[str], known_cases: Sequence[str]) -> tuple[str, str]:
@@ -242,15 +238,15 @@ def next_commit(git: Git, state: State) -> tuple[str | None, list[str]]:
     return (untested[0] if untested else None), suspects
 
 
-def _check(state: State, role: str, commit: str, oracle: Oracle, option: str, ref: str) -> Step:
+def _check(role: str, commit: str, oracle: Oracle, option: str, ref: str) -> Step:
     step = replace(oracle(commit), role=role)
     wanted = Mark.GOOD if role == "good" else Mark.BAD
     if step.mark is wanted:
         return step
     if step.mark is Mark.SKIP:
         raise ConfigError(f"bisect: {option} {ref} cannot be tested: {step.reason}; choose another {option} commit")
-    said = "passes" if step.mark is Mark.GOOD else "fails"
-    raise ConfigError(f"bisect: {option} {ref} {said} ({step.reason}): it is not a {role} commit")
+    said = "passes" if step.mark is Mark.GOOD else f"fails ({step.reason})"
+    raise ConfigError(f"bisect: {option} {ref} {said}: it is not a {role} commit")
 
 
 def run(
@@ -268,7 +264,7 @@ def run(
             continue
         checkout(commit)
         say(f"bisect: checking {option} {commit[:12]} ...")
-        step = _check(state, role, commit, oracle, option, commit[:12])
+        step = _check(role, commit, oracle, option, commit[:12])
         state = state.after(step)
         save(state)
         say(f"bisect: {option} {commit[:12]} is {step.mark.value} ({step.seconds:.0f} s)")
@@ -390,5 +386,4 @@ def report(git: Git, outcome: Outcome) -> dict[str, Any]:
         "side_by_side": side_by_side(_console(good_run), _console(bad_run)) if good_run and bad_run else "",
         "steps": [step.to_dict() for step in outcome.steps],
         "seconds": round(sum(step.seconds for step in outcome.steps), 1),
-        **outcome.extra,
     }
