@@ -52,7 +52,7 @@ def kernel_series(kernel_tree: Path, tree: Path) -> list[str]:
     git(tree, "init", "--quiet", "--initial-branch=main")
     git(tree, "config", "core.looseCompression", "0")  # the import stays cheap: the objects stored, not deflated
     git(tree, "config", "gc.auto", "0")
-    git(tree, "add", "-A")
+    git(tree, "add", "--force", "--all")  # Debian's tree ignores its own top level (its .gitignore ends in `/*`)
     git(tree, "commit", "--quiet", "-m", "Linux 6.12 (pinned)")
     hashes = [git(tree, "rev-parse", "HEAD")]
     notes = tree / "Documentation" / "bisect-notes.txt"
@@ -70,7 +70,7 @@ def kernel_series(kernel_tree: Path, tree: Path) -> list[str]:
             with notes.open("a") as sink:
                 sink.write(f"note {number}\n")
             subject = f"Documentation: bisect note {number}"
-        git(tree, "add", "-A")
+        git(tree, "add", "--force", "--all")
         git(tree, "commit", "--quiet", "-m", subject)
         hashes.append(git(tree, "rev-parse", "HEAD"))
     return hashes
