@@ -55,22 +55,22 @@ def kernel_series(kernel_tree: Path, tree: Path) -> list[str]:
     git(tree, "add", "--force", "--all")  # Debian's tree ignores its own top level (its .gitignore ends in `/*`)
     git(tree, "commit", "--quiet", "-m", "Linux 6.12 (pinned)")
     hashes = [git(tree, "rev-parse", "HEAD")]
-    notes = tree / "Documentation" / "bisect-notes.txt"
+    notes = "Documentation/bisect-notes.txt"
     for number in range(1, 13):
         if number == 6:
-            edit(tree, "fs/Kconfig.binfmt", FDPIC_DEPENDS, FDPIC_DEPENDS + " && BROKEN")
-            subject = "binfmt: ELF FDPIC marked broken"
+            path, subject = "fs/Kconfig.binfmt", "binfmt: ELF FDPIC marked broken"
+            edit(tree, path, FDPIC_DEPENDS, FDPIC_DEPENDS + " && BROKEN")
         elif number == 7:
-            edit(tree, "fs/Kconfig.binfmt", FDPIC_DEPENDS + " && BROKEN", FDPIC_DEPENDS)
-            subject = 'Revert "binfmt: ELF FDPIC marked broken"'
+            path, subject = "fs/Kconfig.binfmt", 'Revert "binfmt: ELF FDPIC marked broken"'
+            edit(tree, path, FDPIC_DEPENDS + " && BROKEN", FDPIC_DEPENDS)
         elif number == 9:
-            edit(tree, "kernel/fork.c", CULPRIT_ANCHOR, CULPRIT_CHECK + CULPRIT_ANCHOR)
-            subject = "fork: refuse CLONE_VM | CLONE_VFORK without an MMU"
+            path, subject = "kernel/fork.c", "fork: refuse CLONE_VM | CLONE_VFORK without an MMU"
+            edit(tree, path, CULPRIT_ANCHOR, CULPRIT_CHECK + CULPRIT_ANCHOR)
         else:
-            with notes.open("a") as sink:
+            path, subject = notes, f"Documentation: bisect note {number}"
+            with (tree / notes).open("a") as sink:
                 sink.write(f"note {number}\n")
-            subject = f"Documentation: bisect note {number}"
-        git(tree, "add", "--force", "--all")
+        git(tree, "add", "--force", path)  # the one file: no scan of the whole tree
         git(tree, "commit", "--quiet", "-m", subject)
         hashes.append(git(tree, "rev-parse", "HEAD"))
     return hashes
