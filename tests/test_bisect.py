@@ -62,11 +62,16 @@ class FakeDoit:
         if self.interrupt and task.startswith(self.interrupt):
             raise KeyboardInterrupt
         log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as sink:
+            sink.write(f"$ doit {task}\nerror: an earlier run's line\n" if task.startswith("kconfig") else "")
         if task.startswith("kconfig:") and behaviour == "kconfig-fails":
-            log.write_text("kconfig:nommu: CONFIG_BINFMT_ELF_FDPIC=y did not survive olddefconfig\n")
+            with log.open("a") as sink:  # after an earlier run's line that must not be taken for this one's reason
+                sink.write("$ doit kconfig:nommu\nmmulab: error: kconfig:nommu: CONFIG_BINFMT_ELF_FDPIC=y did not "
+                           "survive olddefconfig\n")  # fmt: skip
             return 1
         if task.startswith("kernel:") and behaviour == "kernel-fails":
-            log.write_text("kernel/fork.c:1: error: #error broken\n")
+            with log.open("a") as sink:
+                sink.write("$ doit kernel:nommu\nkernel/fork.c:1: error: #error broken\n")
             return 1
         if task.startswith("smoke:"):
             return self.boot(task.removeprefix("smoke:"), behaviour, tree)
@@ -171,7 +176,7 @@ def test_skips_next_to_the_culprit_leave_it_ambiguous_said_plainly(tmp_path: Pat
     } == {hashes[4], hashes[5], hashes[6]}
     skips = {s.commit: s.reason for s in outcome.steps if s.mark is bisect.Mark.SKIP}
     assert skips[hashes[4]] == "kernel:nommu: kernel/fork.c:1: error: #error broken"
-    assert skips[hashes[5]] == "kconfig:nommu: kconfig:nommu: CONFIG_BINFMT_ELF_FDPIC=y did not survive olddefconfig"
+    assert skips[hashes[5]] == "kconfig:nommu: CONFIG_BINFMT_ELF_FDPIC=y did not survive olddefconfig"
     text = bisect.text(work, outcome)
     assert "the first bad commit could be any of these 3" in text
 

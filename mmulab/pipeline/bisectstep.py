@@ -33,6 +33,7 @@ from mmulab.project.loader import load_project
 from mmulab.project.model import BootCase, Project
 
 REASON_LINES = ("mmulab: error:", "did not survive", "error:", "Error ")
+RUN_MARK = "$ doit "  # starts each doit run's output in a step's log
 
 
 def infrastructure(verdict: Verdict | None, case: BootCase, console: Sequence[str]) -> str:
@@ -52,15 +53,16 @@ def infrastructure(verdict: Verdict | None, case: BootCase, console: Sequence[st
 
 
 def failure_reason(log: Path, task: str, code: int) -> str:
-    """The line of a failed doit run that says why (an option that did not survive, a compiler error)."""
+    """The line of the last doit run in `log` that says why it failed (an option that did not survive, a compiler
+    error), named by its task once."""
     try:
-        lines = log.read_text(errors="replace").splitlines()
+        lines = log.read_text(errors="replace").rsplit(RUN_MARK, 1)[-1].splitlines()
     except OSError:
         lines = []
     for marker in REASON_LINES:
-        found = next((line.strip() for line in lines if marker in line), None)
+        found = next((line.strip().removeprefix("mmulab: error: ") for line in lines if marker in line), None)
         if found:
-            return f"{task}: {found[:200]}"
+            return found[:200] if found.startswith(f"{task}:") else f"{task}: {found[:200]}"
     return f"{task}: exit {code} (log: {log})"
 
 
@@ -72,7 +74,7 @@ def run_doit(tasks: Sequence[str], log: Path, environment: dict[str, str]) -> in
     """doit on this checkout's dodo.py, its output to `log`; its exit code (Ctrl-C reaches it too)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as sink:
-        sink.write(f"$ doit {' '.join(tasks)}\n".encode())
+        sink.write(f"{RUN_MARK}{' '.join(tasks)}\n".encode())
         sink.flush()
         return subprocess.call(doit_argv(list(tasks)), env=environment, stdout=sink, stderr=subprocess.STDOUT)
 
