@@ -27,6 +27,7 @@ from mmulab.pipeline import bisect, bisectstep
 from mmulab.pipeline.actions import layout_of
 from mmulab.project.model import Project
 
+pytestmark = pytest.mark.needs("git")
 CASE = "clone_vm-asm-nommu"
 
 
