@@ -67,8 +67,8 @@ class FakeDoit:
             sink.write(f"$ doit {task}\nerror: an earlier run's line\n" if task.startswith("kconfig") else "")
         if task.startswith("kconfig:") and behaviour == "kconfig-fails":
             with log.open("a") as sink:  # after an earlier run's line that must not be taken for this one's reason
-                sink.write("$ doit kconfig:nommu\nmmulab: error: kconfig:nommu: CONFIG_BINFMT_ELF_FDPIC=y did not "
-                           "survive olddefconfig\n")  # fmt: skip
+                sink.write("$ doit kconfig:nommu\nmmulab: error: kconfig:nommu: 1 option did not survive:\n"
+                           "  - CONFIG_BINFMT_ELF_FDPIC=y requested\n")  # fmt: skip
             return 1
         if task.startswith("kernel:") and behaviour == "kernel-fails":
             with log.open("a") as sink:
@@ -177,7 +177,7 @@ def test_skips_next_to_the_culprit_leave_it_ambiguous_said_plainly(tmp_path: Pat
     } == {hashes[4], hashes[5], hashes[6]}
     skips = {s.commit: s.reason for s in outcome.steps if s.mark is bisect.Mark.SKIP}
     assert skips[hashes[4]] == "kernel:nommu: kernel/fork.c:1: error: #error broken"
-    assert skips[hashes[5]] == "kconfig:nommu: CONFIG_BINFMT_ELF_FDPIC=y did not survive olddefconfig"
+    assert skips[hashes[5]] == "kconfig:nommu: 1 option did not survive: CONFIG_BINFMT_ELF_FDPIC=y requested"
     text = bisect.text(work, outcome)
     assert "the first bad commit could be any of these 3" in text
 
@@ -328,8 +328,8 @@ def test_what_counts_as_a_failure_outside_the_kernel() -> None:
 
 
 def test_side_by_side_starts_at_the_first_real_difference() -> None:
-    good = ["[    0.1] Linux version 6.12 #1", "[    0.2] at 0x80001000", "[    0.3] same", "[    0.4] good end"]
-    bad = ["[    0.5] Linux version 6.12 #2", "[    0.7] at 0x80002000", "[    0.9] same", "[    1.1] bad end", "x"]
+    good = ["[    0.1] Linux version 6.12-g1 #1", "[    0.2] at 0x80001000", "[    0.3] ratio 7.31", "[  0.4] good end"]
+    bad = ["[    0.5] Linux version 6.12-g2 #1", "[    0.7] at 0x80002000", "[    0.9] ratio 7.08", "[  1.1] bad end", "x"]
     shown = bisect.side_by_side(good, bad)
     assert shown.splitlines()[0] == "from console line 4:"
     row = shown.splitlines()[3]

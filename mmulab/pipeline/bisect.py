@@ -293,14 +293,14 @@ def run(
 # --- what it ends with ---
 
 _TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?")
-_HEX = re.compile(r"0x[0-9a-f]+|\b[0-9a-f]{8,16}\b")
+_NUMBER = re.compile(r"\b(?:0x)?[0-9a-f.]*[0-9][0-9a-f.]*\b")  # 7.31, 0x80001000, 000000008042fdd0
 
 
 def _normal(line: str) -> str:
-    """A console line without what differs between two boots of the same behaviour: the time stamp, addresses,
-    and the kernel's version banner (the commit is in it)."""
+    """A console line without what differs between two boots of the same behaviour: the time stamp, numbers
+    (addresses, measured ratios) and the kernel's version banner (the commit is in it)."""
     line = _TIMESTAMP.sub("", line.rstrip())
-    return "Linux version" if line.startswith("Linux version") else _HEX.sub("0x?", line)
+    return "Linux version" if line.startswith("Linux version") else _NUMBER.sub("#", line)
 
 
 def side_by_side(good: Sequence[str], bad: Sequence[str], lines: int = SIDE_BY_SIDE_LINES) -> str:

@@ -33,6 +33,7 @@ from mmulab.project.loader import load_project
 from mmulab.project.model import BootCase, Project
 
 REASON_LINES = ("mmulab: error:", "did not survive", "error:", "Error ")
+REASON_LENGTH = 300
 RUN_MARK = "$ doit "  # starts each doit run's output in a step's log
 
 
@@ -60,9 +61,13 @@ def failure_reason(log: Path, task: str, code: int) -> str:
     except OSError:
         lines = []
     for marker in REASON_LINES:
-        found = next((line.strip().removeprefix("mmulab: error: ") for line in lines if marker in line), None)
-        if found:
-            return found[:200] if found.startswith(f"{task}:") else f"{task}: {found[:200]}"
+        at = next((i for i, line in enumerate(lines) if marker in line), None)
+        if at is not None:
+            found = lines[at].strip().removeprefix("mmulab: error: ")
+            if found.endswith(":") and at + 1 < len(lines):  # a list follows: its first item says which
+                found += " " + lines[at + 1].strip().removeprefix("- ")
+            found = found[:REASON_LENGTH]
+            return found if found.startswith(f"{task}:") else f"{task}: {found}"
     return f"{task}: exit {code} (log: {log})"
 
 
