@@ -329,7 +329,7 @@ def test_what_counts_as_a_failure_outside_the_kernel() -> None:
 
 def test_side_by_side_starts_at_the_first_real_difference() -> None:
     good = ["[    0.1] Linux version 6.12-g1 #1", "[    0.2] at 0x80001000", "[    0.3] ratio 7.31", "[  0.4] good end"]
-    bad = ["[    0.5] Linux version 6.12-g2 #1", "[    0.7] at 0x80002000", "[    0.9] ratio 7.08", "[  1.1] bad end", "x"]
+    bad = ["[  0.5] Linux version 6.12-g2 #1", "[  0.7] at 0x80002000", "[  0.9] ratio 7.08", "[  1.1] bad end", "x"]
     shown = bisect.side_by_side(good, bad)
     assert shown.splitlines()[0] == "from console line 4:"
     row = shown.splitlines()[3]
