@@ -150,7 +150,9 @@ class PipelineOracle:
 
     def boot(self, commit: str, name: str, log: Path) -> tuple[CaseRun | None, int]:
         """The case booted until its verdict is the kernel's (None when every try failed outside it)."""
-        layout = layout_of(self.project)
+        # Read again at each commit: where a tree's outputs live may follow the tree's own version (its Makefile),
+        # which a bisect across releases changes.
+        layout = layout_of(load_project(self.project.settings))
         case = self.project.boots[name]
         for attempt in range(1, self.retries + 2):
             layout.verdict(name).unlink(missing_ok=True)  # never read the last step's verdict
