@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmulab",
         description="mmulab: checks on published releases and their signing keys, boots of images built elsewhere, "
-        "soaks, the lab in a browser.",
+        "soaks, bisects, the lab in a browser.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     verify = commands.add_parser(
@@ -153,6 +153,25 @@ def _parser() -> argparse.ArgumentParser:
         "verified newer release exists for in configs/kernels.toml (review it with git diff). Exit 0.",
     )
     pins.add_argument("--write", action="store_true", help="move the pins in configs/kernels.toml")
+    bisect = commands.add_parser(
+        "bisect",
+        help="find the commit of a kernel git tree (LINUX_SRC) that turns a boot case from PASS to FAIL",
+        description="Bisect LINUX_SRC (a kernel git tree without uncommitted changes) between --good and --bad with "
+        "boot cases as the oracle: each commit is checked out in the bisect's own clone (build/bisect/tree; your "
+        "tree is only read), configured, built and booted by the pipeline (compile cache and farm as usual). A "
+        "commit whose kernel does not configure or build is skipped; a boot that fails outside the kernel is "
+        "retried, then skipped. Prints the first bad commit, the consoles side by side and every step; writes "
+        "build/reports/bisect.json. Exit 0 when a first bad commit was found, 1 when skips left several.",
+    )
+    bisect.add_argument("--good", metavar="REF", help="a commit where every case passes")
+    bisect.add_argument("--bad", metavar="REF", help="a later commit where a case fails")
+    bisect.add_argument("--case", action="append", default=[], help="a boot case, the oracle (repeatable)")
+    bisect.add_argument(
+        "--retries", type=_whole, default=2, help="boots again after a failure outside the kernel (default 2)"
+    )
+    bisect.add_argument(
+        "--resume", action="store_true", help="continue the bisect build/bisect/state.json records (after Ctrl-C)"
+    )
     return parser
 
 
@@ -199,6 +218,29 @@ def _lab(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     demos = tuple(dict.fromkeys(args.demo)) or tuple(project.demos)
     limits = Limits(args.machines, float(args.idle))
     return server.serve(project, demos, limits, listen, not args.no_build, lambda line: print(line, flush=True))
+
+
+def _whole(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: not a whole number >= 0")
+    return int(text)
+
+
+def _bisect(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from mmulab.pipeline import bisect, bisectstep
+    from mmulab.project.loader import load_project
+
+    if args.resume and (args.good or args.bad or args.case):
+        parser.error("bisect: --resume continues the recorded bisect: give it no --good, --bad or --case")
+    if not args.resume and not (args.good and args.bad and args.case):
+        parser.error("bisect: give --good REF, --bad REF and at least one --case (or --resume)")
+    project = load_project()
+    git, outcome, path = bisectstep.bisect(
+        project, args.good, args.bad, args.case, args.retries, args.resume, say=lambda line: print(line, flush=True)
+    )
+    print(bisect.text(git, outcome))
+    print(f"mmulab: bisect report: {path}")
+    return ExitCode.OK if outcome.first_bad is not None else ExitCode.FAILED
 
 
 def _positive(text: str) -> int:
@@ -314,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _pins(args.write)
         if args.command == "lab":
             return _lab(parser, args)
+        if args.command == "bisect":
+            return _bisect(parser, args)
         parser.error(f"unknown command {args.command!r}")
     except UserError as error:
         sys.stdout.flush()

@@ -98,6 +98,13 @@ class Layout:
         """The run's reports: the boot summary, the compile cache's counts."""
         return self.root / "reports"
 
+    def bisect_dir(self) -> Path:
+        """`mmulab bisect`'s own folder: its clone of LINUX_SRC, its state file, each step's log and consoles."""
+        return self.root / "bisect"
+
+    def bisect_state(self) -> Path:
+        return self.bisect_dir() / "state.json"
+
     def ccache_stats_dir(self) -> Path:
         return self.reports() / "ccache"
 
