@@ -295,6 +295,7 @@ def run(project: Project, only: str = "") -> tuple[list[Cell], list[SeriesRun], 
     reports = matrix_reports(project.settings.build_dir)
     cells: list[Cell] = []
     runs = []
+    written = (reports / JSON_NAME, reports / XML_NAME, reports / TEXT_NAME)
     for index, series in enumerate(names, 1):
         log = reports / "matrix" / f"linux-{series}.log"
         print(f"matrix: [{index}/{len(names)}] linux {series}: doit all (log: {log})", flush=True)
@@ -305,7 +306,8 @@ def run(project: Project, only: str = "") -> tuple[list[Cell], list[SeriesRun], 
         cells += found
         passed = sum(cell.state is CellState.PASS for cell in found)
         print(f"matrix: linux {series} ({result.version or '?'}): {passed}/{len(found)} PASS in {result.seconds:.0f} s")
-    return cells, runs, write(cells, runs, project, reports)
+        written = write(cells, runs, project, reports)  # after each series: an interrupted matrix keeps what ran
+    return cells, runs, written
 
 
 @user_errors
