@@ -158,7 +158,8 @@ def _parser() -> argparse.ArgumentParser:
         help="find the commit of a kernel git tree (LINUX_SRC) that turns a boot case from PASS to FAIL",
         description="Bisect LINUX_SRC (a kernel git tree without uncommitted changes) between --good and --bad with "
         "boot cases as the oracle: each commit is checked out in the bisect's own clone "
-        "(build/linux-src/bisect/tree; your tree is only read), configured, built and booted by the pipeline (compile cache and farm as usual). A "
+        "(build/linux-src/bisect/tree; your tree is only read), configured, built and booted by the pipeline "
+        "(compile cache and farm as usual). A "
         "commit whose kernel does not configure or build is skipped; a boot that fails outside the kernel is "
         "retried, then skipped. Prints the first bad commit, the consoles side by side and every step; writes "
         "build/linux-src/reports/bisect.json. Exit 0 when a first bad commit was found, 1 when skips left several.",
