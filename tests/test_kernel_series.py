@@ -384,7 +384,8 @@ def test_two_series_in_one_build_directory_never_reuse_each_others_outputs(sessi
     from conftest import default_root
     from helpers_pipeline import executed
 
-    case, other = "clone_vm-asm-nommu", next(name for name in PROJECT.kernel_series if name != PROJECT.series)
+    names = list(PROJECT.kernel_series)
+    case, other = "clone_vm-asm-nommu", names[names.index(PROJECT.series) + 1]  # the next series (6.1 has no NOMMU ELF)
     env = {"MMULAB_BUILD_DIR": str(session_build)}
     first = run_doit([f"smoke:{case}"], env, timeout=3600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
