@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from conftest import default_root
+
 from mmulab.core.doitcli import COMMANDS, READ_ONLY_COMMANDS, doit_argv, read
 from mmulab.core.settings import PROJECT_ROOT
 
@@ -61,11 +63,12 @@ def doit(args: list[str], build: Path) -> subprocess.Popen[str]:
 
 def test_a_second_run_waits_for_the_holder_says_for_whom_then_goes_on(tmp_path: Path) -> None:
     build, release = tmp_path / "build", tmp_path / "release"
-    with holding(build, release) as holder, ended(doit(["forget"], build)) as waiter:
+    held = default_root(build)  # a run locks its kernel series' folder of the build directory
+    with holding(held, release) as holder, ended(doit(["forget"], build)) as waiter:
         said = first_line(waiter, deadline=60)
-        assert said == f"mmulab: waiting for the run holding {build / '.lock'} (pid {holder.pid})"
+        assert said == f"mmulab: waiting for the run holding {held / '.lock'} (pid {holder.pid})"
         # It does wait: the kernel lists it as blocked on the lock file (seen as soon as it is, no fixed sleep).
-        assert blocked_on(build / ".lock", waiter, deadline=60), "the second run must wait while the first holds it"
+        assert blocked_on(held / ".lock", waiter, deadline=60), "the second run must wait while the first holds it"
         release.touch()
         _out, err = waiter.communicate(timeout=30)
     assert waiter.returncode == 0, err
@@ -99,7 +102,7 @@ def first_line(process: subprocess.Popen[str], deadline: float) -> str:
 
 def test_other_build_directories_and_read_only_commands_do_not_wait(tmp_path: Path) -> None:
     build, release = tmp_path / "build", tmp_path / "release"
-    with holding(build, release):
+    with holding(default_root(build), release):
         other = doit(["forget"], tmp_path / "other-build")
         listing = doit(["list"], build)
         outputs = {}

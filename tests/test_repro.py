@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import default_root
 
 from mmulab.core.doitcli import doit_argv
 from mmulab.core.settings import PROJECT_ROOT, Settings
@@ -33,10 +34,11 @@ def fake_build(image: dict[bool, bytes], seen: list[repro.Environment]):
 
     def build(project, env: repro.Environment, log_dir: Path) -> str:
         seen.append(env)
-        (env.build_dir / "nommu").mkdir(parents=True)
-        (env.build_dir / "nommu" / "Image").write_bytes(image[env.ccache])
-        (env.build_dir / "boots").mkdir()
-        (env.build_dir / "boots" / "x.log").write_text(f"a console from {env.name}\n")  # volatile
+        root = default_root(env.build_dir)  # where the build's kernel series puts its outputs
+        (root / "nommu").mkdir(parents=True)
+        (root / "nommu" / "Image").write_bytes(image[env.ccache])
+        (root / "boots").mkdir()
+        (root / "boots" / "x.log").write_text(f"a console from {env.name}\n")  # volatile
         return env.name
 
     return build
@@ -67,7 +69,7 @@ def test_bytes_the_cache_changed_are_named_and_the_outside_build_kept(project) -
     assert [d.path for d in differences] == ["nommu/Image"]
     report = json.loads((root / "report.json").read_text())
     assert report["kept"] == str(seen[1].build_dir)
-    assert (seen[1].build_dir / "nommu" / "Image").is_file()
+    assert (default_root(seen[1].build_dir) / "nommu" / "Image").is_file()
 
 
 def test_each_build_runs_doit_all_with_its_cache_setting(project, monkeypatch: pytest.MonkeyPatch) -> None:
