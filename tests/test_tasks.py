@@ -248,6 +248,7 @@ def test_every_check_computes_and_a_built_directory_is_up_to_date(build: Path) -
         "catalog",
         "repro",
         "matrix",
+        "kernel-versions",
         "buildroot-ext",
     }
     found = statuses(project)

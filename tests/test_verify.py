@@ -465,7 +465,7 @@ def test_accepted_sources_seed_an_offline_cache_and_the_rebuild_is_compared(
         files["boots/summary.json"] = root / "nonexistent"  # volatile: never compared
         files["sources/patches/musl/0001-riscv64-add-vfork.patch"] = MUSL_PATCH
         for name, path in SOURCE_FILES.items():
-            files[path] = root.parent / "downloads" / name / Path(path).name
+            files[path] = root.parent.parent / "downloads" / name / Path(path).name  # root: <work>/build/linux-<series>
         return files
 
     fake_publisher(monkeypatch, rebuilt)

@@ -132,6 +132,17 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def _accepted_version(seed: Seed, project: Project) -> str:
+    """The version an accepted source is pinned as: the release's own; a kernel's must be a point release of the
+    series it replaces the pin of (configs/kernels.toml checks), so one that is not is labelled as accepted."""
+    from mmulab.kconfig.version import parse_version
+
+    if seed.name != project.toolchain.kernel.source:
+        return seed.version or "accepted"
+    version = parse_version(seed.version)
+    return seed.version if version is not None and version.series == project.series else f"{project.series}.0+accepted"
+
+
 def _overlay(seeds: list[Seed], project: Project, cache: Path, directory: Path) -> Path | None:
     """A config overlay pinning the accepted, unpinned sources to the release's bytes (the cache hit then
     passes fetch's check); None when every seed is pinned already."""
@@ -147,7 +158,7 @@ def _overlay(seeds: list[Seed], project: Project, cache: Path, directory: Path) 
         (kernel if table.startswith("series.") else lines).extend(
             [
                 f"[{table}]",
-                f"version = {json.dumps(seed.version or 'accepted')}",
+                f"version = {json.dumps(_accepted_version(seed, project))}",
                 f"sha256 = {json.dumps(seed.sha256)}",
                 f"filename = {json.dumps(seed.cache_name)}",
                 'hash_source = "accepted with mmulab verify --accept-source"',
