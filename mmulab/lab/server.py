@@ -103,7 +103,7 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
 
 
 async def page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+    return web.FileResponse(STATIC / "lab.html", headers={"Cache-Control": "no-store"})
 
 
 async def catalogue(request: web.Request) -> web.Response:
