@@ -80,16 +80,8 @@ def render(project: Project, build_dir: Path) -> str:
         for fact in kconfig_facts(root / "src" / "linux", project.toolchain.arch, name, facts.kconfig):
             by_symbol[fact.symbol][name] = fact
         consoles[name] = [line for case, text in facts.console for line in console_facts(Layout(root), case, text)]
-    numbers = _numbers(cells)
-    by_key = {(cell.case, cell.series): cell for cell in cells}
-    rows = []
-    for case in cases:
-        row = [case["case"]]
-        for name in series:
-            cell = by_key.get((case["case"], name))
-            number = numbers.get((name, cell.reason)) if cell else None
-            row.append("-" if cell is None else cell.state.value + (f" [{number}]" if number else ""))
-        rows.append(row)
+    numbers = matrix.reference_numbers(cells)
+    rows = matrix.cell_rows(cells, [case["case"] for case in cases], series)
     template = environment(project.settings.configs_dir / "catalog").get_template("kernel-versions.md.j2")
     return template.render(
         runs=runs,
@@ -102,14 +94,6 @@ def render(project: Project, build_dir: Path) -> str:
         series=series,
         changes=_changes(series, by_symbol),
     )
-
-
-def _numbers(cells: list[matrix.Cell]) -> dict[tuple[str, str], int]:
-    numbers: dict[tuple[str, str], int] = {}
-    for cell in cells:
-        if cell.reason and cell.state is not matrix.CellState.PASS:
-            numbers.setdefault((cell.series, cell.reason), len(numbers) + 1)
-    return numbers
 
 
 def _changes(series: list[str], by_symbol: dict[str, dict[str, KconfigFact]]) -> dict[str, list[str]]:

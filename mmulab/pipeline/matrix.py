@@ -144,7 +144,7 @@ def series_cells(project: Project, layout: Layout) -> list[Cell]:
     return cells
 
 
-def _reference_numbers(cells: list[Cell]) -> dict[tuple[str, str], int]:
+def reference_numbers(cells: list[Cell]) -> dict[tuple[str, str], int]:
     numbers: dict[tuple[str, str], int] = {}
     for cell in cells:
         if cell.reason and cell.state is not CellState.PASS:
@@ -152,12 +152,11 @@ def _reference_numbers(cells: list[Cell]) -> dict[tuple[str, str], int]:
     return numbers
 
 
-def table(cells: list[Cell], runs: Sequence[SeriesRun]) -> str:
-    """Cases down, series across; every cell that is not PASS refers to a numbered reason below the table."""
-    series = [run.series for run in runs]
-    numbers = _reference_numbers(cells)
+def cell_rows(cells: list[Cell], cases: Sequence[str], series: Sequence[str]) -> list[list[str]]:
+    """One row per case: its name, then per series the cell's state and the number of its reason ("-": no cell);
+    the terminal's table and docs/kernel-versions.md both show these."""
+    numbers = reference_numbers(cells)
     by_key = {(cell.case, cell.series): cell for cell in cells}
-    cases = list(dict.fromkeys(cell.case for cell in cells))
 
     def text(cell: Cell | None) -> str:
         if cell is None:
@@ -165,8 +164,15 @@ def table(cells: list[Cell], runs: Sequence[SeriesRun]) -> str:
         number = numbers.get((cell.series, cell.reason))
         return cell.state.value + (f" [{number}]" if number else "")
 
+    return [[case, *(text(by_key.get((case, name))) for name in series)] for case in cases]
+
+
+def table(cells: list[Cell], runs: Sequence[SeriesRun]) -> str:
+    """Cases down, series across; every cell that is not PASS refers to a numbered reason below the table."""
+    numbers = reference_numbers(cells)
+    cases = list(dict.fromkeys(cell.case for cell in cells))
     header = ["case", *(f"{run.series} ({run.version})" if run.version else run.series for run in runs)]
-    rows = [[case, *(text(by_key.get((case, name))) for name in series)] for case in cases]
+    rows = cell_rows(cells, cases, [run.series for run in runs])
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(row: list[str]) -> str:
@@ -260,13 +266,13 @@ def chosen(project: Project, only: str) -> list[str]:
     return [name for name in project.kernel_series if name in names]
 
 
-def run_series(project: Project, series: str, log: Path) -> SeriesRun:
+def run_series(mine: Project, log: Path) -> SeriesRun:
     """`doit --continue all` for one series, as a separate process (its own lock and doit database), its output in
     `log`; a task that fails does not stop the variants that do not need it."""
     environment = {
         **os.environ,
-        "MMULAB_KERNEL": series,
-        "MMULAB_BUILD_DIR": str(project.settings.build_dir),
+        "MMULAB_KERNEL": mine.series,
+        "MMULAB_BUILD_DIR": str(mine.settings.build_dir),
         "MMULAB_PROGRESS": "plain",
     }
     environment.pop("LINUX_SRC", None)
@@ -277,14 +283,13 @@ def run_series(project: Project, series: str, log: Path) -> SeriesRun:
     seconds = round(time.monotonic() - started, 1)
     if code == 130 or code < 0:
         raise KeyboardInterrupt
-    mine = series_project(project, series)
     fetched = Layout(mine.build_root()).fetched(mine.toolchain.kernel.source)
     try:
         record = Fetched.read(fetched)
         version, origin = record.version, record.origin
     except UserError:
         version, origin = "", "not fetched"
-    return SeriesRun(series, version, origin, code, seconds, str(log))
+    return SeriesRun(mine.series, version, origin, code, seconds, str(log))
 
 
 def run(project: Project, only: str = "") -> tuple[list[Cell], list[SeriesRun], tuple[Path, Path, Path]]:
@@ -299,9 +304,9 @@ def run(project: Project, only: str = "") -> tuple[list[Cell], list[SeriesRun], 
     for index, series in enumerate(names, 1):
         log = reports / "matrix" / f"linux-{series}.log"
         print(f"matrix: [{index}/{len(names)}] linux {series}: doit all (log: {log})", flush=True)
-        result = run_series(project, series, log)
-        runs.append(result)
         mine = series_project(project, series)
+        result = run_series(mine, log)
+        runs.append(result)
         found = series_cells(mine, Layout(mine.build_root()))
         cells += found
         passed = sum(cell.state is CellState.PASS for cell in found)
