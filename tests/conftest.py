@@ -266,6 +266,11 @@ def default_root(build_dir: Path) -> Path:
     return series_root(build_dir, checkout_configs().series)
 
 
+def user_tree_root(build_dir: Path) -> Path:
+    """The folder of `build_dir` that a run with LINUX_SRC (a user's own tree) builds in (build/linux-src/)."""
+    return series_root(build_dir, "", user_tree=True)
+
+
 class LazyProject:
     """`load_project()` (from the tests' clean environment) on first use, never when a test module is imported."""
 

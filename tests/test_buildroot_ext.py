@@ -23,6 +23,7 @@ from mmulab.build import busybox as busybox_build
 from mmulab.buildroot import generate as buildroot_ext
 from mmulab.buildroot.spec import load_buildroot
 from mmulab.core.errors import ConfigError
+from mmulab.core.paths import Layout
 from mmulab.core.settings import PROJECT_ROOT, Settings
 from mmulab.project.loader import load_project
 from mmulab.project.model import Project
@@ -194,7 +195,7 @@ def buildroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = tmp_path_factory.mktemp("brbuild")
     result = run_doit(["extract:buildroot"], {"MMULAB_BUILD_DIR": str(build)})
     assert result.returncode == 0, result.stdout + result.stderr
-    tree = build / "src" / "buildroot"
+    tree = Layout(default_root(build)).tree("buildroot")
     assert (tree / "Makefile").is_file()
     return tree
 
@@ -407,7 +408,6 @@ def test_post_image_boots_the_matrix(tmp_path: Path, session_build: Path, buildr
     musl as the toolchain's C library) fills a Buildroot-like images folder; the post-image script checks the
     configs and boots every NOMMU case from it with the pipeline's verdicts."""
     from mmulab.build.toolchain import compiler
-    from mmulab.core.paths import Layout
 
     # The slow tests' shared build (its kernels serve test_demos too), brought to what this test reads by doit
     # itself: built here if no test ran before, rebuilt where another left it changed (an overlay's edit).

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from conftest import DOIT, LazyProject, default_root, make_project, run_doit
+from conftest import DOIT, LazyProject, default_root, make_project, run_doit, user_tree_root
 from helpers_pipeline import executed
 
 from mmulab.build import busybox, extract, kernelconfig, toolchain
@@ -134,8 +134,8 @@ def test_the_mmu_and_mmu_full_images_hold_the_one_busybox_compiled_for_both(tmp_
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     compiled = [name for name in executed(result.stdout) if name.startswith("busybox:")]
     assert len(compiled) == 1 and result.stdout.count(": configure and build (log: ") == 1, result.stdout
-    layout = Layout(default_root(build))
-    folders = [folder.name for folder in (default_root(build) / "busybox").iterdir()]
+    layout = Layout(user_tree_root(build))
+    folders = [folder.name for folder in (layout.root / "busybox").iterdir()]
     assert folders == [compiled[0].removeprefix("busybox:")]
     binary = busybox.output(layout, PROJECT.variants["mmu"]).read_bytes()
     assert binary.startswith(b"\x7fELF") and len(binary) > 100_000

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from checkout_copy import copy_checkout, run_doit_in
-from conftest import checkout_configs, default_root, make_project, run_doit
+from conftest import checkout_configs, default_root, make_project, run_doit, user_tree_root
 from redis_server import RedisServer, ask
 
 from mmulab.boot import summary
@@ -227,9 +227,9 @@ def test_redis_shares_the_cache_between_build_dirs(tmp_path: Path, kernel_tree: 
                     result = run_doit(tasks, {**common, **env})
                     build = Path(env["MMULAB_BUILD_DIR"])
                 assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-                built[name] = {output: digest(build / output) for output in outputs}
+                built[name] = {output: digest(user_tree_root(build) / output) for output in outputs}
                 stdout[name], builds[name] = result.stdout, build
-                stats = ccache.read_stats(default_root(build) / "reports" / "ccache" / "kernel-mmu.stats")
+                stats = ccache.read_stats(user_tree_root(build) / "reports" / "ccache" / "kernel-mmu.stats")
                 if name == "off":
                     assert stats is None
                 elif name == "first":
@@ -237,9 +237,9 @@ def test_redis_shares_the_cache_between_build_dirs(tmp_path: Path, kernel_tree: 
                     assert int(ask(url, "DBSIZE")[1:]) > 300
                 else:
                     assert stats is not None and stats.remote_hits > 300 and stats.misses < stats.hits / 20, stats
-                    libc = ccache.read_stats(default_root(build) / "reports" / "ccache" / "libc-musl.stats")
+                    libc = ccache.read_stats(user_tree_root(build) / "reports" / "ccache" / "libc-musl.stats")
                     assert libc is not None and libc.remote_hits > 500, libc
-            program = (builds["second"] / "programs" / "fork-c" / "fork-c").read_bytes()
+            program = (user_tree_root(builds["second"]) / "programs" / "fork-c" / "fork-c").read_bytes()
     finally:
         shutil.rmtree(outside_root, ignore_errors=True)
     assert built["off"] == built["first"] == built["second"]

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import clean_environment, default_root, make_project, run_doit
+from conftest import clean_environment, default_root, make_project, run_doit, user_tree_root
 from distcc_server import DistccServer
 
 from mmulab.build import ccache, distcc, toolchain
@@ -283,7 +283,8 @@ def test_farm_without_the_compile_cache_warns_once_and_builds_locally(tmp_path: 
 
 def build_outputs(build: Path) -> dict[str, str]:
     paths = ("sysroot/lib/libc.a", "programs/fork-c/fork-c")
-    return {path: digest(build / path) for path in paths if (build / path).exists()}
+    root = user_tree_root(build)
+    return {path: digest(root / path) for path in paths if (root / path).exists()}
 
 
 @pytest.mark.slow
@@ -329,10 +330,11 @@ def test_kernel_libc_and_program_identical_through_the_farm_though_a_server_dies
     assert len(lines) <= 1 and all("fell back to local" in line for line in lines), stderr
     assert "kernel nommu: make -j6 Image" in stdout
     image = "nommu/kernel/out/Image"
-    assert digest(build / image) == digest(tmp_path / "local" / image)
+    assert digest(user_tree_root(build) / image) == digest(user_tree_root(tmp_path / "local") / image)
     assert build_outputs(build) == build_outputs(tmp_path / "local") and len(build_outputs(build)) == 2
-    kernel = distcc.read_stats(Layout(default_root(build)).farm_stats("kernel:nommu"))
-    musl = distcc.read_stats(Layout(default_root(build)).farm_stats("libc:musl"))
+    kernel = distcc.read_stats(Layout(user_tree_root(build)).farm_stats("kernel:nommu"))
+    musl = distcc.read_stats(Layout(user_tree_root(build)).farm_stats("libc:musl"))
     assert kernel is not None and musl is not None and kernel.remote + musl.remote > 1000, (kernel, musl)
     assert "build farm (distcc):" in stdout and "kernel:nommu" in stdout.split("build farm")[-1]
-    assert os.listdir(build / ".distcc" / "client")  # distcc's own lock files stay in the build directory
+    # distcc's own lock files stay in the build directory
+    assert os.listdir(Layout(user_tree_root(build)).farm_state() / "client")

@@ -169,11 +169,13 @@ def test_missing_skips_here_and_fails_under_ci(tmp_path: Path, monkeypatch: pyte
 
 
 @pytest.mark.slow
-def test_the_fast_suite_passes_alike_in_a_hostile_environment(tmp_path: Path) -> None:
-    """The fast suite twice in new processes, from the clean environment and from a hostile one: the same
-    outcome for every test (about two fast-suite runs' time, hence slow)."""
-    fast = ["-m", "not slow"]
-    clean = outcomes(fast, clean_environment(), tmp_path / "clean")
-    hostile = outcomes(fast, hostile_environment(), tmp_path / "hostile")
-    assert hostile == clean, {k: (clean.get(k), hostile.get(k)) for k in clean.keys() | hostile.keys()}
-    assert sum(outcome == "passed" for outcome in clean.values()) > 100
+def test_the_fast_suite_passes_in_a_hostile_environment(tmp_path: Path) -> None:
+    """The fast suite in a new process started with every hostile value set: no test fails or errors, and under
+    CI=true (where every tool is provided) none skips either, so every test ran and passed as it does from a clean
+    environment. (One run, not a clean run beside it: this process's own fast tests are that run.)"""
+    hostile = outcomes(["-m", "not slow"], hostile_environment(), tmp_path / "hostile")
+    broken = {test: outcome for test, outcome in hostile.items() if outcome in ("failure", "error")}
+    assert broken == {}, broken
+    if os.environ.get("CI") == "true":
+        assert [test for test, outcome in hostile.items() if outcome == "skipped"] == []
+    assert sum(outcome == "passed" for outcome in hostile.values()) > 100
