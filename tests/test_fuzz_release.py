@@ -828,7 +828,7 @@ def release_members(tmp_path_factory: pytest.TempPathFactory) -> Base:
 # The properties
 
 
-@settings_for(150)
+@settings_for(40)
 @given(spec=archives())
 def test_a_generated_archive_is_accepted_or_refused_in_one_line_within_bounds(
     spec: Archive, tmp_path: Path, capped: Tally, release_members: list[Member]
@@ -844,7 +844,7 @@ def test_a_generated_archive_is_accepted_or_refused_in_one_line_within_bounds(
         assert capped.streams <= 2
 
 
-@settings_for(150)
+@settings_for(40)
 @given(changes=release_changes())
 def test_a_mutated_release_folder_is_accepted_or_reported_within_bounds(
     changes: tuple[Mutation, ...], tmp_path: Path, capped: Tally

@@ -1,5 +1,5 @@
-"""The memory demos swap, buddy and numa: their verdicts on recorded consoles of both outcomes, and, slow,
-five real boots of every case in a row, each of which must pass (no flaky markers)."""
+"""The memory demos swap, buddy and numa: their verdicts on recorded consoles of both outcomes. (Their real boots,
+repeated on a loaded host, are tests/test_soak.py's; longer soaks are bench/bench_soak.py's.)"""
 
 from __future__ import annotations
 
@@ -9,17 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import LazyProject, checkout_configs, make_project, run_doit
+from conftest import LazyProject, checkout_configs
 
 from mmulab.boot import judge as boot_judge
-from mmulab.boot import qemu
-from mmulab.pipeline.actions import layout_of
 
 DATA = Path(__file__).parent / "data" / "boots"
 PROJECT = LazyProject()
 DEMOS = ("swap", "buddy", "numa")
 CASES = sorted(case for demo in DEMOS for case in checkout_configs().demos[demo].cases)
-RUNS = 5
 
 
 def judge(name: str, lines: list[str]) -> boot_judge.Verdict:
@@ -100,32 +97,6 @@ def test_a_console_that_shows_the_other_outcome_fails(name: str, before: str, af
     assert any(before in line for line in lines)
     verdict = judge(name, [line.replace(before, after) for line in lines])
     assert not verdict.passed
-
-
-@pytest.fixture(scope="module")
-def built(session_build: Path, kernel_tree: Path) -> Path:
-    """The images of every case, built (or found built) by the pipeline in the session's build directory."""
-    result = run_doit([f"demo:{demo}" for demo in DEMOS], {"MMULAB_BUILD_DIR": str(session_build)})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return session_build
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", CASES)
-def test_five_boots_in_a_row_all_pass(built: Path, tmp_path: Path, name: str) -> None:
-    """The already-built kernel and image booted RUNS times directly (no rebuild): every boot must pass."""
-    project = make_project(built)
-    layout = layout_of(project)
-    case = project.boots[name]
-    variant = project.variants[case.variant]
-    kernel = layout.kernel_output(case.variant, project.toolchain.kernel.image)
-    command = qemu.qemu_command(
-        project.toolchain, variant, kernel, layout.image(case.variant, case.build), case, interactive=False
-    )
-    verdicts = [qemu.run_captured(command, case, tmp_path / f"{name}-{run}.log") for run in range(RUNS)]
-    failures = [v.summary() for v in verdicts if not v.passed]
-    assert not failures, "\n".join(failures)
-    print(name, "seconds:", [v.seconds for v in verdicts])
 
 
 # ---------------------------------------------------------------------------------------------------------------

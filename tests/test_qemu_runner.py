@@ -287,6 +287,58 @@ def test_boot_case_boots_the_cases_command_through_the_runner(clock: FakeClock, 
     assert runner.stopped == [True]
 
 
+class ScriptedRunner(FakeRunner):
+    """A FakeRunner that plays a script of its own for each boot, in order."""
+
+    def __init__(self, clock: FakeClock, boots: Sequence[tuple[Sequence[Step], float | None]]) -> None:
+        super().__init__(clock, [])
+        self.boots = list(boots)
+
+    @contextlib.contextmanager
+    def stream(self, command: Sequence[str | Path]) -> Iterator[FakeQemu]:  # type: ignore[override]
+        steps, exit_at = self.boots.pop(0)
+        self.script = (steps, exit_at, 0, None, None)
+        with super().stream(command) as fake:
+            yield fake
+
+
+FIRMWARE_ONLY = [Step(0.1, console("OpenSBI v1.1", "Boot HART ID              : 0"))]
+
+
+@pytest.mark.parametrize(
+    ("reason", "first", "boots", "passed"),
+    [
+        ("a firmware race", FIRMWARE_ONLY, 2, True),  # hung before the kernel: booted once more
+        ("a firmware race", [Step(0.1, console("OpenSBI v1.1", "[    0.0] Linux version 6.12"))], 1, False),
+        ("", FIRMWARE_ONLY, 1, False),  # a run that names no reason is never booted again
+    ],
+    ids=["hung-in-firmware", "hung-in-the-kernel", "no-reason-given"],
+)
+def test_only_a_named_hang_before_the_kernel_is_booted_once_more(
+    case: BootCase, clock: FakeClock, tmp_path: Path, reason: str, first: list[Step], boots: int, passed: bool
+) -> None:
+    """reboot_before_kernel: a boot that hung before the kernel's first line is booted once more and that verdict
+    counts, its notes naming the reason and the first console (kept); a hang in the kernel itself is a failure."""
+    case = replace(case, reboot_before_kernel=reason)
+    files = qemu.BootFiles(tmp_path / "Image", tmp_path / "init.cpio", tmp_path / "c.log", tmp_path / "c.traps")
+    good = [Step(0.1, console("[    0.0] Linux version 6.12", "start", "done"))]
+    runner = ScriptedRunner(clock, [(first, None), (good, 0.2)])
+    verdict = qemu.boot_case(PROJECT.toolchain, PROJECT.variants[case.variant], case, files, runner=runner, clock=clock)
+    assert (len(runner.commands), verdict.passed) == (boots, passed), verdict.summary()
+    if boots == 2:
+        assert verdict.notes[0].startswith(f"the first boot hung before the kernel wrote a line ({reason})")
+        assert "c.log.first" in verdict.notes[0]
+        assert "Boot HART ID" in (tmp_path / "c.log.first").read_text()
+        assert "done" in files.console_log.read_text()
+    else:
+        assert verdict.observed == "hang" and not (tmp_path / "c.log.first").exists()
+
+
+def test_the_two_hart_numa_run_names_its_firmware_race() -> None:
+    assert "OpenSBI" in PROJECT.boots["numa-c-mmu-full"].reboot_before_kernel
+    assert not [name for name, case in PROJECT.boots.items() if case.reboot_before_kernel and "numa" not in name]
+
+
 def test_an_error_while_booting_still_lets_go_of_qemu(case: BootCase, clock: FakeClock, tmp_path: Path):
     """An interrupt (Ctrl-C) in the middle of a boot: the runner gets the process back to stop it."""
 

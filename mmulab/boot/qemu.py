@@ -14,11 +14,11 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from mmulab.boot.judge import Verdict, judge
+from mmulab.boot.judge import Outcome, Verdict, judge
 from mmulab.boot.symbolize import (
     LOOP_REPEATS,
     Resolver,
@@ -33,6 +33,8 @@ from mmulab.core.tools import RUNNER, Output, Runner, Stream
 from mmulab.project.model import PANIC_MARKER, BootCase, Toolchain, Variant
 
 PANIC_GRACE_SECONDS = 1.0
+# The kernel's first console line: a console without it never got past the firmware.
+KERNEL_FIRST_LINE = b"Linux version "
 # A case's timeout is counted like the stall below, in time QEMU could have run (a loaded host slows a boot
 # down without hanging it); in wall time a boot never lasts more than this many times its timeout.
 SLOW_HOST_LIMIT = 5
@@ -96,10 +98,24 @@ def boot_case(
     runner: Runner = RUNNER,
     clock: Callable[[], float] = time.monotonic,
 ) -> Verdict:
-    """The one way a case is booted and judged: its command, console capture, trap watch and fault notes."""
+    """The one way a case is booted and judged: its command, console capture, trap watch and fault notes. A case
+    with `reboot_before_kernel` that hung before the kernel wrote a line is booted once more; that verdict
+    counts, and its notes say so, naming the first boot's console (kept beside it, `<console>.first`)."""
     command = case_command(toolchain, variant, case, files)
     trap_log = files.trap_log if case.traps else None
-    return run_captured(command, case, files.console_log, resolver, trap_log, runner=runner, clock=clock)
+    verdict = run_captured(command, case, files.console_log, resolver, trap_log, runner=runner, clock=clock)
+    if not case.reboot_before_kernel or verdict.passed or verdict.observed is not Outcome.HANG:
+        return verdict
+    if KERNEL_FIRST_LINE in files.console_log.read_bytes():
+        return verdict
+    first = files.console_log.with_name(files.console_log.name + ".first")
+    files.console_log.replace(first)
+    again = run_captured(command, case, files.console_log, resolver, trap_log, runner=runner, clock=clock)
+    note = (
+        f"the first boot hung before the kernel wrote a line ({case.reboot_before_kernel}); "
+        f"booted once more (the first console: {first.name})"
+    )
+    return replace(again, notes=(note, *again.notes))
 
 
 def thread_states(pid: int) -> dict[int, tuple[str, int]] | None:

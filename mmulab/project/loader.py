@@ -481,6 +481,7 @@ def _run_case(
         cmdline=cmdline,
         traps=run.get("traps", bool, defaults.get("traps", bool, False)),
         shows=run.get("shows", str, ""),
+        reboot_before_kernel=run.get("reboot_before_kernel", str, ""),
     )
 
 

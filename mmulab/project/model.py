@@ -274,6 +274,9 @@ class BootCase:
     cmdline: str = ""
     shows: str = ""
     traps: bool = False  # QEMU logs every trap (-d int): a stuck hart ends the boot at once, named
+    # Why a boot that hangs before the kernel writes its first line is booted once more (empty: never). For a
+    # fault below the kernel, in the firmware, that the run names; the verdict says it happened.
+    reboot_before_kernel: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "expect", Expect(self.expect))
