@@ -1,4 +1,4 @@
-"""How long the developer's inner loop takes: `pytest -m "not slow"` on this checkout, wall seconds, with the
+"""How long the developer's inner loop takes: `pytest -m "not slow" -n 2` on this checkout, wall seconds, with the
 machine's load beside it (a shared host's load average says how much of it the suite had).
 
 Usage: .venv/bin/python bench/bench_fast_suite.py --label after [--out bench/results/fast_suite.json]
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--label", required=True)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fast_suite.json")
     args = parser.parse_args()
-    command = [sys.executable, "-m", "pytest", "-m", "not slow", "-q", "-p", "no:randomly", "--durations=10"]
+    command = [sys.executable, "-m", "pytest", "-m", "not slow", "-n", "2", "-q", "-p", "no:randomly", "--durations=10"]
     load_before = os.getloadavg()
     started = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
@@ -39,7 +39,7 @@ def main() -> None:
     slowest = [f"{m.group(1)}s {m.group(2)} {m.group(3)}" for line in lines if (m := DURATION.match(line))]
     recorded = json.loads(args.out.read_text()) if args.out.is_file() else {}
     recorded[args.label] = {
-        "command": "pytest -m 'not slow' -q -p no:randomly",
+        "command": "pytest -m 'not slow' -n 2 -q -p no:randomly",
         "wall_seconds": round(seconds, 1),
         "outcome": summary,
         "exit": result.returncode,

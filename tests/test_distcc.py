@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import clean_environment, default_root, make_project, run_doit, user_tree_root
+from conftest import clean_environment, default_root, make_project, run_doit
 from distcc_server import DistccServer
 
 from mmulab.build import ccache, distcc, toolchain
@@ -283,24 +283,25 @@ def test_farm_without_the_compile_cache_warns_once_and_builds_locally(tmp_path: 
 
 def build_outputs(build: Path) -> dict[str, str]:
     paths = ("sysroot/lib/libc.a", "programs/fork-c/fork-c")
-    root = user_tree_root(build)
+    root = default_root(build)
     return {path: digest(root / path) for path in paths if (root / path).exists()}
 
 
 @pytest.mark.slow
 @pytest.mark.needs("distccd", "ccache", CROSS)
 def test_kernel_libc_and_program_identical_through_the_farm_though_a_server_dies(
-    tmp_path: Path, kernel_tree: Path
+    tmp_path: Path, session_build: Path
 ) -> None:
-    """The NOMMU kernel, libc.a and a C program: built locally (through the session's compile cache), then through
-    two loopback servers with an empty cache so every compile runs, one server killed (SIGKILL, its children too)
-    once it has compiled 100 files: the build finishes with the same bytes, both servers' logs show compiles, the
-    run's table counts them, make -j follows the slots (2 x 3), and at most one line says compiles fell back.
-    (One farm build proves both the farm's bytes and its faults: a second whole build would cost the suite
-    minutes; the fast tests above cover a healthy farm's silence and the probe.)"""
+    """The NOMMU kernel, libc.a and a C program: built locally (the session's build directory, where the other slow
+    tests build them too), then in another build directory through two loopback servers with an empty cache so
+    every compile runs, one server killed (SIGKILL, its children too) once it has compiled 100 files: the build
+    finishes with the same bytes, both servers' logs show compiles, the run's table counts them, make -j follows
+    the slots (2 x 3), and at most one line says compiles fell back. (One farm build proves both the farm's bytes
+    and its faults: a second whole build would cost the suite minutes; the fast tests above cover a healthy farm's
+    silence and the probe.)"""
     tasks = ["kernel:nommu", "program:fork-c"]
-    common = {"LINUX_SRC": str(kernel_tree), "MMULAB_PROGRESS": "off", "MMULAB_JOBS": "2"}
-    reference = run_doit(tasks, {**common, "MMULAB_BUILD_DIR": str(tmp_path / "local")})
+    common = {"MMULAB_PROGRESS": "off", "MMULAB_JOBS": "2"}
+    reference = run_doit(tasks, {**common, "MMULAB_BUILD_DIR": str(session_build)})
     assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
     build = tmp_path / "farm"
     with DistccServer("127.0.0.2", slots=3) as survivor, DistccServer("127.0.0.3", slots=3) as victim:
@@ -330,11 +331,11 @@ def test_kernel_libc_and_program_identical_through_the_farm_though_a_server_dies
     assert len(lines) <= 1 and all("fell back to local" in line for line in lines), stderr
     assert "kernel nommu: make -j6 Image" in stdout
     image = "nommu/kernel/out/Image"
-    assert digest(user_tree_root(build) / image) == digest(user_tree_root(tmp_path / "local") / image)
-    assert build_outputs(build) == build_outputs(tmp_path / "local") and len(build_outputs(build)) == 2
-    kernel = distcc.read_stats(Layout(user_tree_root(build)).farm_stats("kernel:nommu"))
-    musl = distcc.read_stats(Layout(user_tree_root(build)).farm_stats("libc:musl"))
+    assert digest(default_root(build) / image) == digest(default_root(session_build) / image)
+    assert build_outputs(build) == build_outputs(session_build) and len(build_outputs(build)) == 2
+    kernel = distcc.read_stats(Layout(default_root(build)).farm_stats("kernel:nommu"))
+    musl = distcc.read_stats(Layout(default_root(build)).farm_stats("libc:musl"))
     assert kernel is not None and musl is not None and kernel.remote + musl.remote > 1000, (kernel, musl)
     assert "build farm (distcc):" in stdout and "kernel:nommu" in stdout.split("build farm")[-1]
     # distcc's own lock files stay in the build directory
-    assert os.listdir(Layout(user_tree_root(build)).farm_state() / "client")
+    assert os.listdir(Layout(default_root(build)).farm_state() / "client")

@@ -172,8 +172,9 @@ def test_missing_skips_here_and_fails_under_ci(tmp_path: Path, monkeypatch: pyte
 def test_the_fast_suite_passes_in_a_hostile_environment(tmp_path: Path) -> None:
     """The fast suite in a new process started with every hostile value set: no test fails or errors, and under
     CI=true (where every tool is provided) none skips either, so every test ran and passed as it does from a clean
-    environment. (One run, not a clean run beside it: this process's own fast tests are that run.)"""
-    hostile = outcomes(["-m", "not slow"], hostile_environment(), tmp_path / "hostile")
+    environment. (One run, not a clean run beside it: this process's own fast tests are that run; on two
+    pytest-xdist workers, as the inner loop runs.)"""
+    hostile = outcomes(["-m", "not slow", "-n", "2"], hostile_environment(), tmp_path / "hostile")
     broken = {test: outcome for test, outcome in hostile.items() if outcome in ("failure", "error")}
     assert broken == {}, broken
     if os.environ.get("CI") == "true":

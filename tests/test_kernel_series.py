@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -202,23 +205,28 @@ def test_an_unknown_matrix_series_is_a_configuration_error() -> None:
 
 
 @pytest.fixture(scope="module")
-def keyring(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A throwaway OpenPGP key (its home, its public keyring), standing in for Debian's and kernel.org's."""
-    home = tmp_path_factory.mktemp("gnupg")
-    home.chmod(0o700)
+def keyring() -> Iterator[tuple[Path, Path]]:
+    """A throwaway OpenPGP key (its home, its public keyring), standing in for Debian's and kernel.org's. Its home is
+    a short folder of its own (under TMPDIR), not pytest's deep basetemp: gpg-agent's socket lives there, and a
+    socket path over 107 bytes makes gpg fail (exit 2). The agent is stopped and the folder removed afterwards."""
     if subprocess.run(["which", "gpg"], capture_output=True, check=False).returncode != 0:
         missing("gpg", "Debian package gnupg")
+    home = Path(tempfile.mkdtemp(prefix="gnupg-"))
     env = {**clean_environment(), "GNUPGHOME": str(home)}
-    command = ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
-    subprocess.run(
-        [*command, "--quick-gen-key", "test <t@example.invalid>", "ed25519", "sign", "0"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    public = home / "public.gpg"
-    subprocess.run(["gpg", "--batch", "--export", "--output", str(public)], env=env, check=True)
-    return home, public
+    try:
+        command = ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+        subprocess.run(
+            [*command, "--quick-gen-key", "test <t@example.invalid>", "ed25519", "sign", "0"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        public = home / "public.gpg"
+        subprocess.run(["gpg", "--batch", "--export", "--output", str(public)], env=env, check=True)
+        yield home, public
+    finally:
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True, check=False)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def clearsign(home: Path, text: str) -> bytes:
