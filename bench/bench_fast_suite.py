@@ -20,7 +20,7 @@ from pathlib import Path
 from benchlib import ROOT
 
 TARGET_SECONDS = 120.0
-SUMMARY = re.compile(r"=+ (.*) in ([\d.]+)s")
+SUMMARY = re.compile(r"^=*\s*(\d+ (?:passed|failed).*) in ([\d.]+)s")
 DURATION = re.compile(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)")
 
 
