@@ -9,11 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from conftest import clean_environment
-from helpers_pipeline import executed
+from helpers_pipeline import executed, wait_for
 
 from mmulab.core.settings import PROJECT_ROOT
 from mmulab.pipeline.run import INTERRUPTED
@@ -56,11 +55,7 @@ def test_ctrl_c_after_the_stages_command_ended_is_130_and_the_task_reruns(tmp_pa
     (tmp_path / "dodo.py").write_text(dodo)
     run = start(tmp_path)
     try:
-        give_up = time.monotonic() + 60  # a bound, never a measurement
-        while not (gate / "held").exists():
-            assert run.poll() is None, run.communicate()
-            assert time.monotonic() < give_up, "the stage never reached its hold point"
-            time.sleep(0.02)
+        wait_for(gate / "held", run, deadline=60)
         os.killpg(run.pid, signal.SIGINT)  # Ctrl-C on a terminal: the whole foreground group
         _stdout, stderr = run.communicate(timeout=60)
     finally:

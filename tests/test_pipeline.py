@@ -8,14 +8,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from subprocess import PIPE
 
 import pytest
 from conftest import DOIT, default_root, run_doit
-from helpers_pipeline import executed
+from helpers_pipeline import executed, wait_for
 
 from mmulab.core.settings import PROJECT_ROOT
 
@@ -224,15 +223,6 @@ def held_kernel_build(tmp_path: Path, kernel_tree: Path) -> Iterator[tuple[subpr
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
         run.communicate()
-
-
-def wait_for(path: Path, run: subprocess.Popen[str], deadline: float) -> None:
-    """Until `path` exists (polled; `deadline` seconds is a bound, never a measurement), the run still going."""
-    give_up = time.monotonic() + deadline
-    while not path.exists():
-        assert run.poll() is None, run.communicate()
-        assert time.monotonic() < give_up, f"{path.name} did not appear within {deadline} s"
-        time.sleep(0.05)
 
 
 def test_ctrl_c_during_a_kernel_build_prints_one_line_exits_130_and_leaves_no_process(
